@@ -1,0 +1,478 @@
+//! Typed header values, decoded on demand from the message buffer.
+
+use std::borrow::Cow;
+
+use crate::addr::NameAddr;
+use crate::error::{ErrorKind, ParseError};
+use crate::message::{header_label, Header, Message};
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::params::{unquote, Params};
+use crate::scan;
+use crate::uri::{parse_hostport, Host};
+
+/// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// One Via value (RFC 3261 §20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Protocol name and version, normally `SIP` and `2.0`.
+    pub protocol: (&'a str, &'a str),
+    /// Transport token as written (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, or any token).
+    pub transport: &'a str,
+    /// The sent-by host.
+    pub host: Host<'a>,
+    /// The sent-by port, when written.
+    pub port: Option<u16>,
+    /// The sent-by text as written (`host[:port]`).
+    pub sent_by: &'a str,
+    /// The via-params.
+    pub params: Params<'a>,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value. LWS is allowed around `/` and `;` (RFC 4475 §3.1.1.1).
+    pub fn parse(s: &'a str) -> Option<Via<'a>> {
+        let mut parts = s.splitn(3, '/');
+        let name = scan::trim_lws(parts.next()?);
+        let version = scan::trim_lws(parts.next()?);
+        let rest = scan::trim_lws(parts.next()?);
+        if !scan::is_token(name.as_bytes()) || !scan::is_token(version.as_bytes()) {
+            return None;
+        }
+        let t_end = rest
+            .bytes()
+            .position(|c| !scan::is_token_char(c))
+            .unwrap_or(rest.len());
+        let transport = rest.get(..t_end)?;
+        let rest = rest.get(t_end..)?;
+        if transport.is_empty() || !rest.bytes().next().is_some_and(scan::is_lws) {
+            return None;
+        }
+        let rest = scan::trim_lws(rest);
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (scan::trim_lws(rest.get(..i)?), Some(rest.get(i + 1..)?)),
+            None => (rest, None),
+        };
+        let (host, port) = parse_hostport(sent_by).ok()?;
+        let params = Params::new(params.unwrap_or(""));
+        if params.validate().is_err() {
+            return None;
+        }
+        if let Some(p) = params.get("rport") {
+            if p.is_some_and(|v| v.parse::<u16>().is_err()) {
+                return None;
+            }
+        }
+        Some(Via {
+            protocol: (name, version),
+            transport,
+            host,
+            port,
+            sent_by,
+            params,
+        })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).
+    pub fn has_magic_cookie(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+
+    /// `None`: no rport; `Some(None)`: rport asked for; `Some(Some(p))`: filled in (RFC 3581).
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.get("ttl").flatten().and_then(|t| t.parse().ok())
+    }
+}
+
+/// CSeq (RFC 3261 §20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// The sequence number, below 2^31 (§8.1.1.5).
+    pub seq: u32,
+    /// The method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(s: &str) -> Option<CSeq> {
+        let s = scan::trim_lws(s);
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let seq = scan::parse_decimal(s.get(..digits)?, (1 << 31) - 1)?;
+        let rest = s.get(digits..)?;
+        if !rest.bytes().next().is_some_and(scan::is_lws) {
+            return None;
+        }
+        let method = scan::trim_lws(rest);
+        if !scan::is_token(method.as_bytes()) {
+            return None;
+        }
+        Some(CSeq {
+            seq: u32::try_from(seq).ok()?,
+            method: Method::from_token(method),
+        })
+    }
+}
+
+/// Reason (RFC 3326): why a request was sent, e.g. a CANCEL after a 200 elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason<'a> {
+    /// `SIP`, `Q.850` or another protocol token.
+    pub protocol: &'a str,
+    /// The `cause` parameter.
+    pub cause: Option<u16>,
+    /// The `text` parameter, unquoted.
+    pub text: Option<Cow<'a, str>>,
+}
+
+impl<'a> Reason<'a> {
+    /// Parses one Reason value.
+    pub fn parse(s: &'a str) -> Option<Reason<'a>> {
+        let s = scan::trim_lws(s);
+        let (protocol, params) = match s.find(';') {
+            Some(i) => (scan::trim_lws(s.get(..i)?), Params::new(s.get(i + 1..)?)),
+            None => (s, Params::new("")),
+        };
+        if !scan::is_token(protocol.as_bytes()) || params.validate().is_err() {
+            return None;
+        }
+        let cause = match params.get("cause") {
+            Some(Some(c)) => Some(c.parse().ok()?),
+            Some(None) => return None,
+            None => None,
+        };
+        Some(Reason {
+            protocol,
+            cause,
+            text: params.get_unquoted("text"),
+        })
+    }
+}
+
+/// Retry-After (RFC 3261 §20.33).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryAfter<'a> {
+    /// Seconds to wait.
+    pub seconds: u32,
+    /// The comment in parentheses, if any.
+    pub comment: Option<&'a str>,
+    /// The `duration` parameter.
+    pub duration: Option<u32>,
+}
+
+impl<'a> RetryAfter<'a> {
+    /// Parses `delta-seconds [ comment ] *( SEMI retry-param )`.
+    pub fn parse(s: &'a str) -> Option<RetryAfter<'a>> {
+        let s = scan::trim_lws(s);
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let seconds = u32::try_from(scan::parse_decimal(s.get(..digits)?, u64::from(u32::MAX))?).ok()?;
+        let mut rest = scan::trim_lws(s.get(digits..)?);
+        let mut comment = None;
+        if let Some(c) = rest.strip_prefix('(') {
+            let close = c.find(')')?;
+            comment = Some(c.get(..close)?);
+            rest = scan::trim_lws(c.get(close + 1..)?);
+        }
+        let params = match rest.strip_prefix(';') {
+            Some(p) => Params::new(p),
+            None if rest.is_empty() => Params::new(""),
+            None => return None,
+        };
+        params.validate().ok()?;
+        let duration = match params.get("duration") {
+            Some(Some(d)) => Some(d.parse().ok()?),
+            Some(None) => return None,
+            None => None,
+        };
+        Some(RetryAfter {
+            seconds,
+            comment,
+            duration,
+        })
+    }
+}
+
+/// A challenge (WWW-/Proxy-Authenticate) or credentials (Authorization,
+/// Proxy-Authorization): a scheme and comma-separated auth-params (RFC 3261 §25.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth<'a> {
+    /// `Digest`, or any other scheme token.
+    pub scheme: &'a str,
+    params: &'a str,
+}
+
+impl<'a> Auth<'a> {
+    /// Parses `scheme LWS auth-param *(COMMA auth-param)`.
+    pub fn parse(s: &'a str) -> Option<Auth<'a>> {
+        let s = scan::trim_lws(s);
+        let end = s.bytes().position(|c| !scan::is_token_char(c)).unwrap_or(s.len());
+        let scheme = s.get(..end)?;
+        let params = scan::trim_lws(s.get(end..)?);
+        if scheme.is_empty() || (!params.is_empty() && !s.as_bytes().get(end).is_some_and(|&c| scan::is_lws(c))) {
+            return None;
+        }
+        let auth = Auth { scheme, params };
+        for (name, value) in auth.params() {
+            let value_ok = value.starts_with('"')
+                && matches!(scan::quoted_string(value), Some((_, r)) if r.is_empty())
+                || !value.is_empty() && scan::is_token(value.as_bytes());
+            if !scan::is_token(name.as_bytes()) || !value_ok {
+                return None;
+            }
+        }
+        Some(auth)
+    }
+
+    /// The auth-params as `(name, raw value)` pairs.
+    pub fn params(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let raw = self.params;
+        scan::split_top_level(raw, b',')
+            .filter(move |_| !raw.is_empty())
+            .map(|p| match p.find('=') {
+                Some(i) => (
+                    scan::trim_lws(p.get(..i).unwrap_or_default()),
+                    scan::trim_lws(p.get(i + 1..).unwrap_or_default()),
+                ),
+                None => (scan::trim_lws(p), ""),
+            })
+    }
+
+    /// A parameter by name (case-insensitive), unquoted.
+    pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.params()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| unquote(v))
+    }
+}
+
+fn bad(h: &Header) -> ParseError {
+    ErrorKind::BadHeader(header_label(h.name)).at(h.offset())
+}
+
+impl Message {
+    fn single(&self, name: HeaderName) -> Result<(&Header, &str), ParseError> {
+        let h = self
+            .header(name)
+            .ok_or(ErrorKind::MissingHeader(header_label(name)).at(self.headers_end()))?;
+        Ok((h, self.value_str(h)?))
+    }
+
+    /// Call-ID (mandatory).
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        let (h, v) = self.single(HeaderName::CallId)?;
+        if v.is_empty() || v.bytes().any(scan::is_lws) {
+            return Err(bad(h));
+        }
+        Ok(v)
+    }
+
+    /// CSeq (mandatory).
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        let (h, v) = self.single(HeaderName::CSeq)?;
+        CSeq::parse(v).ok_or_else(|| bad(h))
+    }
+
+    /// From (mandatory).
+    pub fn from_header(&self) -> Result<NameAddr<'_>, ParseError> {
+        let (h, v) = self.single(HeaderName::From)?;
+        NameAddr::parse(v).map_err(|_| bad(h))
+    }
+
+    /// To (mandatory).
+    pub fn to_header(&self) -> Result<NameAddr<'_>, ParseError> {
+        let (h, v) = self.single(HeaderName::To)?;
+        NameAddr::parse(v).map_err(|_| bad(h))
+    }
+
+    /// The To tag, if the To header parses and has one.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to_header().ok().and_then(|t| t.tag())
+    }
+
+    /// The From tag, if the From header parses and has one.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from_header().ok().and_then(|t| t.tag())
+    }
+
+    /// Max-Forwards, when present (0–255).
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        match self.header(HeaderName::MaxForwards) {
+            None => Ok(None),
+            Some(h) => {
+                let v = self.value_str(h)?;
+                scan::parse_decimal(v, 255)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .map(Some)
+                    .ok_or_else(|| bad(h))
+            }
+        }
+    }
+
+    /// Expires, when present.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        match self.header(HeaderName::Expires) {
+            None => Ok(None),
+            Some(h) => {
+                let v = self.value_str(h)?;
+                scan::parse_decimal(v, u64::from(u32::MAX))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .map(Some)
+                    .ok_or_else(|| bad(h))
+            }
+        }
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
+        match self.vias().next() {
+            Some(v) => v,
+            None => Err(ErrorKind::MissingHeader("Via").at(self.headers_end())),
+        }
+    }
+
+    /// Every Via value, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ParseError>> + '_ {
+        self.parsed_values(HeaderName::Via, Via::parse)
+    }
+
+    /// Every Contact value. A `*` Contact (REGISTER, §10.2.2) yields an error here; test
+    /// for it with [`Message::contact_is_star`].
+    pub fn contacts(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
+        self.parsed_values(HeaderName::Contact, |v| NameAddr::parse(v).ok())
+    }
+
+    /// Whether the message has `Contact: *`.
+    pub fn contact_is_star(&self) -> bool {
+        self.values(HeaderName::Contact)
+            .any(|v| v.is_ok_and(|(_, v)| v == "*"))
+    }
+
+    /// Every Route value, top first.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
+        self.parsed_values(HeaderName::Route, |v| NameAddr::parse(v).ok())
+    }
+
+    /// Every Record-Route value, top first.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
+        self.parsed_values(HeaderName::RecordRoute, |v| NameAddr::parse(v).ok())
+    }
+
+    /// Every Reason value.
+    pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>, ParseError>> + '_ {
+        self.parsed_values(HeaderName::Reason, Reason::parse)
+    }
+
+    /// Retry-After, when present.
+    pub fn retry_after(&self) -> Option<Result<RetryAfter<'_>, ParseError>> {
+        let h = self.header(HeaderName::RetryAfter)?;
+        Some(
+            self.value_str(h)
+                .and_then(|v| RetryAfter::parse(v).ok_or_else(|| bad(h))),
+        )
+    }
+
+    /// Every challenge or credential of an authentication header (one per header field).
+    pub fn auths(&self, name: HeaderName) -> impl Iterator<Item = Result<Auth<'_>, ParseError>> + '_ {
+        self.headers_named(name).map(move |h| {
+            self.value_str(h)
+                .and_then(|v| Auth::parse(v).ok_or_else(|| bad(h)))
+        })
+    }
+
+    /// Option tags of Supported, Require, Proxy-Require, Unsupported, or the methods of Allow.
+    pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        self.values(name)
+            .filter_map(Result::ok)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed_values<'s, T: 's>(
+        &'s self,
+        name: HeaderName,
+        parse: impl Fn(&'s str) -> Option<T> + 's,
+    ) -> impl Iterator<Item = Result<T, ParseError>> + 's {
+        self.values(name).map(move |r| {
+            let (h, v) = r?;
+            parse(v).ok_or_else(|| bad(h))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_with_lws_and_params() {
+        let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, Host::V4("192.0.2.2".parse().unwrap()));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_magic_cookie());
+        let v = Via::parse("SIP/2.0/TCP [2001:db8::9]:5070;branch=z9hG4bKx;rport=5071;received=10.0.0.1;ttl=3").unwrap();
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.rport(), Some(Some(5071)));
+        assert_eq!(v.received(), Some("10.0.0.1"));
+        assert_eq!(v.ttl(), Some(3));
+        assert!(v.has_magic_cookie());
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_none());
+        assert!(Via::parse("SIP/2.0/UDP").is_none());
+        assert!(Via::parse("SIP/2.0/UDP h;rport=99999").is_none());
+    }
+
+    #[test]
+    fn cseq_bounds() {
+        assert_eq!(CSeq::parse("0009\r\n  INVITE").unwrap().seq, 9);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());
+        assert!(CSeq::parse("2147483648 INVITE").is_none());
+        assert!(CSeq::parse("1INVITE").is_none());
+    }
+
+    #[test]
+    fn reason_and_retry_after() {
+        let r = Reason::parse(r#"SIP ;cause=200 ;text="Call completed elsewhere""#).unwrap();
+        assert_eq!(r.cause, Some(200));
+        assert_eq!(r.text.as_deref(), Some("Call completed elsewhere"));
+        let ra = RetryAfter::parse("18000;duration=3600").unwrap();
+        assert_eq!((ra.seconds, ra.duration), (18000, Some(3600)));
+        let ra = RetryAfter::parse("120 (I'm in a meeting)").unwrap();
+        assert_eq!(ra.comment, Some("I'm in a meeting"));
+        assert!(RetryAfter::parse("949302838503028349304023988").is_none());
+    }
+
+    #[test]
+    fn digest_challenge() {
+        let a = Auth::parse(r#"Digest realm="atlanta.com", domain="sip:ss1.carrier.com", qop="auth,auth-int", nonce="f84f1cec41e6cbe5aea9c8e88d359", opaque="", stale=FALSE, algorithm=MD5"#).unwrap();
+        assert_eq!(a.scheme, "Digest");
+        assert_eq!(a.param("qop").unwrap(), "auth,auth-int");
+        assert_eq!(a.param("ALGORITHM").unwrap(), "MD5");
+        assert_eq!(a.param("opaque").unwrap(), "");
+        assert!(Auth::parse(r#"Digest realm="unterminated"#).is_none());
+    }
+}

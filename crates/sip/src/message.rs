@@ -1,0 +1,275 @@
+//! The parsed message: one `Bytes` buffer plus the positions of its parts.
+//!
+//! Nothing is copied or decoded at parse time beyond what framing needs (start line,
+//! header boundaries, Content-Length). Typed headers are decoded when asked for, and
+//! borrow from the buffer.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, ParseError};
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::scan;
+
+/// A byte range inside a message buffer. `u32` keeps a header entry small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        // Messages are bounded by `Limits::max_message_size`, far below u32::MAX.
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    pub(crate) fn of(self, buf: &[u8]) -> &[u8] {
+        buf.get(self.range()).unwrap_or_default()
+    }
+}
+
+/// One header field as located by the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The classified name (compact forms resolved).
+    pub name: HeaderName,
+    pub(crate) name_span: Span,
+    pub(crate) value: Span,
+    /// The whole line including its continuation lines and line terminator.
+    pub(crate) line: Span,
+    /// Whether the value spans continuation lines (RFC 3261 §7.3.1 folding).
+    pub(crate) folded: bool,
+}
+
+impl Header {
+    /// Byte offset of the header line in the message.
+    pub fn offset(&self) -> usize {
+        self.line.start as usize
+    }
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartLine {
+    Request { method: Method, uri: Span },
+    Response { code: u16, reason: Span },
+}
+
+/// A parsed SIP request or response.
+///
+/// Cloning is cheap: the buffer is reference-counted and the header table is small.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    pub(crate) buf: Bytes,
+    pub(crate) start_line: StartLine,
+    pub(crate) headers: Vec<Header>,
+    /// Offset just past the start line's terminator (where the first header begins).
+    pub(crate) headers_start: u32,
+    /// Offset of the empty line that ends the header section.
+    pub(crate) headers_end: u32,
+    pub(crate) body: Span,
+    pub(crate) content_length: Option<u32>,
+    pub(crate) content_length_count: u8,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("start_line", &String::from_utf8_lossy(self.start_line_bytes()))
+            .field("headers", &self.headers.len())
+            .field("body_len", &self.body().len())
+            .finish()
+    }
+}
+
+impl Message {
+    /// The wire bytes of the whole message (trailing datagram octets excluded).
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start_line, StartLine::Request { .. })
+    }
+
+    /// The request method, for a request.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start_line {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written, for a request.
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match &self.start_line {
+            StartLine::Request { uri, .. } => std::str::from_utf8(uri.of(&self.buf)).ok(),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI decoded, for a request.
+    pub fn request_uri(&self) -> Option<Result<crate::uri::Uri<'_>, ParseError>> {
+        let offset = match &self.start_line {
+            StartLine::Request { uri, .. } => uri.start as usize,
+            StartLine::Response { .. } => return None,
+        };
+        let s = self.request_uri_str()?;
+        Some(crate::uri::Uri::parse(s).map_err(|_| ErrorKind::RequestUri.at(offset)))
+    }
+
+    /// The status code, for a response.
+    pub fn status(&self) -> Option<u16> {
+        match self.start_line {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase (may be empty or UTF-8), for a response.
+    pub fn reason_phrase(&self) -> Option<Cow<'_, str>> {
+        match self.start_line {
+            StartLine::Response { reason, .. } => {
+                Some(String::from_utf8_lossy(reason.of(&self.buf)))
+            }
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The start line without its terminator.
+    pub fn start_line_bytes(&self) -> &[u8] {
+        let end = self.headers_start as usize;
+        let line = self.buf.get(..end).unwrap_or_default();
+        line.strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(line)
+    }
+
+    /// All header fields in wire order.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The header name as written on the wire.
+    pub fn name_str(&self, h: &Header) -> &str {
+        std::str::from_utf8(h.name_span.of(&self.buf)).unwrap_or("")
+    }
+
+    /// The raw value bytes (folding kept, surrounding white space removed).
+    pub fn value_bytes(&self, h: &Header) -> &[u8] {
+        h.value.of(&self.buf)
+    }
+
+    /// The value as text, folding kept (typed parsers treat CR/LF as white space).
+    pub fn value_str(&self, h: &Header) -> Result<&str, ParseError> {
+        std::str::from_utf8(self.value_bytes(h))
+            .map_err(|_| ErrorKind::BadHeader(header_label(h.name)).at(h.offset()))
+    }
+
+    /// The value with line folding replaced by single spaces, for display.
+    pub fn value_unfolded(&self, h: &Header) -> Cow<'_, str> {
+        let raw = String::from_utf8_lossy(self.value_bytes(h));
+        if !h.folded {
+            return raw;
+        }
+        let mut out = String::with_capacity(raw.len());
+        let mut in_break = false;
+        for c in raw.chars() {
+            if c == '\r' || c == '\n' {
+                in_break = true;
+                continue;
+            }
+            if in_break && (c == ' ' || c == '\t') {
+                continue;
+            }
+            if in_break {
+                out.push(' ');
+                in_break = false;
+            }
+            out.push(c);
+        }
+        Cow::Owned(out)
+    }
+
+    /// Header fields with this name, in order.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
+        self.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// The first header field with this name.
+    pub fn header(&self, name: HeaderName) -> Option<&Header> {
+        self.headers.iter().find(|h| h.name == name)
+    }
+
+    /// Header fields whose name matches `name` as an operator writes it (any case, compact
+    /// forms resolved; extension headers compared case-insensitively).
+    pub fn headers_by_name<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Header> + 's {
+        let class = HeaderName::classify(name.as_bytes());
+        self.headers.iter().filter(move |h| {
+            h.name == class
+                && (class != HeaderName::Other
+                    || h.name_span.of(&self.buf).eq_ignore_ascii_case(name.as_bytes()))
+        })
+    }
+
+    /// The first value of a single-value header as text, trimmed.
+    pub fn header_str(&self, name: HeaderName) -> Option<Result<&str, ParseError>> {
+        self.header(name).map(|h| self.value_str(h))
+    }
+
+    /// Every value of a header, splitting comma-separated lists (RFC 3261 §7.3.1) for list
+    /// headers; each value is trimmed. Values that are not UTF-8 yield an error.
+    pub fn values(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<(&Header, &str), ParseError>> + '_ {
+        self.headers_named(name).flat_map(move |h| {
+            let (one, many) = match self.value_str(h) {
+                Err(e) => (Some(Err(e)), None),
+                Ok(v) if name.is_list() => (
+                    None,
+                    Some(scan::split_top_level(v, b',').map(move |p| Ok((h, scan::trim_lws(p))))),
+                ),
+                Ok(v) => (Some(Ok((h, v))), None),
+            };
+            one.into_iter().chain(many.into_iter().flatten())
+        })
+    }
+
+    /// The body bytes (empty when there is none).
+    pub fn body(&self) -> &[u8] {
+        self.body.of(&self.buf)
+    }
+
+    /// The body as a zero-copy `Bytes` slice.
+    pub fn body_bytes(&self) -> Bytes {
+        self.buf.slice(self.body.range())
+    }
+
+    /// The Content-Length value, when the message had exactly one.
+    pub fn content_length(&self) -> Option<usize> {
+        self.content_length.map(|v| v as usize)
+    }
+
+    /// Offset where the header section ends (the empty line).
+    pub fn headers_end(&self) -> usize {
+        self.headers_end as usize
+    }
+}
+
+/// The label used in errors for a header name.
+pub(crate) fn header_label(name: HeaderName) -> &'static str {
+    name.canonical().unwrap_or("extension")
+}

@@ -1,0 +1,452 @@
+//! The message parser: locates the start line, each header field and the body.
+//!
+//! One pass over the header section with `memchr` for line ends; only Content-Length is
+//! decoded here because framing needs it. Everything else is decoded on demand.
+
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, ParseError};
+use crate::limits::Limits;
+use crate::message::{Header, Message, Span, StartLine};
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::scan;
+
+/// The header section of a message, located but not yet attached to a buffer.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub start_line: StartLine,
+    pub headers: Vec<Header>,
+    pub headers_start: u32,
+    pub headers_end: u32,
+    /// Offset of the first body byte.
+    pub body_start: usize,
+    pub content_length: Option<u32>,
+    pub content_length_count: u8,
+}
+
+impl Message {
+    /// Parses one UDP datagram (or any complete buffer) with the default [`Limits`].
+    ///
+    /// Leading CRLFs are skipped (RFC 3261 §7.5); octets after the Content-Length body are
+    /// ignored (RFC 4475 §3.1.1.8).
+    pub fn parse(bytes: impl Into<Bytes>) -> Result<Message, ParseError> {
+        Message::parse_with(bytes, &Limits::default())
+    }
+
+    /// Parses one datagram with explicit limits.
+    pub fn parse_with(bytes: impl Into<Bytes>, limits: &Limits) -> Result<Message, ParseError> {
+        let bytes: Bytes = bytes.into();
+        let skip = leading_crlf(&bytes);
+        let bytes = bytes.slice(skip..);
+        parse_datagram(bytes, limits).map_err(|e| ParseError {
+            kind: e.kind,
+            offset: e.offset + skip,
+        })
+    }
+}
+
+/// Number of CR/LF bytes before the start line.
+pub(crate) fn leading_crlf(b: &[u8]) -> usize {
+    b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count()
+}
+
+/// Parses a whole datagram from `bytes`, which starts at the start line. Without
+/// Content-Length the body is the rest of the datagram (RFC 3261 §18.3).
+fn parse_datagram(bytes: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+    if bytes.len() > limits.max_message_size {
+        return Err(ErrorKind::MessageTooLarge {
+            limit: limits.max_message_size,
+        }
+        .at(limits.max_message_size));
+    }
+    let head = parse_head(&bytes, limits)?;
+    let body_end = match head.content_length {
+        Some(n) => {
+            let end = head.body_start + n as usize;
+            if end > bytes.len() {
+                return Err(ErrorKind::BodyTruncated.at(bytes.len()));
+            }
+            end
+        }
+        None => bytes.len(),
+    };
+    Ok(attach(head, bytes.slice(..body_end)))
+}
+
+/// Builds the message from a located head and a buffer ending at the body's end.
+pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
+    let body = Span::new(head.body_start.min(buf.len()), buf.len());
+    Message {
+        buf,
+        start_line: head.start_line,
+        headers: head.headers,
+        headers_start: head.headers_start,
+        headers_end: head.headers_end,
+        body,
+        content_length: head.content_length,
+        content_length_count: head.content_length_count,
+    }
+}
+
+/// Finds the end of the line starting at `from`: returns (content end, next line start).
+#[inline]
+fn line_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let rest = b.get(from..)?;
+    let lf = memchr::memchr(b'\n', rest)? + from;
+    let end = if lf > from && b.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// Locates the start line, the header fields and where the body starts.
+///
+/// Returns [`ErrorKind::Truncated`] when the empty line ending the headers is not in `b`
+/// (the stream framer uses that to wait for more bytes).
+pub(crate) fn parse_head(b: &[u8], limits: &Limits) -> Result<Head, ParseError> {
+    if b.is_empty() {
+        return Err(ErrorKind::Empty.at(0));
+    }
+    let (sl_end, mut pos) = line_end(b, 0).ok_or(ErrorKind::Truncated.at(b.len()))?;
+    let start_line = parse_start_line(b.get(..sl_end).unwrap_or_default())?;
+    let headers_start = pos;
+    let mut headers = Vec::with_capacity(20);
+    let mut content_length = None;
+    let mut content_length_count = 0u8;
+    let mut via_count = 0usize;
+    let mut route_count = 0usize;
+
+    loop {
+        match b.get(pos..) {
+            Some([b'\r', b'\n', ..]) => {
+                return Ok(Head {
+                    start_line,
+                    headers,
+                    headers_start: Span::new(headers_start, 0).start,
+                    headers_end: Span::new(pos, 0).start,
+                    body_start: pos + 2,
+                    content_length,
+                    content_length_count,
+                })
+            }
+            Some([b'\n', ..]) => {
+                return Ok(Head {
+                    start_line,
+                    headers,
+                    headers_start: Span::new(headers_start, 0).start,
+                    headers_end: Span::new(pos, 0).start,
+                    body_start: pos + 1,
+                    content_length,
+                    content_length_count,
+                })
+            }
+            Some([]) | None => return Err(ErrorKind::Truncated.at(pos)),
+            Some([c, ..]) if scan::is_wsp(*c) => {
+                // A continuation line with no header before it.
+                return Err(ErrorKind::HeaderName.at(pos));
+            }
+            Some(_) => {}
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(ErrorKind::TooManyHeaders {
+                limit: limits.max_headers,
+            }
+            .at(pos));
+        }
+        // The header line, with continuation lines (folding) appended.
+        let line_start = pos;
+        let (mut value_end, mut next) = line_end(b, pos).ok_or(ErrorKind::Truncated.at(pos))?;
+        let mut folded = false;
+        while b.get(next).is_some_and(|&c| scan::is_wsp(c)) {
+            folded = true;
+            let (e, n) = line_end(b, next).ok_or(ErrorKind::Truncated.at(next))?;
+            value_end = e;
+            next = n;
+        }
+        if next - line_start > limits.max_header_line {
+            return Err(ErrorKind::HeaderLineTooLong {
+                limit: limits.max_header_line,
+            }
+            .at(line_start));
+        }
+        let line = b.get(line_start..value_end).unwrap_or_default();
+        let name_len = line.iter().take_while(|&&c| scan::is_token_char(c)).count();
+        if name_len == 0 {
+            return Err(ErrorKind::HeaderName.at(line_start));
+        }
+        let mut colon = name_len;
+        while line.get(colon).is_some_and(|&c| scan::is_wsp(c)) {
+            colon += 1;
+        }
+        if line.get(colon) != Some(&b':') {
+            let kind = if line.get(colon).is_none() || colon > name_len {
+                ErrorKind::MissingColon
+            } else {
+                // e.g. "Foobar roobar" has a space, then a non-colon: still no colon.
+                match memchr::memchr(b':', line) {
+                    None => ErrorKind::MissingColon,
+                    Some(_) => ErrorKind::HeaderName,
+                }
+            };
+            return Err(kind.at(line_start + colon));
+        }
+        let mut vstart = colon + 1;
+        while line.get(vstart).is_some_and(|&c| scan::is_lws(c)) {
+            vstart += 1;
+        }
+        let mut vend = line.len();
+        while vend > vstart && line.get(vend - 1).is_some_and(|&c| scan::is_lws(c)) {
+            vend -= 1;
+        }
+        let name_bytes = line.get(..name_len).unwrap_or_default();
+        let name = HeaderName::classify(name_bytes);
+        let value = line.get(vstart..vend).unwrap_or_default();
+        match name {
+            HeaderName::ContentLength => {
+                content_length_count = content_length_count.saturating_add(1);
+                let v = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| scan::parse_decimal(s, limits.max_message_size as u64))
+                    .ok_or(ErrorKind::ContentLength.at(line_start + vstart))?;
+                let v = u32::try_from(v).map_err(|_| ErrorKind::ContentLength.at(line_start + vstart))?;
+                content_length = match content_length {
+                    None if content_length_count == 1 => Some(v),
+                    // Several Content-Length fields: the body length is unknown.
+                    _ => None,
+                };
+            }
+            HeaderName::Via => {
+                via_count += count_values(value);
+                if via_count > limits.max_via {
+                    return Err(ErrorKind::TooManyValues {
+                        header: "Via",
+                        limit: limits.max_via,
+                    }
+                    .at(line_start));
+                }
+            }
+            HeaderName::Route | HeaderName::RecordRoute => {
+                route_count += count_values(value);
+                if route_count > limits.max_route {
+                    return Err(ErrorKind::TooManyValues {
+                        header: "Route",
+                        limit: limits.max_route,
+                    }
+                    .at(line_start));
+                }
+            }
+            _ => {}
+        }
+        headers.push(Header {
+            name,
+            name_span: Span::new(line_start, line_start + name_len),
+            value: Span::new(line_start + vstart, line_start + vend),
+            line: Span::new(line_start, next),
+            folded,
+        });
+        pos = next;
+    }
+}
+
+fn count_values(v: &[u8]) -> usize {
+    let mut n = 1;
+    let mut rest = v;
+    while let Some(i) = scan::find_top_level(rest, b',') {
+        n += 1;
+        rest = rest.get(i + 1..).unwrap_or_default();
+    }
+    n
+}
+
+/// Parses the Request-Line or Status-Line (without its terminator).
+fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
+    if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+        return parse_status_line(line);
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version. Extra SP between the elements
+    // and trailing SP are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10); SP inside the URI is not.
+    let sp = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine.at(line.len()))?;
+    let method = line.get(..sp).unwrap_or_default();
+    if !scan::is_token(method) {
+        return Err(ErrorKind::Method.at(0));
+    }
+    let mut end = line.len();
+    while end > sp && line.get(end - 1).is_some_and(|&c| scan::is_wsp(c)) {
+        end -= 1;
+    }
+    let last_sp = memchr::memrchr(b' ', line.get(..end).unwrap_or_default()).unwrap_or(sp);
+    if last_sp <= sp {
+        // Only one element after the method: the version is missing.
+        return Err(ErrorKind::StartLine.at(end));
+    }
+    let version = line.get(last_sp + 1..end).unwrap_or_default();
+    check_version(version, last_sp + 1)?;
+    let mut ustart = sp + 1;
+    while line.get(ustart).is_some_and(|&c| scan::is_wsp(c)) {
+        ustart += 1;
+    }
+    let mut uend = last_sp;
+    while uend > ustart && line.get(uend - 1).is_some_and(|&c| scan::is_wsp(c)) {
+        uend -= 1;
+    }
+    let uri = line.get(ustart..uend).unwrap_or_default();
+    check_request_uri(uri).map_err(|rel| ErrorKind::RequestUri.at(ustart + rel))?;
+    let method = std::str::from_utf8(method).map_err(|_| ErrorKind::Method.at(0))?;
+    Ok(StartLine::Request {
+        method: Method::from_token(method),
+        uri: Span::new(ustart, uend),
+    })
+}
+
+fn check_version(v: &[u8], at: usize) -> Result<(), ParseError> {
+    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Ok(());
+    }
+    let looks_like_sip = v.len() > 4
+        && v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        && v.iter().skip(4).all(|&c| c.is_ascii_digit() || c == b'.');
+    Err(if looks_like_sip {
+        ErrorKind::Version.at(at)
+    } else {
+        ErrorKind::StartLine.at(at)
+    })
+}
+
+/// A Request-URI is `scheme ":" …` with no white space, no `<>`, and for sip/sips no
+/// headers component (RFC 3261 §19.1.1 forbids them there; RFC 4475 §3.1.2.11).
+/// Returns the offset of the fault within `uri`.
+fn check_request_uri(uri: &[u8]) -> Result<(), usize> {
+    let colon = memchr::memchr(b':', uri).ok_or(uri.len())?;
+    let scheme = uri.get(..colon).unwrap_or_default();
+    let scheme_ok = scheme.first().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(0);
+    }
+    if let Some(bad) = uri
+        .iter()
+        .position(|&c| c <= b' ' || matches!(c, b'<' | b'>' | b'"') || c >= 0x7f)
+    {
+        return Err(bad);
+    }
+    if uri.len() == colon + 1 {
+        return Err(colon + 1);
+    }
+    if (scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips"))
+        && memchr::memchr(b'?', uri).is_some()
+        && memchr::memchr(b'@', uri).is_none_or(|at| {
+            memchr::memchr(b'?', uri.get(at..).unwrap_or_default()).is_some()
+        })
+    {
+        return Err(memchr::memrchr(b'?', uri).unwrap_or(0));
+    }
+    Ok(())
+}
+
+/// Parses `SIP/2.0 SP Status-Code SP Reason-Phrase`.
+fn parse_status_line(line: &[u8]) -> Result<StartLine, ParseError> {
+    let sp = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine.at(line.len()))?;
+    check_version(line.get(..sp).unwrap_or_default(), 0)?;
+    let rest = line.get(sp + 1..).unwrap_or_default();
+    let code_len = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let after = rest.get(code_len);
+    if code_len != 3 || after.is_some_and(|&c| c != b' ') {
+        return Err(ErrorKind::StatusCode.at(sp + 1));
+    }
+    let code = rest
+        .get(..3)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse::<u16>().ok())
+        .filter(|c| (100..=699).contains(c))
+        .ok_or(ErrorKind::StatusCode.at(sp + 1))?;
+    let reason_start = (sp + 1 + 4).min(line.len());
+    Ok(StartLine::Response {
+        code,
+        reason: Span::new(reason_start, line.len()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Alice <sip:alice@example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    #[test]
+    fn parses_request() {
+        let m = Message::parse(INVITE).unwrap();
+        assert_eq!(m.method(), Some(&Method::Invite));
+        assert_eq!(m.request_uri_str(), Some("sip:bob@example.com"));
+        assert_eq!(m.headers().len(), 7);
+        assert_eq!(m.body(), b"v=0\n");
+        assert_eq!(
+            m.header_str(HeaderName::CallId).unwrap().unwrap(),
+            "a84b4c76e66710@pc33.example.com"
+        );
+    }
+
+    #[test]
+    fn datagram_without_content_length_takes_the_rest() {
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\nbody";
+        assert_eq!(Message::parse(&msg[..]).unwrap().body(), b"body");
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        let cases: &[(&[u8], ErrorKind)] = &[
+            (b"", ErrorKind::Empty),
+            (b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n", ErrorKind::Truncated),
+            (b"INVITE sip:a@b SIP/3.0\r\n\r\n", ErrorKind::Version),
+            (b"INVITE sip:a@b\r\n\r\n", ErrorKind::StartLine),
+            (b"INVITE <sip:a@b> SIP/2.0\r\n\r\n", ErrorKind::RequestUri),
+            (b"INVITE sip:a@b; lr SIP/2.0\r\n\r\n", ErrorKind::RequestUri),
+            (b"SIP/2.0 1000 Big\r\n\r\n", ErrorKind::StatusCode),
+            (b"SIP/2.0 099 Small\r\n\r\n", ErrorKind::StatusCode),
+            (b"OPTIONS sip:a@b SIP/2.0\r\nFoo bar\r\n\r\n", ErrorKind::MissingColon),
+            (b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", ErrorKind::ContentLength),
+            (b"OPTIONS sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc", ErrorKind::BodyTruncated),
+        ];
+        for (input, kind) in cases {
+            let e = Message::parse(*input).unwrap_err();
+            assert_eq!(&e.kind, kind, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = Limits {
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let e = Message::parse_with(
+            &b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..],
+            &limits,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooManyHeaders { limit: 2 });
+        let limits = Limits {
+            max_via: 2,
+            ..Limits::default()
+        };
+        let e = Message::parse_with(
+            &b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a, SIP/2.0/UDP b\r\nv: SIP/2.0/UDP c\r\n\r\n"[..],
+            &limits,
+        )
+        .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::TooManyValues { .. }));
+    }
+}

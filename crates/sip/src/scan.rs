@@ -1,0 +1,276 @@
+//! Byte-level grammar helpers shared by every parser in this crate (RFC 3261 §25.1).
+//!
+//! Everything here works on `&[u8]` / `&str` with `get()` so no input can cause an
+//! out-of-bounds panic.
+
+/// `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
+/// Whether `c` may appear in a `token`.
+#[inline]
+pub fn is_token_char(c: u8) -> bool {
+    TOKEN[c as usize]
+}
+
+/// Whether `s` is a non-empty `token`.
+#[inline]
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&c| is_token_char(c))
+}
+
+/// Whether `c` is SP or HTAB.
+#[inline]
+pub fn is_wsp(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+/// Whether `c` is linear white space once folding is taken into account (SP, HTAB, CR, LF).
+#[inline]
+pub fn is_lws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims LWS (including folded line breaks) on both sides.
+#[inline]
+pub fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Splits `s` at every `sep` that is outside a quoted string and outside `<…>`.
+///
+/// Used for comma-separated header values (RFC 3261 §7.3.1) and `;` parameter lists. Empty
+/// elements are returned as they are so callers can reject them where the grammar forbids them.
+pub fn split_top_level(s: &str, sep: u8) -> SplitTopLevel<'_> {
+    SplitTopLevel {
+        rest: Some(s),
+        sep,
+    }
+}
+
+/// Iterator returned by [`split_top_level`].
+#[derive(Debug, Clone)]
+pub struct SplitTopLevel<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Iterator for SplitTopLevel<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match find_top_level(s.as_bytes(), self.sep) {
+            Some(i) => {
+                self.rest = s.get(i + 1..);
+                s.get(..i)
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
+}
+
+/// Index of the first `sep` outside quotes and angle brackets.
+pub fn find_top_level(b: &[u8], sep: u8) -> Option<usize> {
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    for (i, &c) in b.iter().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_quote = true,
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            _ if c == sep && !in_angle => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parses a quoted string starting at `s[0] == '"'`.
+///
+/// Returns the raw content between the quotes (escapes kept) and the remainder after the
+/// closing quote, or `None` when the quote is not terminated.
+pub fn quoted_string(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut escaped = false;
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        if escaped {
+            // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): CR and LF may not be escaped.
+            if c == b'\r' || c == b'\n' {
+                return None;
+            }
+            escaped = false;
+        } else if c == b'\\' {
+            escaped = true;
+        } else if c == b'"' {
+            return Some((s.get(1..i)?, s.get(i + 1..)?));
+        }
+    }
+    None
+}
+
+/// Removes quoted-pair escapes from the content of a quoted string.
+pub fn unescape_quoted(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('\\') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            out.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Parses an unsigned decimal number that must fit in `max`.
+///
+/// Leading zeros are allowed (`0068`, RFC 4475 §3.1.1.1). Returns `None` for an empty string,
+/// a non-digit, or a value over `max` (the overlarge scalars of RFC 4475 §3.1.2.4).
+pub fn parse_decimal(s: &str, max: u64) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for c in s.bytes() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// Decodes `%XX` escapes (RFC 3261 §19.1.4 compares URIs on decoded values).
+///
+/// A `%` not followed by two hex digits is kept as it is.
+pub fn percent_decode(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|&x| hex_val(x)),
+                b.get(i + 2).and_then(|&x| hex_val(x)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether `s` is a valid `%`-escaped string: every `%` is followed by two hex digits.
+pub fn escapes_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let ok = b.get(i + 1).is_some_and(|&x| hex_val(x).is_some())
+                && b.get(i + 2).is_some_and(|&x| hex_val(x).is_some());
+            if !ok {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_outside_quotes_and_angles() {
+        let v: Vec<_> =
+            split_top_level(r#""a,b" <sip:x@y;p=1,2>;q=1 , <sip:z>"#, b',').collect();
+        assert_eq!(v, vec![r#""a,b" <sip:x@y;p=1,2>;q=1 "#, " <sip:z>"]);
+    }
+
+    #[test]
+    fn quoted_string_with_escapes() {
+        let (inner, rest) = quoted_string(r#""J \"x\"" <sip:a>"#).unwrap();
+        assert_eq!(inner, r#"J \"x\""#);
+        assert_eq!(rest, " <sip:a>");
+        assert_eq!(unescape_quoted(inner), r#"J "x""#);
+        assert!(quoted_string(r#""unterminated <sip:a>"#).is_none());
+    }
+
+    #[test]
+    fn decimals_bound_checked() {
+        assert_eq!(parse_decimal("0068", 255), Some(68));
+        assert_eq!(parse_decimal("300", 255), None);
+        assert_eq!(parse_decimal("36893488147419103232", u64::MAX), None);
+        assert_eq!(parse_decimal("-1", 10), None);
+        assert_eq!(parse_decimal("", 10), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(&*percent_decode("%75se%72"), b"user");
+        assert_eq!(&*percent_decode("null-%00-null"), b"null-\0-null");
+        assert_eq!(&*percent_decode("%Z%45"), b"%ZE");
+        assert!(!escapes_valid("%Z%45"));
+        assert!(escapes_valid("a%20b"));
+    }
+}

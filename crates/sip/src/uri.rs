@@ -1,0 +1,464 @@
+//! URIs: SIP and SIPS (RFC 3261 §19.1), tel (RFC 3966), and any other absolute URI kept
+//! opaque. Parsed views borrow from the text they were parsed from.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::params::Params;
+use crate::scan;
+
+/// Why a URI was refused. Offsets are relative to the URI text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// No `scheme:` prefix.
+    #[error("missing scheme")]
+    Scheme,
+    /// A character not allowed in the user or password part.
+    #[error("bad character in user part at {0}")]
+    User(usize),
+    /// The host is empty or malformed.
+    #[error("malformed host")]
+    Host,
+    /// The port is not a number up to 65535.
+    #[error("malformed port")]
+    Port,
+    /// A bad URI parameter.
+    #[error("malformed URI parameter")]
+    Param,
+    /// A bad headers component.
+    #[error("malformed URI headers")]
+    Headers,
+}
+
+/// A parsed URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:`.
+    Tel(TelUri<'a>),
+    /// Any other absolute URI, kept as written.
+    Other {
+        /// The scheme, as written.
+        scheme: &'a str,
+        /// Everything after the colon.
+        rest: &'a str,
+    },
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a URI (surrounding white space is not allowed).
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
+        let colon = s.find(':').ok_or(UriError::Scheme)?;
+        let scheme = s.get(..colon).unwrap_or_default();
+        let rest = s.get(colon + 1..).unwrap_or_default();
+        let scheme_ok = scheme.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return Err(UriError::Scheme);
+        }
+        if scheme.eq_ignore_ascii_case("sip") {
+            SipUri::parse_rest(false, rest, colon + 1).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            SipUri::parse_rest(true, rest, colon + 1).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            TelUri::parse_rest(rest).map(Uri::Tel)
+        } else if rest.is_empty() || rest.bytes().any(|c| c <= b' ' || c >= 0x7f) {
+            Err(UriError::Scheme)
+        } else {
+            Ok(Uri::Other { scheme, rest })
+        }
+    }
+
+    /// The SIP/SIPS form, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The scheme in lower case.
+    pub fn scheme(&self) -> Cow<'a, str> {
+        match self {
+            Uri::Sip(u) if u.secure => Cow::Borrowed("sips"),
+            Uri::Sip(_) => Cow::Borrowed("sip"),
+            Uri::Tel(_) => Cow::Borrowed("tel"),
+            Uri::Other { scheme, .. } => Cow::Owned(scheme.to_ascii_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(t) => {
+                write!(f, "tel:{}", t.number)?;
+                if !t.params.as_str().is_empty() {
+                    write!(f, ";{}", t.params.as_str())?;
+                }
+                Ok(())
+            }
+            Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
+        }
+    }
+}
+
+/// The host part of a SIP URI or Via sent-by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A domain name, as written (compare case-insensitively).
+    Domain(&'a str),
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 reference (`[…]` in the text).
+    V6(Ipv6Addr),
+}
+
+impl<'a> Host<'a> {
+    /// Parses a host: IPv6 reference, IPv4 address or host name.
+    pub fn parse(s: &'a str) -> Result<Host<'a>, UriError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
+            return inner.parse().map(Host::V6).map_err(|_| UriError::Host);
+        }
+        if s.is_empty() {
+            return Err(UriError::Host);
+        }
+        if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.bytes().any(|c| c == b'.') {
+            if let Ok(ip) = s.parse() {
+                return Ok(Host::V4(ip));
+            }
+        }
+        // hostname = *( domainlabel "." ) toplabel [ "." ]; "_" tolerated as many stacks do.
+        let ok = s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+            && !s.starts_with('.')
+            && !s.starts_with('-');
+        if ok {
+            Ok(Host::Domain(s))
+        } else {
+            Err(UriError::Host)
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::V4(ip) => ip.fmt(f),
+            Host::V6(ip) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// Parses `host [":" port]`.
+pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
+    let (host, port) = if s.starts_with('[') {
+        match s.find(']') {
+            Some(i) => (s.get(..=i).unwrap_or_default(), s.get(i + 1..).unwrap_or_default()),
+            None => return Err(UriError::Host),
+        }
+    } else {
+        match s.find(':') {
+            Some(i) => (s.get(..i).unwrap_or_default(), s.get(i..).unwrap_or_default()),
+            None => (s, ""),
+        }
+    };
+    let port = match port.strip_prefix(':') {
+        Some(p) => Some(
+            scan::parse_decimal(p, u64::from(u16::MAX))
+                .and_then(|v| u16::try_from(v).ok())
+                .ok_or(UriError::Port)?,
+        ),
+        None if port.is_empty() => None,
+        None => return Err(UriError::Host),
+    };
+    Ok((Host::parse(host)?, port))
+}
+
+/// A `sip:` or `sips:` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sips:` rather than `sip:`.
+    pub secure: bool,
+    /// The user part, escapes kept (see [`SipUri::user_decoded`]).
+    pub user: Option<&'a str>,
+    /// The password, escapes kept.
+    pub password: Option<&'a str>,
+    /// The host.
+    pub host: Host<'a>,
+    /// The port, when written.
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp;lr`).
+    pub params: Params<'a>,
+    /// The headers component after `?`, as written.
+    pub headers: Option<&'a str>,
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+}
+
+impl<'a> SipUri<'a> {
+    /// Parses a `sip:`/`sips:` URI.
+    pub fn parse(s: &'a str) -> Result<SipUri<'a>, UriError> {
+        match Uri::parse(s)? {
+            Uri::Sip(u) => Ok(u),
+            _ => Err(UriError::Scheme),
+        }
+    }
+
+    fn parse_rest(secure: bool, s: &'a str, base: usize) -> Result<SipUri<'a>, UriError> {
+        // The user part may hold ';', '?' and '/' (RFC 3261 §25.1 user-unreserved), but never
+        // '@', so the first '@' ends the userinfo (RFC 4475 §3.1.1.2, §3.1.1.9).
+        let (userinfo, rest) = match s.find('@') {
+            Some(i) => (Some(s.get(..i).unwrap_or_default()), s.get(i + 1..).unwrap_or_default()),
+            None => (None, s),
+        };
+        let (user, password) = match userinfo {
+            Some(ui) => {
+                let (u, p) = match ui.find(':') {
+                    Some(i) => (ui.get(..i).unwrap_or_default(), ui.get(i + 1..)),
+                    None => (ui, None),
+                };
+                let bad_user = u.bytes().position(|c| {
+                    !(is_unreserved(c) || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'))
+                });
+                if u.is_empty() || bad_user.is_some() || !scan::escapes_valid(u) {
+                    return Err(UriError::User(base + bad_user.unwrap_or(0)));
+                }
+                if let Some(p) = p {
+                    let bad = p.bytes().position(|c| {
+                        !(is_unreserved(c) || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b','))
+                    });
+                    if bad.is_some() || !scan::escapes_valid(p) {
+                        return Err(UriError::User(base + u.len() + 1 + bad.unwrap_or(0)));
+                    }
+                }
+                (Some(u), p)
+            }
+            None => (None, None),
+        };
+        let (before_headers, headers) = match rest.find('?') {
+            Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+            None => (rest, None),
+        };
+        let (hostport, params) = match before_headers.find(';') {
+            Some(i) => (
+                before_headers.get(..i).unwrap_or_default(),
+                before_headers.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (before_headers, ""),
+        };
+        let (host, port) = parse_hostport(hostport)?;
+        let params_ok = params.bytes().all(|c| {
+            is_unreserved(c) || matches!(c, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';')
+        }) && scan::escapes_valid(params);
+        let params = Params::new(params);
+        if !params_ok || params.validate().is_err() {
+            return Err(UriError::Param);
+        }
+        if let Some(h) = headers {
+            let ok = !h.is_empty()
+                && h.bytes().all(|c| {
+                    is_unreserved(c)
+                        || matches!(c, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
+                })
+                && scan::escapes_valid(h);
+            if !ok {
+                return Err(UriError::Headers);
+            }
+        }
+        Ok(SipUri {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// The user part with `%` escapes decoded (may hold any byte, even NUL).
+    pub fn user_decoded(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(scan::percent_decode)
+    }
+
+    /// The `transport` parameter in lower case, when present.
+    pub fn transport(&self) -> Option<String> {
+        self.params
+            .get("transport")
+            .flatten()
+            .map(|t| t.to_ascii_lowercase())
+    }
+
+    /// Whether the `lr` parameter is present (loose router, RFC 3261 §16.4).
+    pub fn lr(&self) -> bool {
+        self.params.get("lr").is_some()
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// Whether the URI equals `other` by the rules of RFC 3261 §19.1.4 (escapes decoded,
+    /// host and parameter names case-insensitive, user case-sensitive, and `user`, `ttl`,
+    /// `method`, `maddr`, `transport` significant when present in either).
+    pub fn equivalent(&self, other: &SipUri<'_>) -> bool {
+        if self.secure != other.secure
+            || self.user_decoded() != other.user_decoded()
+            || self.password.map(scan::percent_decode) != other.password.map(scan::percent_decode)
+            || self.port != other.port
+        {
+            return false;
+        }
+        let hosts_eq = match (self.host, other.host) {
+            (Host::Domain(a), Host::Domain(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        if !hosts_eq {
+            return false;
+        }
+        for name in ["user", "ttl", "method", "maddr", "transport"] {
+            let a = self.params.get(name).map(|v| v.map(|s| s.to_ascii_lowercase()));
+            let b = other.params.get(name).map(|v| v.map(|s| s.to_ascii_lowercase()));
+            if a != b {
+                return false;
+            }
+        }
+        // Other parameters appearing in both must match.
+        for (name, value) in self.params.iter() {
+            if let Some(theirs) = other.params.get(name) {
+                let a = value.map(|v| scan::percent_decode(v).to_ascii_lowercase());
+                let b = theirs.map(|v| scan::percent_decode(v).to_ascii_lowercase());
+                if a != b {
+                    return false;
+                }
+            }
+        }
+        self.headers == other.headers
+    }
+}
+
+impl fmt::Display for SipUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
+        if let Some(u) = self.user {
+            f.write_str(u)?;
+            if let Some(p) = self.password {
+                write!(f, ":{p}")?;
+            }
+            f.write_str("@")?;
+        }
+        self.host.fmt(f)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        if !self.params.as_str().is_empty() {
+            write!(f, ";{}", self.params.as_str())?;
+        }
+        if let Some(h) = self.headers {
+            write!(f, "?{h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A `tel:` URI (RFC 3966), kept close to the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The number, global (`+…`) or local, visual separators kept.
+    pub number: &'a str,
+    /// Parameters after the number.
+    pub params: Params<'a>,
+}
+
+impl<'a> TelUri<'a> {
+    fn parse_rest(s: &'a str) -> Result<TelUri<'a>, UriError> {
+        let (number, params) = match s.find(';') {
+            Some(i) => (s.get(..i).unwrap_or_default(), s.get(i + 1..).unwrap_or_default()),
+            None => (s, ""),
+        };
+        let ok = !number.is_empty()
+            && number.bytes().all(|c| {
+                c.is_ascii_hexdigit() || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+            });
+        if !ok {
+            return Err(UriError::User(0));
+        }
+        let params = Params::new(params);
+        params.validate().map_err(|_| UriError::Param)?;
+        Ok(TelUri { number, params })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_sip_uri() {
+        let u = SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x").unwrap();
+        assert!(u.secure);
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("secret"));
+        assert_eq!(u.host, Host::V6("2001:db8::1".parse().unwrap()));
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.transport().as_deref(), Some("tcp"));
+        assert!(u.lr());
+        assert_eq!(u.headers, Some("subject=x"));
+        assert_eq!(u.to_string(), "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x");
+    }
+
+    #[test]
+    fn torture_user_parts() {
+        let u = SipUri::parse("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some("user;par=u%40example.net"));
+        assert_eq!(u.host, Host::Domain("example.com"));
+        let u = SipUri::parse(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        )
+        .unwrap();
+        assert_eq!(u.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        let u = SipUri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(u.user_decoded().unwrap().as_ref(), b"null-\0-null");
+    }
+
+    #[test]
+    fn rejects_bad_uris() {
+        for bad in ["sip:", "sip:@h", "sip:a b@h", "sip:h:99999", "sip:h:x", "sip:a@", "sip:[::1", "sip:h;;", "sip:%zz@h", "1sip:h"] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn equivalence_follows_19_1_4() {
+        let a = SipUri::parse("sip:%61lice@atlanta.com;transport=TCP").unwrap();
+        let b = SipUri::parse("sip:alice@AtLanTa.CoM;Transport=tcp").unwrap();
+        assert!(a.equivalent(&b));
+        let c = SipUri::parse("sip:ALICE@atlanta.com;transport=tcp").unwrap();
+        assert!(!a.equivalent(&c));
+        let d = SipUri::parse("sip:alice@atlanta.com").unwrap();
+        assert!(!a.equivalent(&d));
+    }
+
+    #[test]
+    fn tel_and_other_schemes() {
+        assert!(matches!(Uri::parse("tel:+1-201-555-0123;ext=1"), Ok(Uri::Tel(_))));
+        assert!(matches!(
+            Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent"),
+            Ok(Uri::Other { .. })
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+//! Checks every element makes before acting on a message (RFC 3261 §8.2.1–§8.2.2, §16.3
+//! item 1, §18.3): mandatory headers present, once, and well formed.
+//!
+//! The parser only frames; this decodes what routing needs, so a request that passes can be
+//! routed without further error paths, and one that fails gets a 400 that says why.
+
+use crate::error::{ErrorKind, ParseError};
+use crate::message::{header_label, Message};
+use crate::name::HeaderName;
+use crate::uri::Uri;
+
+impl Message {
+    /// Validates the message for processing.
+    ///
+    /// Requests: To, From, Call-ID, CSeq and Via present, single-value headers not repeated,
+    /// each well formed, CSeq method equal to the request method, one Content-Length, a
+    /// parseable Request-URI with a scheme this element handles (sip, sips, tel; else 416).
+    /// Responses: the same header checks (a bad response is dropped, never answered).
+    pub fn validate(&self) -> Result<(), ParseError> {
+        let mut seen = [0u8; 8];
+        const SINGLE: [HeaderName; 8] = [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::MaxForwards,
+            HeaderName::ContentLength,
+            HeaderName::ContentType,
+            HeaderName::Expires,
+        ];
+        for h in self.headers() {
+            if let Some(i) = SINGLE.iter().position(|n| *n == h.name) {
+                if let Some(count) = seen.get_mut(i) {
+                    *count = count.saturating_add(1);
+                    if *count > 1 {
+                        let kind = if h.name == HeaderName::ContentLength {
+                            ErrorKind::ConflictingContentLength
+                        } else {
+                            ErrorKind::DuplicateHeader(header_label(h.name))
+                        };
+                        return Err(kind.at(h.offset()));
+                    }
+                }
+            }
+        }
+        self.from_header()?;
+        self.to_header()?;
+        self.call_id()?;
+        let cseq = self.cseq()?;
+        let mut any_via = false;
+        for via in self.vias() {
+            via?;
+            any_via = true;
+        }
+        if !any_via {
+            return Err(ErrorKind::MissingHeader("Via").at(self.headers_end()));
+        }
+        self.max_forwards()?;
+        if !self.contact_is_star() {
+            for c in self.contacts() {
+                c?;
+            }
+        }
+        for r in self.routes().chain(self.record_routes()) {
+            r?;
+        }
+        if let Some(method) = self.method() {
+            if *method != cseq.method {
+                let at = self.header(HeaderName::CSeq).map_or(0, |h| h.offset());
+                return Err(ErrorKind::CSeqMethodMismatch.at(at));
+            }
+            match self.request_uri() {
+                Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
+                Some(Ok(_)) => return Err(ErrorKind::UnsupportedUriScheme.at(0)),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
