@@ -94,7 +94,10 @@ impl<'a> NameAddr<'a> {
         } else {
             // addr-spec: parameters after ';' belong to the header, not the URI (§20).
             let (uri, params) = match s.find(';') {
-                Some(i) => (s.get(..i).unwrap_or_default(), s.get(i..).unwrap_or_default()),
+                Some(i) => (
+                    s.get(..i).unwrap_or_default(),
+                    s.get(i..).unwrap_or_default(),
+                ),
                 None => (s, ""),
             };
             let uri = scan::trim_lws(uri);
@@ -183,7 +186,10 @@ mod tests {
 
     #[test]
     fn forms() {
-        let a = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#).unwrap();
+        let a = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(a.display.unwrap().text(), r#"J Rosenberg \""#);
         assert_eq!(a.tag(), Some("98asjd8"));
         let b = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
@@ -200,9 +206,18 @@ mod tests {
 
     #[test]
     fn rejects() {
-        assert_eq!(NameAddr::parse("Bell, Alexander <sip:a@b>").unwrap_err(), AddrError::DisplayName);
-        assert_eq!(NameAddr::parse(r#""Mr. J. User <sip:j@b>"#).unwrap_err(), AddrError::Quote);
-        assert_eq!(NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#).unwrap_err(), AddrError::Param);
+        assert_eq!(
+            NameAddr::parse("Bell, Alexander <sip:a@b>").unwrap_err(),
+            AddrError::DisplayName
+        );
+        assert_eq!(
+            NameAddr::parse(r#""Mr. J. User <sip:j@b>"#).unwrap_err(),
+            AddrError::Quote
+        );
+        assert_eq!(
+            NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#).unwrap_err(),
+            AddrError::Param
+        );
         assert!(NameAddr::parse("<sip:a@b").is_err());
         assert!(NameAddr::parse("<sip:a@b> junk").is_err());
     }

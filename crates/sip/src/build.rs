@@ -166,7 +166,10 @@ fn same_transaction_request(
     put_header(
         &mut out,
         "Via",
-        &format!("{name}/{version}/{} {}{sep}{params}", via.transport, via.sent_by),
+        &format!(
+            "{name}/{version}/{} {}{sep}{params}",
+            via.transport, via.sent_by
+        ),
     );
     put_lines(&mut out, invite, HeaderName::Route);
     out.put_slice(b"Max-Forwards: 70\r\n");
@@ -291,7 +294,10 @@ impl RequestBuilder {
         }
         let from = self.from.as_deref().ok_or(BuildError::Missing("From"))?;
         let to = self.to.as_deref().ok_or(BuildError::Missing("To"))?;
-        let call_id = self.call_id.as_deref().ok_or(BuildError::Missing("Call-ID"))?;
+        let call_id = self
+            .call_id
+            .as_deref()
+            .ok_or(BuildError::Missing("Call-ID"))?;
         let cseq = self.cseq.ok_or(BuildError::Missing("CSeq"))?;
         let mut out = BytesMut::with_capacity(512);
         out.put_slice(format!("{} {} SIP/2.0\r\n", self.method, self.uri).as_bytes());
@@ -333,7 +339,9 @@ mod tests {
         assert_eq!(m.cseq().unwrap().seq, 314159);
         assert_eq!(m.body(), b"v=0\r\n");
         assert_eq!(
-            RequestBuilder::new(Method::Bye, "sip:a@b").build().unwrap_err(),
+            RequestBuilder::new(Method::Bye, "sip:a@b")
+                .build()
+                .unwrap_err(),
             BuildError::Missing("Via")
         );
     }
@@ -356,7 +364,11 @@ mod tests {
     #[test]
     fn cancel_and_ack() {
         let req = invite();
-        let c = Message::parse(req.cancel(Some("SIP;cause=200;text=\"Call completed elsewhere\"")).unwrap()).unwrap();
+        let c = Message::parse(
+            req.cancel(Some("SIP;cause=200;text=\"Call completed elsewhere\""))
+                .unwrap(),
+        )
+        .unwrap();
         c.validate().unwrap();
         assert_eq!(c.method(), Some(&Method::Cancel));
         assert_eq!(c.cseq().unwrap().seq, 314159);

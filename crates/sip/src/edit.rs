@@ -145,7 +145,10 @@ impl<'m> Editor<'m> {
     ///
     /// Fails when the present value is malformed; the caller checks for zero first (483).
     pub fn decrement_max_forwards(&mut self) -> Result<&mut Self, ParseError> {
-        match (self.msg.header(HeaderName::MaxForwards).copied(), self.msg.max_forwards()?) {
+        match (
+            self.msg.header(HeaderName::MaxForwards).copied(),
+            self.msg.max_forwards()?,
+        ) {
             (Some(h), Some(v)) => {
                 let n = v.saturating_sub(1).to_string();
                 self.splice(h.value, Bytes::copy_from_slice(n.as_bytes()));
@@ -283,13 +286,20 @@ hi";
     fn pop_via_on_response_and_body_replace() {
         let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK1, SIP/2.0/UDP c;branch=z9hG4bK2\r\nTo: <sip:b@h>;tag=x\r\nFrom: <sip:a@h>;tag=y\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let m = Message::parse(&resp[..]).unwrap();
-        let out = m.edit().pop_via().set_body(Some("application/sdp"), Bytes::from_static(b"v=0\r\n")).finish();
+        let out = m
+            .edit()
+            .pop_via()
+            .set_body(Some("application/sdp"), Bytes::from_static(b"v=0\r\n"))
+            .finish();
         let f = Message::parse(out).unwrap();
         assert_eq!(f.top_via().unwrap().sent_by, "c");
         assert_eq!(f.vias().count(), 1);
         assert_eq!(f.body(), b"v=0\r\n");
         assert_eq!(f.content_length(), Some(5));
-        assert_eq!(f.header_str(HeaderName::ContentType).unwrap().unwrap(), "application/sdp");
+        assert_eq!(
+            f.header_str(HeaderName::ContentType).unwrap().unwrap(),
+            "application/sdp"
+        );
         // Popping a single-valued Via line removes the line.
         let out2 = Message::parse(out_clone(&f)).unwrap();
         let out3 = Message::parse(out2.edit().pop_via().finish()).unwrap();
@@ -302,7 +312,10 @@ hi";
 
     #[test]
     fn max_forwards_added_when_absent() {
-        let m = Message::parse(&b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n"[..]).unwrap();
+        let m = Message::parse(
+            &b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n"[..],
+        )
+        .unwrap();
         let f = Message::parse(m.edit().decrement_max_forwards().unwrap().finish()).unwrap();
         assert_eq!(f.max_forwards().unwrap(), Some(70));
     }

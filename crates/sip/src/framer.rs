@@ -57,11 +57,7 @@ impl StreamFramer {
     /// The next frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
         // CRLFs between messages: "\r\n\r\n" is a ping, a lone "\r\n" a pong (ignored).
-        loop {
-            match self.buf.first() {
-                Some(b'\r') | Some(b'\n') => {}
-                _ => break,
-            }
+        while let Some(b'\r' | b'\n') = self.buf.first() {
             if self.buf.starts_with(b"\r\n\r\n") {
                 self.buf.advance(4);
                 return Ok(Some(Frame::Ping));
@@ -157,16 +153,28 @@ mod tests {
     fn missing_or_double_content_length_is_an_error() {
         let mut f = StreamFramer::new(Limits::default());
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\r\n");
-        assert_eq!(f.next_frame().unwrap_err().kind, ErrorKind::MissingContentLength);
+        assert_eq!(
+            f.next_frame().unwrap_err().kind,
+            ErrorKind::MissingContentLength
+        );
         let mut f = StreamFramer::new(Limits::default());
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nl: 2\r\n\r\nab");
-        assert_eq!(f.next_frame().unwrap_err().kind, ErrorKind::ConflictingContentLength);
+        assert_eq!(
+            f.next_frame().unwrap_err().kind,
+            ErrorKind::ConflictingContentLength
+        );
     }
 
     #[test]
     fn oversized_stream_is_an_error() {
-        let mut f = StreamFramer::new(Limits { max_message_size: 64, ..Limits::default() });
+        let mut f = StreamFramer::new(Limits {
+            max_message_size: 64,
+            ..Limits::default()
+        });
         f.push(&[b'A'; 100]);
-        assert!(matches!(f.next_frame().unwrap_err().kind, ErrorKind::MessageTooLarge { .. }));
+        assert!(matches!(
+            f.next_frame().unwrap_err().kind,
+            ErrorKind::MessageTooLarge { .. }
+        ));
     }
 }

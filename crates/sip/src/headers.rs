@@ -105,7 +105,10 @@ impl<'a> Via<'a> {
 
     /// The `ttl` parameter.
     pub fn ttl(&self) -> Option<u8> {
-        self.params.get("ttl").flatten().and_then(|t| t.parse().ok())
+        self.params
+            .get("ttl")
+            .flatten()
+            .and_then(|t| t.parse().ok())
     }
 }
 
@@ -190,7 +193,8 @@ impl<'a> RetryAfter<'a> {
     pub fn parse(s: &'a str) -> Option<RetryAfter<'a>> {
         let s = scan::trim_lws(s);
         let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-        let seconds = u32::try_from(scan::parse_decimal(s.get(..digits)?, u64::from(u32::MAX))?).ok()?;
+        let seconds =
+            u32::try_from(scan::parse_decimal(s.get(..digits)?, u64::from(u32::MAX))?).ok()?;
         let mut rest = scan::trim_lws(s.get(digits..)?);
         let mut comment = None;
         if let Some(c) = rest.strip_prefix('(') {
@@ -230,10 +234,15 @@ impl<'a> Auth<'a> {
     /// Parses `scheme LWS auth-param *(COMMA auth-param)`.
     pub fn parse(s: &'a str) -> Option<Auth<'a>> {
         let s = scan::trim_lws(s);
-        let end = s.bytes().position(|c| !scan::is_token_char(c)).unwrap_or(s.len());
+        let end = s
+            .bytes()
+            .position(|c| !scan::is_token_char(c))
+            .unwrap_or(s.len());
         let scheme = s.get(..end)?;
         let params = scan::trim_lws(s.get(end..)?);
-        if scheme.is_empty() || (!params.is_empty() && !s.as_bytes().get(end).is_some_and(|&c| scan::is_lws(c))) {
+        if scheme.is_empty()
+            || (!params.is_empty() && !s.as_bytes().get(end).is_some_and(|&c| scan::is_lws(c)))
+        {
             return None;
         }
         let auth = Auth { scheme, params };
@@ -397,7 +406,10 @@ impl Message {
     }
 
     /// Every challenge or credential of an authentication header (one per header field).
-    pub fn auths(&self, name: HeaderName) -> impl Iterator<Item = Result<Auth<'_>, ParseError>> + '_ {
+    pub fn auths(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<Auth<'_>, ParseError>> + '_ {
         self.headers_named(name).map(move |h| {
             self.value_str(h)
                 .and_then(|v| Auth::parse(v).ok_or_else(|| bad(h)))
@@ -435,7 +447,10 @@ mod tests {
         assert_eq!(v.host, Host::V4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert!(!v.has_magic_cookie());
-        let v = Via::parse("SIP/2.0/TCP [2001:db8::9]:5070;branch=z9hG4bKx;rport=5071;received=10.0.0.1;ttl=3").unwrap();
+        let v = Via::parse(
+            "SIP/2.0/TCP [2001:db8::9]:5070;branch=z9hG4bKx;rport=5071;received=10.0.0.1;ttl=3",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.rport(), Some(Some(5071)));
         assert_eq!(v.received(), Some("10.0.0.1"));

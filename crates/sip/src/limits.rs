@@ -9,7 +9,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Longest header field in bytes, continuation lines included.
     pub max_header_line: usize,
-    /// Most Via values (all Via header fields together).
+    /// Most Via values (all Via header fields together). 70 matches the Max-Forwards a UAC
+    /// starts with, so a legitimate request never hits it.
     pub max_via: usize,
     /// Most Route plus Record-Route values.
     pub max_route: usize,
@@ -21,8 +22,8 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             max_headers: 128,
             max_header_line: 8 * 1024,
-            max_via: 32,
-            max_route: 32,
+            max_via: 70,
+            max_route: 70,
         }
     }
 }

@@ -86,7 +86,10 @@ pub struct Message {
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
-            .field("start_line", &String::from_utf8_lossy(self.start_line_bytes()))
+            .field(
+                "start_line",
+                &String::from_utf8_lossy(self.start_line_bytes()),
+            )
             .field("headers", &self.headers.len())
             .field("body_len", &self.body().len())
             .finish()
@@ -220,7 +223,9 @@ impl Message {
         self.headers.iter().filter(move |h| {
             h.name == class
                 && (class != HeaderName::Other
-                    || h.name_span.of(&self.buf).eq_ignore_ascii_case(name.as_bytes()))
+                    || h.name_span
+                        .of(&self.buf)
+                        .eq_ignore_ascii_case(name.as_bytes()))
         })
     }
 

@@ -33,7 +33,7 @@ macro_rules! header_names {
 
             fn from_compact(c: u8) -> HeaderName {
                 match c.to_ascii_lowercase() {
-                    $( $( c if c == $compact as u8 => HeaderName::$variant, )? )*
+                    $( $( c if char::from(c) == $compact => HeaderName::$variant, )? )*
                     _ => HeaderName::Other,
                 }
             }
@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn classifies_long_compact_and_case() {
-        assert_eq!(HeaderName::classify(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::classify(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::classify(b"v"), HeaderName::Via);
         assert_eq!(HeaderName::classify(b"L"), HeaderName::ContentLength);
         assert_eq!(HeaderName::classify(b"call-id"), HeaderName::CallId);

@@ -81,7 +81,7 @@ fn plain_char(c: u8) -> bool {
 /// Removes quotes and quoted-pair escapes from a value, when it is quoted.
 pub fn unquote(v: &str) -> Cow<'_, str> {
     match scan::quoted_string(v) {
-        Some((inner, rest)) if rest.is_empty() => scan::unescape_quoted(inner),
+        Some((inner, "")) => scan::unescape_quoted(inner),
         _ => Cow::Borrowed(v),
     }
 }

@@ -211,7 +211,8 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits) -> Result<Head, ParseError> 
                     .ok()
                     .and_then(|s| scan::parse_decimal(s, limits.max_message_size as u64))
                     .ok_or(ErrorKind::ContentLength.at(line_start + vstart))?;
-                let v = u32::try_from(v).map_err(|_| ErrorKind::ContentLength.at(line_start + vstart))?;
+                let v = u32::try_from(v)
+                    .map_err(|_| ErrorKind::ContentLength.at(line_start + vstart))?;
                 content_length = match content_length {
                     None if content_length_count == 1 => Some(v),
                     // Several Content-Length fields: the body length is unknown.
@@ -263,7 +264,11 @@ fn count_values(v: &[u8]) -> usize {
 
 /// Parses the Request-Line or Status-Line (without its terminator).
 fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
-    if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+    if line.len() >= 4
+        && line
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         return parse_status_line(line);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version. Extra SP between the elements
@@ -339,9 +344,8 @@ fn check_request_uri(uri: &[u8]) -> Result<(), usize> {
     }
     if (scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips"))
         && memchr::memchr(b'?', uri).is_some()
-        && memchr::memchr(b'@', uri).is_none_or(|at| {
-            memchr::memchr(b'?', uri.get(at..).unwrap_or_default()).is_some()
-        })
+        && memchr::memchr(b'@', uri)
+            .is_none_or(|at| memchr::memchr(b'?', uri.get(at..).unwrap_or_default()).is_some())
     {
         return Err(memchr::memrchr(b'?', uri).unwrap_or(0));
     }
@@ -416,9 +420,18 @@ v=0\n";
             (b"INVITE sip:a@b; lr SIP/2.0\r\n\r\n", ErrorKind::RequestUri),
             (b"SIP/2.0 1000 Big\r\n\r\n", ErrorKind::StatusCode),
             (b"SIP/2.0 099 Small\r\n\r\n", ErrorKind::StatusCode),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nFoo bar\r\n\r\n", ErrorKind::MissingColon),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", ErrorKind::ContentLength),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc", ErrorKind::BodyTruncated),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nFoo bar\r\n\r\n",
+                ErrorKind::MissingColon,
+            ),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n",
+                ErrorKind::ContentLength,
+            ),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc",
+                ErrorKind::BodyTruncated,
+            ),
         ];
         for (input, kind) in cases {
             let e = Message::parse(*input).unwrap_err();

@@ -3,6 +3,8 @@
 //! Everything here works on `&[u8]` / `&str` with `get()` so no input can cause an
 //! out-of-bounds panic.
 
+// A u8 index into a 256-entry table cannot be out of bounds.
+#[allow(clippy::indexing_slicing)]
 /// `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
 const fn token_table() -> [bool; 256] {
     let mut t = [false; 256];
@@ -23,6 +25,7 @@ static TOKEN: [bool; 256] = token_table();
 
 /// Whether `c` may appear in a `token`.
 #[inline]
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
 pub fn is_token_char(c: u8) -> bool {
     TOKEN[c as usize]
 }
@@ -56,10 +59,7 @@ pub fn trim_lws(s: &str) -> &str {
 /// Used for comma-separated header values (RFC 3261 §7.3.1) and `;` parameter lists. Empty
 /// elements are returned as they are so callers can reject them where the grammar forbids them.
 pub fn split_top_level(s: &str, sep: u8) -> SplitTopLevel<'_> {
-    SplitTopLevel {
-        rest: Some(s),
-        sep,
-    }
+    SplitTopLevel { rest: Some(s), sep }
 }
 
 /// Iterator returned by [`split_top_level`].
@@ -242,8 +242,7 @@ mod tests {
 
     #[test]
     fn splits_outside_quotes_and_angles() {
-        let v: Vec<_> =
-            split_top_level(r#""a,b" <sip:x@y;p=1,2>;q=1 , <sip:z>"#, b',').collect();
+        let v: Vec<_> = split_top_level(r#""a,b" <sip:x@y;p=1,2>;q=1 , <sip:z>"#, b',').collect();
         assert_eq!(v, vec![r#""a,b" <sip:x@y;p=1,2>;q=1 "#, " <sip:z>"]);
     }
 

@@ -55,7 +55,10 @@ impl<'a> Uri<'a> {
         let colon = s.find(':').ok_or(UriError::Scheme)?;
         let scheme = s.get(..colon).unwrap_or_default();
         let rest = s.get(colon + 1..).unwrap_or_default();
-        let scheme_ok = scheme.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+        let scheme_ok = scheme
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
@@ -164,12 +167,18 @@ impl fmt::Display for Host<'_> {
 pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
         match s.find(']') {
-            Some(i) => (s.get(..=i).unwrap_or_default(), s.get(i + 1..).unwrap_or_default()),
+            Some(i) => (
+                s.get(..=i).unwrap_or_default(),
+                s.get(i + 1..).unwrap_or_default(),
+            ),
             None => return Err(UriError::Host),
         }
     } else {
         match s.find(':') {
-            Some(i) => (s.get(..i).unwrap_or_default(), s.get(i..).unwrap_or_default()),
+            Some(i) => (
+                s.get(..i).unwrap_or_default(),
+                s.get(i..).unwrap_or_default(),
+            ),
             None => (s, ""),
         }
     };
@@ -205,7 +214,11 @@ pub struct SipUri<'a> {
 }
 
 fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 impl<'a> SipUri<'a> {
@@ -221,7 +234,10 @@ impl<'a> SipUri<'a> {
         // The user part may hold ';', '?' and '/' (RFC 3261 §25.1 user-unreserved), but never
         // '@', so the first '@' ends the userinfo (RFC 4475 §3.1.1.2, §3.1.1.9).
         let (userinfo, rest) = match s.find('@') {
-            Some(i) => (Some(s.get(..i).unwrap_or_default()), s.get(i + 1..).unwrap_or_default()),
+            Some(i) => (
+                Some(s.get(..i).unwrap_or_default()),
+                s.get(i + 1..).unwrap_or_default(),
+            ),
             None => (None, s),
         };
         let (user, password) = match userinfo {
@@ -231,7 +247,11 @@ impl<'a> SipUri<'a> {
                     None => (ui, None),
                 };
                 let bad_user = u.bytes().position(|c| {
-                    !(is_unreserved(c) || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'))
+                    !(is_unreserved(c)
+                        || matches!(
+                            c,
+                            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+                        ))
                 });
                 if u.is_empty() || bad_user.is_some() || !scan::escapes_valid(u) {
                     return Err(UriError::User(base + bad_user.unwrap_or(0)));
@@ -261,7 +281,11 @@ impl<'a> SipUri<'a> {
         };
         let (host, port) = parse_hostport(hostport)?;
         let params_ok = params.bytes().all(|c| {
-            is_unreserved(c) || matches!(c, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';')
+            is_unreserved(c)
+                || matches!(
+                    c,
+                    b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';'
+                )
         }) && scan::escapes_valid(params);
         let params = Params::new(params);
         if !params_ok || params.validate().is_err() {
@@ -271,7 +295,10 @@ impl<'a> SipUri<'a> {
             let ok = !h.is_empty()
                 && h.bytes().all(|c| {
                     is_unreserved(c)
-                        || matches!(c, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
+                        || matches!(
+                            c,
+                            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+                        )
                 })
                 && scan::escapes_valid(h);
             if !ok {
@@ -331,8 +358,14 @@ impl<'a> SipUri<'a> {
             return false;
         }
         for name in ["user", "ttl", "method", "maddr", "transport"] {
-            let a = self.params.get(name).map(|v| v.map(|s| s.to_ascii_lowercase()));
-            let b = other.params.get(name).map(|v| v.map(|s| s.to_ascii_lowercase()));
+            let a = self
+                .params
+                .get(name)
+                .map(|v| v.map(|s| s.to_ascii_lowercase()));
+            let b = other
+                .params
+                .get(name)
+                .map(|v| v.map(|s| s.to_ascii_lowercase()));
             if a != b {
                 return false;
             }
@@ -387,7 +420,10 @@ pub struct TelUri<'a> {
 impl<'a> TelUri<'a> {
     fn parse_rest(s: &'a str) -> Result<TelUri<'a>, UriError> {
         let (number, params) = match s.find(';') {
-            Some(i) => (s.get(..i).unwrap_or_default(), s.get(i + 1..).unwrap_or_default()),
+            Some(i) => (
+                s.get(..i).unwrap_or_default(),
+                s.get(i + 1..).unwrap_or_default(),
+            ),
             None => (s, ""),
         };
         let ok = !number.is_empty()
@@ -409,7 +445,8 @@ mod tests {
 
     #[test]
     fn parses_full_sip_uri() {
-        let u = SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x").unwrap();
+        let u = SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x")
+            .unwrap();
         assert!(u.secure);
         assert_eq!(u.user, Some("alice"));
         assert_eq!(u.password, Some("secret"));
@@ -418,7 +455,10 @@ mod tests {
         assert_eq!(u.transport().as_deref(), Some("tcp"));
         assert!(u.lr());
         assert_eq!(u.headers, Some("subject=x"));
-        assert_eq!(u.to_string(), "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x");
+        assert_eq!(
+            u.to_string(),
+            "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x"
+        );
     }
 
     #[test]
@@ -430,14 +470,28 @@ mod tests {
             "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(u.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(
+            u.password,
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
         let u = SipUri::parse("sip:null-%00-null@example.com").unwrap();
         assert_eq!(u.user_decoded().unwrap().as_ref(), b"null-\0-null");
     }
 
     #[test]
     fn rejects_bad_uris() {
-        for bad in ["sip:", "sip:@h", "sip:a b@h", "sip:h:99999", "sip:h:x", "sip:a@", "sip:[::1", "sip:h;;", "sip:%zz@h", "1sip:h"] {
+        for bad in [
+            "sip:",
+            "sip:@h",
+            "sip:a b@h",
+            "sip:h:99999",
+            "sip:h:x",
+            "sip:a@",
+            "sip:[::1",
+            "sip:h;;",
+            "sip:%zz@h",
+            "1sip:h",
+        ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
         }
     }
@@ -455,7 +509,10 @@ mod tests {
 
     #[test]
     fn tel_and_other_schemes() {
-        assert!(matches!(Uri::parse("tel:+1-201-555-0123;ext=1"), Ok(Uri::Tel(_))));
+        assert!(matches!(
+            Uri::parse("tel:+1-201-555-0123;ext=1"),
+            Ok(Uri::Tel(_))
+        ));
         assert!(matches!(
             Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent"),
             Ok(Uri::Other { .. })

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test Rollover has: formatting, lints, unit, conformance, property and
+# integration tests (the integration tests drive SIPp, installed here when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
