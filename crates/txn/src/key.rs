@@ -1,0 +1,55 @@
+//! Transaction matching keys (RFC 3261 §17.1.3, §17.2.3, §9.2).
+//!
+//! A key is one string: its fields joined by spaces (none of them can hold white space
+//! once parsed). Lookups write the key into a reused buffer, so matching a retransmission
+//! allocates nothing; the table stores the key once, shared with the transaction.
+
+use std::fmt::Write;
+
+use rollover_sip::{Message, Method};
+
+/// Client side: `c <branch> <CSeq method>` (§17.1.3). A CANCEL shares its INVITE's branch,
+/// so the method keeps them apart.
+pub(crate) fn client_key(msg: &Message, out: &mut String) -> Option<()> {
+    let via = msg.top_via().ok()?;
+    let branch = via.branch()?;
+    let cseq = msg.cseq().ok()?;
+    out.clear();
+    write!(out, "c {branch} {}", cseq.method).ok()
+}
+
+/// Server side. RFC 3261 requests: `s <branch> <sent-by> <method>` where ACK counts as
+/// INVITE (§17.2.3). RFC 2543 requests (no magic cookie): Request-URI, From tag, Call-ID,
+/// CSeq number, top Via sent-by and method; the To tag is left out so the ACK of a non-2xx
+/// (which carries our tag) still matches its INVITE. `as_method` overrides the method: a
+/// CANCEL looks up the INVITE it cancels (§9.2).
+pub(crate) fn server_key(
+    msg: &Message,
+    as_method: Option<&Method>,
+    out: &mut String,
+) -> Option<()> {
+    let method = match (as_method, msg.method()?) {
+        (Some(m), _) => m,
+        (None, Method::Ack) => &Method::Invite,
+        (None, m) => m,
+    };
+    let via = msg.top_via().ok()?;
+    out.clear();
+    if via.has_magic_cookie() {
+        write!(out, "s {} ", via.branch()?).ok()?;
+        push_lower(out, via.sent_by);
+        write!(out, " {method}").ok()
+    } else {
+        let uri = msg.request_uri_str()?;
+        let from_tag = msg.from_tag().unwrap_or("-");
+        let call_id = msg.call_id().ok()?;
+        let seq = msg.cseq().ok()?.seq;
+        write!(out, "o {uri} {from_tag} {call_id} {seq} ").ok()?;
+        push_lower(out, via.sent_by);
+        write!(out, " {method}").ok()
+    }
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+}

@@ -1,0 +1,36 @@
+//! # rollover-txn
+//!
+//! RFC 3261 §17 transactions as sans-IO state machines: the INVITE and non-INVITE client
+//! and server transactions (with RFC 6026's Accepted state), and the table that matches
+//! incoming messages to them (§17.1.3, §17.2.3 with the RFC 2543 fallback, §9.2 for CANCEL).
+//!
+//! ```text
+//!  driver (rollover-net)                    TxnLayer
+//!  ─────────────────────                    ───────────────────────────────────────
+//!  datagram ─ parse ─▶ handle_message(now) ─▶ match ─▶ machine ─▶ Transmit queue ─▶ poll_transmit
+//!  sleep done ───────▶ handle_timeout(now) ─▶ timers ─┘         └▶ Event queue ───▶ poll_event
+//!  TU commands ──────▶ send_request / send_response / cancel / abandon
+//!                      poll_timeout() ◀── earliest live deadline (heap, lazy invalidation)
+//! ```
+//!
+//! No IO, no clock, no tasks: time is always an argument, so every timer and race is
+//! tested deterministically in virtual time. Transport failures are their own event,
+//! distinct from Timer B/F, so a proxy can roll over at once (§8.1.3.1 treats them as 503).
+
+pub(crate) mod client;
+mod config;
+pub(crate) mod key;
+mod layer;
+pub(crate) mod server;
+pub(crate) mod timer;
+mod transport;
+
+pub use client::{InviteClientState, NonInviteClientState};
+pub use config::Config;
+pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRef};
+pub use server::{InviteServerState, NonInviteServerState, SendError};
+pub use timer::Slot;
+pub use transport::{Peer, Transport, TransportError};
+
+#[cfg(test)]
+mod tests;

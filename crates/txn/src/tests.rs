@@ -1,0 +1,580 @@
+//! Every timer and retransmission schedule, in virtual time: no test sleeps.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rollover_sip::{Message, Method, RequestBuilder};
+
+use crate::*;
+
+struct Harness {
+    layer: TxnLayer,
+    start: Instant,
+    now: Instant,
+    /// (time since start, bytes) of everything sent.
+    sent: Vec<(Duration, Bytes)>,
+    events: Vec<(Duration, Event)>,
+}
+
+fn peer(transport: Transport) -> Peer {
+    let addr: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+    Peer { transport, addr }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        // One arbitrary origin; everything after it is virtual.
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        Harness {
+            layer: TxnLayer::new(Config::default()),
+            start,
+            now: start,
+            sent: vec![],
+            events: vec![],
+        }
+    }
+
+    fn at(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.sent.push((self.at(), t.bytes));
+        }
+        while let Some(e) = self.layer.poll_event() {
+            self.events.push((self.at(), e));
+        }
+    }
+
+    /// Jumps from deadline to deadline until `until` (since start).
+    fn run_until(&mut self, until: Duration) {
+        self.drain();
+        while let Some(t) = self.layer.poll_timeout() {
+            if t - self.start > until {
+                break;
+            }
+            self.now = t;
+            self.layer.handle_timeout(t);
+            self.drain();
+        }
+        self.now = self.start + until;
+    }
+
+    fn recv(&mut self, transport: Transport, msg: Bytes) {
+        let m = Message::parse(msg).unwrap();
+        self.layer.handle_message(self.now, peer(transport), m);
+        self.drain();
+    }
+
+    fn send_times(&self) -> Vec<f64> {
+        self.sent.iter().map(|(t, _)| t.as_secs_f64()).collect()
+    }
+
+    fn responses(&self) -> Vec<u16> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Response { response, .. } => response.status(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, f: impl Fn(&Event) -> bool) -> usize {
+        self.events.iter().filter(|(_, e)| f(e)).count()
+    }
+}
+
+fn request(method: Method, branch: &str, transport: Transport) -> Message {
+    let b = RequestBuilder::new(method, "sip:bob@127.0.0.1:5070")
+        .via(&format!(
+            "SIP/2.0/{transport} 127.0.0.1:5060;branch={branch}"
+        ))
+        .from("<sip:alice@example.com>;tag=a1")
+        .to("<sip:bob@example.com>")
+        .call_id("call-1@example.com")
+        .cseq(1)
+        .build()
+        .unwrap();
+    Message::parse(b).unwrap()
+}
+
+fn response_to(req: &Message, code: u16) -> Bytes {
+    req.response(code, "Reason").to_tag("b1").build()
+}
+
+fn secs(v: &[f64]) -> Vec<f64> {
+    v.to_vec()
+}
+
+#[test]
+fn invite_client_udp_silence_fires_timer_b_at_64_t1() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv, peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_secs(40));
+    // Timer A: T1, 2T1, 4T1, … from the first send; Timer B at 32 s.
+    assert_eq!(h.send_times(), secs(&[0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]));
+    let timeouts: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Timeout(_)))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(timeouts, [Duration::from_secs(32)]);
+    assert_eq!(h.count(|e| matches!(e, Event::Terminated(_))), 1);
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn invite_client_tcp_does_not_retransmit() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Tcp);
+    h.layer
+        .send_request(h.now, inv, peer(Transport::Tcp))
+        .unwrap();
+    h.run_until(Duration::from_secs(40));
+    assert_eq!(h.send_times(), secs(&[0.0]));
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 1);
+}
+
+#[test]
+fn invite_client_ringing_then_silence_never_times_out() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_secs(1));
+    h.recv(Transport::Udp, response_to(&inv, 180));
+    h.run_until(Duration::from_secs(300));
+    // Retransmissions stopped at the 180; Timer B never fires after a provisional.
+    assert_eq!(h.send_times(), secs(&[0.0, 0.5]));
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 0);
+    assert_eq!(h.responses(), [180]);
+    assert_eq!(h.layer.len(), 1);
+}
+
+#[test]
+fn invite_client_acks_non_2xx_and_absorbs_retransmissions() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_millis(100));
+    let busy = response_to(&inv, 486);
+    h.recv(Transport::Udp, busy.clone());
+    let ack = Message::parse(h.sent[1].1.clone()).unwrap();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(
+        ack.to_tag(),
+        Some("b1"),
+        "ACK carries the response's To tag"
+    );
+    assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bK-1"));
+    h.run_until(Duration::from_secs(2));
+    h.recv(Transport::Udp, busy);
+    assert_eq!(h.sent.len(), 3, "ACK resent for the retransmitted 486");
+    assert_eq!(h.responses(), [486], "retransmission not passed up");
+    // Timer D: 32 s on UDP.
+    h.run_until(Duration::from_secs(31));
+    assert_eq!(h.layer.len(), 1);
+    h.run_until(Duration::from_secs(33));
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn invite_client_tcp_timer_d_is_zero() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Tcp);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Tcp))
+        .unwrap();
+    h.recv(Transport::Tcp, response_to(&inv, 503));
+    h.run_until(Duration::ZERO);
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn invite_client_passes_up_every_2xx_and_a_late_2xx_after_a_4xx() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-1", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    assert_eq!(h.responses(), [200, 200]);
+    h.run_until(Duration::from_secs(33)); // Timer M = 64·T1
+    assert!(h.layer.is_empty());
+
+    let mut h = Harness::new();
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 404));
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    assert_eq!(h.responses(), [404, 200]);
+}
+
+#[test]
+fn non_invite_client_retransmits_capped_at_t2() {
+    let mut h = Harness::new();
+    let opt = request(Method::Options, "z9hG4bK-2", Transport::Udp);
+    h.layer
+        .send_request(h.now, opt, peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_secs(40));
+    assert_eq!(
+        h.send_times(),
+        secs(&[0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5])
+    );
+    let timeouts: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Timeout(_)))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(timeouts, [Duration::from_secs(32)], "Timer F");
+}
+
+#[test]
+fn non_invite_client_proceeding_retransmits_every_t2_then_k() {
+    let mut h = Harness::new();
+    let opt = request(Method::Options, "z9hG4bK-2", Transport::Udp);
+    h.layer
+        .send_request(h.now, opt.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_millis(600));
+    h.recv(Transport::Udp, response_to(&opt, 100));
+    h.run_until(Duration::from_millis(9000));
+    assert_eq!(h.send_times(), secs(&[0.0, 0.5, 1.5, 5.5]));
+    h.recv(Transport::Udp, response_to(&opt, 200));
+    h.recv(Transport::Udp, response_to(&opt, 200));
+    assert_eq!(h.responses(), [100, 200]);
+    h.run_until(Duration::from_millis(13_999)); // Timer K = T4 = 5 s
+    assert_eq!(h.layer.len(), 1);
+    h.run_until(Duration::from_millis(14_001));
+    assert!(h.layer.is_empty());
+}
+
+fn server_txn(h: &Harness) -> ServerTxn {
+    h.events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Request { txn, .. } => Some(*txn),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn invite_server_sends_100_after_200ms_and_resends_on_retransmission() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    assert_eq!(h.count(|e| matches!(e, Event::Request { .. })), 1);
+    h.run_until(Duration::from_millis(199));
+    assert!(h.sent.is_empty());
+    h.run_until(Duration::from_millis(200));
+    assert_eq!(
+        Message::parse(h.sent[0].1.clone()).unwrap().status(),
+        Some(100)
+    );
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    assert_eq!(h.sent.len(), 2, "retransmitted INVITE gets the 100 again");
+    assert_eq!(
+        h.count(|e| matches!(e, Event::Request { .. })),
+        1,
+        "duplicate absorbed"
+    );
+}
+
+#[test]
+fn invite_server_no_100_when_tu_answers_first() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 180))
+        .unwrap();
+    h.run_until(Duration::from_secs(1));
+    let codes: Vec<_> = h
+        .sent
+        .iter()
+        .map(|(_, b)| Message::parse(b.clone()).unwrap().status())
+        .collect();
+    assert_eq!(codes, [Some(180)]);
+}
+
+#[test]
+fn invite_server_retransmits_final_until_ack_then_timer_h() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 486))
+        .unwrap();
+    h.run_until(Duration::from_secs(40));
+    // Timer G: T1, 2T1, … capped at T2; Timer H at 64·T1.
+    assert_eq!(
+        h.send_times(),
+        secs(&[0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5])
+    );
+    let timeouts: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Timeout(TxnRef::Server(_))))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(timeouts, [Duration::from_secs(32)]);
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn invite_server_ack_stops_retransmissions() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    let resp = response_to(&inv, 486);
+    h.layer.send_response(h.now, txn, resp.clone()).unwrap();
+    h.run_until(Duration::from_secs(2));
+    let ack = inv.ack_for(&Message::parse(resp).unwrap()).unwrap();
+    h.recv(Transport::Udp, ack.clone());
+    h.recv(Transport::Udp, ack);
+    assert_eq!(
+        h.count(|e| matches!(e, Event::Ack { .. })),
+        0,
+        "ACK for non-2xx absorbed"
+    );
+    h.run_until(Duration::from_secs(6));
+    assert_eq!(h.send_times(), secs(&[0.0, 0.5, 1.5]));
+    h.run_until(Duration::from_secs(8)); // Timer I = T4
+    assert!(h.layer.is_empty());
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 0);
+}
+
+#[test]
+fn invite_server_2xx_enters_accepted_and_absorbs_retransmissions() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 200))
+        .unwrap();
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    assert_eq!(
+        h.sent.len(),
+        1,
+        "the transaction does not retransmit 2xx (the TU does)"
+    );
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 200))
+        .unwrap();
+    h.drain();
+    assert_eq!(h.sent.len(), 2);
+    assert_eq!(
+        h.layer.send_response(h.now, txn, response_to(&inv, 486)),
+        Err(TxnError::Send(SendError::AlreadyFinal))
+    );
+    // The ACK for a 2xx has its own branch: it belongs to no transaction here.
+    let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1:5070")
+        .via("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-ack")
+        .from("<sip:alice@example.com>;tag=a1")
+        .to("<sip:bob@example.com>;tag=b1")
+        .call_id("call-1@example.com")
+        .cseq(1)
+        .build()
+        .unwrap();
+    h.recv(Transport::Udp, ack);
+    assert_eq!(h.count(|e| matches!(e, Event::Ack { .. })), 1);
+    h.run_until(Duration::from_secs(33)); // Timer L
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn non_invite_server_absorbs_then_resends_final_until_timer_j() {
+    let mut h = Harness::new();
+    let opt = request(Method::Options, "z9hG4bK-4", Transport::Udp);
+    h.recv(Transport::Udp, opt.as_bytes().clone());
+    h.recv(Transport::Udp, opt.as_bytes().clone());
+    assert!(h.sent.is_empty(), "retransmission in Trying absorbed");
+    assert_eq!(h.count(|e| matches!(e, Event::Request { .. })), 1);
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&opt, 200))
+        .unwrap();
+    h.recv(Transport::Udp, opt.as_bytes().clone());
+    assert_eq!(h.sent.len(), 2, "final resent");
+    h.run_until(Duration::from_secs(31));
+    assert_eq!(h.layer.len(), 1);
+    h.run_until(Duration::from_secs(33));
+    assert!(h.layer.is_empty());
+
+    let mut h = Harness::new();
+    h.recv(Transport::Tcp, opt.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&opt, 200))
+        .unwrap();
+    h.run_until(Duration::ZERO);
+    assert!(h.layer.is_empty(), "Timer J is zero on TCP");
+}
+
+#[test]
+fn cancel_matches_its_invite() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-5", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let invite_txn = server_txn(&h);
+    h.recv(Transport::Udp, inv.cancel(None).unwrap());
+    let cancels = h.events.iter().find_map(|(_, e)| match e {
+        Event::Request {
+            cancels: Some(c),
+            request,
+            ..
+        } if request.method() == Some(&Method::Cancel) => Some(*c),
+        _ => None,
+    });
+    assert_eq!(cancels, Some(invite_txn));
+    // A CANCEL for nothing known still gets its own transaction (the TU answers 481).
+    let other = request(Method::Invite, "z9hG4bK-unknown", Transport::Udp);
+    h.recv(Transport::Udp, other.cancel(None).unwrap());
+    let last = h.events.iter().rev().find_map(|(_, e)| match e {
+        Event::Request { cancels, .. } => Some(*cancels),
+        _ => None,
+    });
+    assert_eq!(last, Some(None));
+}
+
+#[test]
+fn rfc2543_requests_match_without_magic_cookie() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "old-style-1", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    assert_eq!(h.count(|e| matches!(e, Event::Request { .. })), 1);
+    let txn = server_txn(&h);
+    let resp = response_to(&inv, 404);
+    h.layer.send_response(h.now, txn, resp.clone()).unwrap();
+    h.recv(
+        Transport::Udp,
+        inv.ack_for(&Message::parse(resp).unwrap()).unwrap(),
+    );
+    assert_eq!(
+        h.count(|e| matches!(e, Event::Ack { .. })),
+        0,
+        "ACK matched the INVITE"
+    );
+}
+
+#[test]
+fn cancel_waits_for_a_provisional() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-6", Transport::Udp);
+    let txn = h
+        .layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    assert_eq!(h.layer.cancel(h.now, txn, None), Ok(None));
+    h.run_until(Duration::from_secs(2));
+    assert_eq!(
+        h.sent.len(),
+        1,
+        "no CANCEL and no retransmission before a provisional"
+    );
+    h.recv(Transport::Udp, response_to(&inv, 180));
+    let cancel = Message::parse(h.sent.last().unwrap().1.clone()).unwrap();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+
+    let mut h = Harness::new();
+    let txn = h
+        .layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 183));
+    let c = h
+        .layer
+        .cancel(
+            h.now,
+            txn,
+            Some("SIP;cause=200;text=\"Call completed elsewhere\""),
+        )
+        .unwrap();
+    assert!(c.is_some());
+    h.drain();
+    let cancel = Message::parse(h.sent.last().unwrap().1.clone()).unwrap();
+    assert_eq!(cancel.reasons().next().unwrap().unwrap().cause, Some(200));
+}
+
+#[test]
+fn transport_error_is_its_own_event() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-7", Transport::Tcp);
+    let txn = h
+        .layer
+        .send_request(h.now, inv, peer(Transport::Tcp))
+        .unwrap();
+    h.layer
+        .handle_transport_error(TxnRef::Client(txn), TransportError::Refused);
+    h.drain();
+    assert_eq!(
+        h.count(|e| matches!(e, Event::TransportError(_, TransportError::Refused))),
+        1
+    );
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 0);
+    assert!(h.layer.is_empty());
+}
+
+#[test]
+fn abandoned_invite_stops_retransmitting_but_keeps_a_late_answer() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-8", Transport::Udp);
+    let txn = h
+        .layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_secs(1));
+    h.layer.abandon(txn);
+    h.run_until(Duration::from_secs(10));
+    assert_eq!(h.send_times(), secs(&[0.0, 0.5]));
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    assert_eq!(h.responses(), [200]);
+}
+
+#[test]
+fn stray_response_is_reported() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-9", Transport::Udp);
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    assert_eq!(h.count(|e| matches!(e, Event::StrayResponse { .. })), 1);
+}
+
+#[test]
+fn stale_handles_are_refused() {
+    let mut h = Harness::new();
+    let opt = request(Method::Options, "z9hG4bK-10", Transport::Tcp);
+    h.recv(Transport::Tcp, opt.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&opt, 200))
+        .unwrap();
+    h.run_until(Duration::ZERO);
+    // Reuse the slot with a new transaction; the old handle must not reach it.
+    let opt2 = request(Method::Options, "z9hG4bK-11", Transport::Tcp);
+    h.recv(Transport::Tcp, opt2.as_bytes().clone());
+    assert!(h
+        .layer
+        .send_response(h.now, txn, response_to(&opt, 200))
+        .is_err());
+}
