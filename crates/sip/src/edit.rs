@@ -89,6 +89,20 @@ impl<'m> Editor<'m> {
         self
     }
 
+    /// Replaces the status line of a response (e.g. 503 → 500 when a proxy forwards it,
+    /// RFC 3261 §16.7 step 6). No effect on a request.
+    pub fn set_status(&mut self, code: u16, reason: &str) -> &mut Self {
+        if let StartLine::Response { reason: r, .. } = &self.msg.start_line {
+            let line = format!("SIP/2.0 {code} {}", reason.replace(['\r', '\n'], " "));
+            let span = Span {
+                start: 0,
+                end: r.end,
+            };
+            self.splice(span, Bytes::from(line));
+        }
+        self
+    }
+
     /// Adds a Via value on top (RFC 3261 §16.6 step 8).
     pub fn push_via(&mut self, value: &str) -> &mut Self {
         let at = self.top_position(HeaderName::Via);
@@ -308,6 +322,18 @@ hi";
 
     fn out_clone(m: &Message) -> Bytes {
         m.as_bytes().clone()
+    }
+
+    #[test]
+    fn status_line_replaced() {
+        let m = Message::parse(
+            &b"SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n"[..],
+        )
+        .unwrap();
+        let f = Message::parse(m.edit().set_status(500, "Server Internal Error").finish()).unwrap();
+        assert_eq!(f.status(), Some(500));
+        assert_eq!(f.reason_phrase().unwrap(), "Server Internal Error");
+        assert_eq!(f.top_via().unwrap().branch(), Some("z9hG4bK1"));
     }
 
     #[test]

@@ -593,6 +593,16 @@ impl TxnLayer {
         }
     }
 
+    /// Queues bytes outside any transaction: stateless forwarding (the ACK for a 2xx, a 2xx
+    /// retransmission after its transaction ended) and stateless replies to bad requests.
+    pub fn send_stateless(&mut self, dest: Peer, bytes: Bytes) {
+        self.transmits.push_back(Transmit {
+            dest,
+            bytes,
+            txn: None,
+        });
+    }
+
     /// The next deadline, if any.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop stale entries at the top so the driver does not wake for nothing.

@@ -1,0 +1,200 @@
+//! The record of what the proxy decided and why: one entry per decision, for logs and for
+//! `rollover simulate`'s timeline.
+
+use std::fmt;
+use std::time::Duration;
+
+use rollover_txn::TransportError;
+
+/// Why a target was left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Why {
+    /// No response at all within `no_response_timeout`.
+    NoResponse(Duration),
+    /// Rang without a final response within `ring_timeout`.
+    RingTimeout(Duration),
+    /// Timer C fired (RFC 3261 §16.8).
+    TimerC,
+    /// The transaction timed out (Timer B/F).
+    TransactionTimeout,
+    /// A final response that matches the failover pattern (or a 503, which always does).
+    Status {
+        /// The status.
+        status: u16,
+        /// The pattern that matched.
+        pattern: String,
+    },
+    /// The transport failed.
+    Transport(TransportError),
+    /// The target's host could not be resolved.
+    Unresolvable,
+    /// A 3xx: its Contacts were added as targets.
+    Redirected(u16),
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::NoResponse(d) => write!(f, "no response within {}", fmt_duration(*d)),
+            Why::RingTimeout(d) => write!(f, "ring timeout after {}", fmt_duration(*d)),
+            Why::TimerC => f.write_str("Timer C fired"),
+            Why::TransactionTimeout => f.write_str("transaction timed out"),
+            Why::Status { status, pattern } if *status == 503 => {
+                write!(f, "503 (always rolls over; pattern {pattern:?})")
+            }
+            Why::Status { status, pattern } => write!(f, "{status} matched pattern {pattern:?}"),
+            Why::Transport(e) => write!(f, "transport error: {e}"),
+            Why::Unresolvable => f.write_str("host could not be resolved"),
+            Why::Redirected(s) => write!(f, "redirected by {s}"),
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// A rule matched.
+    Routed {
+        /// The rule's name.
+        rule: String,
+        /// Targets in the plan.
+        targets: usize,
+    },
+    /// The request was answered without forwarding.
+    Rejected {
+        /// The status sent.
+        status: u16,
+        /// Why.
+        reason: String,
+    },
+    /// A branch was started.
+    Trying {
+        /// The target.
+        target: String,
+    },
+    /// A failover timer was armed for a target.
+    TimerArmed {
+        /// The target.
+        target: String,
+        /// Which timer: `no-response` or `ring`.
+        timer: &'static str,
+        /// When it fires, from now.
+        after: Duration,
+    },
+    /// A target sent a provisional.
+    Ringing {
+        /// The target.
+        target: String,
+        /// The status.
+        status: u16,
+    },
+    /// A target was left and the call rolls over.
+    RolledOver {
+        /// The target left.
+        target: String,
+        /// Why.
+        why: Why,
+    },
+    /// A 3xx added targets.
+    Redirected {
+        /// The target that redirected.
+        target: String,
+        /// The targets added (in the order they will be tried).
+        added: Vec<String>,
+        /// Contacts dropped (duplicates, already tried, over `max_targets`).
+        dropped: usize,
+    },
+    /// A final response that does not match the pattern: no further targets.
+    Stopped {
+        /// The target.
+        target: String,
+        /// The status.
+        status: u16,
+    },
+    /// `max_targets` reached.
+    TargetLimit {
+        /// The limit.
+        max_targets: usize,
+    },
+    /// A target answered.
+    Answered {
+        /// The target.
+        target: String,
+        /// The status.
+        status: u16,
+    },
+    /// A pending branch was cancelled.
+    Cancelled {
+        /// The target.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// The final response sent upstream.
+    Final {
+        /// The status.
+        status: u16,
+    },
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Routed { rule, targets } => {
+                write!(f, "rule {rule:?} matched: {targets} target(s)")
+            }
+            Decision::Rejected { status, reason } => write!(f, "rejected with {status} ({reason})"),
+            Decision::Trying { target } => write!(f, "trying {target}"),
+            Decision::TimerArmed {
+                target,
+                timer,
+                after,
+            } => {
+                write!(
+                    f,
+                    "{timer} timer armed for {target}: {}",
+                    fmt_duration(*after)
+                )
+            }
+            Decision::Ringing { target, status } => write!(f, "{target} answered {status}"),
+            Decision::RolledOver { target, why } => write!(f, "left {target}: {why}; rolling over"),
+            Decision::Redirected {
+                target,
+                added,
+                dropped,
+            } => {
+                write!(f, "{target} redirected to [{}]", added.join(", "))?;
+                if *dropped > 0 {
+                    write!(f, " ({dropped} contact(s) dropped)")?;
+                }
+                Ok(())
+            }
+            Decision::Stopped { target, status } => {
+                write!(
+                    f,
+                    "{target} answered {status}, which does not match the pattern: no more targets"
+                )
+            }
+            Decision::TargetLimit { max_targets } => {
+                write!(f, "max_targets ({max_targets}) reached")
+            }
+            Decision::Answered { target, status } => write!(f, "{target} answered {status}"),
+            Decision::Cancelled { target, reason } => write!(f, "CANCEL {target} ({reason})"),
+            Decision::Final { status } => write!(f, "final response {status} sent upstream"),
+        }
+    }
+}
+
+/// `1.5s`, `800ms`, `20s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms > 1000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}

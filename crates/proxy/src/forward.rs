@@ -1,0 +1,255 @@
+//! Forwarding mechanics (RFC 3261 §16.4, §16.6, §16.11): our addresses, branch ids and loop
+//! detection, Route pre-processing, and the edits applied to what we relay.
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Uri, Via};
+use rollover_txn::{Peer, Transport};
+
+use crate::router::default_port;
+
+/// Every branch we create starts with this, so our own Vias can be told apart.
+const BRANCH_PREFIX: &str = "z9hG4bKrl";
+
+/// Our listening addresses.
+#[derive(Debug, Clone)]
+pub(crate) struct Local {
+    addrs: Vec<(Transport, SocketAddr)>,
+}
+
+impl Local {
+    pub fn new(addrs: &[(Transport, SocketAddr)]) -> Local {
+        Local {
+            addrs: addrs.to_vec(),
+        }
+    }
+
+    /// The address for our Via and Record-Route on a transport.
+    pub fn for_transport(&self, t: Transport) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(lt, _)| *lt == t)
+            .or(self.addrs.first())
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    fn is_us(&self, host: &Host<'_>, port: Option<u16>, transport: Transport) -> bool {
+        let ip: IpAddr = match host {
+            Host::V4(ip) => (*ip).into(),
+            Host::V6(ip) => (*ip).into(),
+            Host::Domain(d) => match d.parse() {
+                Ok(ip) => ip,
+                Err(_) => return false,
+            },
+        };
+        let port = port.unwrap_or(default_port(transport));
+        self.addrs
+            .iter()
+            .any(|(_, a)| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()))
+    }
+
+    /// Whether a Via was put there by us.
+    pub fn is_ours(&self, via: &Via<'_>) -> bool {
+        let t = Transport::from_token(via.transport).unwrap_or(Transport::Udp);
+        self.is_us(&via.host, via.port, t)
+            && via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+    }
+
+    fn uri_is_us(&self, uri: &SipUri<'_>) -> bool {
+        let t = uri
+            .transport()
+            .and_then(|t| Transport::from_token(&t))
+            .unwrap_or(if uri.secure {
+                Transport::Tls
+            } else {
+                Transport::Udp
+            });
+        uri.user.is_none() && self.is_us(&uri.host, uri.port, t)
+    }
+
+    /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
+    /// request's: it has been here before with the same routing inputs (a loop, not a spiral).
+    pub fn is_loop(&self, req: &Message) -> bool {
+        let hash = format!("{:08x}", loop_hash(req));
+        req.vias().filter_map(Result::ok).any(|v| {
+            self.is_ours(&v)
+                && v.branch()
+                    .and_then(|b| b.get(BRANCH_PREFIX.len()..BRANCH_PREFIX.len() + 8))
+                    .is_some_and(|h| h == hash)
+        })
+    }
+
+    /// §16.4: a Request-URI that is us came from a strict router (restore the real one from
+    /// the last Route); a top Route that is us is removed.
+    pub fn preprocess_route(&self, req: &Message) -> Result<Message, ParseError> {
+        let routes: Vec<String> = req
+            .routes()
+            .filter_map(Result::ok)
+            .map(|r| r.uri_str.to_owned())
+            .collect();
+        let ruri_is_us = matches!(req.request_uri(), Some(Ok(Uri::Sip(u))) if self.uri_is_us(&u));
+        let top_is_us = routes
+            .first()
+            .and_then(|r| SipUri::parse(r).ok())
+            .is_some_and(|u| self.uri_is_us(&u));
+        if ruri_is_us && !routes.is_empty() {
+            let (last, rest) = routes
+                .split_last()
+                .map(|(l, r)| (l.clone(), r.to_vec()))
+                .unwrap_or_default();
+            let mut e = req.edit();
+            e.set_request_uri(&last).remove_all(HeaderName::Route);
+            if !rest.is_empty() {
+                let joined = rest
+                    .iter()
+                    .map(|r| format!("<{r}>"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                e.add_header("Route", &joined);
+            }
+            return Message::parse(e.finish());
+        }
+        if top_is_us {
+            return Message::parse(req.edit().pop_route().finish());
+        }
+        Ok(req.clone())
+    }
+}
+
+/// Hash of what makes a request the same request at this hop (§16.6 step 8).
+fn loop_hash(req: &Message) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.request_uri_str().hash(&mut h);
+    req.from_tag().hash(&mut h);
+    req.to_tag().hash(&mut h);
+    req.call_id().ok().hash(&mut h);
+    req.cseq().ok().map(|c| c.seq).hash(&mut h);
+    (h.finish() & 0xffff_ffff) as u32
+}
+
+/// Branch ids and tags from a seeded generator (SplitMix64): reproducible in tests,
+/// distinct across processes when seeded from the clock by the driver.
+#[derive(Debug, Clone)]
+pub(crate) struct Ids {
+    state: u64,
+    counter: u64,
+}
+
+impl Ids {
+    pub fn new(seed: u64) -> Ids {
+        Ids {
+            state: seed,
+            counter: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn branch(&mut self, loop_hash: u32) -> String {
+        self.counter += 1;
+        let (n, r) = (self.counter, self.next() & 0xff_ffff);
+        format!("{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}")
+    }
+
+    pub fn tag(&mut self) -> String {
+        format!("{:012x}", self.next() & 0xffff_ffff_ffff)
+    }
+}
+
+fn via_value(transport: Transport, sent_by: SocketAddr, branch: &str) -> String {
+    format!("SIP/2.0/{transport} {sent_by};branch={branch}")
+}
+
+/// The request for one branch (§16.6): Request-URI (unless routing by Route), Max-Forwards
+/// minus one, our Via, and our Record-Route when asked.
+pub(crate) fn request(
+    orig: &Message,
+    request_uri: Option<&str>,
+    transport: Transport,
+    record_route: bool,
+    local: &Local,
+    ids: &mut Ids,
+) -> Option<Message> {
+    let sent_by = local.for_transport(transport);
+    let branch = ids.branch(loop_hash(orig));
+    let mut e = orig.edit();
+    if let Some(uri) = request_uri {
+        e.set_request_uri(uri);
+    }
+    e.decrement_max_forwards().ok()?;
+    e.push_via(&via_value(transport, sent_by, &branch));
+    if record_route {
+        let param = if transport == Transport::Udp {
+            String::new()
+        } else {
+            format!(";transport={}", transport.as_str().to_ascii_lowercase())
+        };
+        e.push_record_route(&format!("<sip:{sent_by}{param};lr>"));
+    }
+    Message::parse(e.finish()).ok()
+}
+
+/// A response relayed upstream: our Via removed (§16.7 step 3).
+pub(crate) fn response(resp: &Message) -> Bytes {
+    resp.edit().pop_via().finish()
+}
+
+/// A request forwarded statelessly (the ACK for a 2xx): the branch is a hash of the request
+/// so a retransmission gets the same one (§16.11).
+pub(crate) fn stateless_request(
+    req: &Message,
+    transport: Transport,
+    local: &Local,
+) -> Option<Bytes> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.call_id().ok().hash(&mut h);
+    req.cseq().ok().map(|c| c.seq).hash(&mut h);
+    req.from_tag().hash(&mut h);
+    req.to_tag().hash(&mut h);
+    req.request_uri_str().hash(&mut h);
+    req.top_via()
+        .ok()
+        .and_then(|v| v.branch().map(str::to_owned))
+        .hash(&mut h);
+    let branch = format!("{BRANCH_PREFIX}a{:016x}", h.finish());
+    let mut e = req.edit();
+    e.decrement_max_forwards().ok()?;
+    e.push_via(&via_value(
+        transport,
+        local.for_transport(transport),
+        &branch,
+    ));
+    Some(e.finish())
+}
+
+/// Where a response goes for a Via (§18.2.2): `received`/`rport` when present, else the
+/// sent-by. Only IP addresses are used.
+pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
+    let transport = Transport::from_token(via.transport)?;
+    let ip: IpAddr = match via.received() {
+        Some(r) => r.parse().ok()?,
+        None => match via.host {
+            Host::V4(ip) => ip.into(),
+            Host::V6(ip) => ip.into(),
+            Host::Domain(d) => d.parse().ok()?,
+        },
+    };
+    let port = via
+        .rport()
+        .flatten()
+        .or(via.port)
+        .unwrap_or(default_port(transport));
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+    })
+}

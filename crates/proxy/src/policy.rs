@@ -1,0 +1,157 @@
+//! Failover policy: when to give up on a target and roll over to the next.
+//!
+//! The semantics follow the Brekeke failover dial plan (`failover.timer.inviting`,
+//! `failover.timer.provisional`, `failover.pattern.response`, `failover.redirection`) with
+//! RFC 3261's rules on top: a 6xx is a global answer (§16.7) and ends the call unless the
+//! pattern names it explicitly.
+
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+
+/// A regular expression over the three-digit status code, anchored at both ends.
+#[derive(Clone)]
+pub struct ResponsePattern {
+    source: String,
+    re: Regex,
+    catch_all: bool,
+}
+
+/// A pattern that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid response pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What the regex engine said.
+    pub reason: String,
+}
+
+impl ResponsePattern {
+    /// The default: any final 3xx–5xx (6xx ends the call).
+    pub const DEFAULT: &'static str = "[3-5][0-9][0-9]";
+
+    /// Compiles a pattern such as `4..`, `30.`, `5..|408`.
+    pub fn new(pattern: &str) -> Result<ResponsePattern, PatternError> {
+        let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| PatternError {
+            pattern: pattern.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let catch_all = ["300", "400", "500", "600"].iter().all(|c| re.is_match(c));
+        Ok(ResponsePattern {
+            source: pattern.to_owned(),
+            re,
+            catch_all,
+        })
+    }
+
+    /// A pattern that matches no status: nothing rolls over.
+    #[allow(clippy::expect_used)] // a constant pattern, compiled by the unit tests
+    pub fn never() -> ResponsePattern {
+        ResponsePattern::new("").expect("the empty pattern compiles")
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether a final response with this status rolls the call over.
+    ///
+    /// A 6xx rolls over only when the pattern matches it and is not a catch-all (one that
+    /// matches 300, 400, 500 and 600 alike, such as Brekeke's `.+`): write `6..` or `603`
+    /// to roll over on a global failure.
+    pub fn rolls_over(&self, status: u16) -> bool {
+        let code = status.to_string();
+        if !self.re.is_match(&code) {
+            return false;
+        }
+        status < 600 || !self.catch_all
+    }
+}
+
+impl Default for ResponsePattern {
+    #[allow(clippy::expect_used)] // a constant pattern, compiled by the unit tests
+    fn default() -> Self {
+        ResponsePattern::new(Self::DEFAULT).expect("the default pattern compiles")
+    }
+}
+
+impl fmt::Debug for ResponsePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ResponsePattern({:?})", self.source)
+    }
+}
+
+impl PartialEq for ResponsePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// What to do for one call: the timers, the pattern and the redirect rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverPolicy {
+    /// No response at all from a target within this → abandon it and try the next
+    /// (Brekeke `failover.timer.inviting`, default 10 s).
+    pub no_response_timeout: Duration,
+    /// A provisional but no final within this → CANCEL and try the next
+    /// (Brekeke `failover.timer.provisional`, default 20 s).
+    pub ring_timeout: Duration,
+    /// Final responses that roll over (Brekeke `failover.pattern.response`).
+    pub on_response: ResponsePattern,
+    /// Follow 3xx Contacts as new targets (Brekeke `failover.redirection`, default true).
+    pub follow_redirects: bool,
+    /// Most targets tried for one call, redirects included (default 10): ends redirect loops.
+    pub max_targets: usize,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy {
+            no_response_timeout: Duration::from_secs(10),
+            ring_timeout: Duration::from_secs(20),
+            on_response: ResponsePattern::default(),
+            follow_redirects: true,
+            max_targets: 10,
+        }
+    }
+}
+
+impl FailoverPolicy {
+    /// A policy that never rolls over: in-dialog requests and plain forwarding.
+    pub fn no_failover() -> FailoverPolicy {
+        FailoverPolicy {
+            no_response_timeout: Duration::from_secs(32),
+            ring_timeout: Duration::from_secs(180),
+            on_response: ResponsePattern::never(),
+            follow_redirects: false,
+            max_targets: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let p = ResponsePattern::default();
+        assert!(p.rolls_over(486) && p.rolls_over(302) && p.rolls_over(503));
+        assert!(!p.rolls_over(603));
+        let p = ResponsePattern::new("4..").unwrap();
+        assert!(p.rolls_over(404) && !p.rolls_over(503));
+        let p = ResponsePattern::new("5..|408").unwrap();
+        assert!(p.rolls_over(408) && p.rolls_over(500) && !p.rolls_over(404));
+        let brekeke = ResponsePattern::new(".+").unwrap();
+        assert!(
+            brekeke.rolls_over(486) && !brekeke.rolls_over(603),
+            "catch-all never names 6xx"
+        );
+        let six = ResponsePattern::new("6..|486").unwrap();
+        assert!(six.rolls_over(603));
+        assert!(ResponsePattern::new("4(").is_err());
+    }
+}

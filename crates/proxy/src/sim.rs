@@ -1,0 +1,713 @@
+//! Runs the real proxy core and transaction layer against scripted targets in virtual
+//! time: "what will my plan do when carrier B returns 503 after 2 s", without sockets.
+//!
+//! A world says how each target behaves, one entry per target, separated by white space
+//! or new lines (`#` starts a comment):
+//!
+//! ```text
+//! a=100,silence        a sends 100 Trying, then nothing
+//! b=180@2s,486@5s      b rings after 2 s and rejects at 5 s (times from the INVITE)
+//! c=302(sip:d@h;q=0.5,sip:e@h;q=1)   c redirects (Contacts in parentheses)
+//! e=200@1s             e answers after 1 s
+//! d=unreachable        the transport to d fails at once
+//! f=silence            f never answers (the default for a target the world does not name)
+//! ```
+//!
+//! `caller=cancel@3s` makes the caller CANCEL its INVITE after 3 s.
+//!
+//! A name matches a target when it equals the target URI's user part, its host, or the
+//! whole URI. A target that receives CANCEL before its final answers 200 and 487.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
+use rollover_txn::{Config, Peer, Transport, TransportError, TxnLayer};
+
+use crate::core::{Proxy, ProxyConfig};
+use crate::decision::Decision;
+use crate::router::{Resolver, Router};
+
+/// One scripted response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The status.
+    pub status: u16,
+    /// When, after the INVITE arrives.
+    pub at: Duration,
+    /// Contacts (for 3xx).
+    pub contacts: Vec<String>,
+}
+
+/// How a target behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// These responses, then silence.
+    Script(Vec<Step>),
+    /// The transport fails at once (connection refused).
+    Unreachable,
+}
+
+/// A world that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("world entry {entry:?}: {reason}")]
+pub struct WorldError {
+    /// The entry as written.
+    pub entry: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The scripted targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct World {
+    entries: Vec<(String, Behaviour)>,
+    caller_cancel: Option<Duration>,
+}
+
+/// Parses `2s`, `1.5s`, `800ms` or bare seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.trim().parse::<u64>().ok().map(Duration::from_millis);
+    }
+    let secs = s.strip_suffix('s').unwrap_or(s).trim();
+    let v: f64 = secs.parse().ok()?;
+    (v.is_finite() && (0.0..1e9).contains(&v)).then(|| Duration::from_secs_f64(v))
+}
+
+fn split_items(s: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(s.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(s.get(start..).unwrap_or_default());
+    items
+}
+
+impl World {
+    /// Parses a world (see the module docs).
+    pub fn parse(text: &str) -> Result<World, WorldError> {
+        let mut entries = Vec::new();
+        let mut caller_cancel = None;
+        let clean: String = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for entry in clean.split_whitespace() {
+            let err = |reason: &str| WorldError {
+                entry: entry.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (name, spec) = entry
+                .split_once('=')
+                .ok_or_else(|| err("expected name=behaviour"))?;
+            if name.is_empty() {
+                return Err(err("empty target name"));
+            }
+            if name == "caller" {
+                let at = spec
+                    .strip_prefix("cancel@")
+                    .and_then(parse_duration)
+                    .ok_or_else(|| err("the caller can only cancel: caller=cancel@3s"))?;
+                caller_cancel = Some(at);
+                continue;
+            }
+            let mut steps = Vec::new();
+            let mut behaviour = None;
+            for item in split_items(spec) {
+                match item {
+                    "silence" => {}
+                    "unreachable" => behaviour = Some(Behaviour::Unreachable),
+                    _ => {
+                        let (body, at) = match item.rsplit_once('@') {
+                            Some((b, t)) if !t.contains(')') => (
+                                b,
+                                parse_duration(t)
+                                    .ok_or_else(|| err("bad time after @ (use 2s, 1.5s, 800ms)"))?,
+                            ),
+                            _ => (item, Duration::ZERO),
+                        };
+                        let (code, contacts) = match body.split_once('(') {
+                            Some((c, rest)) => {
+                                let inner =
+                                    rest.strip_suffix(')').ok_or_else(|| err("unclosed ("))?;
+                                (
+                                    c,
+                                    inner
+                                        .split(',')
+                                        .map(|s| s.trim().to_owned())
+                                        .filter(|s| !s.is_empty())
+                                        .collect(),
+                                )
+                            }
+                            None => (body, Vec::new()),
+                        };
+                        let status: u16 = code
+                            .parse()
+                            .ok()
+                            .filter(|c| (100..700).contains(c))
+                            .ok_or_else(|| {
+                                err("expected a status code 100-699, silence or unreachable")
+                            })?;
+                        steps.push(Step {
+                            status,
+                            at,
+                            contacts,
+                        });
+                    }
+                }
+            }
+            entries.push((
+                name.to_owned(),
+                behaviour.unwrap_or(Behaviour::Script(steps)),
+            ));
+        }
+        Ok(World {
+            entries,
+            caller_cancel,
+        })
+    }
+
+    /// The behaviour for a Request-URI.
+    pub fn behaviour(&self, uri: &str) -> Option<&Behaviour> {
+        let parsed = Uri::parse(uri).ok();
+        let sip = parsed.as_ref().and_then(Uri::as_sip);
+        let user = sip.and_then(|u| u.user);
+        let host = sip.map(|u| u.host.to_string());
+        let bare = uri.split(';').next().unwrap_or(uri);
+        self.entries
+            .iter()
+            .find(|(n, _)| {
+                Some(n.as_str()) == user || Some(n) == host.as_ref() || n == uri || n == bare
+            })
+            .map(|(_, b)| b)
+    }
+}
+
+/// Maps every host to a stable documentation address: nothing leaves the simulation.
+struct SimResolver;
+
+impl Resolver for SimResolver {
+    fn resolve(&self, host: &str, port: u16, _: Transport) -> Option<SocketAddr> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        host.hash(&mut h);
+        let last = 10 + (h.finish() % 200) as u8;
+        Some(SocketAddr::from(([192, 0, 2, last], port)))
+    }
+}
+
+const CALLER: ([u8; 4], u16) = ([198, 51, 100, 1], 5060);
+
+#[derive(Debug)]
+enum Due {
+    /// A scripted target sends this response.
+    Respond {
+        from: Peer,
+        bytes: Bytes,
+        branch: String,
+        target: String,
+    },
+    /// The caller gives up.
+    CallerCancel,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Time since the request arrived.
+    pub at: Duration,
+    /// What happened.
+    pub text: String,
+}
+
+/// The result of a simulation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Everything, in order.
+    pub timeline: Vec<Line>,
+    /// The final status the caller received, if any.
+    pub final_status: Option<u16>,
+    /// Every decision, in order.
+    pub decisions: Vec<Decision>,
+}
+
+impl Outcome {
+    /// The timeline as text, one line each: `  12.500s  text`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for l in &self.timeline {
+            let _ = writeln!(out, "{:>9.3}s  {}", l.at.as_secs_f64(), l.text);
+        }
+        out
+    }
+}
+
+struct Uas {
+    /// INVITE branch → (final sent, steps pending)
+    invites: HashMap<String, bool>,
+}
+
+/// Runs `request` through a proxy with `router` against `world`, for at most `limit` of
+/// virtual time.
+pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Duration) -> Outcome {
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
+    let start = Instant::now();
+    let local = SocketAddr::from(([192, 0, 2, 1], 5060));
+    let cfg = ProxyConfig {
+        local: vec![
+            (Transport::Udp, local),
+            (Transport::Tcp, local),
+            (Transport::Tls, SocketAddr::from(([192, 0, 2, 1], 5061))),
+        ],
+        ..ProxyConfig::default()
+    };
+    let mut proxy = Proxy::new(cfg, router, Box::new(SimResolver));
+    let mut txn = TxnLayer::new(Config::default());
+    let caller = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(CALLER),
+    };
+    let mut out = Outcome {
+        timeline: Vec::new(),
+        final_status: None,
+        decisions: Vec::new(),
+    };
+    let mut agenda: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut due: HashMap<u64, Due> = HashMap::new();
+    let mut seq = 0u64;
+    let mut uas = Uas {
+        invites: HashMap::new(),
+    };
+    let mut cancelled: HashMap<String, bool> = HashMap::new();
+    let mut now = start;
+    let line = |out: &mut Outcome, now: Instant, text: String| {
+        out.timeline.push(Line {
+            at: now - start,
+            text,
+        })
+    };
+
+    line(
+        &mut out,
+        now,
+        format!(
+            "caller → {}",
+            String::from_utf8_lossy(request.start_line_bytes())
+        ),
+    );
+    txn.handle_message(now, caller, request.clone());
+    if let Some(at) = world.caller_cancel {
+        seq += 1;
+        due.insert(seq, Due::CallerCancel);
+        agenda.push(Reverse((start + at, seq)));
+    }
+
+    loop {
+        // Pump: events into the proxy, transmits into the world, until quiet.
+        loop {
+            let mut busy = false;
+            while let Some(ev) = txn.poll_event() {
+                busy = true;
+                proxy.handle_txn_event(now, ev, &mut txn);
+            }
+            while let Some((_, _, d)) = proxy.poll_decision() {
+                busy = true;
+                if !matches!(d, Decision::Trying { .. }) {
+                    line(&mut out, now, format!("  {d}"));
+                }
+                out.decisions.push(d);
+            }
+            while let Some(t) = txn.poll_transmit() {
+                busy = true;
+                let Ok(msg) = Message::parse(t.bytes.clone()) else {
+                    continue;
+                };
+                if t.dest == caller {
+                    let status = msg.status();
+                    line(
+                        &mut out,
+                        now,
+                        format!(
+                            "caller ← {}",
+                            String::from_utf8_lossy(msg.start_line_bytes())
+                        ),
+                    );
+                    let for_invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
+                    if let Some(code) = status.filter(|c| *c >= 200 && for_invite) {
+                        out.final_status.get_or_insert(code);
+                        if let Some(ack) = caller_ack(request, &msg) {
+                            txn.handle_message(now, caller, ack);
+                        }
+                    }
+                    continue;
+                }
+                let Some(method) = msg.method().cloned() else {
+                    continue;
+                };
+                let uri = msg.request_uri_str().unwrap_or_default().to_owned();
+                let branch = msg
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_owned))
+                    .unwrap_or_default();
+                let behaviour = world
+                    .behaviour(&uri)
+                    .cloned()
+                    .unwrap_or(Behaviour::Script(vec![]));
+                match method {
+                    Method::Invite => {
+                        let retrans = uas.invites.contains_key(&branch);
+                        line(
+                            &mut out,
+                            now,
+                            format!(
+                                "→ INVITE {uri}{}",
+                                if retrans { " (retransmission)" } else { "" }
+                            ),
+                        );
+                        if retrans {
+                            continue;
+                        }
+                        uas.invites.insert(branch.clone(), false);
+                        match behaviour {
+                            Behaviour::Unreachable => {
+                                line(&mut out, now, format!("  ✗ {uri} unreachable"));
+                                if let Some(r) = t.txn {
+                                    txn.handle_transport_error(r, TransportError::Refused);
+                                }
+                            }
+                            Behaviour::Script(steps) => {
+                                for s in steps {
+                                    let mut b = msg
+                                        .response(s.status, reason(s.status))
+                                        .to_tag(&format!("uas-{}", s.status));
+                                    for c in &s.contacts {
+                                        b = b.header("Contact", &contact_value(c));
+                                    }
+                                    if (200..300).contains(&s.status) {
+                                        b = b.header("Contact", &format!("<{uri}>"));
+                                    }
+                                    seq += 1;
+                                    due.insert(
+                                        seq,
+                                        Due::Respond {
+                                            from: t.dest,
+                                            bytes: b.build(),
+                                            branch: branch.clone(),
+                                            target: uri.clone(),
+                                        },
+                                    );
+                                    agenda.push(Reverse((now + s.at, seq)));
+                                }
+                            }
+                        }
+                    }
+                    Method::Cancel => {
+                        line(
+                            &mut out,
+                            now,
+                            format!("→ CANCEL {uri}{}", reason_suffix(&msg)),
+                        );
+                        let finished = uas.invites.get(&branch).copied().unwrap_or(true);
+                        let ok = msg.response(200, "OK").to_tag("uas-c").build();
+                        push_now(
+                            &mut agenda,
+                            &mut due,
+                            &mut seq,
+                            now,
+                            (t.dest, uri.clone()),
+                            ok,
+                            String::new(),
+                        );
+                        if !finished {
+                            cancelled.insert(branch.clone(), true);
+                            uas.invites.insert(branch.clone(), true);
+                            let invite_487 = rollover_sip::Message::parse(
+                                msg.response(487, "Request Terminated")
+                                    .to_tag("uas-487")
+                                    .build(),
+                            )
+                            .ok()
+                            .and_then(|m| fix_cseq(&m, "INVITE"));
+                            if let Some(b) = invite_487 {
+                                push_now(
+                                    &mut agenda,
+                                    &mut due,
+                                    &mut seq,
+                                    now,
+                                    (t.dest, uri.clone()),
+                                    b,
+                                    branch.clone(),
+                                );
+                            }
+                        }
+                    }
+                    Method::Ack => line(&mut out, now, format!("→ ACK {uri}")),
+                    other => line(&mut out, now, format!("→ {other} {uri}")),
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+        let next_agenda = agenda.peek().map(|Reverse((t, _))| *t);
+        let next = [next_agenda, txn.poll_timeout(), proxy.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else { break };
+        if next - start > limit {
+            line(
+                &mut out,
+                start + limit,
+                "simulation time limit reached".to_owned(),
+            );
+            break;
+        }
+        now = next.max(now);
+        if next_agenda == Some(next) {
+            if let Some(Reverse((_, id))) = agenda.pop() {
+                if let Some(Due::CallerCancel) = due.get(&id) {
+                    due.remove(&id);
+                    if out.final_status.is_none() {
+                        if let Some(c) = request
+                            .cancel(None)
+                            .ok()
+                            .and_then(|b| Message::parse(b).ok())
+                        {
+                            line(&mut out, now, "caller → CANCEL".to_owned());
+                            txn.handle_message(now, caller, c);
+                        }
+                    }
+                    continue;
+                }
+                if let Some(Due::Respond {
+                    from,
+                    bytes,
+                    branch,
+                    target,
+                }) = due.remove(&id)
+                {
+                    let Ok(resp) = Message::parse(bytes) else {
+                        continue;
+                    };
+                    let code = resp.status().unwrap_or(0);
+                    let is_invite_resp = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
+                    if is_invite_resp && !branch.is_empty() {
+                        // Nothing after a final or a CANCEL.
+                        if uas.invites.get(&branch).copied().unwrap_or(false)
+                            && !(code == 487 && cancelled.contains_key(&branch))
+                        {
+                            continue;
+                        }
+                        if code >= 200 {
+                            uas.invites.insert(branch.clone(), true);
+                            cancelled.remove(&branch);
+                        }
+                    }
+                    if is_invite_resp {
+                        line(
+                            &mut out,
+                            now,
+                            format!(
+                                "← {} from {target}",
+                                String::from_utf8_lossy(resp.start_line_bytes())
+                            ),
+                        );
+                    }
+                    txn.handle_message(now, from, resp);
+                }
+            }
+            continue;
+        }
+        txn.handle_timeout(now);
+        proxy.handle_timeout(now, &mut txn);
+    }
+    out
+}
+
+/// `sip:d@h;q=0.5` → `<sip:d@h>;q=0.5` (q is a Contact parameter, not a URI one).
+fn contact_value(contact: &str) -> String {
+    match contact.split_once(";q=") {
+        Some((uri, q)) => format!("<{uri}>;q={q}"),
+        None => format!("<{contact}>"),
+    }
+}
+
+fn reason_suffix(msg: &Message) -> String {
+    msg.header_str(HeaderName::Reason)
+        .and_then(Result::ok)
+        .map(|r| format!(" (Reason: {r})"))
+        .unwrap_or_default()
+}
+
+fn push_now(
+    agenda: &mut BinaryHeap<Reverse<(Instant, u64)>>,
+    due: &mut HashMap<u64, Due>,
+    seq: &mut u64,
+    now: Instant,
+    (from, target): (Peer, String),
+    bytes: Bytes,
+    branch: String,
+) {
+    *seq += 1;
+    due.insert(
+        *seq,
+        Due::Respond {
+            from,
+            bytes,
+            branch,
+            target,
+        },
+    );
+    agenda.push(Reverse((now, *seq)));
+}
+
+/// The 487 for the INVITE is built from the CANCEL (same Via, tags, Call-ID); its CSeq
+/// method must say INVITE.
+fn fix_cseq(m: &Message, method: &str) -> Option<Bytes> {
+    let h = m.header(HeaderName::CSeq)?;
+    let seq = m.cseq().ok()?.seq;
+    Some(
+        m.edit()
+            .replace_value(h, &format!("{seq} {method}"))
+            .finish(),
+    )
+}
+
+/// What the caller sends after a final: the ACK (same branch for a non-2xx, §17.1.1.3; a
+/// new one for a 2xx, §13.2.2.4).
+fn caller_ack(invite: &Message, resp: &Message) -> Option<Message> {
+    let code = resp.status()?;
+    if code >= 300 {
+        return Message::parse(invite.ack_for(resp).ok()?).ok();
+    }
+    let target = resp
+        .contacts()
+        .next()
+        .and_then(Result::ok)
+        .map(|c| c.uri_str.to_owned())
+        .or_else(|| invite.request_uri_str().map(str::to_owned))?;
+    let mut b = RequestBuilder::new(Method::Ack, &target)
+        .via(&format!(
+            "SIP/2.0/UDP {}.{}.{}.{}:{};branch=z9hG4bK-caller-ack",
+            CALLER.0[0], CALLER.0[1], CALLER.0[2], CALLER.0[3], CALLER.1
+        ))
+        .from(&String::from_utf8_lossy(
+            invite.value_bytes(invite.header(HeaderName::From)?),
+        ))
+        .to(&String::from_utf8_lossy(
+            resp.value_bytes(resp.header(HeaderName::To)?),
+        ))
+        .call_id(invite.call_id().ok()?)
+        .cseq(invite.cseq().ok()?.seq);
+    let rr: Vec<String> = resp
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| format!("<{}>", r.uri_str))
+        .collect();
+    for r in rr.iter().rev() {
+        b = b.header("Route", r);
+    }
+    Message::parse(b.build().ok()?).ok()
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "Scripted",
+    }
+}
+
+/// A minimal INVITE from the caller to `uri`, for simulations given a URI, not a file.
+pub fn invite_to(uri: &str) -> Option<Message> {
+    let b = RequestBuilder::new(Method::Invite, uri)
+        .via(&format!(
+            "SIP/2.0/UDP {}.{}.{}.{}:{};branch=z9hG4bK-caller-1",
+            CALLER.0[0], CALLER.0[1], CALLER.0[2], CALLER.0[3], CALLER.1
+        ))
+        .from("<sip:caller@example.com>;tag=caller")
+        .to(&format!("<{uri}>"))
+        .call_id("simulated-call@example.com")
+        .cseq(1)
+        .header("Contact", "<sip:caller@198.51.100.1:5060>")
+        .build()
+        .ok()?;
+    Message::parse(b).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_grammar() {
+        let w = World::parse("a=100,silence b=180@2s,486@5s c=302(sip:d@h;q=0.5,sip:e@h;q=1)\n# comment\ne=200@1.5s d=unreachable").unwrap();
+        assert_eq!(
+            w.behaviour("sip:a@10.0.0.1"),
+            Some(&Behaviour::Script(vec![Step {
+                status: 100,
+                at: Duration::ZERO,
+                contacts: vec![]
+            }]))
+        );
+        assert_eq!(
+            w.behaviour("sip:b@h"),
+            Some(&Behaviour::Script(vec![
+                Step {
+                    status: 180,
+                    at: Duration::from_secs(2),
+                    contacts: vec![]
+                },
+                Step {
+                    status: 486,
+                    at: Duration::from_secs(5),
+                    contacts: vec![]
+                },
+            ]))
+        );
+        match w.behaviour("sip:c@h") {
+            Some(Behaviour::Script(s)) => {
+                assert_eq!(s[0].contacts, ["sip:d@h;q=0.5", "sip:e@h;q=1"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.behaviour("sip:d@h"), Some(&Behaviour::Unreachable));
+        assert!(World::parse("x").is_err());
+        assert!(World::parse("x=999").is_err());
+        assert!(World::parse("x=200@soon").is_err());
+        assert_eq!(parse_duration("800ms"), Some(Duration::from_millis(800)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+    }
+}
