@@ -1,0 +1,540 @@
+//! # rollover-dialplan
+//!
+//! Rollover's configuration: a TOML file compiled once into server settings and an ordered
+//! list of routing rules, each with its targets and failover policy.
+//!
+//! ```text
+//!  file ──toml──▶ raw (values keep their position) ──compile──▶ Config { server, plan }
+//!                                   errors: file:line:column: key: what is wrong
+//!  request ──▶ DialPlan::route (first rule whose conditions all match; captures expanded
+//!              into targets) ──▶ RouteDecision { plan, policy, rule } | Reject
+//! ```
+//!
+//! String conditions are regular expressions (searched, not anchored: write `^…$`).
+//! Numbered captures (`$1`) come from `match.request_uri`; named captures (`${user}`) from
+//! any condition.
+
+mod duration;
+mod raw;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use rollover_proxy::{FailoverPolicy, ResponsePattern, RouteDecision, Router, Target, TargetPlan};
+use rollover_sip::{HeaderName, Message};
+use rollover_txn::{Peer, Transport};
+use toml::Spanned;
+
+use crate::raw::{RawConfig, RawFailover, RawRoute};
+
+/// A configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {key}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key at fault (`route[2].match.request_uri`), or `(syntax)`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Server settings from `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Listening sockets.
+    pub listen: Vec<(Transport, SocketAddr)>,
+    /// Add Record-Route.
+    pub record_route: bool,
+    /// T1.
+    pub t1: Duration,
+    /// T2.
+    pub t2: Duration,
+    /// T4.
+    pub t4: Duration,
+    /// Timer C.
+    pub timer_c: Duration,
+    /// Largest message accepted.
+    pub max_message_size: usize,
+    /// TLS certificate and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[failover]` and the `[[route]]` rules.
+    pub plan: DialPlan,
+}
+
+#[derive(Debug, Clone)]
+enum Cond {
+    Method(Regex),
+    RequestUri(Regex),
+    To(Regex),
+    From(Regex),
+    Header(String, Regex),
+    Source(IpAddr, u8),
+    Transport(Regex),
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// Groups of target templates, tried in order, each forked in parallel.
+    Targets(Vec<Vec<String>>),
+    Reject(u16, String),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Arc<str>,
+    conds: Vec<Cond>,
+    action: Action,
+    policy: FailoverPolicy,
+}
+
+/// The compiled routing rules.
+#[derive(Debug, Clone)]
+pub struct DialPlan {
+    rules: Vec<Rule>,
+    defaults: FailoverPolicy,
+    no_match: (u16, String),
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        let upto = self.text.get(..span.start.min(self.text.len())).unwrap_or_default();
+        let line = upto.matches('\n').count() + 1;
+        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, v: &Option<Spanned<duration::RawDuration>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => s.get_ref().to_duration().map_err(|m| self.err(s.span(), key, m)),
+        }
+    }
+
+    fn regex(&self, v: &Spanned<String>, key: &str) -> Result<Regex, ConfigError> {
+        Regex::new(v.get_ref()).map_err(|e| self.err(v.span(), key, format!("invalid regular expression: {e}")))
+    }
+
+    fn policy(&self, raw: &RawFailover, base: &FailoverPolicy, prefix: &str) -> Result<FailoverPolicy, ConfigError> {
+        let key = |k: &str| format!("{prefix}{k}");
+        Ok(FailoverPolicy {
+            no_response_timeout: self.duration(&raw.no_response_timeout, &key("no_response_timeout"), base.no_response_timeout)?,
+            ring_timeout: self.duration(&raw.ring_timeout, &key("ring_timeout"), base.ring_timeout)?,
+            on_response: match &raw.on_response {
+                None => base.on_response.clone(),
+                Some(p) => ResponsePattern::new(p.get_ref()).map_err(|e| self.err(p.span(), &key("on_response"), e.reason))?,
+            },
+            follow_redirects: raw.follow_redirects.unwrap_or(base.follow_redirects),
+            max_targets: match &raw.max_targets {
+                None => base.max_targets,
+                Some(m) => usize::try_from(*m.get_ref())
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| self.err(m.span(), &key("max_targets"), "expected a number from 1 to 1000"))?,
+            },
+        })
+    }
+}
+
+/// Parses `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`.
+pub fn parse_listen(s: &str) -> Result<(Transport, SocketAddr), String> {
+    let (t, addr) = s.split_once(':').ok_or("expected transport:address:port, e.g. udp:127.0.0.1:5060")?;
+    let transport = Transport::from_token(t).ok_or_else(|| format!("unknown transport {t:?} (udp, tcp or tls)"))?;
+    let addr: SocketAddr = addr.parse().map_err(|_| format!("{addr:?} is not an address:port (IPv6 in brackets)"))?;
+    Ok((transport, addr))
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = match s.split_once('/') {
+        Some((ip, b)) => (ip.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
+        None => {
+            let ip: IpAddr = s.parse().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+fn in_cidr(addr: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
+    let (a, n, width) = match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    let shift = width - u32::from(bits);
+    shift >= width || (a >> shift) == (n >> shift)
+}
+
+/// Replaces `$1`, `${name}` and `$$` in a target template.
+fn expand(template: &str, caps: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let end = inner.find('}').unwrap_or(inner.len());
+            let name = inner.get(..end).unwrap_or_default();
+            out.push_str(caps.get(name).map_or("", String::as_str));
+            rest = inner.get(end + 1..).unwrap_or_default();
+        } else {
+            let digits = after.chars().take_while(char::is_ascii_digit).count();
+            let name = after.get(..digits).unwrap_or_default();
+            if digits == 0 {
+                out.push('$');
+            } else {
+                out.push_str(caps.get(name).map_or("", String::as_str));
+            }
+            rest = after.get(digits..).unwrap_or_default();
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Config {
+    /// Reads and compiles a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            key: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Compiles configuration text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let mut err = cx.err(e.span().unwrap_or(0..0), "(syntax)", e.message().trim());
+            if let Some(key) = e.message().split('`').nth(1).filter(|_| e.message().contains("unknown field")) {
+                err.key = key.to_owned();
+            }
+            err
+        })?;
+        let s = &raw.server;
+        let mut listen = Vec::new();
+        for l in s.listen.clone().unwrap_or_else(|| {
+            vec![
+                Spanned::new(0..0, "udp:127.0.0.1:5060".to_owned()),
+                Spanned::new(0..0, "tcp:127.0.0.1:5060".to_owned()),
+            ]
+        }) {
+            listen.push(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), "server.listen", m))?);
+        }
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            _ => return Err(cx.err(0..0, "server.tls_cert", "tls_cert and tls_key go together")),
+        };
+        if tls.is_none() && listen.iter().any(|(t, _)| *t == Transport::Tls) {
+            return Err(cx.err(0..0, "server.listen", "a tls: listener needs server.tls_cert and server.tls_key"));
+        }
+        let server = ServerSettings {
+            listen,
+            record_route: s.record_route.unwrap_or(true),
+            t1: cx.duration(&s.t1, "server.t1", Duration::from_millis(500))?,
+            t2: cx.duration(&s.t2, "server.t2", Duration::from_secs(4))?,
+            t4: cx.duration(&s.t4, "server.t4", Duration::from_secs(5))?,
+            timer_c: cx.duration(&s.timer_c, "server.timer_c", Duration::from_secs(181))?,
+            max_message_size: match &s.max_message_size {
+                None => 65536,
+                Some(m) => usize::try_from(*m.get_ref())
+                    .ok()
+                    .filter(|n| (1024..=1 << 24).contains(n))
+                    .ok_or_else(|| cx.err(m.span(), "server.max_message_size", "expected 1024 to 16777216 bytes"))?,
+            },
+            tls,
+        };
+        let no_match = match &s.no_match {
+            None => (404, s.no_match_reason.clone().unwrap_or_else(|| "Not Found".into())),
+            Some(c) => {
+                let code = u16::try_from(*c.get_ref()).ok().filter(|c| (400..700).contains(c));
+                let code = code.ok_or_else(|| cx.err(c.span(), "server.no_match", "expected a status from 400 to 699"))?;
+                (code, s.no_match_reason.clone().unwrap_or_else(|| "Not Found".into()))
+            }
+        };
+        let defaults = cx.policy(&raw.failover, &FailoverPolicy::default(), "failover.")?;
+        let mut rules = Vec::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            rules.push(compile_rule(&cx, i, r, &defaults)?);
+        }
+        Ok(Config {
+            server,
+            plan: DialPlan { rules, defaults, no_match },
+        })
+    }
+}
+
+fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy) -> Result<Rule, ConfigError> {
+    let prefix = format!("route[{}]", i + 1);
+    let key = |k: &str| format!("{prefix}.{k}");
+    let m = &r.conditions;
+    let mut conds = Vec::new();
+    if let Some(v) = &m.method {
+        conds.push(Cond::Method(cx.regex(v, &key("match.method"))?));
+    }
+    if let Some(v) = &m.request_uri {
+        conds.push(Cond::RequestUri(cx.regex(v, &key("match.request_uri"))?));
+    }
+    if let Some(v) = &m.to {
+        conds.push(Cond::To(cx.regex(v, &key("match.to"))?));
+    }
+    if let Some(v) = &m.from {
+        conds.push(Cond::From(cx.regex(v, &key("match.from"))?));
+    }
+    for (name, v) in &m.header {
+        conds.push(Cond::Header(name.clone(), cx.regex(v, &key(&format!("match.header.{name}")))?));
+    }
+    if let Some(v) = &m.source {
+        let (ip, bits) = parse_cidr(v.get_ref()).ok_or_else(|| cx.err(v.span(), &key("match.source"), "expected an address or CIDR such as 10.0.0.0/8"))?;
+        conds.push(Cond::Source(ip, bits));
+    }
+    if let Some(v) = &m.transport {
+        conds.push(Cond::Transport(cx.regex(v, &key("match.transport"))?));
+    }
+    let check_target = |t: &Spanned<String>, k: &str| -> Result<String, ConfigError> {
+        // Templates are checked with captures replaced by a placeholder.
+        let probe = expand(t.get_ref(), &HashMap::new()).replace("@@", "@x@");
+        Target::parse(&probe.replace("sip:@", "sip:x@")).map_err(|e| cx.err(t.span(), k, e.to_string()))?;
+        Ok(t.get_ref().clone())
+    };
+    let actions = [r.targets.is_some(), r.group.is_some(), r.reject.is_some()].iter().filter(|x| **x).count();
+    if actions != 1 {
+        return Err(cx.err(0..0, &prefix, "a route needs exactly one of targets, [[route.group]] or reject"));
+    }
+    let action = if let Some(targets) = &r.targets {
+        let list = targets.iter().map(|t| check_target(t, &key("targets"))).collect::<Result<Vec<_>, _>>()?;
+        if list.is_empty() {
+            return Err(cx.err(0..0, &key("targets"), "no targets"));
+        }
+        match r.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("serial", _)) => Action::Targets(list.into_iter().map(|t| vec![t]).collect()),
+            Some(("parallel", _)) => Action::Targets(vec![list]),
+            Some((_, span)) => return Err(cx.err(span, &key("mode"), "expected \"serial\" or \"parallel\"")),
+        }
+    } else if let Some(groups) = &r.group {
+        let mut out = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let k = key(&format!("group[{}].targets", g + 1));
+            let list = group.targets.iter().map(|t| check_target(t, &k)).collect::<Result<Vec<_>, _>>()?;
+            if list.is_empty() {
+                return Err(cx.err(0..0, &k, "no targets"));
+            }
+            out.push(list);
+        }
+        Action::Targets(out)
+    } else if let Some(code) = &r.reject {
+        let c = u16::try_from(*code.get_ref())
+            .ok()
+            .filter(|c| (300..700).contains(c))
+            .ok_or_else(|| cx.err(code.span(), &key("reject"), "expected a status from 300 to 699"))?;
+        Action::Reject(c, r.reason.clone().unwrap_or_else(|| default_reason(c).into()))
+    } else {
+        return Err(cx.err(0..0, &prefix, "a route needs targets, [[route.group]] or reject"));
+    };
+    Ok(Rule {
+        name: Arc::from(r.name.clone().unwrap_or_else(|| format!("route #{}", i + 1))),
+        conds,
+        action,
+        policy: cx.policy(&r.failover, defaults, &format!("{prefix}.failover."))?,
+    })
+}
+
+fn default_reason(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        404 => "Not Found",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Rejected",
+    }
+}
+
+/// The outcome of matching one request, for `rollover route` and the router.
+#[derive(Debug, Clone)]
+pub struct Match {
+    /// The rule that matched, if any.
+    pub rule: Option<Arc<str>>,
+    /// What the proxy will do.
+    pub decision: RouteDecision,
+}
+
+impl DialPlan {
+    /// The defaults from `[failover]`.
+    pub fn defaults(&self) -> &FailoverPolicy {
+        &self.defaults
+    }
+
+    /// Matches a request: the first rule whose conditions all hold.
+    pub fn explain(&self, req: &Message, source: &Peer) -> Match {
+        for rule in &self.rules {
+            let Some(caps) = matches(rule, req, source) else { continue };
+            let decision = match &rule.action {
+                Action::Reject(status, reason) => RouteDecision::Reject {
+                    status: *status,
+                    reason: reason.clone(),
+                    rule: rule.name.clone(),
+                },
+                Action::Targets(groups) => {
+                    let mut plan = TargetPlan::default();
+                    for g in groups {
+                        let group: Vec<Target> = g.iter().filter_map(|t| Target::parse(&expand(t, &caps)).ok()).collect();
+                        if !group.is_empty() {
+                            plan.groups.push(group);
+                        }
+                    }
+                    RouteDecision::Targets {
+                        plan,
+                        policy: rule.policy.clone(),
+                        rule: rule.name.clone(),
+                    }
+                }
+            };
+            return Match {
+                rule: Some(rule.name.clone()),
+                decision,
+            };
+        }
+        Match {
+            rule: None,
+            decision: RouteDecision::Reject {
+                status: self.no_match.0,
+                reason: self.no_match.1.clone(),
+                rule: Arc::from("(no rule matched)"),
+            },
+        }
+    }
+}
+
+fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
+    let mut caps = HashMap::new();
+    let mut take = |re: &Regex, text: &str, numbered: bool| -> bool {
+        let Some(c) = re.captures(text) else { return false };
+        for (i, name) in re.capture_names().enumerate() {
+            if let Some(m) = c.get(i) {
+                if let Some(n) = name {
+                    caps.insert(n.to_owned(), m.as_str().to_owned());
+                }
+                if numbered {
+                    caps.insert(i.to_string(), m.as_str().to_owned());
+                }
+            }
+        }
+        true
+    };
+    for c in &rule.conds {
+        let ok = match c {
+            Cond::Method(re) => take(re, req.method().map_or("", |m| m.as_str()), false),
+            Cond::RequestUri(re) => take(re, req.request_uri_str().unwrap_or_default(), true),
+            Cond::To(re) => req.header(HeaderName::To).is_some_and(|h| take(re, &req.value_unfolded(h), false)),
+            Cond::From(re) => req.header(HeaderName::From).is_some_and(|h| take(re, &req.value_unfolded(h), false)),
+            Cond::Header(name, re) => {
+                let values: Vec<String> = req.headers_by_name(name).map(|h| req.value_unfolded(h).into_owned()).collect();
+                values.iter().any(|v| take(re, v, false))
+            }
+            Cond::Source(net, bits) => in_cidr(source.addr.ip(), (*net, *bits)),
+            Cond::Transport(re) => take(re, &source.transport.as_str().to_ascii_lowercase(), false),
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(caps)
+}
+
+impl Router for DialPlan {
+    fn route(&self, request: &Message, source: &Peer) -> RouteDecision {
+        self.explain(request, source).decision
+    }
+}
+
+impl fmt::Display for DialPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.defaults;
+        writeln!(
+            f,
+            "defaults: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
+            rollover_proxy::fmt_duration(d.no_response_timeout),
+            rollover_proxy::fmt_duration(d.ring_timeout),
+            d.on_response.as_str(),
+            d.follow_redirects,
+            d.max_targets
+        )?;
+        for (i, r) in self.rules.iter().enumerate() {
+            writeln!(f, "{}. {}", i + 1, r.name)?;
+            for c in &r.conds {
+                let text = match c {
+                    Cond::Method(re) => format!("method ~ {re}"),
+                    Cond::RequestUri(re) => format!("request_uri ~ {re}"),
+                    Cond::To(re) => format!("to ~ {re}"),
+                    Cond::From(re) => format!("from ~ {re}"),
+                    Cond::Header(n, re) => format!("header {n} ~ {re}"),
+                    Cond::Source(ip, bits) => format!("source in {ip}/{bits}"),
+                    Cond::Transport(re) => format!("transport ~ {re}"),
+                };
+                writeln!(f, "     when {text}")?;
+            }
+            match &r.action {
+                Action::Reject(c, reason) => writeln!(f, "     reject {c} {reason}")?,
+                Action::Targets(groups) => {
+                    for (g, group) in groups.iter().enumerate() {
+                        let how = if group.len() > 1 { "in parallel" } else { "" };
+                        writeln!(f, "     {}) {} {how}", g + 1, group.join(", "))?;
+                    }
+                    let p = &r.policy;
+                    writeln!(
+                        f,
+                        "     failover: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
+                        rollover_proxy::fmt_duration(p.no_response_timeout),
+                        rollover_proxy::fmt_duration(p.ring_timeout),
+                        p.on_response.as_str(),
+                        p.follow_redirects,
+                        p.max_targets
+                    )?;
+                }
+            }
+        }
+        writeln!(f, "no rule matched: reject {} {}", self.no_match.0, self.no_match.1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

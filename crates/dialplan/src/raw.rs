@@ -1,0 +1,80 @@
+//! The configuration file as written, before checking: every value that can be wrong keeps
+//! its position so an error can name file, line and key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::RawDuration;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub failover: RawFailover,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<Vec<Spanned<String>>>,
+    pub record_route: Option<bool>,
+    pub t1: Option<Spanned<RawDuration>>,
+    pub t2: Option<Spanned<RawDuration>>,
+    pub t4: Option<Spanned<RawDuration>>,
+    pub timer_c: Option<Spanned<RawDuration>>,
+    pub max_message_size: Option<Spanned<i64>>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub no_match: Option<Spanned<i64>>,
+    pub no_match_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailover {
+    pub no_response_timeout: Option<Spanned<RawDuration>>,
+    pub ring_timeout: Option<Spanned<RawDuration>>,
+    pub on_response: Option<Spanned<String>>,
+    pub follow_redirects: Option<bool>,
+    pub max_targets: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub conditions: RawMatch,
+    pub targets: Option<Vec<Spanned<String>>>,
+    pub mode: Option<Spanned<String>>,
+    pub group: Option<Vec<RawGroup>>,
+    pub reject: Option<Spanned<i64>>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub failover: RawFailover,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub method: Option<Spanned<String>>,
+    pub request_uri: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub header: BTreeMap<String, Spanned<String>>,
+    pub source: Option<Spanned<String>>,
+    pub transport: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub targets: Vec<Spanned<String>>,
+}

@@ -1,0 +1,552 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+//! The transports on loopback: UDP, TCP and TLS round trips, connection reuse, framing,
+//! failures, limits. Every wait is bounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rollover_net::{Inbound, ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles, Transports};
+use rollover_sip::Message;
+use rollover_txn::{Config, Peer, Transport, TransportError, TxnLayer, TxnRef};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn message(n: u32) -> Bytes {
+    let body = format!("body {n}");
+    Bytes::from(format!(
+        "OPTIONS sip:b@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-{n}\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:b@example.com>\r\n\
+         From: <sip:a@example.com>;tag=t{n}\r\n\
+         Call-ID: call-{n}\r\n\
+         CSeq: {n} OPTIONS\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+fn config(listen: &[&str]) -> NetConfig {
+    NetConfig {
+        listen: listen.iter().map(|s| s.parse().unwrap()).collect(),
+        ..NetConfig::default()
+    }
+}
+
+async fn bind(listen: &[&str]) -> (Transports, Receiver<Inbound>) {
+    Transports::bind(config(listen)).await.unwrap()
+}
+
+async fn next(rx: &mut Receiver<Inbound>) -> Inbound {
+    timeout(WAIT, rx.recv())
+        .await
+        .expect("no inbound event in time")
+        .expect("inbound channel closed")
+}
+
+/// The next message: (source, local, bytes).
+async fn next_message(rx: &mut Receiver<Inbound>) -> (Peer, SocketAddr, Bytes) {
+    match next(rx).await {
+        Inbound::Message {
+            source,
+            local,
+            bytes,
+        } => (source, local, bytes),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// A port on 127.0.0.1 with nothing listening.
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A real client transaction handle, to check it comes back with a failure.
+fn client_txn(dest: Peer) -> TxnRef {
+    let mut layer = TxnLayer::new(Config::default());
+    let now = Instant::now().into_std();
+    let request = Message::parse(message(99)).unwrap();
+    TxnRef::Client(layer.send_request(now, request, dest).unwrap())
+}
+
+#[tokio::test]
+async fn udp_round_trip() {
+    timeout(WAIT, async {
+        let (a, mut a_rx) = bind(&["udp:127.0.0.1:0"]).await;
+        let (b, mut b_rx) = bind(&["udp:127.0.0.1:0"]).await;
+        let a_addr = a.local_addr(Transport::Udp).unwrap();
+        let b_addr = b.local_addr(Transport::Udp).unwrap();
+        assert_ne!(b_addr.port(), 0, "port 0 resolves to the bound port");
+        assert_eq!(a.local_addr(Transport::Tcp), None);
+
+        let to_b = Peer {
+            transport: Transport::Udp,
+            addr: b_addr,
+        };
+        a.send(to_b, message(1), None);
+        let (source, local, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(1));
+        assert_eq!(local, b_addr);
+        // Unconnected socket: we send from the listening port.
+        assert_eq!(source.addr, a_addr);
+        assert_eq!(source.transport, Transport::Udp);
+
+        b.send(source, message(2), None);
+        let (source, local, bytes) = next_message(&mut a_rx).await;
+        assert_eq!((source, local, bytes), (to_b, a_addr, message(2)));
+        a.shutdown();
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn udp_to_a_closed_port_leaves_the_socket_working() {
+    timeout(WAIT, async {
+        let (a, mut a_rx) = bind(&["udp:127.0.0.1:0"]).await;
+        let (b, mut b_rx) = bind(&["udp:127.0.0.1:0"]).await;
+        let gone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone = Peer {
+            transport: Transport::Udp,
+            addr: gone.local_addr().unwrap(),
+        };
+        // ICMP port unreachable comes back; whatever the system makes of it, later
+        // sends and receives on the same socket go on.
+        for n in 0..3 {
+            a.send(gone, message(n), None);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let to_b = Peer {
+            transport: Transport::Udp,
+            addr: b.local_addr(Transport::Udp).unwrap(),
+        };
+        a.send(to_b, message(1), None);
+        let (source, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(1));
+        b.send(source, message(2), None);
+        let (_, _, bytes) = next_message(&mut a_rx).await;
+        assert_eq!(bytes, message(2));
+        a.shutdown();
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tcp_round_trip_reuses_the_connection() {
+    timeout(WAIT, async {
+        // A has no listener at all: the reply can only come back on A's own connection.
+        let (a, mut a_rx) = bind(&[]).await;
+        let (b, mut b_rx) = bind(&["tcp:127.0.0.1:0"]).await;
+        let b_addr = b.local_addr(Transport::Tcp).unwrap();
+        let to_b = Peer {
+            transport: Transport::Tcp,
+            addr: b_addr,
+        };
+        a.send(to_b, message(1), None);
+        a.send(to_b, message(2), None);
+        let (first, local, bytes) = next_message(&mut b_rx).await;
+        assert_eq!((local, bytes), (b_addr, message(1)));
+        let (second, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(2));
+        assert_eq!(first, second, "both messages on one connection");
+        assert_eq!(first.transport, Transport::Tcp);
+
+        // RFC 3261 §18.2.2: the response goes back on the accepted connection.
+        b.send(first, message(3), None);
+        let (source, local, bytes) = next_message(&mut a_rx).await;
+        assert_eq!(source, to_b);
+        assert_eq!(bytes, message(3));
+        assert_eq!(
+            local.ip(),
+            b_addr.ip(),
+            "an outgoing connection's own address"
+        );
+
+        // And the connection stays in use both ways.
+        a.send(to_b, message(4), None);
+        let (again, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!((again, bytes), (first, message(4)));
+        a.shutdown();
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tcp_framing_split_and_batched_writes_and_ping() {
+    timeout(WAIT, async {
+        let (b, mut b_rx) = bind(&["tcp:127.0.0.1:0"]).await;
+        let b_addr = b.local_addr(Transport::Tcp).unwrap();
+        let mut client = TcpStream::connect(b_addr).await.unwrap();
+
+        let one = message(1);
+        let (head, tail) = one.split_at(40);
+        client.write_all(head).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(tail).await.unwrap();
+
+        let mut both = message(2).to_vec();
+        both.extend_from_slice(&message(3));
+        client.write_all(&both).await.unwrap();
+
+        for n in 1..=3 {
+            let (source, _, bytes) = next_message(&mut b_rx).await;
+            assert_eq!(bytes, message(n));
+            assert_eq!(source.addr, client.local_addr().unwrap());
+        }
+
+        // RFC 5626: a double-CRLF ping is answered with a single CRLF.
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        let mut pong = [0u8; 2];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"\r\n");
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn refused_tcp_connect_is_reported_at_once() {
+    timeout(WAIT, async {
+        let (a, mut a_rx) = bind(&[]).await;
+        let dest = Peer {
+            transport: Transport::Tcp,
+            addr: closed_port(),
+        };
+        let txn = client_txn(dest);
+        let started = Instant::now();
+        a.send(dest, message(1), Some(txn));
+        a.send(dest, message(2), None); // queued behind the connect: reported too
+        match next(&mut a_rx).await {
+            Inbound::SendFailed {
+                dest: d,
+                txn: t,
+                error,
+            } => {
+                assert!(
+                    started.elapsed() < Duration::from_millis(50),
+                    "took {:?}",
+                    started.elapsed()
+                );
+                assert_eq!((d, t, error), (dest, Some(txn), TransportError::Refused));
+            }
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        match next(&mut a_rx).await {
+            Inbound::SendFailed { txn, error, .. } => {
+                assert_eq!((txn, error), (None, TransportError::Refused));
+            }
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        a.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn junk_on_a_stream_closes_it_and_the_listener_goes_on() {
+    timeout(WAIT, async {
+        let (b, mut b_rx) = bind(&["tcp:127.0.0.1:0"]).await;
+        let b_addr = b.local_addr(Transport::Tcp).unwrap();
+
+        let mut bad = TcpStream::connect(b_addr).await.unwrap();
+        bad.write_all(b"HELLO THERE\r\nNo-Length: here\r\n\r\n")
+            .await
+            .unwrap();
+        match next(&mut b_rx).await {
+            Inbound::BadStream { source, error } => {
+                assert_eq!(source.addr, bad.local_addr().unwrap());
+                assert!(!error.is_empty());
+            }
+            other => panic!("expected BadStream, got {other:?}"),
+        }
+        let mut rest = Vec::new();
+        let read = bad.read_to_end(&mut rest).await;
+        assert!(
+            matches!(read, Ok(0)) || read.is_err(),
+            "the connection is closed"
+        );
+
+        let mut good = TcpStream::connect(b_addr).await.unwrap();
+        good.write_all(&message(7)).await.unwrap();
+        let (_, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(7));
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn idle_connection_is_closed() {
+    timeout(WAIT, async {
+        let (b, _b_rx) = Transports::bind(NetConfig {
+            connection_idle_timeout: Duration::from_millis(100),
+            ..config(&["tcp:127.0.0.1:0"])
+        })
+        .await
+        .unwrap();
+        let mut client = TcpStream::connect(b.local_addr(Transport::Tcp).unwrap())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed() {
+    timeout(WAIT, async {
+        let (b, mut b_rx) = Transports::bind(NetConfig {
+            max_connections: 1,
+            ..config(&["tcp:127.0.0.1:0"])
+        })
+        .await
+        .unwrap();
+        let b_addr = b.local_addr(Transport::Tcp).unwrap();
+        let mut first = TcpStream::connect(b_addr).await.unwrap();
+        first.write_all(&message(1)).await.unwrap();
+        next_message(&mut b_rx).await;
+
+        let mut second = TcpStream::connect(b_addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = second.read(&mut buf).await;
+        assert!(matches!(read, Ok(0)) || read.is_err(), "refused: {read:?}");
+
+        // An outgoing connection beyond the limit fails as well.
+        let dest = Peer {
+            transport: Transport::Tcp,
+            addr: closed_port(),
+        };
+        b.send(dest, message(2), None);
+        match next(&mut b_rx).await {
+            Inbound::SendFailed { dest: d, error, .. } => {
+                assert_eq!((d, error), (dest, TransportError::Unreachable));
+            }
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn full_write_queue_drops_the_connection() {
+    timeout(WAIT, async {
+        let (a, mut a_rx) = bind(&[]).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dest = Peer {
+            transport: Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+        };
+        // Sends do not yield: on this single-threaded runtime the connection is still
+        // being opened, so the queue fills up.
+        let txn = client_txn(dest);
+        for n in 0..256 {
+            a.send(dest, message(n), None);
+        }
+        a.send(dest, message(256), Some(txn));
+        match next(&mut a_rx).await {
+            Inbound::SendFailed { txn: t, error, .. } => {
+                assert_eq!((t, error), (Some(txn), TransportError::Reset));
+            }
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        a.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn ipv6_loopback_round_trip() {
+    timeout(WAIT, async {
+        let (b, mut b_rx) = match Transports::bind(config(&["udp:[::1]:0", "tcp:[::1]:0"])).await {
+            Ok(t) => t,
+            Err(NetError::Bind { source, .. }) => {
+                eprintln!("skipped: no IPv6 loopback ({source})");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let (a, mut a_rx) = bind(&["udp:[::1]:0"]).await;
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let dest = Peer {
+                transport,
+                addr: b.local_addr(transport).unwrap(),
+            };
+            assert!(dest.addr.is_ipv6());
+            a.send(dest, message(1), None);
+            let (source, _, bytes) = next_message(&mut b_rx).await;
+            assert_eq!(bytes, message(1));
+            b.send(source, message(2), None);
+            let (source, _, bytes) = next_message(&mut a_rx).await;
+            assert_eq!((source, bytes), (dest, message(2)));
+        }
+        a.shutdown();
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files.
+fn tls_files() -> TlsFiles {
+    let dir = std::env::temp_dir().join(format!("rollover-net-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, signing_key.serialize_pem()).unwrap();
+    files
+}
+
+#[tokio::test]
+async fn tls_round_trip() {
+    timeout(WAIT, async {
+        let files = tls_files();
+        let with_tls = |listen: &[&str]| NetConfig {
+            tls: Some(files.clone()),
+            ..config(listen)
+        };
+        let (a, mut a_rx) = Transports::bind(with_tls(&[])).await.unwrap();
+        let (b, mut b_rx) = Transports::bind(with_tls(&["tls:127.0.0.1:0"]))
+            .await
+            .unwrap();
+        let to_b = Peer {
+            transport: Transport::Tls,
+            addr: b.local_addr(Transport::Tls).unwrap(),
+        };
+        a.send(to_b, message(1), None);
+        a.send(to_b, message(2), None);
+        let (source, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(1));
+        assert_eq!(source.transport, Transport::Tls);
+        let (again, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!((again, bytes), (source, message(2)));
+
+        b.send(source, message(3), None);
+        let (from, _, bytes) = next_message(&mut a_rx).await;
+        assert_eq!((from, bytes), (to_b, message(3)));
+        a.shutdown();
+        b.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tls_needs_a_certificate() {
+    timeout(WAIT, async {
+        let err = Transports::bind(config(&["tls:127.0.0.1:0"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetError::TlsRequired { .. }), "{err}");
+
+        let (a, mut a_rx) = bind(&[]).await;
+        let dest = Peer {
+            transport: Transport::Tls,
+            addr: closed_port(),
+        };
+        a.send(dest, message(1), None);
+        match next(&mut a_rx).await {
+            Inbound::SendFailed { error, .. } => assert_eq!(error, TransportError::Tls),
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+
+        let missing = TlsFiles {
+            cert: PathBuf::from("/nonexistent/cert.pem"),
+            key: PathBuf::from("/nonexistent/key.pem"),
+        };
+        let err = Transports::bind(NetConfig {
+            tls: Some(missing),
+            ..NetConfig::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+        a.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn listen_spec_parsing() {
+    let ok: ListenSpec = "tls:0.0.0.0:5061".parse().unwrap();
+    assert_eq!(ok.transport, Transport::Tls);
+    assert_eq!(ok.addr, "0.0.0.0:5061".parse().unwrap());
+    assert_eq!(
+        "UDP:[::1]:5060".parse::<ListenSpec>().unwrap().to_string(),
+        "udp:[::1]:5060"
+    );
+
+    let problem = |s: &str| match s.parse::<ListenSpec>() {
+        Err(NetError::ListenSpec { input, problem }) => {
+            assert_eq!(input, s);
+            problem
+        }
+        other => panic!("{s}: {other:?}"),
+    };
+    assert_eq!(problem("127.0.0.1:5060"), SpecProblem::MissingTransport);
+    assert_eq!(problem("[::1]:5060"), SpecProblem::MissingTransport);
+    assert_eq!(problem("udp"), SpecProblem::MissingTransport);
+    assert_eq!(problem(":5060"), SpecProblem::MissingTransport);
+    assert_eq!(
+        problem("sctp:127.0.0.1:5060"),
+        SpecProblem::UnknownTransport("sctp".into())
+    );
+    assert_eq!(
+        problem("udp:localhost:5060"),
+        SpecProblem::BadAddress("localhost:5060".into())
+    );
+    assert_eq!(
+        problem("tcp:[::1]"),
+        SpecProblem::BadAddress("[::1]".into())
+    );
+    assert_eq!(
+        problem("tcp:127.0.0.1:99999"),
+        SpecProblem::BadAddress("127.0.0.1:99999".into())
+    );
+    let text = "sctp:127.0.0.1:5060"
+        .parse::<ListenSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("\"sctp\""), "{text}");
+    let text = "udp:localhost:5060"
+        .parse::<ListenSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("localhost:5060"), "{text}");
+}
