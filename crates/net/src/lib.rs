@@ -61,5 +61,7 @@ mod conn;
 mod tls;
 mod transport;
 
+pub mod driver;
+
 pub use config::{ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles};
 pub use transport::{Inbound, Transports};

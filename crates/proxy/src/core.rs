@@ -30,6 +30,20 @@ use crate::policy::FailoverPolicy;
 use crate::router::{destination, Resolver, RouteDecision, Router};
 use crate::target::Target;
 
+impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
+    fn handle_txn_event(&mut self, now: Instant, ev: Event, txn: &mut TxnLayer) {
+        Proxy::handle_txn_event(self, now, ev, txn);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
+        Proxy::handle_timeout(self, now, txn);
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        Proxy::poll_timeout(self)
+    }
+}
+
 /// Proxy settings that are not per call.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -41,6 +55,8 @@ pub struct ProxyConfig {
     pub timer_c: Duration,
     /// Seed for branch ids and tags.
     pub seed: u64,
+    /// Keep every decision for [`Proxy::poll_decision`] (simulations); a server only logs.
+    pub keep_decisions: bool,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +66,7 @@ impl Default for ProxyConfig {
             record_route: true,
             timer_c: Duration::from_secs(181),
             seed: 0x5eed,
+            keep_decisions: false,
         }
     }
 }
@@ -202,7 +219,9 @@ impl<R: Router> Proxy<R> {
             }
             _ => info!(call_id, "{d}"),
         }
-        self.decisions.push_back((now, call_id.to_owned(), d));
+        if self.cfg.keep_decisions {
+            self.decisions.push_back((now, call_id.to_owned(), d));
+        }
     }
 
     /// Feeds one event from the transaction layer.
@@ -564,32 +583,33 @@ impl<R: Router> Proxy<R> {
             if code == 100 {
                 return;
             }
+            let mut armed = None;
             if call.request.method() == Some(&Method::Invite) {
                 if branch.ring_at.is_none() && branch.state == BranchState::Ringing {
                     let after = call.policy.ring_timeout;
                     branch.ring_at = Some(now + after);
                     self.timers
                         .push(Reverse((now + after, cid, bi, TimerKind::Ring)));
-                    self.decisions.push_back((
-                        now,
-                        call_id.clone(),
-                        Decision::TimerArmed {
-                            target: target.clone(),
-                            timer: "ring",
-                            after,
-                        },
-                    ));
+                    armed = Some(Decision::TimerArmed {
+                        target: target.clone(),
+                        timer: "ring",
+                        after,
+                    });
                 }
                 // Timer C restarts with every provisional (§16.7 step 2).
                 let at = now + self.cfg.timer_c;
                 branch.timer_c_at = Some(at);
                 self.timers.push(Reverse((at, cid, bi, TimerKind::C)));
             }
-            if branch.state == BranchState::Cancelled || call.answered {
-                return;
-            }
-            if !call.final_sent {
+            let relay = branch.state != BranchState::Cancelled && !call.answered;
+            if relay && !call.final_sent {
                 let _ = txn.send_response(now, call.server, forward::response(&resp));
+            }
+            if let Some(d) = armed {
+                self.decide(now, &call_id, d);
+            }
+            if !relay {
+                return;
             }
             self.decide(
                 now,

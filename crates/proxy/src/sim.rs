@@ -275,6 +275,7 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
             (Transport::Tcp, local),
             (Transport::Tls, SocketAddr::from(([192, 0, 2, 1], 5061))),
         ],
+        keep_decisions: true,
         ..ProxyConfig::default()
     };
     let mut proxy = Proxy::new(cfg, router, Box::new(SimResolver));

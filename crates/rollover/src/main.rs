@@ -1,6 +1,8 @@
 //! `rollover`: the command-line front end.
 
 mod parse_cmd;
+mod plan_cmd;
+mod proxy_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +20,53 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the failover proxy. Without --config it uses an embedded demo plan listening on
+    /// 127.0.0.1:5060 (UDP and TCP).
+    Proxy {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log filter (tracing syntax), e.g. `info`, `rollover=debug`. Also RUST_LOG.
+        #[arg(long, default_value = "info")]
+        log: String,
+    },
+    /// Validate a configuration and print the compiled plan.
+    Check {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show which rule matches a request and the targets it yields, without sending anything.
+    Route {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A captured request file, or a Request-URI (an INVITE to it is made up).
+        #[arg(long, short)]
+        request: String,
+        /// The source address the request comes from.
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        source: String,
+        /// The transport it arrives on (udp, tcp, tls).
+        #[arg(long, default_value = "udp")]
+        transport: String,
+    },
+    /// Run the real proxy core in virtual time against scripted targets and print the timeline.
+    Simulate {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A captured request file, or a Request-URI (an INVITE to it is made up).
+        #[arg(long, short)]
+        request: String,
+        /// How the targets behave: a file, or inline, e.g.
+        /// "a=100,silence b=180@2s,486@5s c=302(sip:d@h;q=0.5) e=200@1s d=unreachable".
+        #[arg(long, short)]
+        world: String,
+        /// Stop after this much virtual time (seconds).
+        #[arg(long, default_value_t = 300)]
+        limit: u64,
+    },
     /// Parse one SIP message from a file (or `-` for stdin) and print its start line and
     /// decoded headers. Exits 0 when the message is accepted, 1 with the reason otherwise.
     Parse {
@@ -32,6 +81,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Proxy { config, log } => proxy_cmd::run(config.as_deref(), &log),
+        Command::Check { config } => plan_cmd::check(&config),
+        Command::Route { config, request, source, transport } => plan_cmd::route(&config, &request, &source, &transport),
+        Command::Simulate { config, request, world, limit } => plan_cmd::simulate(&config, &request, &world, limit),
         Command::Parse { file, quiet } => parse_cmd::run(&file, quiet),
     };
     match result {

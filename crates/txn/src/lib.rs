@@ -34,3 +34,16 @@ pub use transport::{Peer, Transport, TransportError};
 
 #[cfg(test)]
 mod tests;
+
+/// The layer above the transactions (a proxy core, a user agent), as a driver sees it.
+///
+/// A driver feeds it every [`Event`], fires its timers, and after each call drains the
+/// [`TxnLayer`] again (the user issues its commands straight into the layer).
+pub trait TransactionUser {
+    /// One event from the transaction layer.
+    fn handle_txn_event(&mut self, now: std::time::Instant, ev: Event, txn: &mut TxnLayer);
+    /// Fires the user's timers due at `now`.
+    fn handle_timeout(&mut self, now: std::time::Instant, txn: &mut TxnLayer);
+    /// The user's next deadline.
+    fn poll_timeout(&mut self) -> Option<std::time::Instant>;
+}

@@ -1,0 +1,106 @@
+//! `rollover check`, `rollover route` and `rollover simulate`: look at a plan without
+//! sending anything.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rollover_dialplan::Config;
+use rollover_proxy::sim::{self, World};
+use rollover_proxy::RouteDecision;
+use rollover_sip::Message;
+use rollover_txn::{Peer, Transport};
+
+fn load(config: &Path) -> anyhow::Result<Config> {
+    // The error already names file, line and key.
+    Config::load(config).map_err(|e| anyhow!("{e}"))
+}
+
+/// A request from a file, or an INVITE made up for a URI.
+fn request(arg: &str) -> anyhow::Result<Message> {
+    let path = Path::new(arg);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {arg}"))?;
+        let m = Message::parse(bytes).map_err(|e| anyhow!("{arg}: {e}"))?;
+        m.validate().map_err(|e| anyhow!("{arg}: {e}"))?;
+        if !m.is_request() {
+            return Err(anyhow!("{arg} holds a response, not a request"));
+        }
+        return Ok(m);
+    }
+    sim::invite_to(arg).ok_or_else(|| anyhow!("{arg:?} is neither a file nor a usable Request-URI"))
+}
+
+/// `rollover check`.
+pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
+    match Config::load(config) {
+        Ok(cfg) => {
+            let s = &cfg.server;
+            println!("{}: ok", config.display());
+            let listen: Vec<String> = s.listen.iter().map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase())).collect();
+            println!("listen: {}", listen.join(", "));
+            println!("record_route: {}  t1: {:?}  t2: {:?}  timer_c: {:?}", s.record_route, s.t1, s.t2, s.timer_c);
+            print!("{}", cfg.plan);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `rollover route`.
+pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let req = request(req)?;
+    let source = Peer {
+        transport: Transport::from_token(transport).ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
+        addr: source.parse().with_context(|| format!("--source {source:?}"))?,
+    };
+    let m = cfg.plan.explain(&req, &source);
+    println!("request: {}", String::from_utf8_lossy(req.start_line_bytes()));
+    match &m.rule {
+        Some(r) => println!("rule: {r}"),
+        None => println!("rule: none matched"),
+    }
+    match m.decision {
+        RouteDecision::Reject { status, reason, .. } => println!("reject: {status} {reason}"),
+        RouteDecision::Targets { plan, policy, .. } => {
+            for (i, g) in plan.groups.iter().enumerate() {
+                let names: Vec<String> = g.iter().map(|t| format!("{t} [{}]", t.transport)).collect();
+                let how = if g.len() > 1 { " (in parallel)" } else { "" };
+                println!("{}. {}{how}", i + 1, names.join(", "));
+            }
+            println!(
+                "failover: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
+                rollover_proxy::fmt_duration(policy.no_response_timeout),
+                rollover_proxy::fmt_duration(policy.ring_timeout),
+                policy.on_response.as_str(),
+                policy.follow_redirects,
+                policy.max_targets
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollover simulate`.
+pub fn simulate(config: &Path, req: &str, world: &str, limit: u64) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let req = request(req)?;
+    let text = if Path::new(world).exists() {
+        std::fs::read_to_string(world).with_context(|| format!("reading {world}"))?
+    } else {
+        world.to_owned()
+    };
+    let world = World::parse(&text).map_err(|e| anyhow!("--world: {e}"))?;
+    let out = sim::run(cfg.plan, &req, &world, Duration::from_secs(limit));
+    print!("{}", out.render());
+    match out.final_status {
+        Some(s) => println!("final: {s}"),
+        None => println!("final: none (the caller got no final response within {limit} s)"),
+    }
+    Ok(if out.final_status.is_some_and(|s| (200..300).contains(&s)) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

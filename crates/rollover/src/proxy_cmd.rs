@@ -1,0 +1,109 @@
+//! `rollover proxy`: the failover proxy on real sockets.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rollover_dialplan::Config;
+use rollover_net::{driver, ListenSpec, NetConfig, TlsFiles, Transports};
+use rollover_proxy::{Proxy, ProxyConfig, Resolver};
+use rollover_sip::Limits;
+use rollover_txn::{Transport, TxnLayer};
+use tracing::info;
+
+const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Resolves host names with the system resolver, caching answers (the core asks
+/// synchronously; configured targets are resolved once, at their first call).
+#[derive(Default)]
+struct CachingResolver {
+    cache: Mutex<HashMap<(String, u16), Option<SocketAddr>>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(&self, host: &str, port: u16, _: Transport) -> Option<SocketAddr> {
+        let key = (host.to_owned(), port);
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(hit) = cache.get(&key) {
+                return *hit;
+            }
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let found = (bare, port).to_socket_addrs().ok().and_then(|mut a| a.next());
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, found);
+        }
+        found
+    }
+}
+
+/// Runs the proxy until Ctrl-C.
+pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let cfg = match config {
+        Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
+        None => Config::parse("<embedded default>", DEFAULT_CONFIG).map_err(|e| anyhow!("{e}"))?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let s = &cfg.server;
+    let net = NetConfig {
+        listen: s.listen.iter().map(|(transport, addr)| ListenSpec { transport: *transport, addr: *addr }).collect(),
+        tls: s.tls.as_ref().map(|(cert, key)| TlsFiles { cert: cert.clone(), key: key.clone() }),
+        max_message_size: s.max_message_size,
+        ..NetConfig::default()
+    };
+    let (transports, mut inbound) = Transports::bind(net).await.map_err(|e| anyhow!("{e}"))?;
+    let local: Vec<(Transport, SocketAddr)> = [Transport::Udp, Transport::Tcp, Transport::Tls]
+        .into_iter()
+        .filter_map(|t| transports.local_addr(t).map(|a| (t, a)))
+        .collect();
+    for (t, a) in &local {
+        info!("listening on {}:{a}", t.as_str().to_ascii_lowercase());
+    }
+    #[allow(clippy::disallowed_methods)] // seeds branch ids so two runs never collide
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let proxy_cfg = ProxyConfig {
+        local,
+        record_route: s.record_route,
+        timer_c: s.timer_c,
+        seed,
+        keep_decisions: false,
+    };
+    let txn_cfg = rollover_txn::Config {
+        t1: s.t1,
+        t2: s.t2,
+        t4: s.t4,
+        ..rollover_txn::Config::default()
+    };
+    let limits = Limits {
+        max_message_size: s.max_message_size,
+        ..Limits::default()
+    };
+    let mut proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(CachingResolver::default()));
+    let mut txn = TxnLayer::new(txn_cfg);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("shutting down");
+    };
+    driver::run(&mut proxy, &mut txn, &transports, &mut inbound, limits, shutdown).await;
+    transports.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
