@@ -12,7 +12,7 @@
 //!
 //! String conditions are regular expressions (searched, not anchored: write `^…$`).
 //! Numbered captures (`$1`) come from `match.request_uri`; named captures (`${user}`) from
-//! any condition.
+//! any condition; `${ruri}` is always the Request-URI as received.
 
 mod duration;
 mod raw;
@@ -330,8 +330,11 @@ fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy)
     }
     let check_target = |t: &Spanned<String>, k: &str| -> Result<String, ConfigError> {
         // Templates are checked with captures replaced by a placeholder.
-        let probe = expand(t.get_ref(), &HashMap::new()).replace("@@", "@x@");
-        Target::parse(&probe.replace("sip:@", "sip:x@")).map_err(|e| cx.err(t.span(), k, e.to_string()))?;
+        let mut probe_caps = HashMap::new();
+        probe_caps.insert("ruri".to_owned(), "sip:x@192.0.2.1".to_owned());
+        let probe = expand(t.get_ref(), &probe_caps);
+        let probe = probe.replace("sip:@", "sip:x@").replace("@@", "@x@");
+        Target::parse(&probe).map_err(|e| cx.err(t.span(), k, e.to_string()))?;
         Ok(t.get_ref().clone())
     };
     let actions = [r.targets.is_some(), r.group.is_some(), r.reject.is_some()].iter().filter(|x| **x).count();
@@ -446,6 +449,8 @@ impl DialPlan {
 
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
     let mut caps = HashMap::new();
+    // `${ruri}`: the Request-URI as received (the seed's "original destination first").
+    caps.insert("ruri".to_owned(), req.request_uri_str().unwrap_or_default().to_owned());
     let mut take = |re: &Regex, text: &str, numbered: bool| -> bool {
         let Some(c) = re.captures(text) else { return false };
         for (i, name) in re.capture_names().enumerate() {

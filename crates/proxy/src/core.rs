@@ -394,6 +394,14 @@ impl<R: Router> Proxy<R> {
                 }
             }
         };
+        if let Some(hop) = &fixed_hop {
+            let to_us = destination(hop, self.resolver.as_ref()).is_some_and(|d| self.local.is_local_addr(d.addr));
+            if to_us {
+                // An in-dialog request whose next hop is this proxy: nowhere to go.
+                self.decide(now, &call_id, Decision::Rejected { status: 404, reason: "in-dialog request addressed to this proxy, without a Route".into() });
+                return self.reply(now, server, &request, 404, "Not Here", txn);
+            }
+        }
         let targets = plan.iter().map(Vec::len).sum();
         if fixed_hop.is_none() {
             self.decide(
@@ -986,6 +994,7 @@ impl<R: Router> Proxy<R> {
         let Some(dest) = hop
             .and_then(|h| Target::parse(&h).ok())
             .and_then(|t| destination(&t, self.resolver.as_ref()))
+            .filter(|d| !self.local.is_local_addr(d.addr))
         else {
             debug!(%source, "ACK with no usable next hop dropped");
             return;

@@ -51,6 +51,13 @@ impl Local {
             .any(|(_, a)| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()))
     }
 
+    /// Whether an address is one of ours (sending there would loop back).
+    pub fn is_local_addr(&self, addr: SocketAddr) -> bool {
+        self.addrs.iter().any(|(_, a)| {
+            a.port() == addr.port() && (a.ip() == addr.ip() || (a.ip().is_unspecified() && addr.ip().is_loopback()))
+        })
+    }
+
     /// Whether a Via was put there by us.
     pub fn is_ours(&self, via: &Via<'_>) -> bool {
         let t = Transport::from_token(via.transport).unwrap_or(Transport::Udp);

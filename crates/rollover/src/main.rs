@@ -1,5 +1,14 @@
 //! `rollover`: the command-line front end.
 
+/// Prints a line to stdout, ignoring a closed pipe (`rollover check … | head` must not panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod parse_cmd;
 mod plan_cmd;
 mod proxy_cmd;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+
 use rollover_dialplan::Config;
 use rollover_proxy::sim::{self, World};
 use rollover_proxy::RouteDecision;
@@ -37,11 +38,11 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(config) {
         Ok(cfg) => {
             let s = &cfg.server;
-            println!("{}: ok", config.display());
+            say!("{}: ok", config.display());
             let listen: Vec<String> = s.listen.iter().map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase())).collect();
-            println!("listen: {}", listen.join(", "));
-            println!("record_route: {}  t1: {:?}  t2: {:?}  timer_c: {:?}", s.record_route, s.t1, s.t2, s.timer_c);
-            print!("{}", cfg.plan);
+            say!("listen: {}", listen.join(", "));
+            say!("record_route: {}  t1: {:?}  t2: {:?}  timer_c: {:?}", s.record_route, s.t1, s.t2, s.timer_c);
+            say!("{}", cfg.plan.to_string().trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -60,20 +61,20 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
         addr: source.parse().with_context(|| format!("--source {source:?}"))?,
     };
     let m = cfg.plan.explain(&req, &source);
-    println!("request: {}", String::from_utf8_lossy(req.start_line_bytes()));
+    say!("request: {}", String::from_utf8_lossy(req.start_line_bytes()));
     match &m.rule {
-        Some(r) => println!("rule: {r}"),
-        None => println!("rule: none matched"),
+        Some(r) => say!("rule: {r}"),
+        None => say!("rule: none matched"),
     }
     match m.decision {
-        RouteDecision::Reject { status, reason, .. } => println!("reject: {status} {reason}"),
+        RouteDecision::Reject { status, reason, .. } => say!("reject: {status} {reason}"),
         RouteDecision::Targets { plan, policy, .. } => {
             for (i, g) in plan.groups.iter().enumerate() {
                 let names: Vec<String> = g.iter().map(|t| format!("{t} [{}]", t.transport)).collect();
                 let how = if g.len() > 1 { " (in parallel)" } else { "" };
-                println!("{}. {}{how}", i + 1, names.join(", "));
+                say!("{}. {}{how}", i + 1, names.join(", "));
             }
-            println!(
+            say!(
                 "failover: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
                 rollover_proxy::fmt_duration(policy.no_response_timeout),
                 rollover_proxy::fmt_duration(policy.ring_timeout),
@@ -97,10 +98,10 @@ pub fn simulate(config: &Path, req: &str, world: &str, limit: u64) -> anyhow::Re
     };
     let world = World::parse(&text).map_err(|e| anyhow!("--world: {e}"))?;
     let out = sim::run(cfg.plan, &req, &world, Duration::from_secs(limit));
-    print!("{}", out.render());
+    say!("{}", out.render().trim_end());
     match out.final_status {
-        Some(s) => println!("final: {s}"),
-        None => println!("final: none (the caller got no final response within {limit} s)"),
+        Some(s) => say!("final: {s}"),
+        None => say!("final: none (the caller got no final response within {limit} s)"),
     }
     Ok(if out.final_status.is_some_and(|s| (200..300).contains(&s)) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
