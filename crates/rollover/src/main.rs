@@ -92,8 +92,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Proxy { config, log } => proxy_cmd::run(config.as_deref(), &log),
         Command::Check { config } => plan_cmd::check(&config),
-        Command::Route { config, request, source, transport } => plan_cmd::route(&config, &request, &source, &transport),
-        Command::Simulate { config, request, world, limit } => plan_cmd::simulate(&config, &request, &world, limit),
+        Command::Route {
+            config,
+            request,
+            source,
+            transport,
+        } => plan_cmd::route(&config, &request, &source, &transport),
+        Command::Simulate {
+            config,
+            request,
+            world,
+            limit,
+        } => plan_cmd::simulate(&config, &request, &world, limit),
         Command::Parse { file, quiet } => parse_cmd::run(&file, quiet),
     };
     match result {

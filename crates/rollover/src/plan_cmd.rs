@@ -39,9 +39,19 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
         Ok(cfg) => {
             let s = &cfg.server;
             say!("{}: ok", config.display());
-            let listen: Vec<String> = s.listen.iter().map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase())).collect();
+            let listen: Vec<String> = s
+                .listen
+                .iter()
+                .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
+                .collect();
             say!("listen: {}", listen.join(", "));
-            say!("record_route: {}  t1: {:?}  t2: {:?}  timer_c: {:?}", s.record_route, s.t1, s.t2, s.timer_c);
+            say!(
+                "record_route: {}  t1: {:?}  t2: {:?}  timer_c: {:?}",
+                s.record_route,
+                s.t1,
+                s.t2,
+                s.timer_c
+            );
             say!("{}", cfg.plan.to_string().trim_end());
             Ok(ExitCode::SUCCESS)
         }
@@ -57,11 +67,17 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
     let cfg = load(config)?;
     let req = request(req)?;
     let source = Peer {
-        transport: Transport::from_token(transport).ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
-        addr: source.parse().with_context(|| format!("--source {source:?}"))?,
+        transport: Transport::from_token(transport)
+            .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
+        addr: source
+            .parse()
+            .with_context(|| format!("--source {source:?}"))?,
     };
     let m = cfg.plan.explain(&req, &source);
-    say!("request: {}", String::from_utf8_lossy(req.start_line_bytes()));
+    say!(
+        "request: {}",
+        String::from_utf8_lossy(req.start_line_bytes())
+    );
     match &m.rule {
         Some(r) => say!("rule: {r}"),
         None => say!("rule: none matched"),
@@ -70,7 +86,8 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
         RouteDecision::Reject { status, reason, .. } => say!("reject: {status} {reason}"),
         RouteDecision::Targets { plan, policy, .. } => {
             for (i, g) in plan.groups.iter().enumerate() {
-                let names: Vec<String> = g.iter().map(|t| format!("{t} [{}]", t.transport)).collect();
+                let names: Vec<String> =
+                    g.iter().map(|t| format!("{t} [{}]", t.transport)).collect();
                 let how = if g.len() > 1 { " (in parallel)" } else { "" };
                 say!("{}. {}{how}", i + 1, names.join(", "));
             }
@@ -103,5 +120,11 @@ pub fn simulate(config: &Path, req: &str, world: &str, limit: u64) -> anyhow::Re
         Some(s) => say!("final: {s}"),
         None => say!("final: none (the caller got no final response within {limit} s)"),
     }
-    Ok(if out.final_status.is_some_and(|s| (200..300).contains(&s)) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(
+        if out.final_status.is_some_and(|s| (200..300).contains(&s)) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

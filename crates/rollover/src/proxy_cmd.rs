@@ -33,7 +33,10 @@ impl Resolver for CachingResolver {
             }
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let found = (bare, port).to_socket_addrs().ok().and_then(|mut a| a.next());
+        let found = (bare, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next());
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, found);
         }
@@ -43,8 +46,15 @@ impl Resolver for CachingResolver {
 
 /// Runs the proxy until Ctrl-C.
 pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
     let cfg = match config {
         Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
         None => Config::parse("<embedded default>", DEFAULT_CONFIG).map_err(|e| anyhow!("{e}"))?,
@@ -61,8 +71,18 @@ pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let s = &cfg.server;
     let net = NetConfig {
-        listen: s.listen.iter().map(|(transport, addr)| ListenSpec { transport: *transport, addr: *addr }).collect(),
-        tls: s.tls.as_ref().map(|(cert, key)| TlsFiles { cert: cert.clone(), key: key.clone() }),
+        listen: s
+            .listen
+            .iter()
+            .map(|(transport, addr)| ListenSpec {
+                transport: *transport,
+                addr: *addr,
+            })
+            .collect(),
+        tls: s.tls.as_ref().map(|(cert, key)| TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
         max_message_size: s.max_message_size,
         ..NetConfig::default()
     };
@@ -102,7 +122,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         info!("shutting down");
     };
-    driver::run(&mut proxy, &mut txn, &transports, &mut inbound, limits, shutdown).await;
+    driver::run(
+        &mut proxy,
+        &mut txn,
+        &transports,
+        &mut inbound,
+        limits,
+        shutdown,
+    )
+    .await;
     transports.shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())

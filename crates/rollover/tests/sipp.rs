@@ -1,0 +1,761 @@
+//! The real `rollover proxy` binary against SIPp callers and callees on 127.0.0.1.
+//!
+//! Every process is bounded (SIPp `-m` and `-timeout`, our own deadline) and stopped by
+//! its PID. Timers are scaled down to about a second.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free port on 127.0.0.1 for both UDP and TCP.
+fn port() -> u16 {
+    if NEXT_PORT.load(Ordering::SeqCst) == 0 {
+        let base = 21000 + (std::process::id() % 400) as u16 * 50;
+        let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+fn sipp_available() -> bool {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "sipp is required in CI (scripts/test.sh installs sip-tester)"
+        );
+        eprintln!("sipp not installed: skipping");
+    }
+    ok
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("rollover-it-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+
+    /// A scenario from `tests/sipp/` with `{{KEY}}` placeholders filled.
+    fn scenario(&self, template: &str, out: &str, vars: &[(&str, &str)]) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(template);
+        let mut text = std::fs::read_to_string(src).unwrap();
+        for (k, v) in vars {
+            text = text.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        assert!(!text.contains("{{"), "unfilled placeholder in {template}");
+        let p = self.path(out);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A child process killed (by PID) when dropped.
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Waits for the process to exit by itself, up to `limit`.
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not finish within {limit:?}", self.name);
+        None
+    }
+}
+
+struct Proxy {
+    _proc: Proc,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Proxy {
+    fn start(dir: &Dir, config: &str) -> Proxy {
+        let port = port();
+        let cfg = config.replace("{{PROXY}}", &format!("127.0.0.1:{port}"));
+        let cfg_path = dir.path("rollover.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = dir.path("proxy.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
+            .args(["proxy", "--config"])
+            .arg(&cfg_path)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path("proxy.err")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let p = Proxy {
+            _proc: Proc {
+                child,
+                name: "rollover".into(),
+            },
+            log,
+            port,
+        };
+        // Ready when it logs its listeners.
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if p.log_text().contains("listening on tcp") {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "proxy did not start: {}{}",
+            p.log_text(),
+            std::fs::read_to_string(dir.path("proxy.err")).unwrap_or_default()
+        );
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn sipp(dir: &Dir, name: &str, args: &[String]) -> Proc {
+    let child = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-i", "127.0.0.1", "-trace_err", "-error_file"])
+        .arg(dir.path(&format!("{name}.err")))
+        .current_dir(&dir.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    Proc {
+        child,
+        name: name.into(),
+    }
+}
+
+/// A callee SIPp on its own port running `scenario`, for `calls` calls.
+fn callee(dir: &Dir, name: &str, scenario: &Path, calls: u32, transport: &str) -> (Proc, u16) {
+    let p = port();
+    let args: Vec<String> = vec![
+        "-sf".into(),
+        scenario.display().to_string(),
+        "-p".into(),
+        p.to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-t".into(),
+        transport.into(),
+        "-timeout".into(),
+        "40s".into(),
+    ];
+    (sipp(dir, name, &args), p)
+}
+
+/// Runs a caller SIPp for `calls` calls; true when every call succeeded.
+fn caller(dir: &Dir, proxy: &Proxy, scenario: &Path, calls: u32, rate: u32) -> bool {
+    let args: Vec<String> = vec![
+        "-sf".into(),
+        scenario.display().to_string(),
+        format!("127.0.0.1:{}", proxy.port),
+        "-s".into(),
+        "100".into(),
+        "-p".into(),
+        port().to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-r".into(),
+        rate.to_string(),
+        "-timeout".into(),
+        "40s".into(),
+        "-timeout_error".into(),
+    ];
+    let mut p = sipp(dir, "caller", &args);
+    let code = p.wait(Duration::from_secs(45));
+    if code != Some(0) {
+        eprintln!("caller exit {code:?}; proxy log:\n{}", proxy.log_text());
+        eprintln!(
+            "caller errors:\n{}",
+            std::fs::read_to_string(dir.path("caller.err")).unwrap_or_default()
+        );
+    }
+    code == Some(0)
+}
+
+fn answered(dir: &Dir) -> PathBuf {
+    dir.scenario(
+        "uac_answered.xml",
+        "uac_answered.xml",
+        &[("HOLD_MS", "100")],
+    )
+}
+
+fn rejected_caller(dir: &Dir, code: &str) -> PathBuf {
+    dir.scenario("uac_rejected.xml", "uac_rejected.xml", &[("CODE", code)])
+}
+
+fn reject_scenario(
+    dir: &Dir,
+    file: &str,
+    code: &str,
+    reason: &str,
+    delay_ms: &str,
+    contacts: &str,
+) -> PathBuf {
+    dir.scenario(
+        "uas_reject.xml",
+        file,
+        &[
+            ("CODE", code),
+            ("REASON", reason),
+            ("DELAY_MS", delay_ms),
+            ("CONTACTS", contacts),
+        ],
+    )
+}
+
+fn answer_scenario(dir: &Dir, file: &str, ring_ms: &str, answer_ms: &str) -> PathBuf {
+    dir.scenario(
+        "uas_answer.xml",
+        file,
+        &[("RING_MS", ring_ms), ("ANSWER_MS", answer_ms)],
+    )
+}
+
+fn config(route: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"udp:{{{{PROXY}}}}\", \"tcp:{{{{PROXY}}}}\"]\n\n[failover]\nno_response_timeout = \"1s\"\nring_timeout = \"1s\"\n\n{route}\n"
+    )
+}
+
+#[test]
+fn first_target_503_second_answers() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("503");
+    let (_a, pa) = callee(
+        &dir,
+        "a",
+        &reject_scenario(&dir, "a.xml", "503", "Service Unavailable", "0", ""),
+        1,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(&dir, &config(&format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n")));
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    let log = proxy.log_text();
+    assert!(log.contains("503 (always rolls over"), "{log}");
+    assert!(
+        log.contains(&format!("sip:b@127.0.0.1:{pb} answered 200")),
+        "{log}"
+    );
+}
+
+#[test]
+fn ringing_past_ring_timeout_is_cancelled_and_second_answers() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("ring");
+    let (mut a, pa) = callee(
+        &dir,
+        "a",
+        &answer_scenario(&dir, "a.xml", "0", "20000"),
+        1,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(&dir, &config(&format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n")));
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    let log = proxy.log_text();
+    assert!(log.contains("ring timeout after 1s"), "{log}");
+    // The first callee took the CANCEL path of its scenario and finished cleanly.
+    assert_eq!(
+        a.wait(Duration::from_secs(10)),
+        Some(0),
+        "callee a: CANCEL, 487, ACK"
+    );
+}
+
+#[test]
+fn silent_first_target_rolls_over_after_no_response_timeout() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("silent");
+    let silent = dir.scenario("uas_silent.xml", "a.xml", &[("HOLD_MS", "3000")]);
+    let (_a, pa) = callee(&dir, "a", &silent, 1, "u1");
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(&dir, &config(&format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n")));
+    let start = Instant::now();
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    let log = proxy.log_text();
+    assert!(log.contains("no response within 1s"), "{log}");
+}
+
+#[test]
+fn redirect_with_two_contacts_is_tried_in_q_order() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("302");
+    let (_low, plow) = callee(
+        &dir,
+        "low",
+        &answer_scenario(&dir, "low.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let (_high, phigh) = callee(
+        &dir,
+        "high",
+        &reject_scenario(&dir, "high.xml", "486", "Busy Here", "0", ""),
+        1,
+        "u1",
+    );
+    let contacts = format!(
+        "Contact: <sip:low@127.0.0.1:{plow}>;q=0.5\nContact: <sip:high@127.0.0.1:{phigh}>;q=1.0\n"
+    );
+    let (_r, pr) = callee(
+        &dir,
+        "redir",
+        &reject_scenario(&dir, "r.xml", "302", "Moved Temporarily", "0", &contacts),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[route]]\nname = \"t\"\ntargets = [\"sip:r@127.0.0.1:{pr}\"]\n"
+        )),
+    );
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    let log = proxy.log_text();
+    let redirected =
+        format!("redirected to [sip:high@127.0.0.1:{phigh}, sip:low@127.0.0.1:{plow}]");
+    assert!(log.contains(&redirected), "{log}");
+    let high = log
+        .find(&format!("left sip:high@127.0.0.1:{phigh}"))
+        .expect("high tried and left");
+    let low = log
+        .find(&format!("sip:low@127.0.0.1:{plow} answered 200"))
+        .expect("low answered");
+    assert!(high < low);
+}
+
+#[test]
+fn parallel_group_486_and_200_gives_the_caller_200() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("parallel");
+    let (mut a, pa) = callee(
+        &dir,
+        "a",
+        &reject_scenario(&dir, "a.xml", "486", "Busy Here", "200", ""),
+        1,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "600"),
+        1,
+        "u1",
+    );
+    let route = format!("[[route]]\nname = \"t\"\nmode = \"parallel\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n");
+    let proxy = Proxy::start(&dir, &config(&route));
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    assert_eq!(
+        a.wait(Duration::from_secs(5)),
+        Some(0),
+        "the 486 leg was ACKed and is gone"
+    );
+}
+
+#[test]
+fn all_targets_fail_and_the_caller_gets_the_best_response() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("allfail");
+    let (_a, pa) = callee(
+        &dir,
+        "a",
+        &reject_scenario(&dir, "a.xml", "503", "Service Unavailable", "0", ""),
+        1,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &reject_scenario(&dir, "b.xml", "486", "Busy Here", "0", ""),
+        1,
+        "u1",
+    );
+    let (_c, pc) = callee(
+        &dir,
+        "c",
+        &reject_scenario(&dir, "c.xml", "500", "Server Internal Error", "0", ""),
+        1,
+        "u1",
+    );
+    let route = format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\", \"sip:c@127.0.0.1:{pc}\"]\n");
+    let proxy = Proxy::start(&dir, &config(&route));
+    assert!(caller(&dir, &proxy, &rejected_caller(&dir, "486"), 1, 1));
+    assert!(proxy
+        .log_text()
+        .contains("final response 486 sent upstream"));
+}
+
+#[test]
+fn malformed_invite_gets_400_naming_the_fault() {
+    let dir = Dir::new("bad");
+    let proxy = Proxy::start(
+        &dir,
+        &config("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:9\"]\n"),
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let bad = format!(
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bad\r\nTo: <sip:100@h>\r\nFrom: <sip:a@h>;tag=1\r\nCall-ID: bad-1\r\nCSeq: 99999999999 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(bad.as_bytes(), ("127.0.0.1", proxy.port))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        resp.starts_with("SIP/2.0 400 Bad Request (malformed CSeq header at byte"),
+        "{resp}"
+    );
+    // Garbage is dropped without a reply, and the proxy keeps serving.
+    sock.send_to(b"\x00\xffgarbage", ("127.0.0.1", proxy.port))
+        .unwrap();
+    sock.send_to(bad.as_bytes(), ("127.0.0.1", proxy.port))
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400"));
+}
+
+#[test]
+fn config_error_stops_the_start_with_file_line_and_key() {
+    let dir = Dir::new("badcfg");
+    let cfg = dir.path("bad.toml");
+    std::fs::write(&cfg, "[failover]\nring_timeout = 20\n\n[[route]]\ntargets = [\"sip:a@h\"]\nfailover.on_response = \"4(\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
+        .args(["proxy", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:6:") && err.contains("route[1].failover.on_response"),
+        "{err}"
+    );
+}
+
+/// The seed's examples, each as shipped in `examples/`, with addresses and timers scaled.
+mod seeds {
+    use super::*;
+
+    fn example(name: &str, subst: &[(&str, String)]) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name);
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text = text
+            .replace("udp:127.0.0.1:5060", "udp:{{PROXY}}")
+            .replace("tcp:127.0.0.1:5060", "tcp:{{PROXY}}");
+        for (from, to) in subst {
+            assert!(text.contains(from), "{name} lacks {from}");
+            text = text.replace(from, to);
+        }
+        text
+    }
+
+    #[test]
+    fn example_1_error_then_next_target() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("seed1");
+        let (_a, p100) = callee(
+            &dir,
+            "100",
+            &reject_scenario(&dir, "a.xml", "480", "Temporarily Unavailable", "0", ""),
+            1,
+            "u1",
+        );
+        let (_b, p101) = callee(
+            &dir,
+            "101",
+            &answer_scenario(&dir, "b.xml", "0", "100"),
+            1,
+            "u1",
+        );
+        let cfg = example(
+            "seed-1-basic.toml",
+            &[
+                ("192.168.0.101", format!("127.0.0.1:{p101}")),
+                ("192.168.0.102", "127.0.0.1:9".into()),
+            ],
+        );
+        let proxy = Proxy::start(&dir, &cfg);
+        // The caller dials sip:100@<the first callee>: `${ruri}` sends it there first.
+        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(proxy
+            .log_text()
+            .contains(&format!("sip:101@127.0.0.1:{p101} answered 200")));
+    }
+
+    #[test]
+    fn example_2_failover_target_over_tcp() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("seed2");
+        let (_a, p100) = callee(
+            &dir,
+            "100",
+            &reject_scenario(&dir, "a.xml", "503", "Service Unavailable", "0", ""),
+            1,
+            "u1",
+        );
+        let (_b, p101) = callee(
+            &dir,
+            "101",
+            &answer_scenario(&dir, "b.xml", "0", "100"),
+            1,
+            "t1",
+        );
+        let cfg = example(
+            "seed-2-transport.toml",
+            &[
+                ("192.168.0.101", format!("127.0.0.1:{p101}")),
+                ("192.168.0.102", "127.0.0.1:9".into()),
+            ],
+        );
+        let proxy = Proxy::start(&dir, &cfg);
+        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(
+            proxy
+                .log_text()
+                .contains(&format!("sip:101@127.0.0.1:{p101} (TCP) answered 200")),
+            "{}",
+            proxy.log_text()
+        );
+    }
+
+    #[test]
+    fn example_3_inviting_timer() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("seed3");
+        let silent = dir.scenario("uas_silent.xml", "a.xml", &[("HOLD_MS", "4000")]);
+        let (_a, p100) = callee(&dir, "100", &silent, 1, "u1");
+        let (_b, p101) = callee(
+            &dir,
+            "101",
+            &answer_scenario(&dir, "b.xml", "0", "100"),
+            1,
+            "u1",
+        );
+        let cfg = example(
+            "seed-3-timer.toml",
+            &[
+                ("192.168.0.101", format!("127.0.0.1:{p101}")),
+                ("192.168.0.102", "127.0.0.1:9".into()),
+                (
+                    "no_response_timeout = 30",
+                    "no_response_timeout = \"1.5s\"".into(),
+                ),
+            ],
+        );
+        let proxy = Proxy::start(&dir, &cfg);
+        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        let start = Instant::now();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(start.elapsed() >= Duration::from_millis(1500));
+        assert!(
+            proxy.log_text().contains("no response within 1.5s"),
+            "{}",
+            proxy.log_text()
+        );
+    }
+
+    #[test]
+    fn example_4_only_4xx_rolls_over() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("seed4");
+        let (_a, p100) = callee(
+            &dir,
+            "100",
+            &reject_scenario(&dir, "a.xml", "404", "Not Found", "0", ""),
+            1,
+            "u1",
+        );
+        let (_b, p101) = callee(
+            &dir,
+            "101",
+            &answer_scenario(&dir, "b.xml", "0", "100"),
+            1,
+            "u1",
+        );
+        let cfg = example(
+            "seed-4-pattern.toml",
+            &[("192.168.0.101", format!("127.0.0.1:{p101}"))],
+        );
+        let proxy = Proxy::start(&dir, &cfg);
+        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(proxy.log_text().contains("404 matched pattern \"4..\""));
+
+        // A 5xx does not match 4..: it goes back to the caller.
+        let dir = Dir::new("seed4b");
+        let (_a, p100) = callee(
+            &dir,
+            "100",
+            &reject_scenario(&dir, "a.xml", "500", "Server Internal Error", "0", ""),
+            1,
+            "u1",
+        );
+        let cfg = example(
+            "seed-4-pattern.toml",
+            &[("192.168.0.101", "127.0.0.1:9".to_string())],
+        );
+        let proxy = Proxy::start(&dir, &cfg);
+        let uac = rejected_caller(&dir, "500");
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("INVITE sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(proxy.log_text().contains("does not match the pattern"));
+    }
+
+    #[test]
+    fn example_5_redirect_followed() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("seed5");
+        let (_t, pt) = callee(
+            &dir,
+            "target",
+            &answer_scenario(&dir, "t.xml", "0", "100"),
+            1,
+            "u1",
+        );
+        let contacts = format!("Contact: <sip:200@127.0.0.1:{pt}>\n");
+        let (_a, p100) = callee(
+            &dir,
+            "100",
+            &reject_scenario(&dir, "a.xml", "302", "Moved Temporarily", "0", &contacts),
+            1,
+            "u1",
+        );
+        let cfg = example("seed-5-redirect.toml", &[]);
+        let proxy = Proxy::start(&dir, &cfg);
+        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
+        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
+            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        );
+        std::fs::write(&uac, uac_text).unwrap();
+        assert!(caller(&dir, &proxy, &uac, 1, 1));
+        assert!(proxy
+            .log_text()
+            .contains(&format!("redirected to [sip:200@127.0.0.1:{pt}]")));
+    }
+}
