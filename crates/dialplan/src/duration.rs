@@ -18,12 +18,17 @@ impl RawDuration {
     pub fn to_duration(&self) -> Result<Duration, String> {
         let bad = || format!("expected a duration such as 30, \"1.5s\" or \"800ms\", got {self}");
         match self {
-            RawDuration::Int(i) => u64::try_from(*i).map(Duration::from_secs).map_err(|_| bad()),
-            RawDuration::Float(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => Ok(Duration::from_secs_f64(*f)),
+            RawDuration::Int(i) => u64::try_from(*i)
+                .map(Duration::from_secs)
+                .map_err(|_| bad()),
+            RawDuration::Float(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => {
+                Ok(Duration::from_secs_f64(*f))
+            }
             RawDuration::Float(_) => Err(bad()),
             RawDuration::Text(s) => {
                 let s = s.trim();
-                let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+                let (num, unit) =
+                    s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
                 let v: f64 = num.trim().parse().map_err(|_| bad())?;
                 let secs = match unit.trim() {
                     "" | "s" => v,

@@ -118,8 +118,16 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
-        let upto = self.text.get(..span.start.min(self.text.len())).unwrap_or_default();
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let upto = self
+            .text
+            .get(..span.start.min(self.text.len()))
+            .unwrap_or_default();
         let line = upto.matches('\n').count() + 1;
         let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         ConfigError {
@@ -131,25 +139,48 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(&self, v: &Option<Spanned<duration::RawDuration>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        v: &Option<Spanned<duration::RawDuration>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match v {
             None => Ok(default),
-            Some(s) => s.get_ref().to_duration().map_err(|m| self.err(s.span(), key, m)),
+            Some(s) => s
+                .get_ref()
+                .to_duration()
+                .map_err(|m| self.err(s.span(), key, m)),
         }
     }
 
     fn regex(&self, v: &Spanned<String>, key: &str) -> Result<Regex, ConfigError> {
-        Regex::new(v.get_ref()).map_err(|e| self.err(v.span(), key, format!("invalid regular expression: {e}")))
+        Regex::new(v.get_ref())
+            .map_err(|e| self.err(v.span(), key, format!("invalid regular expression: {e}")))
     }
 
-    fn policy(&self, raw: &RawFailover, base: &FailoverPolicy, prefix: &str) -> Result<FailoverPolicy, ConfigError> {
+    fn policy(
+        &self,
+        raw: &RawFailover,
+        base: &FailoverPolicy,
+        prefix: &str,
+    ) -> Result<FailoverPolicy, ConfigError> {
         let key = |k: &str| format!("{prefix}{k}");
         Ok(FailoverPolicy {
-            no_response_timeout: self.duration(&raw.no_response_timeout, &key("no_response_timeout"), base.no_response_timeout)?,
-            ring_timeout: self.duration(&raw.ring_timeout, &key("ring_timeout"), base.ring_timeout)?,
+            no_response_timeout: self.duration(
+                &raw.no_response_timeout,
+                &key("no_response_timeout"),
+                base.no_response_timeout,
+            )?,
+            ring_timeout: self.duration(
+                &raw.ring_timeout,
+                &key("ring_timeout"),
+                base.ring_timeout,
+            )?,
             on_response: match &raw.on_response {
                 None => base.on_response.clone(),
-                Some(p) => ResponsePattern::new(p.get_ref()).map_err(|e| self.err(p.span(), &key("on_response"), e.reason))?,
+                Some(p) => ResponsePattern::new(p.get_ref())
+                    .map_err(|e| self.err(p.span(), &key("on_response"), e.reason))?,
             },
             follow_redirects: raw.follow_redirects.unwrap_or(base.follow_redirects),
             max_targets: match &raw.max_targets {
@@ -157,7 +188,13 @@ impl Ctx<'_> {
                 Some(m) => usize::try_from(*m.get_ref())
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| self.err(m.span(), &key("max_targets"), "expected a number from 1 to 1000"))?,
+                    .ok_or_else(|| {
+                        self.err(
+                            m.span(),
+                            &key("max_targets"),
+                            "expected a number from 1 to 1000",
+                        )
+                    })?,
             },
         })
     }
@@ -165,9 +202,14 @@ impl Ctx<'_> {
 
 /// Parses `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`.
 pub fn parse_listen(s: &str) -> Result<(Transport, SocketAddr), String> {
-    let (t, addr) = s.split_once(':').ok_or("expected transport:address:port, e.g. udp:127.0.0.1:5060")?;
-    let transport = Transport::from_token(t).ok_or_else(|| format!("unknown transport {t:?} (udp, tcp or tls)"))?;
-    let addr: SocketAddr = addr.parse().map_err(|_| format!("{addr:?} is not an address:port (IPv6 in brackets)"))?;
+    let (t, addr) = s
+        .split_once(':')
+        .ok_or("expected transport:address:port, e.g. udp:127.0.0.1:5060")?;
+    let transport = Transport::from_token(t)
+        .ok_or_else(|| format!("unknown transport {t:?} (udp, tcp or tls)"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an address:port (IPv6 in brackets)"))?;
     Ok((transport, addr))
 }
 
@@ -242,7 +284,12 @@ impl Config {
         let cx = Ctx { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let mut err = cx.err(e.span().unwrap_or(0..0), "(syntax)", e.message().trim());
-            if let Some(key) = e.message().split('`').nth(1).filter(|_| e.message().contains("unknown field")) {
+            if let Some(key) = e
+                .message()
+                .split('`')
+                .nth(1)
+                .filter(|_| e.message().contains("unknown field"))
+            {
                 err.key = key.to_owned();
             }
             err
@@ -255,7 +302,8 @@ impl Config {
                 Spanned::new(0..0, "tcp:127.0.0.1:5060".to_owned()),
             ]
         }) {
-            listen.push(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), "server.listen", m))?);
+            listen
+                .push(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), "server.listen", m))?);
         }
         let tls = match (&s.tls_cert, &s.tls_key) {
             (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
@@ -263,7 +311,11 @@ impl Config {
             _ => return Err(cx.err(0..0, "server.tls_cert", "tls_cert and tls_key go together")),
         };
         if tls.is_none() && listen.iter().any(|(t, _)| *t == Transport::Tls) {
-            return Err(cx.err(0..0, "server.listen", "a tls: listener needs server.tls_cert and server.tls_key"));
+            return Err(cx.err(
+                0..0,
+                "server.listen",
+                "a tls: listener needs server.tls_cert and server.tls_key",
+            ));
         }
         let server = ServerSettings {
             listen,
@@ -277,16 +329,40 @@ impl Config {
                 Some(m) => usize::try_from(*m.get_ref())
                     .ok()
                     .filter(|n| (1024..=1 << 24).contains(n))
-                    .ok_or_else(|| cx.err(m.span(), "server.max_message_size", "expected 1024 to 16777216 bytes"))?,
+                    .ok_or_else(|| {
+                        cx.err(
+                            m.span(),
+                            "server.max_message_size",
+                            "expected 1024 to 16777216 bytes",
+                        )
+                    })?,
             },
             tls,
         };
         let no_match = match &s.no_match {
-            None => (404, s.no_match_reason.clone().unwrap_or_else(|| "Not Found".into())),
+            None => (
+                404,
+                s.no_match_reason
+                    .clone()
+                    .unwrap_or_else(|| "Not Found".into()),
+            ),
             Some(c) => {
-                let code = u16::try_from(*c.get_ref()).ok().filter(|c| (400..700).contains(c));
-                let code = code.ok_or_else(|| cx.err(c.span(), "server.no_match", "expected a status from 400 to 699"))?;
-                (code, s.no_match_reason.clone().unwrap_or_else(|| "Not Found".into()))
+                let code = u16::try_from(*c.get_ref())
+                    .ok()
+                    .filter(|c| (400..700).contains(c));
+                let code = code.ok_or_else(|| {
+                    cx.err(
+                        c.span(),
+                        "server.no_match",
+                        "expected a status from 400 to 699",
+                    )
+                })?;
+                (
+                    code,
+                    s.no_match_reason
+                        .clone()
+                        .unwrap_or_else(|| "Not Found".into()),
+                )
             }
         };
         let defaults = cx.policy(&raw.failover, &FailoverPolicy::default(), "failover.")?;
@@ -296,12 +372,21 @@ impl Config {
         }
         Ok(Config {
             server,
-            plan: DialPlan { rules, defaults, no_match },
+            plan: DialPlan {
+                rules,
+                defaults,
+                no_match,
+            },
         })
     }
 }
 
-fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy) -> Result<Rule, ConfigError> {
+fn compile_rule(
+    cx: &Ctx<'_>,
+    i: usize,
+    r: &RawRoute,
+    defaults: &FailoverPolicy,
+) -> Result<Rule, ConfigError> {
     let prefix = format!("route[{}]", i + 1);
     let key = |k: &str| format!("{prefix}.{k}");
     let m = &r.conditions;
@@ -319,10 +404,19 @@ fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy)
         conds.push(Cond::From(cx.regex(v, &key("match.from"))?));
     }
     for (name, v) in &m.header {
-        conds.push(Cond::Header(name.clone(), cx.regex(v, &key(&format!("match.header.{name}")))?));
+        conds.push(Cond::Header(
+            name.clone(),
+            cx.regex(v, &key(&format!("match.header.{name}")))?,
+        ));
     }
     if let Some(v) = &m.source {
-        let (ip, bits) = parse_cidr(v.get_ref()).ok_or_else(|| cx.err(v.span(), &key("match.source"), "expected an address or CIDR such as 10.0.0.0/8"))?;
+        let (ip, bits) = parse_cidr(v.get_ref()).ok_or_else(|| {
+            cx.err(
+                v.span(),
+                &key("match.source"),
+                "expected an address or CIDR such as 10.0.0.0/8",
+            )
+        })?;
         conds.push(Cond::Source(ip, bits));
     }
     if let Some(v) = &m.transport {
@@ -337,25 +431,43 @@ fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy)
         Target::parse(&probe).map_err(|e| cx.err(t.span(), k, e.to_string()))?;
         Ok(t.get_ref().clone())
     };
-    let actions = [r.targets.is_some(), r.group.is_some(), r.reject.is_some()].iter().filter(|x| **x).count();
+    let actions = [r.targets.is_some(), r.group.is_some(), r.reject.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if actions != 1 {
-        return Err(cx.err(0..0, &prefix, "a route needs exactly one of targets, [[route.group]] or reject"));
+        return Err(cx.err(
+            0..0,
+            &prefix,
+            "a route needs exactly one of targets, [[route.group]] or reject",
+        ));
     }
     let action = if let Some(targets) = &r.targets {
-        let list = targets.iter().map(|t| check_target(t, &key("targets"))).collect::<Result<Vec<_>, _>>()?;
+        let list = targets
+            .iter()
+            .map(|t| check_target(t, &key("targets")))
+            .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() {
             return Err(cx.err(0..0, &key("targets"), "no targets"));
         }
         match r.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-            None | Some(("serial", _)) => Action::Targets(list.into_iter().map(|t| vec![t]).collect()),
+            None | Some(("serial", _)) => {
+                Action::Targets(list.into_iter().map(|t| vec![t]).collect())
+            }
             Some(("parallel", _)) => Action::Targets(vec![list]),
-            Some((_, span)) => return Err(cx.err(span, &key("mode"), "expected \"serial\" or \"parallel\"")),
+            Some((_, span)) => {
+                return Err(cx.err(span, &key("mode"), "expected \"serial\" or \"parallel\""))
+            }
         }
     } else if let Some(groups) = &r.group {
         let mut out = Vec::new();
         for (g, group) in groups.iter().enumerate() {
             let k = key(&format!("group[{}].targets", g + 1));
-            let list = group.targets.iter().map(|t| check_target(t, &k)).collect::<Result<Vec<_>, _>>()?;
+            let list = group
+                .targets
+                .iter()
+                .map(|t| check_target(t, &k))
+                .collect::<Result<Vec<_>, _>>()?;
             if list.is_empty() {
                 return Err(cx.err(0..0, &k, "no targets"));
             }
@@ -366,13 +478,30 @@ fn compile_rule(cx: &Ctx<'_>, i: usize, r: &RawRoute, defaults: &FailoverPolicy)
         let c = u16::try_from(*code.get_ref())
             .ok()
             .filter(|c| (300..700).contains(c))
-            .ok_or_else(|| cx.err(code.span(), &key("reject"), "expected a status from 300 to 699"))?;
-        Action::Reject(c, r.reason.clone().unwrap_or_else(|| default_reason(c).into()))
+            .ok_or_else(|| {
+                cx.err(
+                    code.span(),
+                    &key("reject"),
+                    "expected a status from 300 to 699",
+                )
+            })?;
+        Action::Reject(
+            c,
+            r.reason.clone().unwrap_or_else(|| default_reason(c).into()),
+        )
     } else {
-        return Err(cx.err(0..0, &prefix, "a route needs targets, [[route.group]] or reject"));
+        return Err(cx.err(
+            0..0,
+            &prefix,
+            "a route needs targets, [[route.group]] or reject",
+        ));
     };
     Ok(Rule {
-        name: Arc::from(r.name.clone().unwrap_or_else(|| format!("route #{}", i + 1))),
+        name: Arc::from(
+            r.name
+                .clone()
+                .unwrap_or_else(|| format!("route #{}", i + 1)),
+        ),
         conds,
         action,
         policy: cx.policy(&r.failover, defaults, &format!("{prefix}.failover."))?,
@@ -409,7 +538,9 @@ impl DialPlan {
     /// Matches a request: the first rule whose conditions all hold.
     pub fn explain(&self, req: &Message, source: &Peer) -> Match {
         for rule in &self.rules {
-            let Some(caps) = matches(rule, req, source) else { continue };
+            let Some(caps) = matches(rule, req, source) else {
+                continue;
+            };
             let decision = match &rule.action {
                 Action::Reject(status, reason) => RouteDecision::Reject {
                     status: *status,
@@ -419,7 +550,10 @@ impl DialPlan {
                 Action::Targets(groups) => {
                     let mut plan = TargetPlan::default();
                     for g in groups {
-                        let group: Vec<Target> = g.iter().filter_map(|t| Target::parse(&expand(t, &caps)).ok()).collect();
+                        let group: Vec<Target> = g
+                            .iter()
+                            .filter_map(|t| Target::parse(&expand(t, &caps)).ok())
+                            .collect();
                         if !group.is_empty() {
                             plan.groups.push(group);
                         }
@@ -450,9 +584,14 @@ impl DialPlan {
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
     let mut caps = HashMap::new();
     // `${ruri}`: the Request-URI as received (the seed's "original destination first").
-    caps.insert("ruri".to_owned(), req.request_uri_str().unwrap_or_default().to_owned());
+    caps.insert(
+        "ruri".to_owned(),
+        req.request_uri_str().unwrap_or_default().to_owned(),
+    );
     let mut take = |re: &Regex, text: &str, numbered: bool| -> bool {
-        let Some(c) = re.captures(text) else { return false };
+        let Some(c) = re.captures(text) else {
+            return false;
+        };
         for (i, name) in re.capture_names().enumerate() {
             if let Some(m) = c.get(i) {
                 if let Some(n) = name {
@@ -469,10 +608,17 @@ fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, 
         let ok = match c {
             Cond::Method(re) => take(re, req.method().map_or("", |m| m.as_str()), false),
             Cond::RequestUri(re) => take(re, req.request_uri_str().unwrap_or_default(), true),
-            Cond::To(re) => req.header(HeaderName::To).is_some_and(|h| take(re, &req.value_unfolded(h), false)),
-            Cond::From(re) => req.header(HeaderName::From).is_some_and(|h| take(re, &req.value_unfolded(h), false)),
+            Cond::To(re) => req
+                .header(HeaderName::To)
+                .is_some_and(|h| take(re, &req.value_unfolded(h), false)),
+            Cond::From(re) => req
+                .header(HeaderName::From)
+                .is_some_and(|h| take(re, &req.value_unfolded(h), false)),
             Cond::Header(name, re) => {
-                let values: Vec<String> = req.headers_by_name(name).map(|h| req.value_unfolded(h).into_owned()).collect();
+                let values: Vec<String> = req
+                    .headers_by_name(name)
+                    .map(|h| req.value_unfolded(h).into_owned())
+                    .collect();
                 values.iter().any(|v| take(re, v, false))
             }
             Cond::Source(net, bits) => in_cidr(source.addr.ip(), (*net, *bits)),
@@ -537,7 +683,11 @@ impl fmt::Display for DialPlan {
                 }
             }
         }
-        writeln!(f, "no rule matched: reject {} {}", self.no_match.0, self.no_match.1)
+        writeln!(
+            f,
+            "no rule matched: reject {} {}",
+            self.no_match.0, self.no_match.1
+        )
     }
 }
 

@@ -15,7 +15,10 @@ fn invite(uri: &str, extra: &[(&str, &str)]) -> Message {
 }
 
 fn peer(addr: &str, t: Transport) -> Peer {
-    Peer { transport: t, addr: addr.parse().unwrap() }
+    Peer {
+        transport: t,
+        addr: addr.parse().unwrap(),
+    }
 }
 
 fn udp() -> Peer {
@@ -69,13 +72,19 @@ fn plan() -> DialPlan {
 fn first_matching_rule_with_captures_and_overrides() {
     let m = plan().explain(&invite("sip:100@192.168.0.100", &[]), &udp());
     assert_eq!(m.rule.as_deref(), Some("extensions"));
-    let RouteDecision::Targets { plan, policy, .. } = m.decision else { panic!() };
+    let RouteDecision::Targets { plan, policy, .. } = m.decision else {
+        panic!()
+    };
     assert_eq!(plan.groups.len(), 2, "serial by default");
     assert_eq!(plan.groups[0][0].uri, "sip:100@192.168.0.101");
     assert_eq!(plan.groups[1][0].uri, "sip:alice-vm@192.168.0.102");
     assert_eq!(plan.groups[1][0].transport, Transport::Tcp);
     assert_eq!(policy.no_response_timeout, Duration::from_secs(30));
-    assert_eq!(policy.ring_timeout, Duration::from_secs(20), "inherited from [failover]");
+    assert_eq!(
+        policy.ring_timeout,
+        Duration::from_secs(20),
+        "inherited from [failover]"
+    );
     assert!(policy.on_response.rolls_over(404) && !policy.on_response.rolls_over(503));
 }
 
@@ -84,25 +93,50 @@ fn source_header_transport_and_groups() {
     let p = plan();
     let m = p.explain(&invite("sip:zed@h", &[("X-Office", "yes")]), &udp());
     assert_eq!(m.rule.as_deref(), Some("office"));
-    let RouteDecision::Targets { plan, .. } = m.decision else { panic!() };
+    let RouteDecision::Targets { plan, .. } = m.decision else {
+        panic!()
+    };
     assert_eq!(plan.groups.len(), 1);
     assert_eq!(plan.groups[0].len(), 2);
     let outside = peer("192.0.2.1:5060", Transport::Udp);
-    assert_eq!(p.explain(&invite("sip:zed@h", &[("X-Office", "yes")]), &outside).rule, None);
-    let m = p.explain(&invite("sip:zed@h", &[]), &peer("192.0.2.1:5060", Transport::Tcp));
+    assert_eq!(
+        p.explain(&invite("sip:zed@h", &[("X-Office", "yes")]), &outside)
+            .rule,
+        None
+    );
+    let m = p.explain(
+        &invite("sip:zed@h", &[]),
+        &peer("192.0.2.1:5060", Transport::Tcp),
+    );
     assert_eq!(m.rule.as_deref(), Some("groups"));
-    let RouteDecision::Targets { plan, .. } = m.decision else { panic!() };
+    let RouteDecision::Targets { plan, .. } = m.decision else {
+        panic!()
+    };
     assert_eq!(plan.groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
 }
 
 #[test]
 fn reject_and_no_match() {
     let p = plan();
-    match p.explain(&invite("sip:nobody@h", &[]), &peer("192.0.2.1:5060", Transport::Udp)).decision {
-        RouteDecision::Reject { status, reason, .. } => assert_eq!((status, reason.as_str()), (480, "Gone Fishing")),
+    match p
+        .explain(
+            &invite("sip:nobody@h", &[]),
+            &peer("192.0.2.1:5060", Transport::Udp),
+        )
+        .decision
+    {
+        RouteDecision::Reject { status, reason, .. } => {
+            assert_eq!((status, reason.as_str()), (480, "Gone Fishing"))
+        }
         other => panic!("{other:?}"),
     }
-    match p.explain(&invite("sip:zed@h", &[]), &peer("192.0.2.1:5060", Transport::Udp)).decision {
+    match p
+        .explain(
+            &invite("sip:zed@h", &[]),
+            &peer("192.0.2.1:5060", Transport::Udp),
+        )
+        .decision
+    {
         RouteDecision::Reject { status, .. } => assert_eq!(status, 404),
         other => panic!("{other:?}"),
     }
@@ -112,7 +146,10 @@ fn reject_and_no_match() {
 fn errors_name_file_line_and_key() {
     let bad = "[failover]\nring_timeout = \"soon\"\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
-    assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("plan.toml", 2, "failover.ring_timeout"));
+    assert_eq!(
+        (e.file.as_str(), e.line, e.key.as_str()),
+        ("plan.toml", 2, "failover.ring_timeout")
+    );
 
     let bad = "[[route]]\ntargets = [\"sip:a@h\"]\n\n[[route]]\nmatch.request_uri = \"(\"\ntargets = [\"sip:b@h\"]\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
@@ -136,13 +173,19 @@ fn errors_name_file_line_and_key() {
     assert_eq!((e.line, e.key.as_str()), (2, "route[1].mode"));
 
     let bad = "[[route]]\nname = \"x\"\n";
-    assert!(Config::parse("plan.toml", bad).unwrap_err().message.contains("exactly one"));
+    assert!(Config::parse("plan.toml", bad)
+        .unwrap_err()
+        .message
+        .contains("exactly one"));
 }
 
 #[test]
 fn durations() {
     let cfg = Config::parse("t", "[failover]\nno_response_timeout = \"1.5s\"\nring_timeout = \"800ms\"\n[server]\nt1 = \"2m\"\n").unwrap();
-    assert_eq!(cfg.plan.defaults().no_response_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        cfg.plan.defaults().no_response_timeout,
+        Duration::from_millis(1500)
+    );
     assert_eq!(cfg.plan.defaults().ring_timeout, Duration::from_millis(800));
     assert_eq!(cfg.server.t1, Duration::from_secs(120));
     assert!(Config::parse("t", "[failover]\nring_timeout = -1\n").is_err());

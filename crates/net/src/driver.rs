@@ -24,7 +24,12 @@ use crate::transport::{Inbound, Transports};
 
 /// Moves everything queued in the transaction layer: events to the user (which may queue
 /// more), transmits to the sockets.
-fn pump<U: TransactionUser>(now: Instant, user: &mut U, txn: &mut TxnLayer, transports: &Transports) {
+fn pump<U: TransactionUser>(
+    now: Instant,
+    user: &mut U,
+    txn: &mut TxnLayer,
+    transports: &Transports,
+) {
     loop {
         let mut busy = false;
         while let Some(ev) = txn.poll_event() {
@@ -58,11 +63,18 @@ pub fn stamp_via(msg: Message, source: &Peer) -> Message {
     if !needs_received && !needs_rport {
         return msg;
     }
-    let Some(h) = msg.header(rollover_sip::HeaderName::Via).copied() else { return msg };
-    let Ok(value) = msg.value_str(&h) else { return msg };
+    let Some(h) = msg.header(rollover_sip::HeaderName::Via).copied() else {
+        return msg;
+    };
+    let Ok(value) = msg.value_str(&h) else {
+        return msg;
+    };
     // The first value of the top Via line, with its parameters completed.
     let (first, rest) = match rollover_sip::scan::find_top_level(value.as_bytes(), b',') {
-        Some(i) => (value.get(..i).unwrap_or(value), value.get(i..).unwrap_or("")),
+        Some(i) => (
+            value.get(..i).unwrap_or(value),
+            value.get(i..).unwrap_or(""),
+        ),
         None => (value, ""),
     };
     let mut first = first.trim_end().to_owned();
@@ -78,7 +90,10 @@ pub fn stamp_via(msg: Message, source: &Peer) -> Message {
     if needs_received || needs_rport {
         first.push_str(&format!(";received={}", source.addr.ip()));
     }
-    let edited = msg.edit().replace_value(&h, &format!("{first}{rest}")).finish();
+    let edited = msg
+        .edit()
+        .replace_value(&h, &format!("{first}{rest}"))
+        .finish();
     Message::parse(edited).unwrap_or(msg)
 }
 
@@ -96,7 +111,10 @@ pub async fn run<U: TransactionUser>(
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
         pump(now, user, txn, transports);
-        let deadline = [txn.poll_timeout(), user.poll_timeout()].into_iter().flatten().min();
+        let deadline = [txn.poll_timeout(), user.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -130,7 +148,13 @@ pub async fn run<U: TransactionUser>(
     }
 }
 
-fn handle_bytes(now: Instant, txn: &mut TxnLayer, source: Peer, bytes: bytes::Bytes, limits: &Limits) {
+fn handle_bytes(
+    now: Instant,
+    txn: &mut TxnLayer,
+    source: Peer,
+    bytes: bytes::Bytes,
+    limits: &Limits,
+) {
     let msg = match Message::parse_with(bytes.clone(), limits) {
         Ok(m) => m,
         Err(e) => {
@@ -143,13 +167,20 @@ fn handle_bytes(now: Instant, txn: &mut TxnLayer, source: Peer, bytes: bytes::By
         if msg.is_request() && msg.method() != Some(&Method::Ack) && msg.top_via().is_ok() {
             warn!(%source, "refused request with {}: {e}", e.status());
             let reason = e.reason_phrase();
-            txn.send_stateless(source, msg.response(e.status(), &reason).to_tag("rl-bad").build());
+            txn.send_stateless(
+                source,
+                msg.response(e.status(), &reason).to_tag("rl-bad").build(),
+            );
         } else {
             debug!(%source, "dropped malformed message: {e}");
         }
         return;
     }
-    let msg = if msg.is_request() { stamp_via(msg, &source) } else { msg };
+    let msg = if msg.is_request() {
+        stamp_via(msg, &source)
+    } else {
+        msg
+    };
     txn.handle_message(now, source, msg);
 }
 
@@ -165,8 +196,14 @@ mod tests {
 
     #[test]
     fn received_and_rport() {
-        let src = Peer { transport: Transport::Udp, addr: "192.0.2.7:5999".parse().unwrap() };
-        let m = stamp_via(req("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP x"), &src);
+        let src = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.7:5999".parse().unwrap(),
+        };
+        let m = stamp_via(
+            req("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP x"),
+            &src,
+        );
         let v = m.top_via().unwrap();
         assert_eq!(v.received(), Some("192.0.2.7"));
         assert_eq!(v.rport(), Some(Some(5999)));

@@ -395,10 +395,18 @@ impl<R: Router> Proxy<R> {
             }
         };
         if let Some(hop) = &fixed_hop {
-            let to_us = destination(hop, self.resolver.as_ref()).is_some_and(|d| self.local.is_local_addr(d.addr));
+            let to_us = destination(hop, self.resolver.as_ref())
+                .is_some_and(|d| self.local.is_local_addr(d.addr));
             if to_us {
                 // An in-dialog request whose next hop is this proxy: nowhere to go.
-                self.decide(now, &call_id, Decision::Rejected { status: 404, reason: "in-dialog request addressed to this proxy, without a Route".into() });
+                self.decide(
+                    now,
+                    &call_id,
+                    Decision::Rejected {
+                        status: 404,
+                        reason: "in-dialog request addressed to this proxy, without a Route".into(),
+                    },
+                );
                 return self.reply(now, server, &request, 404, "Not Here", txn);
             }
         }
@@ -672,6 +680,15 @@ impl<R: Router> Proxy<R> {
                     },
                 );
                 return self.advance(now, cid, txn);
+            }
+            if dropped > 0 {
+                // Every Contact was a duplicate, already tried, or over max_targets.
+                let redirect = Decision::Redirected {
+                    target: target.clone(),
+                    added: vec![],
+                    dropped,
+                };
+                self.decide(now, &call_id, redirect);
             }
         }
         let Some(call) = self.calls.get_mut(&cid) else {

@@ -54,7 +54,8 @@ impl Local {
     /// Whether an address is one of ours (sending there would loop back).
     pub fn is_local_addr(&self, addr: SocketAddr) -> bool {
         self.addrs.iter().any(|(_, a)| {
-            a.port() == addr.port() && (a.ip() == addr.ip() || (a.ip().is_unspecified() && addr.ip().is_loopback()))
+            a.port() == addr.port()
+                && (a.ip() == addr.ip() || (a.ip().is_unspecified() && addr.ip().is_loopback()))
         })
     }
 

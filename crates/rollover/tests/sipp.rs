@@ -759,3 +759,94 @@ mod seeds {
             .contains(&format!("redirected to [sip:200@127.0.0.1:{pt}]")));
     }
 }
+
+#[test]
+fn ten_thousand_junk_datagrams_during_calls_fail_no_call() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("junk");
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "50"),
+        40,
+        "u1",
+    );
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[route]]\nname = \"t\"\ntargets = [\"sip:b@127.0.0.1:{pb}\"]\n"
+        )),
+    );
+    let port = proxy.port;
+    let junk = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let samples: [&[u8]; 4] = [
+            b"\x00\x01\x02garbage",
+            b"INVITE sip:x SIP/2.0\r\n\r\n",
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKnope\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK1\r\nCSeq: x\r\n\r\n",
+        ];
+        for i in 0..10_000usize {
+            let _ = s.send_to(samples[i % samples.len()], ("127.0.0.1", port));
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    assert!(caller(&dir, &proxy, &answered(&dir), 40, 20));
+    junk.join().unwrap();
+    assert!(proxy.log_text().contains("dropped unparseable message"));
+}
+
+#[test]
+fn a_target_that_dies_mid_run_is_rolled_over_on_every_later_call() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("dies");
+    let (mut a, pa) = callee(
+        &dir,
+        "a",
+        &answer_scenario(&dir, "a.xml", "0", "50"),
+        100,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "50"),
+        100,
+        "u1",
+    );
+    let route = format!(
+        "[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n"
+    );
+    let proxy = Proxy::start(&dir, &config(&route));
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = a.child.kill(); // stop the process by its PID
+        let _ = a.child.wait();
+    });
+    // 12 calls over 3 s: the first ones reach a, the later ones roll over to b.
+    assert!(caller(&dir, &proxy, &answered(&dir), 12, 4));
+    killer.join().unwrap();
+    let log = proxy.log_text();
+    assert!(
+        log.contains(&format!("sip:a@127.0.0.1:{pa} answered 200")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("sip:b@127.0.0.1:{pb} answered 200")),
+        "{log}"
+    );
+    let left = log.matches(&format!("left sip:a@127.0.0.1:{pa}")).count();
+    let answered_b = log
+        .matches(&format!("sip:b@127.0.0.1:{pb} answered 200"))
+        .count();
+    assert_eq!(
+        left, answered_b,
+        "every call after the death rolled over: {log}"
+    );
+}

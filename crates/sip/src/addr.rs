@@ -71,7 +71,7 @@ impl<'a> NameAddr<'a> {
             let rest = scan::trim_lws(rest);
             let (uri, after) = bracketed_uri(rest)?;
             (Some(DisplayName::Quoted(inner)), uri, after, true)
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) = scan::find_byte(s, b'<') {
             let name = scan::trim_lws(s.get(..lt).unwrap_or_default());
             let display = if name.is_empty() {
                 None
@@ -93,7 +93,7 @@ impl<'a> NameAddr<'a> {
             (display, uri, after, true)
         } else {
             // addr-spec: parameters after ';' belong to the header, not the URI (§20).
-            let (uri, params) = match s.find(';') {
+            let (uri, params) = match scan::find_byte(s, b';') {
                 Some(i) => (
                     s.get(..i).unwrap_or_default(),
                     s.get(i..).unwrap_or_default(),
@@ -153,7 +153,7 @@ impl<'a> NameAddr<'a> {
 /// Parses `<uri>` at the start of `s`; returns the URI text and what follows `>`.
 fn bracketed_uri(s: &str) -> Result<(&str, &str), AddrError> {
     let inner = s.strip_prefix('<').ok_or(AddrError::Angle)?;
-    let gt = inner.find('>').ok_or(AddrError::Angle)?;
+    let gt = scan::find_byte(inner, b'>').ok_or(AddrError::Angle)?;
     // LWS just inside the brackets is tolerated (RFC 4475 §3.1.2.14 allows either verdict).
     let uri = scan::trim_lws(inner.get(..gt).unwrap_or_default());
     Ok((uri, inner.get(gt + 1..).unwrap_or_default()))

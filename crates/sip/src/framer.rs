@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use crate::error::{ErrorKind, ParseError};
 use crate::limits::Limits;
 use crate::message::Message;
-use crate::parse::{attach, parse_head};
+use crate::parse::{attach, parse_head, Input};
 
 /// What the framer found at the front of the stream.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ impl StreamFramer {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let head = match parse_head(&self.buf, &self.limits) {
+        let head = match parse_head(&self.buf, &self.limits, Input::Partial) {
             Ok(h) => h,
             Err(e) if e.kind == ErrorKind::Truncated => {
                 if self.buf.len() > self.limits.max_message_size {
@@ -163,6 +163,25 @@ mod tests {
             f.next_frame().unwrap_err().kind,
             ErrorKind::ConflictingContentLength
         );
+    }
+
+    #[test]
+    fn folding_decided_only_once_the_next_byte_arrives() {
+        // Found by fuzzing: a header line ending at the end of the buffer was taken as
+        // complete, so a continuation line arriving in the next read changed the verdict.
+        let whole: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nl:\r\n 3\r\n\r\nabc";
+        assert_eq!(frames(&[whole]), vec!["abc"]);
+        let at = whole.windows(4).position(|w| w == b"l:\r\n").unwrap() + 4;
+        let (a, b) = whole.split_at(at);
+        assert_eq!(frames(&[a, b]), vec!["abc"]);
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(frames(&bytes), vec!["abc"]);
+        // The fuzzer's input: "w" is a header name folded onto the next line, not yet an error.
+        let mut f = StreamFramer::new(Limits::default());
+        f.push(b"A i:a SIP/2.0\nw\n");
+        assert!(f.next_frame().unwrap().is_none());
+        f.push(b" ");
+        assert!(f.next_frame().unwrap().is_none());
     }
 
     #[test]

@@ -34,10 +34,12 @@ pub struct Via<'a> {
 impl<'a> Via<'a> {
     /// Parses one Via value. LWS is allowed around `/` and `;` (RFC 4475 §3.1.1.1).
     pub fn parse(s: &'a str) -> Option<Via<'a>> {
-        let mut parts = s.splitn(3, '/');
-        let name = scan::trim_lws(parts.next()?);
-        let version = scan::trim_lws(parts.next()?);
-        let rest = scan::trim_lws(parts.next()?);
+        let slash = scan::find_byte(s, b'/')?;
+        let name = scan::trim_lws(s.get(..slash)?);
+        let s = s.get(slash + 1..)?;
+        let slash = scan::find_byte(s, b'/')?;
+        let version = scan::trim_lws(s.get(..slash)?);
+        let rest = scan::trim_lws(s.get(slash + 1..)?);
         if !scan::is_token(name.as_bytes()) || !scan::is_token(version.as_bytes()) {
             return None;
         }
@@ -51,18 +53,24 @@ impl<'a> Via<'a> {
             return None;
         }
         let rest = scan::trim_lws(rest);
-        let (sent_by, params) = match rest.find(';') {
+        let (sent_by, params) = match scan::find_byte(rest, b';') {
             Some(i) => (scan::trim_lws(rest.get(..i)?), Some(rest.get(i + 1..)?)),
             None => (rest, None),
         };
         let (host, port) = parse_hostport(sent_by).ok()?;
         let params = Params::new(params.unwrap_or(""));
-        if params.validate().is_err() {
-            return None;
-        }
-        if let Some(p) = params.get("rport") {
-            if p.is_some_and(|v| v.parse::<u16>().is_err()) {
+        // One walk of the list: every element well formed, and the first rport (the one
+        // `rport()` reads) empty or a port number.
+        let mut rport_seen = false;
+        for (name, value) in params.iter() {
+            if !crate::params::pair_ok(name, value) {
                 return None;
+            }
+            if !rport_seen && name.eq_ignore_ascii_case("rport") {
+                rport_seen = true;
+                if value.is_some_and(|v| v.parse::<u16>().is_err()) {
+                    return None;
+                }
             }
         }
         Some(Via {
@@ -358,10 +366,11 @@ impl Message {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        match self.vias().next() {
-            Some(v) => v,
-            None => Err(ErrorKind::MissingHeader("Via").at(self.headers_end())),
-        }
+        // The first value of the first Via field: what `vias().next()` yields, without the
+        // iterator machinery (this runs for every message).
+        let (h, v) = self.single(HeaderName::Via)?;
+        let first = scan::split_top_level(v, b',').next().unwrap_or(v);
+        Via::parse(scan::trim_lws(first)).ok_or_else(|| bad(h))
     }
 
     /// Every Via value, top first.

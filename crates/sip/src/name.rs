@@ -130,6 +130,38 @@ header_names! {
     Timestamp => "Timestamp";
 }
 
+/// Buckets of the known-name table, indexed by [`name_hash`]; each holds indices into
+/// `KNOWN`, `u8::MAX` for an empty slot. Classifying a name then compares it with at most
+/// `SLOTS` candidates instead of every known name (it runs once per header line).
+const BUCKETS: usize = 64;
+const SLOTS: usize = 4;
+static BY_HASH: [[u8; SLOTS]; BUCKETS] = by_hash();
+
+/// Case-insensitive hash of a name from its length and first byte.
+#[inline]
+const fn name_hash(len: usize, first: u8) -> usize {
+    (len.wrapping_mul(7).wrapping_add((first | 0x20) as usize)) % BUCKETS
+}
+
+#[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
+const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
+    let known = HeaderName::KNOWN;
+    assert!(known.len() < u8::MAX as usize);
+    let mut table = [[u8::MAX; SLOTS]; BUCKETS];
+    let mut i = 0;
+    while i < known.len() {
+        let name = known[i].0.as_bytes();
+        let bucket = &mut table[name_hash(name.len(), name[0])];
+        let mut slot = 0;
+        while bucket[slot] != u8::MAX {
+            slot += 1; // past SLOTS: raise SLOTS or change name_hash
+        }
+        bucket[slot] = i as u8;
+        i += 1;
+    }
+    table
+}
+
 impl HeaderName {
     /// Classifies a header name as written on the wire (any case, long or compact form).
     pub fn classify(name: &[u8]) -> HeaderName {
@@ -138,9 +170,22 @@ impl HeaderName {
                 .first()
                 .map_or(HeaderName::Other, |&c| HeaderName::from_compact(c));
         }
-        for &(known, h) in Self::KNOWN {
-            if known.len() == name.len() && known.as_bytes().eq_ignore_ascii_case(name) {
-                return h;
+        let Some(&first) = name.first() else {
+            return HeaderName::Other;
+        };
+        let slots = BY_HASH
+            .get(name_hash(name.len(), first))
+            .map_or(&[] as &[u8], |b| b.as_slice());
+        for &i in slots {
+            match Self::KNOWN.get(usize::from(i)) {
+                // Most senders write the canonical spelling: try the exact compare first.
+                Some(&(known, h))
+                    if known.as_bytes() == name || known.as_bytes().eq_ignore_ascii_case(name) =>
+                {
+                    return h
+                }
+                Some(_) => {}
+                None => break, // an empty slot ends the bucket
             }
         }
         HeaderName::Other
@@ -210,5 +255,24 @@ mod tests {
         assert_eq!(HeaderName::classify(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"q"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b""), HeaderName::Other);
+        assert_eq!(HeaderName::classify(b"X-Custom"), HeaderName::Other);
+    }
+
+    #[test]
+    fn every_known_name_classifies_in_any_case() {
+        for &(name, h) in HeaderName::KNOWN {
+            assert_eq!(HeaderName::classify(name.as_bytes()), h, "{name}");
+            assert_eq!(
+                HeaderName::classify(name.to_ascii_lowercase().as_bytes()),
+                h,
+                "{name}"
+            );
+            assert_eq!(
+                HeaderName::classify(name.to_ascii_uppercase().as_bytes()),
+                h,
+                "{name}"
+            );
+            assert_eq!(h.canonical(), Some(name));
+        }
     }
 }

@@ -57,21 +57,25 @@ impl<'a> Params<'a> {
     /// Checks that every element has a non-empty name and, when `=` is present, a
     /// non-empty value that is a quoted string or has no white space or delimiters.
     pub fn validate(&self) -> Result<(), BadParam> {
-        for (name, value) in self.iter() {
-            let name_ok = !name.is_empty() && name.bytes().all(plain_char);
-            let value_ok = match value {
-                None => true,
-                Some(v) if v.starts_with('"') => {
-                    matches!(scan::quoted_string(v), Some((_, rest)) if rest.is_empty())
-                }
-                Some(v) => !v.is_empty() && v.bytes().all(plain_char),
-            };
-            if !(name_ok && value_ok) {
-                return Err(BadParam);
-            }
+        if self.iter().all(|(name, value)| pair_ok(name, value)) {
+            Ok(())
+        } else {
+            Err(BadParam)
         }
-        Ok(())
     }
+}
+
+/// One element of [`Params::validate`], for callers that walk the list anyway.
+pub(crate) fn pair_ok(name: &str, value: Option<&str>) -> bool {
+    let name_ok = !name.is_empty() && name.bytes().all(plain_char);
+    let value_ok = match value {
+        None => true,
+        Some(v) if v.starts_with('"') => {
+            matches!(scan::quoted_string(v), Some((_, rest)) if rest.is_empty())
+        }
+        Some(v) => !v.is_empty() && v.bytes().all(plain_char),
+    };
+    name_ok && value_ok
 }
 
 fn plain_char(c: u8) -> bool {

@@ -60,7 +60,7 @@ fn parse_datagram(bytes: Bytes, limits: &Limits) -> Result<Message, ParseError> 
         }
         .at(limits.max_message_size));
     }
-    let head = parse_head(&bytes, limits)?;
+    let head = parse_head(&bytes, limits, Input::Complete)?;
     let body_end = match head.content_length {
         Some(n) => {
             let end = head.body_start + n as usize;
@@ -102,11 +102,22 @@ fn line_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
     Some((end, lf + 1))
 }
 
+/// Whether `b` is all there is (a datagram) or the start of a stream that may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// A whole datagram: the end of `b` is the end of the message.
+    Complete,
+    /// A stream prefix: more bytes may follow, so nothing may be decided from the end of `b`.
+    Partial,
+}
+
 /// Locates the start line, the header fields and where the body starts.
 ///
 /// Returns [`ErrorKind::Truncated`] when the empty line ending the headers is not in `b`
-/// (the stream framer uses that to wait for more bytes).
-pub(crate) fn parse_head(b: &[u8], limits: &Limits) -> Result<Head, ParseError> {
+/// (the stream framer uses that to wait for more bytes). With [`Input::Partial`] a header line
+/// whose line end is the last byte of `b` is also `Truncated`: whether it continues on a
+/// folded line is only known once the next byte arrives.
+pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head, ParseError> {
     if b.is_empty() {
         return Err(ErrorKind::Empty.at(0));
     }
@@ -160,7 +171,15 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits) -> Result<Head, ParseError> 
         let line_start = pos;
         let (mut value_end, mut next) = line_end(b, pos).ok_or(ErrorKind::Truncated.at(pos))?;
         let mut folded = false;
-        while b.get(next).is_some_and(|&c| scan::is_wsp(c)) {
+        loop {
+            match b.get(next) {
+                Some(&c) if scan::is_wsp(c) => {}
+                Some(_) => break,
+                // RFC 3261 §7.3.1: a line starting with SP or HTAB continues this header, so
+                // on a stream the header is not over until the next byte is seen.
+                None if input == Input::Partial => return Err(ErrorKind::Truncated.at(next)),
+                None => break,
+            }
             folded = true;
             let (e, n) = line_end(b, next).ok_or(ErrorKind::Truncated.at(next))?;
             value_end = e;

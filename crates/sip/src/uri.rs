@@ -52,7 +52,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a URI (surrounding white space is not allowed).
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
-        let colon = s.find(':').ok_or(UriError::Scheme)?;
+        let colon = scan::find_byte(s, b':').ok_or(UriError::Scheme)?;
         let scheme = s.get(..colon).unwrap_or_default();
         let rest = s.get(colon + 1..).unwrap_or_default();
         let scheme_ok = scheme
@@ -166,7 +166,7 @@ impl fmt::Display for Host<'_> {
 /// Parses `host [":" port]`.
 pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
-        match s.find(']') {
+        match scan::find_byte(s, b']') {
             Some(i) => (
                 s.get(..=i).unwrap_or_default(),
                 s.get(i + 1..).unwrap_or_default(),
@@ -174,7 +174,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriErro
             None => return Err(UriError::Host),
         }
     } else {
-        match s.find(':') {
+        match scan::find_byte(s, b':') {
             Some(i) => (
                 s.get(..i).unwrap_or_default(),
                 s.get(i..).unwrap_or_default(),
@@ -233,7 +233,7 @@ impl<'a> SipUri<'a> {
     fn parse_rest(secure: bool, s: &'a str, base: usize) -> Result<SipUri<'a>, UriError> {
         // The user part may hold ';', '?' and '/' (RFC 3261 §25.1 user-unreserved), but never
         // '@', so the first '@' ends the userinfo (RFC 4475 §3.1.1.2, §3.1.1.9).
-        let (userinfo, rest) = match s.find('@') {
+        let (userinfo, rest) = match scan::find_byte(s, b'@') {
             Some(i) => (
                 Some(s.get(..i).unwrap_or_default()),
                 s.get(i + 1..).unwrap_or_default(),
@@ -242,7 +242,7 @@ impl<'a> SipUri<'a> {
         };
         let (user, password) = match userinfo {
             Some(ui) => {
-                let (u, p) = match ui.find(':') {
+                let (u, p) = match scan::find_byte(ui, b':') {
                     Some(i) => (ui.get(..i).unwrap_or_default(), ui.get(i + 1..)),
                     None => (ui, None),
                 };
@@ -268,11 +268,11 @@ impl<'a> SipUri<'a> {
             }
             None => (None, None),
         };
-        let (before_headers, headers) = match rest.find('?') {
+        let (before_headers, headers) = match scan::find_byte(rest, b'?') {
             Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
             None => (rest, None),
         };
-        let (hostport, params) = match before_headers.find(';') {
+        let (hostport, params) = match scan::find_byte(before_headers, b';') {
             Some(i) => (
                 before_headers.get(..i).unwrap_or_default(),
                 before_headers.get(i + 1..).unwrap_or_default(),
@@ -370,10 +370,13 @@ impl<'a> SipUri<'a> {
                 return false;
             }
         }
-        // Other parameters appearing in both must match.
-        for (name, value) in self.params.iter() {
+        // Other parameters appearing in both must match. A repeated name is looked up the way
+        // `Params::get` does (first occurrence) on both sides, so a URI that repeats a parameter
+        // with different values is still equivalent to itself.
+        for (name, _) in self.params.iter() {
+            let mine = self.params.get(name).flatten();
             if let Some(theirs) = other.params.get(name) {
-                let a = value.map(|v| scan::percent_decode(v).to_ascii_lowercase());
+                let a = mine.map(|v| scan::percent_decode(v).to_ascii_lowercase());
                 let b = theirs.map(|v| scan::percent_decode(v).to_ascii_lowercase());
                 if a != b {
                     return false;
@@ -505,6 +508,17 @@ mod tests {
         assert!(!a.equivalent(&c));
         let d = SipUri::parse("sip:alice@atlanta.com").unwrap();
         assert!(!a.equivalent(&d));
+    }
+
+    #[test]
+    fn repeated_parameter_is_equivalent_to_itself() {
+        // Found by fuzzing: `;p=a;p=b` compared the second value with the other's first.
+        let u = SipUri::parse("sip:h.example.com;lr;p=a:b;lr;p=c;q").unwrap();
+        assert!(u.equivalent(&u));
+        let v = SipUri::parse("sip:h.example.com;p=a:b").unwrap();
+        assert!(u.equivalent(&v) && v.equivalent(&u));
+        let w = SipUri::parse("sip:h.example.com;p=c").unwrap();
+        assert!(!u.equivalent(&w) && !w.equivalent(&u));
     }
 
     #[test]

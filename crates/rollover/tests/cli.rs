@@ -1,0 +1,210 @@
+//! `rollover check`, `route`, `simulate` and `parse` through the real binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the binary; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn simulate(config: &str, world: &str) -> (i32, String) {
+    let (code, out, err) = run(&[
+        "simulate",
+        "-c",
+        config,
+        "-r",
+        "sip:100@192.168.0.100",
+        "-w",
+        world,
+    ]);
+    assert!(err.is_empty(), "{err}");
+    (code, out)
+}
+
+/// The line index of the first line containing `needle`.
+fn at(out: &str, needle: &str) -> usize {
+    out.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{out}"))
+}
+
+#[test]
+fn simulate_seed_1_error_rolls_over_to_101() {
+    let (code, out) = simulate("examples/seed-1-basic.toml", "100=486@1s 101=180@1s,200@3s");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        at(&out, "→ INVITE sip:100@192.168.0.100") < at(&out, "→ INVITE sip:101@192.168.0.101")
+    );
+    assert!(
+        out.contains("1.000s    left sip:100@192.168.0.100: 486 matched pattern"),
+        "{out}"
+    );
+    assert!(out.contains("final: 200"));
+}
+
+#[test]
+fn simulate_seed_2_uses_tcp() {
+    let (code, out) = simulate("examples/seed-2-transport.toml", "100=unreachable 101=200");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("transport error"), "{out}");
+    assert!(
+        out.contains("sip:101@192.168.0.101 (TCP) answered 200"),
+        "{out}"
+    );
+}
+
+#[test]
+fn simulate_seed_3_waits_30_seconds() {
+    let (code, out) = simulate("examples/seed-3-timer.toml", "100=silence 101=200");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("30.000s    left sip:100@192.168.0.100: no response within 30s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("30.000s  → INVITE sip:101@192.168.0.101"),
+        "{out}"
+    );
+}
+
+#[test]
+fn simulate_seed_4_pattern() {
+    let (code, out) = simulate("examples/seed-4-pattern.toml", "100=404 101=200");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = simulate("examples/seed-4-pattern.toml", "100=503@2s 101=200");
+    assert_eq!(code, 0, "503 always rolls over: {out}");
+    let (code, out) = simulate("examples/seed-4-pattern.toml", "100=500 101=200");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("final: 500"));
+}
+
+#[test]
+fn simulate_seed_5_redirect() {
+    let world = "100=302(sip:200@192.168.0.50;q=0.5,sip:300@192.168.0.60;q=1) 300=486 200=200@1s";
+    let (code, out) = simulate("examples/seed-5-redirect.toml", world);
+    assert_eq!(code, 1, "486 from 300 does not match 30.: {out}");
+    assert!(
+        out.contains("redirected to [sip:300@192.168.0.60, sip:200@192.168.0.50]"),
+        "{out}"
+    );
+    let world = "100=302(sip:200@192.168.0.50;q=0.5,sip:300@192.168.0.60;q=1) 300=302(sip:200@192.168.0.50) 200=200@1s";
+    let (code, out) = simulate("examples/seed-5-redirect.toml", world);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(1 contact(s) dropped)"),
+        "the tried/queued target is dropped: {out}"
+    );
+}
+
+#[test]
+fn simulate_late_2xx_after_the_no_response_timer() {
+    let (code, out) = simulate("examples/seed-1-basic.toml", "100=200@12s 101=180@1s");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("10.000s  → INVITE sip:101@192.168.0.101"),
+        "{out}"
+    );
+    assert!(out.contains("12.000s  caller ← SIP/2.0 200"), "{out}");
+    assert!(
+        out.contains("12.000s  → CANCEL sip:101@192.168.0.101 (Reason: SIP;cause=200"),
+        "{out}"
+    );
+}
+
+#[test]
+fn simulate_rejects_a_bad_world() {
+    let (code, _, err) = run(&[
+        "simulate",
+        "-c",
+        "examples/seed-1-basic.toml",
+        "-r",
+        "sip:100@h",
+        "-w",
+        "100=soon",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--world"), "{err}");
+}
+
+#[test]
+fn check_prints_the_plan_and_names_errors() {
+    let (code, out, _) = run(&["check", "-c", "examples/seed-4-pattern.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("on_response=\"4..\""), "{out}");
+    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[route]]\ntargets = [\"sip:a@h\"]\nmode = \"random\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "-c", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("route[1].mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn route_is_a_dry_run() {
+    let (code, out, _) = run(&[
+        "route",
+        "-c",
+        "examples/seed-2-transport.toml",
+        "-r",
+        "sip:100@192.168.0.100",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rule: example-2"));
+    assert!(
+        out.contains("2. sip:101@192.168.0.101 (TCP) [TCP]"),
+        "{out}"
+    );
+    let (_, out, _) = run(&[
+        "route",
+        "-c",
+        "examples/seed-2-transport.toml",
+        "-r",
+        "sip:999@192.168.0.100",
+    ]);
+    assert!(out.contains("reject: 404"), "{out}");
+}
+
+#[test]
+fn parse_accepts_and_rejects_torture_vectors() {
+    let (code, out, _) = run(&["parse", "crates/sip/tests/rfc4475/TC_WSINV.dat"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Call-ID: wsinv.ndaksdj@192.0.2.1") && out.ends_with("accepted\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["parse", "crates/sip/tests/rfc4475/TC_BADVERS_V.dat"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("unsupported SIP version at byte 33") && out.contains("505"),
+        "{out}"
+    );
+}
