@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Whole-system benchmark: the same failover call through Kamailio and through Rollover,
+# driven by SIPp on 127.0.0.1. caller → proxy → target 1 answers 486 → target 2 answers 200
+# → ACK → BYE.
+#
+# Reports per proxy, in one run: CPU time per completed call at a fixed rate (utime+stime of
+# all the proxy's processes from /proc, divided by calls), the highest rate sustained with
+# 0 failed calls, and SIPp's INVITE→200 response-time percentiles.
+#
+# Usage: bench/proxy-vs-kamailio.sh [FIXED_RATE] [FIXED_SECONDS] [MAX_RATE_STEPS...]
+# Every load step is bounded in calls and seconds; every process is stopped by its PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FIXED_RATE=${1:-200}
+FIXED_SECONDS=${2:-10}
+shift $(( $# > 2 ? 2 : $# ))
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(400 600 800 1000 1300 1600 2000 2500 3000)
+STEP_SECONDS=${STEP_SECONDS:-4}
+CHILDREN=${CHILDREN:-2}
+
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v kamailio >/dev/null || need+=(kamailio)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p rollover
+
+WORK=$(mktemp -d /tmp/rollover-bench.XXXXXX)
+echo "work dir: $WORK"
+PROXY_PORT=15060; T1=15070; T2=15080; UAC=15090
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+sed 's/{{HOLD_MS}}/0/' crates/rollover/tests/sipp/uac_answered.xml > "$WORK/uac.xml"
+sed -e 's/{{CODE}}/486/; s/{{REASON}}/Busy Here/; s/{{DELAY_MS}}/0/; s/{{CONTACTS}}//' \
+  crates/rollover/tests/sipp/uas_reject.xml > "$WORK/busy.xml"
+sed -e 's/{{RING_MS}}/0/; s/{{ANSWER_MS}}/1/' crates/rollover/tests/sipp/uas_answer.xml > "$WORK/answer.xml"
+fill() { sed -e "s/@PROXY_PORT@/$PROXY_PORT/g; s/@TARGET1@/127.0.0.1:$T1/g; s/@TARGET2@/127.0.0.1:$T2/g; s/@CHILDREN@/$CHILDREN/g" "$1"; }
+
+CLK=$(getconf CLK_TCK)
+# utime+stime (ticks) of a process and all its descendants.
+ticks() {
+  local total=0 p kids
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$(( total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat") ))
+    kids=$(cat /proc/"$p"/task/*/children 2>/dev/null | tr '\n' ' ')
+    [ -n "${kids// /}" ] && total=$(( total + $(ticks $kids) ))
+  done
+  echo "$total"
+}
+
+start_callees() {
+  sipp -sf "$WORK/busy.xml" -i 127.0.0.1 -p $T1 -nostdin -timeout 600s >/dev/null 2>&1 & PIDS+=($!); CALLEE1=$!
+  sipp -sf "$WORK/answer.xml" -i 127.0.0.1 -p $T2 -nostdin -timeout 600s >/dev/null 2>&1 & PIDS+=($!); CALLEE2=$!
+}
+stop_callees() { kill $CALLEE1 $CALLEE2 2>/dev/null || true; wait $CALLEE1 $CALLEE2 2>/dev/null || true; }
+
+start_proxy() {
+  case "$1" in
+    kamailio)
+      fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
+      kamailio -f "$WORK/kamailio.cfg" -DD -E -m 256 -M 32 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
+    rollover)
+      fill bench/rollover.toml.in > "$WORK/rollover.toml"
+      RUST_LOG=warn ./target/release/rollover proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
+  esac
+  PIDS+=($PROXY)
+  sleep 1
+}
+stop_proxy() { kill $PROXY 2>/dev/null || true; wait $PROXY 2>/dev/null || true; }
+
+# run_load RATE CALLS → prints "successful failed"; writes rtt to $WORK/rtt.csv
+run_load() {
+  local rate=$1 calls=$2 dir="$WORK/load-$1-$RANDOM"
+  mkdir -p "$dir"
+  ( cd "$dir" && timeout $(( calls / rate + 40 )) sipp -sf "$WORK/uac.xml" -s 100 127.0.0.1:$PROXY_PORT -i 127.0.0.1 -p $UAC \
+      -r "$rate" -m "$calls" -l $(( rate * 4 )) -nostdin -timeout $(( calls / rate + 30 ))s \
+      -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 50 >/dev/null 2>&1 ) || true
+  python3 - "$dir" <<'PY'
+import csv, glob, sys
+d = sys.argv[1]
+rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
+head, last = rows[0], rows[-1]
+ok = int(last[head.index("SuccessfulCall(C)")]); bad = int(last[head.index("FailedCall(C)")])
+created = int(last[head.index("TotalCallCreated")])
+print(ok, bad + (created - ok - bad))
+rtts = []
+for f in glob.glob(f"{d}/*_rtt.csv"):
+    for r in csv.reader(open(f), delimiter=";"):
+        try: rtts.append(float(r[1]))
+        except (ValueError, IndexError): pass
+with open(f"{d}/../rtt.csv", "w") as out:
+    out.write("\n".join(str(x) for x in sorted(rtts)))
+PY
+}
+
+percentiles() {
+  python3 - "$WORK/rtt.csv" <<'PY'
+import sys
+v = [float(x) for x in open(sys.argv[1]).read().split()]
+if not v: print("n/a n/a n/a"); sys.exit()
+p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+print(f"{p(0.5):.2f} {p(0.9):.2f} {p(0.99):.2f}")
+PY
+}
+
+declare -A CPU MAXRATE P50 P90 P99 OKCALLS
+for proxy in kamailio rollover; do
+  echo "== $proxy"
+  start_callees; start_proxy $proxy
+  before=$(ticks $PROXY)
+  read -r ok bad < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
+  after=$(ticks $PROXY)
+  read -r p50 p90 p99 < <(percentiles)
+  cpu_us=$(python3 -c "print(f'{($after - $before) / $CLK / max($ok, 1) * 1e6:.1f}')")
+  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  CPU[$proxy]=$cpu_us; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
+  best=0
+  for rate in "${STEPS[@]}"; do
+    read -r ok bad < <(run_load "$rate" $(( rate * STEP_SECONDS )))
+    echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed"
+    if [ "$bad" -eq 0 ] && [ "$ok" -eq $(( rate * STEP_SECONDS )) ]; then best=$rate; else break; fi
+  done
+  MAXRATE[$proxy]=$best
+  stop_proxy; stop_callees
+  sleep 1
+done
+
+echo
+echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps | calls ok/failed | max rate with 0 failures (cps) | INVITE→200 p50 / p90 / p99 (ms) |"
+echo "|---|---|---|---|---|"
+for proxy in kamailio rollover; do
+  echo "| $proxy | ${CPU[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
+done
+python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f}')"
+echo "max rate, rollover / kamailio: ${MAXRATE[rollover]} / ${MAXRATE[kamailio]}"
