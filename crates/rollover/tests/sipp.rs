@@ -2,6 +2,8 @@
 //!
 //! Every process is bounded (SIPp `-m` and `-timeout`, our own deadline) and stopped by
 //! its PID. Timers are scaled down to about a second.
+// These tests drive real processes, so they read the wall clock.
+#![allow(clippy::disallowed_methods)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
