@@ -1,0 +1,229 @@
+//! Transaction behaviour of the real binary over real sockets on 127.0.0.1: retransmitted
+//! requests absorbed, lost responses retransmitted, transport errors acted on at once.
+//! The caller and the callee are plain sockets here, so each packet can be held back.
+// These tests drive a real process, so they read the wall clock.
+#![allow(clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn proxy(route: &str) -> Proxy {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("rollover-txn-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n[failover]\nno_response_timeout = 5\n{route}"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
+        .args(["proxy", "--config"])
+        .arg(&cfg)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Ready when it answers an OPTIONS (404: no rule matches OPTIONS to nobody).
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let me = probe.local_addr().unwrap();
+        let opt = format!("OPTIONS sip:nobody@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe{}\r\nMax-Forwards: 70\r\nTo: <sip:nobody@x>\r\nFrom: <sip:p@x>;tag=1\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", end.elapsed().as_nanos());
+        probe.send_to(opt.as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 2048];
+        if probe.recv_from(&mut buf).is_ok() {
+            return Proxy { child, addr };
+        }
+    }
+    panic!("proxy did not start");
+}
+
+fn sock() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(3000)))
+        .unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> String {
+    let mut buf = [0u8; 8192];
+    let (n, _) = s.recv_from(&mut buf).expect("expected a message");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Nothing (but what `skip` accepts) arrives within `d`.
+fn quiet(s: &UdpSocket, d: Duration, skip: impl Fn(&str) -> bool) -> Option<String> {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let end = Instant::now() + d;
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !skip(&m) {
+                s.set_read_timeout(Some(Duration::from_millis(3000)))
+                    .unwrap();
+                return Some(m);
+            }
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_millis(3000)))
+        .unwrap();
+    None
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l[name.len() + 1..].trim())
+        .unwrap_or_else(|| panic!("no {name} in {msg}"))
+}
+
+fn invite(caller: &UdpSocket, proxy: SocketAddr, call: &str) -> String {
+    let me = caller.local_addr().unwrap();
+    format!(
+        "INVITE sip:100@{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call}\r\nMax-Forwards: 70\r\nTo: <sip:100@{proxy}>\r\nFrom: <sip:caller@{me}>;tag=c-{call}\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// A response from the callee socket to the request it received.
+fn respond(req: &str, code: u16, reason: &str, tag: &str) -> String {
+    let vias: Vec<&str> = req.lines().filter(|l| l.starts_with("Via:")).collect();
+    format!(
+        "SIP/2.0 {code} {reason}\r\n{}\r\nFrom: {}\r\nTo: {};tag={tag}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        vias.join("\r\n"),
+        header(req, "From"),
+        header(req, "To"),
+        header(req, "Call-ID"),
+        header(req, "CSeq")
+    )
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed_and_answered_with_the_last_provisional() {
+    let callee = sock();
+    let p = proxy(&format!(
+        "[[route]]\nmatch.method = \"^INVITE$\"\ntargets = [\"sip:a@{}\"]\n",
+        callee.local_addr().unwrap()
+    ));
+    let caller = sock();
+    let inv = invite(&caller, p.addr, "retrans-1");
+    caller.send_to(inv.as_bytes(), p.addr).unwrap();
+    assert!(recv(&caller).starts_with("SIP/2.0 100"));
+    let fwd = recv(&callee);
+    assert!(fwd.starts_with("INVITE sip:a@"));
+    callee
+        .send_to(respond(&fwd, 180, "Ringing", "t1").as_bytes(), p.addr)
+        .unwrap();
+    assert!(recv(&caller).starts_with("SIP/2.0 180"));
+    // The caller did not hear the 180 (say) and retransmits.
+    caller.send_to(inv.as_bytes(), p.addr).unwrap();
+    assert!(
+        recv(&caller).starts_with("SIP/2.0 180"),
+        "the last provisional is resent"
+    );
+    assert_eq!(
+        quiet(&callee, Duration::from_millis(700), |_| false),
+        None,
+        "no second INVITE downstream"
+    );
+}
+
+#[test]
+fn lost_responses_are_retransmitted_and_acked() {
+    let callee = sock();
+    let p = proxy(&format!(
+        "[[route]]\nmatch.method = \"^INVITE$\"\ntargets = [\"sip:a@{}\"]\n",
+        callee.local_addr().unwrap()
+    ));
+    let caller = sock();
+    let inv = invite(&caller, p.addr, "lost-1");
+    caller.send_to(inv.as_bytes(), p.addr).unwrap();
+    assert!(recv(&caller).starts_with("SIP/2.0 100"));
+    let fwd = recv(&callee);
+    let busy = respond(&fwd, 486, "Busy Here", "t2");
+    callee.send_to(busy.as_bytes(), p.addr).unwrap();
+    let ack = recv(&callee);
+    assert!(ack.starts_with("ACK sip:a@"), "{ack}");
+    assert!(
+        header(&ack, "To").contains("tag=t2"),
+        "the ACK carries the response's To tag"
+    );
+    // Our ACK was lost: the callee retransmits its 486; the proxy ACKs again.
+    callee.send_to(busy.as_bytes(), p.addr).unwrap();
+    assert!(recv(&callee).starts_with("ACK sip:a@"));
+    // Upstream, the caller gets the 486 once and does not ACK: Timer G resends it at T1.
+    let first = Instant::now();
+    assert!(recv(&caller).starts_with("SIP/2.0 486"));
+    let again = recv(&caller);
+    assert!(again.starts_with("SIP/2.0 486"), "{again}");
+    assert!(first.elapsed() >= Duration::from_millis(400));
+    // Now the caller ACKs: retransmissions stop.
+    let me = caller.local_addr().unwrap();
+    let to = header(&again, "To");
+    let ack = format!("ACK sip:100@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-lost-1\r\nMax-Forwards: 70\r\nTo: {to}\r\nFrom: <sip:caller@{me}>;tag=c-lost-1\r\nCall-ID: lost-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", p.addr);
+    caller.send_to(ack.as_bytes(), p.addr).unwrap();
+    assert_eq!(quiet(&caller, Duration::from_millis(1600), |_| false), None);
+}
+
+#[test]
+fn closed_tcp_target_rolls_over_at_once_not_after_timer_b() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // dropped: closed
+    let callee = sock();
+    let route = format!("[[route]]\nmatch.method = \"^INVITE$\"\ntargets = [\"sip:dead@{closed}/TCP\", \"sip:b@{}\"]\n", callee.local_addr().unwrap());
+    let p = proxy(&route);
+    let caller = sock();
+    let start = Instant::now();
+    caller
+        .send_to(invite(&caller, p.addr, "tcp-1").as_bytes(), p.addr)
+        .unwrap();
+    let fwd = recv(&callee);
+    let took = start.elapsed();
+    assert!(fwd.starts_with("INVITE sip:b@"));
+    assert!(
+        took < Duration::from_millis(500),
+        "rolled over after {took:?}, not after a timer"
+    );
+}
