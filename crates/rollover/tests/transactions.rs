@@ -37,6 +37,7 @@ fn free_port() -> u16 {
     }
 }
 
+#[allow(clippy::zombie_processes)] // Proxy::drop kills and waits
 fn proxy(route: &str) -> Proxy {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("rollover-txn-{}-{port}", std::process::id()));
