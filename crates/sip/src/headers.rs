@@ -287,6 +287,31 @@ impl<'a> Auth<'a> {
     }
 }
 
+/// The header parameters of a name-addr or addr-spec value, without decoding the URI:
+/// after `>` when the URI is bracketed, else after the first `;` (RFC 3261 §20).
+fn header_params(v: &str) -> Params<'_> {
+    let mut rest = scan::trim_lws(v);
+    if rest.starts_with('"') {
+        // A quoted display name may hold '<', '>' or ';'.
+        match scan::quoted_string(rest) {
+            Some((_, r)) => rest = r,
+            None => return Params::new(""),
+        }
+    }
+    let after_uri = match scan::find_byte(rest, b'<') {
+        Some(lt) => match rest.get(lt..).and_then(|r| scan::find_byte(r, b'>')) {
+            Some(gt) => lt + gt + 1,
+            None => return Params::new(""),
+        },
+        None => 0,
+    };
+    let rest = rest.get(after_uri..).unwrap_or_default();
+    match scan::find_byte(rest, b';') {
+        Some(i) => Params::new(rest.get(i + 1..).unwrap_or_default()),
+        None => Params::new(""),
+    }
+}
+
 fn bad(h: &Header) -> ParseError {
     ErrorKind::BadHeader(header_label(h.name)).at(h.offset())
 }
@@ -327,13 +352,18 @@ impl Message {
     }
 
     /// The To tag, if the To header parses and has one.
+    ///
+    /// Reads only the header parameters (the URI is not decoded): transaction matching asks
+    /// for tags on every message, and `validate()` has already checked the whole header.
     pub fn to_tag(&self) -> Option<&str> {
-        self.to_header().ok().and_then(|t| t.tag())
+        let v = self.header_str(HeaderName::To)?.ok()?;
+        header_params(v).get("tag").flatten()
     }
 
-    /// The From tag, if the From header parses and has one.
+    /// The From tag, if the From header has one (see [`Message::to_tag`]).
     pub fn from_tag(&self) -> Option<&str> {
-        self.from_header().ok().and_then(|t| t.tag())
+        let v = self.header_str(HeaderName::From)?.ok()?;
+        header_params(v).get("tag").flatten()
     }
 
     /// Max-Forwards, when present (0–255).
@@ -468,6 +498,15 @@ mod tests {
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_none());
         assert!(Via::parse("SIP/2.0/UDP").is_none());
         assert!(Via::parse("SIP/2.0/UDP h;rport=99999").is_none());
+    }
+
+    #[test]
+    fn tags_without_decoding_the_uri() {
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nTo: \"x>;tag=no\" <sip:b@h;tag=uri>;tag=yes\r\nFrom: sip:a@h;tag=f1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nVia: SIP/2.0/UDP h\r\n\r\n";
+        let m = Message::parse(text.as_bytes().to_vec()).unwrap();
+        assert_eq!(m.to_tag(), Some("yes"));
+        assert_eq!(m.from_tag(), Some("f1"));
+        assert_eq!(m.to_header().unwrap().tag(), Some("yes"));
     }
 
     #[test]

@@ -1053,8 +1053,17 @@ fn assert_same_framing(data: &[u8], points: &[usize]) {
 // Properties
 // ---------------------------------------------------------------------------------------
 
+/// `default_cases` cases, or `PROPTEST_CASES` when set (for long runs outside CI).
+fn config(default_cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     /// Generated requests parse back to exactly what was generated.
     #[test]
@@ -1154,7 +1163,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(512))]
 
     /// Uniform random bytes never panic.
     #[test]
@@ -1181,7 +1190,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(256))]
 
     /// Valid messages with random damage never panic, as datagrams or as streams.
     #[test]
@@ -1201,7 +1210,7 @@ proptest! {
 #[test]
 fn tight_limits_fail_cleanly() {
     use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::new(ProptestConfig::with_cases(128));
+    let mut runner = TestRunner::new(config(128));
     runner
         .run(&(request(), 1usize..6), |(req, n)| {
             let (bytes, _) = req.render();
