@@ -44,6 +44,9 @@ impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
     }
 }
 
+/// Requests larger than this go over TCP instead of UDP (RFC 3261 §18.1.1).
+pub const UDP_MAX_REQUEST: usize = 1300;
+
 /// Proxy settings that are not per call.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -507,6 +510,23 @@ impl<R: Router> Proxy<R> {
                 &self.local,
                 &mut self.ids,
             )?;
+            if dest.transport == Transport::Udp && req.as_bytes().len() > UDP_MAX_REQUEST {
+                // RFC 3261 §18.1.1: too big for UDP without a known path MTU; the top Via
+                // must then name the transport actually used.
+                let dest = Peer {
+                    transport: Transport::Tcp,
+                    ..dest
+                };
+                let req = forward::request(
+                    &call.request,
+                    set_uri,
+                    Transport::Tcp,
+                    rr,
+                    &self.local,
+                    &mut self.ids,
+                )?;
+                return Some((dest, req));
+            }
             Some((dest, req))
         });
         let call_id = call.call_id.clone();

@@ -484,6 +484,34 @@ mod checks {
     }
 
     #[test]
+    fn a_request_over_1300_bytes_goes_over_tcp() {
+        let big = "x".repeat(1400);
+        let (_, fwd) = feed(invite(&[("X-Padding", &big)], 70));
+        let via = fwd[0].top_via().unwrap();
+        assert_eq!(via.transport, "TCP", "§18.1.1");
+        let (_, small) = feed(invite(&[], 70));
+        assert_eq!(small[0].top_via().unwrap().transport, "UDP");
+    }
+
+    #[test]
+    fn strict_router_request_uri_is_restored_from_the_last_route() {
+        // The previous hop was a strict router: it put our URI in the Request-URI and the
+        // real one at the end of the Route set (§16.4).
+        let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:192.0.2.1:5060;lr")
+            .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-strict")
+            .from("<sip:caller@example.com>;tag=c1")
+            .to("<sip:100@example.com>;tag=t1")
+            .call_id("strict@example.com")
+            .cseq(2)
+            .header("Route", "<sip:callee@192.0.2.30:5080>")
+            .build()
+            .unwrap();
+        let (_, fwd) = feed(Message::parse(bye).unwrap());
+        assert_eq!(fwd[0].request_uri_str(), Some("sip:callee@192.0.2.30:5080"));
+        assert_eq!(fwd[0].routes().count(), 0);
+    }
+
+    #[test]
     fn max_forwards_zero_is_483() {
         assert_eq!(feed(invite(&[], 0)).0, [483]);
     }
