@@ -162,6 +162,14 @@ const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
     table
 }
 
+/// Case-insensitive equality for token characters. Setting bit 0x20 folds ASCII case; among
+/// token characters (all `name` can hold, the parser checked) it folds nothing else, so one
+/// OR per byte replaces a lower-casing table lookup per byte.
+#[inline]
+fn same_token_ignoring_case(known: &[u8], name: &[u8]) -> bool {
+    known.len() == name.len() && known.iter().zip(name).all(|(a, b)| (a | 0x20) == (b | 0x20))
+}
+
 impl HeaderName {
     /// Classifies a header name as written on the wire (any case, long or compact form).
     pub fn classify(name: &[u8]) -> HeaderName {
@@ -178,12 +186,7 @@ impl HeaderName {
             .map_or(&[] as &[u8], |b| b.as_slice());
         for &i in slots {
             match Self::KNOWN.get(usize::from(i)) {
-                // Most senders write the canonical spelling: try the exact compare first.
-                Some(&(known, h))
-                    if known.as_bytes() == name || known.as_bytes().eq_ignore_ascii_case(name) =>
-                {
-                    return h
-                }
+                Some(&(known, h)) if same_token_ignoring_case(known.as_bytes(), name) => return h,
                 Some(_) => {}
                 None => break, // an empty slot ends the bucket
             }

@@ -89,17 +89,38 @@ pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
     }
 }
 
-/// Finds the end of the line starting at `from`: returns (content end, next line start).
-#[inline]
-fn line_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
-    let rest = b.get(from..)?;
-    let lf = memchr::memchr(b'\n', rest)? + from;
-    let end = if lf > from && b.get(lf - 1) == Some(&b'\r') {
-        lf - 1
-    } else {
-        lf
-    };
-    Some((end, lf + 1))
+/// Line ends, found by one `memchr` iterator over the buffer: a vector search started once
+/// per message rather than once per (short) line.
+struct Lines<'a> {
+    b: &'a [u8],
+    newlines: memchr::Memchr<'a>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(b: &'a [u8]) -> Lines<'a> {
+        Lines {
+            b,
+            newlines: memchr::memchr_iter(b'\n', b),
+        }
+    }
+
+    /// The end of the line starting at `from`: (content end, next line start). Lines must
+    /// be asked for in order.
+    #[inline]
+    fn end_of(&mut self, from: usize) -> Option<(usize, usize)> {
+        let lf = loop {
+            let lf = self.newlines.next()?;
+            if lf >= from {
+                break lf;
+            }
+        };
+        let end = if lf > from && self.b.get(lf - 1) == Some(&b'\r') {
+            lf - 1
+        } else {
+            lf
+        };
+        Some((end, lf + 1))
+    }
 }
 
 /// Whether `b` is all there is (a datagram) or the start of a stream that may grow.
@@ -121,7 +142,8 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
     if b.is_empty() {
         return Err(ErrorKind::Empty.at(0));
     }
-    let (sl_end, mut pos) = line_end(b, 0).ok_or(ErrorKind::Truncated.at(b.len()))?;
+    let mut lines = Lines::new(b);
+    let (sl_end, mut pos) = lines.end_of(0).ok_or(ErrorKind::Truncated.at(b.len()))?;
     let start_line = parse_start_line(b.get(..sl_end).unwrap_or_default())?;
     let headers_start = pos;
     let mut headers = Vec::with_capacity(20);
@@ -169,7 +191,7 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
         }
         // The header line, with continuation lines (folding) appended.
         let line_start = pos;
-        let (mut value_end, mut next) = line_end(b, pos).ok_or(ErrorKind::Truncated.at(pos))?;
+        let (mut value_end, mut next) = lines.end_of(pos).ok_or(ErrorKind::Truncated.at(pos))?;
         let mut folded = false;
         loop {
             match b.get(next) {
@@ -181,7 +203,7 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
                 None => break,
             }
             folded = true;
-            let (e, n) = line_end(b, next).ok_or(ErrorKind::Truncated.at(next))?;
+            let (e, n) = lines.end_of(next).ok_or(ErrorKind::Truncated.at(next))?;
             value_end = e;
             next = n;
         }
