@@ -27,7 +27,6 @@ a=sendrecv\r\n"
     };
 }
 
-const SDP: &[u8] = sdp!().as_bytes();
 
 /// An INVITE as a proxy receives it from an edge proxy: two Vias, a Record-Route, a Route.
 const INVITE: &[u8] = concat!(
