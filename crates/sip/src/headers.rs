@@ -399,7 +399,11 @@ impl Message {
         // The first value of the first Via field: what `vias().next()` yields, without the
         // iterator machinery (this runs for every message).
         let (h, v) = self.single(HeaderName::Via)?;
-        let first = scan::split_top_level(v, b',').next().unwrap_or(v);
+        let first = if v.contains(',') {
+            scan::split_top_level(v, b',').next().unwrap_or(v)
+        } else {
+            v
+        };
         Via::parse(scan::trim_lws(first)).ok_or_else(|| bad(h))
     }
 

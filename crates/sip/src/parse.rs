@@ -294,6 +294,10 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
 }
 
 fn count_values(v: &[u8]) -> usize {
+    // Most Via and Route lines hold one value: no comma, nothing to split.
+    if !v.contains(&b',') {
+        return 1;
+    }
     let mut n = 1;
     let mut rest = v;
     while let Some(i) = scan::find_top_level(rest, b',') {
