@@ -91,6 +91,9 @@ head, last = rows[0], rows[-1]
 ok = int(last[head.index("SuccessfulCall(C)")]); bad = int(last[head.index("FailedCall(C)")])
 created = int(last[head.index("TotalCallCreated")])
 print(ok, bad + (created - ok - bad))
+why = [f"{h}={last[i]}" for i, h in enumerate(head) if h.startswith("Failed") and h.endswith("(C)") and last[i] not in ("0", "")]
+if why:
+    print(" ".join(why), file=open(f"{d}/../failures.log", "a"))
 rtts = []
 for f in glob.glob(f"{d}/*_rtt.csv"):
     for r in csv.reader(open(f), delimiter=";"):
@@ -125,7 +128,7 @@ for proxy in kamailio rollover; do
   best=0
   for rate in "${STEPS[@]}"; do
     read -r ok bad < <(run_load "$rate" $(( rate * STEP_SECONDS )))
-    echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed"
+    echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
     if [ "$bad" -eq 0 ] && [ "$ok" -eq $(( rate * STEP_SECONDS )) ]; then best=$rate; else break; fi
   done
   MAXRATE[$proxy]=$best

@@ -59,8 +59,10 @@ pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
         Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
         None => Config::parse("<embedded default>", DEFAULT_CONFIG).map_err(|e| anyhow!("{e}"))?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs the sockets and the cores: no cross-thread wake-ups between the socket
+    // tasks and the driver, which cost more than the SIP work itself (measured in
+    // docs/performance.md). Scaling out is by more processes or, later, Call-ID shards.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
