@@ -639,16 +639,7 @@ impl Router for DialPlan {
 
 impl fmt::Display for DialPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = &self.defaults;
-        writeln!(
-            f,
-            "defaults: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
-            rollover_proxy::fmt_duration(d.no_response_timeout),
-            rollover_proxy::fmt_duration(d.ring_timeout),
-            d.on_response.as_str(),
-            d.follow_redirects,
-            d.max_targets
-        )?;
+        writeln!(f, "defaults: {}", self.defaults)?;
         for (i, r) in self.rules.iter().enumerate() {
             writeln!(f, "{}. {}", i + 1, r.name)?;
             for c in &r.conds {
@@ -670,16 +661,7 @@ impl fmt::Display for DialPlan {
                         let how = if group.len() > 1 { "in parallel" } else { "" };
                         writeln!(f, "     {}) {} {how}", g + 1, group.join(", "))?;
                     }
-                    let p = &r.policy;
-                    writeln!(
-                        f,
-                        "     failover: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
-                        rollover_proxy::fmt_duration(p.no_response_timeout),
-                        rollover_proxy::fmt_duration(p.ring_timeout),
-                        p.on_response.as_str(),
-                        p.follow_redirects,
-                        p.max_targets
-                    )?;
+                    writeln!(f, "     failover: {}", r.policy)?;
                 }
             }
         }

@@ -119,6 +119,21 @@ impl Default for FailoverPolicy {
     }
 }
 
+impl fmt::Display for FailoverPolicy {
+    /// `no_response_timeout=10s ring_timeout=20s on_response="…" follow_redirects=true max_targets=10`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
+            crate::decision::fmt_duration(self.no_response_timeout),
+            crate::decision::fmt_duration(self.ring_timeout),
+            self.on_response.as_str(),
+            self.follow_redirects,
+            self.max_targets
+        )
+    }
+}
+
 impl FailoverPolicy {
     /// A policy that never rolls over: in-dialog requests and plain forwarding.
     pub fn no_failover() -> FailoverPolicy {

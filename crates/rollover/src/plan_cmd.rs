@@ -91,14 +91,7 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
                 let how = if g.len() > 1 { " (in parallel)" } else { "" };
                 say!("{}. {}{how}", i + 1, names.join(", "));
             }
-            say!(
-                "failover: no_response_timeout={} ring_timeout={} on_response={:?} follow_redirects={} max_targets={}",
-                rollover_proxy::fmt_duration(policy.no_response_timeout),
-                rollover_proxy::fmt_duration(policy.ring_timeout),
-                policy.on_response.as_str(),
-                policy.follow_redirects,
-                policy.max_targets
-            );
+            say!("failover: {policy}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -525,6 +525,17 @@ fn config_error_stops_the_start_with_file_line_and_key() {
 mod seeds {
     use super::*;
 
+    /// A caller scenario whose INVITE goes to `sip:100@127.0.0.1:{port}` (through the proxy),
+    /// so the example's `${ruri}` target is that callee.
+    fn dialling(scenario: PathBuf, port: u16) -> PathBuf {
+        let text = std::fs::read_to_string(&scenario).unwrap().replace(
+            "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("INVITE sip:[service]@127.0.0.1:{port} SIP/2.0"),
+        );
+        std::fs::write(&scenario, text).unwrap();
+        scenario
+    }
+
     fn example(name: &str, subst: &[(&str, String)]) -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
@@ -569,12 +580,10 @@ mod seeds {
         );
         let proxy = Proxy::start(&dir, &cfg);
         // The caller dials sip:100@<the first callee>: `${ruri}` sends it there first.
-        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        let uac = dialling(
+            dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
+            p100,
         );
-        std::fs::write(&uac, uac_text).unwrap();
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(proxy
             .log_text()
@@ -609,12 +618,10 @@ mod seeds {
             ],
         );
         let proxy = Proxy::start(&dir, &cfg);
-        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        let uac = dialling(
+            dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
+            p100,
         );
-        std::fs::write(&uac, uac_text).unwrap();
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(
             proxy
@@ -652,12 +659,10 @@ mod seeds {
             ],
         );
         let proxy = Proxy::start(&dir, &cfg);
-        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        let uac = dialling(
+            dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
+            p100,
         );
-        std::fs::write(&uac, uac_text).unwrap();
         let start = Instant::now();
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(start.elapsed() >= Duration::from_millis(1500));
@@ -693,12 +698,10 @@ mod seeds {
             &[("192.168.0.101", format!("127.0.0.1:{p101}"))],
         );
         let proxy = Proxy::start(&dir, &cfg);
-        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        let uac = dialling(
+            dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
+            p100,
         );
-        std::fs::write(&uac, uac_text).unwrap();
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(proxy.log_text().contains("404 matched pattern \"4..\""));
 
@@ -716,12 +719,7 @@ mod seeds {
             &[("192.168.0.101", "127.0.0.1:9".to_string())],
         );
         let proxy = Proxy::start(&dir, &cfg);
-        let uac = rejected_caller(&dir, "500");
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("INVITE sip:[service]@127.0.0.1:{p100} SIP/2.0"),
-        );
-        std::fs::write(&uac, uac_text).unwrap();
+        let uac = dialling(rejected_caller(&dir, "500"), p100);
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(proxy.log_text().contains("does not match the pattern"));
     }
@@ -749,12 +747,10 @@ mod seeds {
         );
         let cfg = example("seed-5-redirect.toml", &[]);
         let proxy = Proxy::start(&dir, &cfg);
-        let uac = dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]);
-        let uac_text = std::fs::read_to_string(&uac).unwrap().replace(
-            "sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("sip:[service]@127.0.0.1:{p100} SIP/2.0"),
+        let uac = dialling(
+            dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
+            p100,
         );
-        std::fs::write(&uac, uac_text).unwrap();
         assert!(caller(&dir, &proxy, &uac, 1, 1));
         assert!(proxy
             .log_text()

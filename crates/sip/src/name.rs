@@ -167,7 +167,11 @@ const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
 /// OR per byte replaces a lower-casing table lookup per byte.
 #[inline]
 fn same_token_ignoring_case(known: &[u8], name: &[u8]) -> bool {
-    known.len() == name.len() && known.iter().zip(name).all(|(a, b)| (a | 0x20) == (b | 0x20))
+    known.len() == name.len()
+        && known
+            .iter()
+            .zip(name)
+            .all(|(a, b)| (a | 0x20) == (b | 0x20))
 }
 
 impl HeaderName {
