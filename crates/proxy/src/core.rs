@@ -949,7 +949,8 @@ impl<R: Router> Proxy<R> {
             if branch.deadline(kind) != Some(at) || !branch.is_active() {
                 continue;
             }
-            let ringing = branch.state == BranchState::Ringing;
+            // §16.8: a branch that sent any provisional (a 100 too) is CANCELled.
+            let ringing = matches!(branch.state, BranchState::Ringing | BranchState::Heard);
             let (why, state) = match kind {
                 TimerKind::NoResponse => (
                     Why::NoResponse(call.policy.no_response_timeout),

@@ -245,6 +245,9 @@ pub struct Outcome {
     pub final_status: Option<u16>,
     /// Every decision, in order.
     pub decisions: Vec<Decision>,
+    /// Response contexts and transactions still held when the simulation ended (0 once every
+    /// timer has run: nothing is kept forever).
+    pub leftover: (usize, usize),
 }
 
 impl Outcome {
@@ -288,6 +291,7 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
         timeline: Vec::new(),
         final_status: None,
         decisions: Vec::new(),
+        leftover: (0, 0),
     };
     let mut agenda: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut due: HashMap<u64, Due> = HashMap::new();
@@ -540,6 +544,7 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
         txn.handle_timeout(now);
         proxy.handle_timeout(now, &mut txn);
     }
+    out.leftover = (proxy.calls(), txn.len());
     out
 }
 

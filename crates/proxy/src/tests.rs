@@ -30,6 +30,12 @@ fn simulate(plan: TargetPlan, policy: FailoverPolicy, world: &str) -> Outcome {
         Duration::from_secs(400),
     );
     eprintln!("{}", out.render());
+    assert!(!out.timeline.iter().any(|l| l.text.contains("time limit")));
+    assert_eq!(
+        out.leftover,
+        (0, 0),
+        "calls and transactions are released once their timers ran"
+    );
     out
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct InviteClient {
     pub provisional_seen: bool,
     /// CANCEL requested before any provisional, with its Reason: sent when one arrives.
     pub pending_cancel: Option<Option<Box<str>>>,
+    /// A CANCEL went out: without a final within 64·T1 the transaction ends (§9.1).
+    pub cancel_sent: bool,
 }
 
 impl InviteClient {
@@ -88,6 +90,7 @@ impl InviteClient {
             abandoned: false,
             provisional_seen: false,
             pending_cancel: None,
+            cancel_sent: false,
         };
         out.push(Action::Send(t.request.as_bytes().clone()));
         if !reliable {
@@ -108,6 +111,11 @@ impl InviteClient {
             }
             (Slot::Timeout, Calling) => {
                 // Timer B.
+                self.terminate();
+                out.push(Action::Timeout);
+            }
+            (Slot::Timeout, Proceeding) if self.cancel_sent => {
+                // §9.1: no final response 64·T1 after the CANCEL: consider it cancelled.
                 self.terminate();
                 out.push(Action::Timeout);
             }
@@ -185,6 +193,14 @@ impl InviteClient {
     pub fn abandon(&mut self) {
         self.abandoned = true;
         self.timers.clear(Slot::Retransmit);
+    }
+
+    /// A CANCEL was sent for this INVITE: arm the §9.1 guard.
+    pub fn cancelled(&mut self, now: Instant, cfg: &Config) {
+        self.cancel_sent = true;
+        if self.state == InviteClientState::Proceeding {
+            self.timers.set(Slot::Timeout, now + cfg.t1x64());
+        }
     }
 
     fn terminate(&mut self) {

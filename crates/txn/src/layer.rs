@@ -531,6 +531,15 @@ impl TxnLayer {
         }
         let cancel = m.request.cancel(reason).map_err(|_| TxnError::Unkeyed)?;
         let cancel = Message::parse(cancel).map_err(|_| TxnError::Unkeyed)?;
+        let cfg = self.cfg;
+        if let Some(Entry {
+            machine: Machine::InviteClient(m),
+            ..
+        }) = self.get_mut(txn.0)
+        {
+            m.cancelled(now, &cfg);
+        }
+        self.settle(txn.0);
         self.send_request(now, cancel, dest)
     }
 

@@ -518,6 +518,23 @@ fn cancel_waits_for_a_provisional() {
 }
 
 #[test]
+fn cancelled_invite_without_a_final_ends_after_64_t1() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-12", Transport::Udp);
+    let txn = h
+        .layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 180));
+    h.layer.cancel(h.now, txn, None).unwrap();
+    // The target never answers the CANCEL nor the INVITE (§9.1): both end by themselves.
+    h.run_until(Duration::from_secs(31));
+    assert_eq!(h.layer.len(), 2);
+    h.run_until(Duration::from_secs(33));
+    assert!(h.layer.is_empty());
+}
+
+#[test]
 fn transport_error_is_its_own_event() {
     let mut h = Harness::new();
     let inv = request(Method::Invite, "z9hG4bK-7", Transport::Tcp);
