@@ -217,7 +217,7 @@ impl<R: Router> Proxy<R> {
 
     fn decide(&mut self, now: Instant, call_id: &str, d: Decision) {
         match &d {
-            Decision::Trying { .. } | Decision::Ringing { .. } | Decision::TimerArmed { .. } => {
+            Decision::Ringing { .. } | Decision::TimerArmed { .. } => {
                 debug!(call_id, "{d}")
             }
             _ => info!(call_id, "{d}"),
