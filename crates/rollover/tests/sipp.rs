@@ -848,3 +848,81 @@ fn a_target_that_dies_mid_run_is_rolled_over_on_every_later_call() {
         "every call after the death rolled over: {log}"
     );
 }
+
+#[test]
+fn a_retransmitted_invite_from_sipp_is_absorbed() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("dupinvite");
+    let (mut b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "200"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[route]]\nname = \"t\"\ntargets = [\"sip:b@127.0.0.1:{pb}\"]\n"
+        )),
+    );
+    let uac = dir.scenario("uac_duplicate.xml", "uac.xml", &[]);
+    assert!(caller(&dir, &proxy, &uac, 1, 1));
+    // One INVITE reached the callee: it finished its single call cleanly.
+    assert_eq!(b.wait(Duration::from_secs(5)), Some(0));
+    assert_eq!(
+        proxy.log_text().matches("trying sip:b@").count(),
+        1,
+        "{}",
+        proxy.log_text()
+    );
+}
+
+#[test]
+fn a_retransmitted_final_from_sipp_is_acked_again() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("refinal");
+    let twice = dir.scenario("uas_reject_twice.xml", "a.xml", &[]);
+    let pa = port();
+    let args: Vec<String> = [
+        "-sf",
+        twice.to_str().unwrap(),
+        "-p",
+        &pa.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-trace_msg",
+        "-message_file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([dir.path("a.msg").display().to_string()])
+    .collect();
+    let mut a = sipp(&dir, "a", &args);
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let route = format!(
+        "[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n"
+    );
+    let proxy = Proxy::start(&dir, &config(&route));
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    assert_eq!(a.wait(Duration::from_secs(5)), Some(0));
+    let trace = std::fs::read_to_string(dir.path("a.msg")).unwrap();
+    let acks = trace
+        .lines()
+        .filter(|l| l.starts_with("ACK sip:a@"))
+        .count();
+    // SIPp answers a repeated ACK with its 486 again, so there may be more than two.
+    assert!(acks >= 2, "the retransmitted 486 was ACKed again:\n{trace}");
+}
