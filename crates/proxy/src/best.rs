@@ -74,6 +74,12 @@ impl BestResponse {
         }
     }
 
+    /// The status the caller would get now (408 when nothing was offered; a 503 counts as
+    /// itself here, and becomes 500 only on the wire).
+    pub fn status(&self) -> u16 {
+        self.best.as_ref().map_or(408, |(_, o)| o.status())
+    }
+
     /// The response bytes to send upstream. `request` is the original request (for
     /// synthesised responses), `to_tag` the tag we use when we synthesise.
     pub fn build(&self, request: &Message, to_tag: &str) -> (u16, Bytes) {

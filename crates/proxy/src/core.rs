@@ -9,9 +9,9 @@
 //!
 //! A call:
 //! ```text
-//!  INVITE ─▶ checks (483/482/420) ─▶ route ─▶ group 1 ─┬─ branch ─▶ 1xx: ring timer ─▶ 2xx: forward, CANCEL others
-//!                                                      └─ branch ─▶ final: pattern? ─▶ next group … ─▶ best response
-//!  timers per branch: no-response (abandon, §9.1: no CANCEL), ring (CANCEL), Timer C
+//!  INVITE ─▶ checks (483/482/420) ─▶ route ─▶ Engine (crate::engine): which targets, when
+//!          to leave one ─▶ Steps ─▶ here: build each branch's request, CANCEL, relay
+//!          1xx and 2xx upstream, send the best final response when every target failed
 //! ```
 
 use std::cmp::Reverse;
@@ -23,8 +23,8 @@ use rollover_sip::{HeaderName, Message, Method};
 use rollover_txn::{ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
 use tracing::{debug, info};
 
-use crate::best::{BestResponse, Outcome};
 use crate::decision::{Decision, Why};
+use crate::engine::{BranchId, End, Engine, RedirectMode, Step};
 use crate::forward::{self, Local};
 use crate::policy::FailoverPolicy;
 use crate::router::{destination, Resolver, RouteDecision, Router};
@@ -74,84 +74,19 @@ impl Default for ProxyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    NoResponse,
-    Ring,
-    C,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum BranchState {
-    /// Sent, nothing heard.
-    Trying,
-    /// 100 Trying heard: no longer silent, not yet ringing.
-    Heard,
-    /// A provisional above 100 arrived.
-    Ringing,
-    /// Left behind without a response (no-response timer); a late answer is still taken.
-    Abandoned,
-    /// CANCELled by us (ring timer, Timer C, another branch answered, upstream CANCEL).
-    Cancelled,
-    /// A final response arrived.
-    Completed(u16),
-}
-
-#[derive(Debug)]
-struct Branch {
-    target: Target,
-    client: ClientTxn,
-    group: usize,
-    state: BranchState,
-    no_response_at: Option<Instant>,
-    ring_at: Option<Instant>,
-    timer_c_at: Option<Instant>,
-}
-
-impl Branch {
-    fn is_active(&self) -> bool {
-        matches!(
-            self.state,
-            BranchState::Trying | BranchState::Heard | BranchState::Ringing
-        )
-    }
-
-    fn deadline(&self, kind: TimerKind) -> Option<Instant> {
-        match kind {
-            TimerKind::NoResponse => self.no_response_at,
-            TimerKind::Ring => self.ring_at,
-            TimerKind::C => self.timer_c_at,
-        }
-    }
-
-    fn clear_timers(&mut self) {
-        self.no_response_at = None;
-        self.ring_at = None;
-        self.timer_c_at = None;
-    }
-}
-
 #[derive(Debug)]
 struct Call {
     server: ServerTxn,
     request: Message,
     source: Peer,
     call_id: String,
-    policy: FailoverPolicy,
-    /// Groups not yet started.
-    groups: VecDeque<Vec<Target>>,
-    /// Identities of targets tried or queued (3xx Contacts already seen are dropped).
-    seen: Vec<String>,
-    targets_used: usize,
-    group: usize,
-    branches: Vec<Branch>,
-    best: BestResponse,
+    engine: Engine,
+    /// The client transaction of each branch (by branch id), once started.
+    clients: Vec<Option<ClientTxn>>,
     /// Send to this hop without touching the Request-URI (in-dialog and pre-routed requests).
     fixed_hop: Option<Target>,
     to_tag: String,
-    answered: bool,
     final_sent: bool,
-    cancelled: bool,
     live_clients: usize,
     server_done: bool,
 }
@@ -164,8 +99,9 @@ pub struct Proxy<R> {
     resolver: Box<dyn Resolver + Send>,
     calls: HashMap<u64, Call>,
     by_server: HashMap<ServerTxn, u64>,
-    by_client: HashMap<ClientTxn, (u64, usize)>,
-    timers: BinaryHeap<Reverse<(Instant, u64, usize, TimerKind)>>,
+    by_client: HashMap<ClientTxn, (u64, BranchId)>,
+    /// (deadline, call): each call's next engine deadline, lazily invalidated.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     next_call: u64,
     ids: forward::Ids,
     decisions: VecDeque<(Instant, String, Decision)>,
@@ -201,12 +137,11 @@ impl<R: Router> Proxy<R> {
 
     /// The next proxy timer (no-response, ring, Timer C).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, cid, bi, kind))) = self.timers.peek() {
+        while let Some(&Reverse((at, cid))) = self.timers.peek() {
             let live = self
                 .calls
                 .get(&cid)
-                .and_then(|c| c.branches.get(bi))
-                .is_some_and(|b| b.deadline(kind) == Some(at));
+                .is_some_and(|c| c.engine.poll_timeout() == Some(at));
             if live {
                 return Some(at);
             }
@@ -426,70 +361,95 @@ impl<R: Router> Proxy<R> {
         }
         let cid = self.next_call;
         self.next_call += 1;
+        let is_invite = request.method() == Some(&Method::Invite);
+        let mut engine = Engine::new(
+            crate::target::TargetPlan { groups: plan },
+            policy,
+            is_invite,
+            self.cfg.timer_c,
+            RedirectMode::Follow,
+        );
+        engine.start(now);
         let call = Call {
             server,
             request,
             source,
             call_id,
-            policy,
-            groups: plan.into_iter().collect(),
-            seen: Vec::new(),
-            targets_used: 0,
-            group: 0,
-            branches: Vec::new(),
-            best: BestResponse::default(),
+            engine,
+            clients: Vec::new(),
             fixed_hop,
             to_tag: self.ids.tag(),
-            answered: false,
             final_sent: false,
-            cancelled: false,
             live_clients: 0,
             server_done: false,
         };
         self.calls.insert(cid, call);
         self.by_server.insert(server, cid);
-        self.next_group(now, cid, txn);
+        self.drive(now, cid, txn);
     }
 
-    /// Starts the next group that yields at least one branch, or sends the final response.
-    fn next_group(&mut self, now: Instant, cid: u64, txn: &mut TxnLayer) {
+    /// Carries out the engine's steps for a call, then schedules its next deadline.
+    fn drive(&mut self, now: Instant, cid: u64, txn: &mut TxnLayer) {
         loop {
             let Some(call) = self.calls.get_mut(&cid) else {
                 return;
             };
-            if call.answered || call.final_sent || call.cancelled {
-                return;
-            }
-            let Some(group) = call.groups.pop_front() else {
-                return self.finish_if_idle(now, cid, txn);
+            let Some(step) = call.engine.poll_step() else {
+                break;
             };
-            call.group += 1;
-            let mut started = 0;
-            for target in group {
-                let Some(call) = self.calls.get_mut(&cid) else {
-                    return;
-                };
-                if call.targets_used >= call.policy.max_targets {
-                    let (id, max_targets) = (call.call_id.clone(), call.policy.max_targets);
-                    call.groups.clear();
-                    self.decide(now, &id, Decision::TargetLimit { max_targets });
-                    break;
+            match step {
+                Step::Start { branch, target } => self.start_branch(now, cid, branch, target, txn),
+                Step::Cancel { branch, reason } => {
+                    if let Some(Some(c)) = call.clients.get(branch) {
+                        // The transaction sends it now, or when a provisional arrives (§9.1).
+                        let _ = txn.cancel(now, *c, reason.as_deref());
+                    }
                 }
-                call.targets_used += 1;
-                call.seen.push(target.identity());
-                if self.start_branch(now, cid, target, txn) {
-                    started += 1;
+                Step::Abandon { branch } => {
+                    if let Some(Some(c)) = call.clients.get(branch) {
+                        txn.abandon(*c);
+                    }
+                }
+                // A proxy follows every redirect: the engine never asks.
+                Step::Redirect { .. } => {}
+                Step::Decision(d) => {
+                    let call_id = call.call_id.clone();
+                    self.decide(now, &call_id, d);
+                }
+                Step::Done(End::Answered(_)) => call.final_sent = true,
+                Step::Done(end) => {
+                    if call.final_sent {
+                        continue;
+                    }
+                    let (status, bytes) = if end == End::Cancelled {
+                        let resp = call.request.response(487, "Request Terminated");
+                        (487, resp.to_tag(&call.to_tag).build())
+                    } else {
+                        call.engine.best().build(&call.request, &call.to_tag)
+                    };
+                    call.final_sent = true;
+                    let _ = txn.send_response(now, call.server, bytes);
+                    let call_id = call.call_id.clone();
+                    self.decide(now, &call_id, Decision::Final { status });
                 }
             }
-            if started > 0 {
-                return;
-            }
+        }
+        if let Some(at) = self.calls.get(&cid).and_then(|c| c.engine.poll_timeout()) {
+            self.timers.push(Reverse((at, cid)));
         }
     }
 
-    fn start_branch(&mut self, now: Instant, cid: u64, target: Target, txn: &mut TxnLayer) -> bool {
+    /// Builds and sends the request of one branch; a failure rolls the call over.
+    fn start_branch(
+        &mut self,
+        now: Instant,
+        cid: u64,
+        b: BranchId,
+        target: Target,
+        txn: &mut TxnLayer,
+    ) {
         let Some(call) = self.calls.get_mut(&cid) else {
-            return false;
+            return;
         };
         let hop = call.fixed_hop.clone().unwrap_or_else(|| target.clone());
         let dest = destination(&hop, self.resolver.as_ref());
@@ -529,375 +489,56 @@ impl<R: Router> Proxy<R> {
             }
             Some((dest, req))
         });
-        let call_id = call.call_id.clone();
-        let Some((dest, req)) = built else {
-            call.best.offer(Outcome::Synthetic(503));
-            self.decide(
-                now,
-                &call_id,
-                Decision::RolledOver {
-                    target: target.to_string(),
-                    why: Why::Unresolvable,
-                },
-            );
-            return false;
-        };
-        let client = match txn.send_request(now, req, dest) {
-            Ok(c) => c,
+        let started = built.and_then(|(dest, req)| match txn.send_request(now, req, dest) {
+            Ok(c) => Some(c),
             Err(e) => {
-                debug!(call_id, "could not start a client transaction: {e}");
-                call.best.offer(Outcome::Synthetic(503));
-                return false;
+                debug!(
+                    call_id = call.call_id,
+                    "could not start a client transaction: {e}"
+                );
+                None
             }
-        };
-        let is_invite = call.request.method() == Some(&Method::Invite);
-        let policy = &call.policy;
-        let branch = Branch {
-            target: target.clone(),
-            client,
-            group: call.group,
-            state: BranchState::Trying,
-            no_response_at: Some(now + policy.no_response_timeout),
-            ring_at: None,
-            timer_c_at: is_invite.then(|| now + self.cfg.timer_c),
-        };
-        let bi = call.branches.len();
-        let no_response = policy.no_response_timeout;
-        for kind in [TimerKind::NoResponse, TimerKind::C] {
-            if let Some(at) = branch.deadline(kind) {
-                self.timers.push(Reverse((at, cid, bi, kind)));
+        });
+        match started {
+            Some(client) => {
+                if call.clients.len() <= b {
+                    call.clients.resize(b + 1, None);
+                }
+                if let Some(slot) = call.clients.get_mut(b) {
+                    *slot = Some(client);
+                }
+                call.live_clients += 1;
+                self.by_client.insert(client, (cid, b));
             }
+            None => call.engine.start_failed(now, b, Why::Unresolvable),
         }
-        call.branches.push(branch);
-        call.live_clients += 1;
-        self.by_client.insert(client, (cid, bi));
-        self.decide(
-            now,
-            &call_id,
-            Decision::Trying {
-                target: target.to_string(),
-            },
-        );
-        self.decide(
-            now,
-            &call_id,
-            Decision::TimerArmed {
-                target: target.to_string(),
-                timer: "no-response",
-                after: no_response,
-            },
-        );
-        true
     }
 
     fn on_response(&mut self, now: Instant, client: ClientTxn, resp: Message, txn: &mut TxnLayer) {
-        let Some(&(cid, bi)) = self.by_client.get(&client) else {
+        let Some(&(cid, b)) = self.by_client.get(&client) else {
             return;
         };
         let Some(code) = resp.status() else { return };
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
-        let Some(branch) = call.branches.get_mut(bi) else {
-            return;
-        };
-        let target = branch.target.to_string();
-        let call_id = call.call_id.clone();
         if code < 200 {
-            branch.no_response_at = None;
-            let was = branch.state.clone();
-            if matches!(
-                was,
-                BranchState::Trying | BranchState::Heard | BranchState::Abandoned
-            ) {
-                branch.state = if code == 100 {
-                    BranchState::Heard
-                } else {
-                    BranchState::Ringing
-                };
-            }
-            if code == 100 {
-                return;
-            }
-            let mut armed = None;
-            if call.request.method() == Some(&Method::Invite) {
-                if branch.ring_at.is_none() && branch.state == BranchState::Ringing {
-                    let after = call.policy.ring_timeout;
-                    branch.ring_at = Some(now + after);
-                    self.timers
-                        .push(Reverse((now + after, cid, bi, TimerKind::Ring)));
-                    armed = Some(Decision::TimerArmed {
-                        target: target.clone(),
-                        timer: "ring",
-                        after,
-                    });
-                }
-                // Timer C restarts with every provisional (§16.7 step 2).
-                let at = now + self.cfg.timer_c;
-                branch.timer_c_at = Some(at);
-                self.timers.push(Reverse((at, cid, bi, TimerKind::C)));
-            }
-            let relay = branch.state != BranchState::Cancelled && !call.answered;
+            let relay = call.engine.on_provisional(now, b, code);
             if relay && !call.final_sent {
                 let _ = txn.send_response(now, call.server, forward::response(&resp));
             }
-            if let Some(d) = armed {
-                self.decide(now, &call_id, d);
-            }
-            if !relay {
-                return;
-            }
-            self.decide(
-                now,
-                &call_id,
-                Decision::Ringing {
-                    target,
-                    status: code,
-                },
-            );
-            return;
-        }
-        branch.clear_timers();
-        let previous = std::mem::replace(&mut branch.state, BranchState::Completed(code));
-        if (200..300).contains(&code) {
-            return self.on_answer(now, cid, bi, resp, txn);
-        }
-        match previous {
-            // Already left behind and accounted for: only the final outcome matters.
-            BranchState::Cancelled => return self.finish_if_idle(now, cid, txn),
-            BranchState::Abandoned => {
-                call.best.offer(Outcome::Response(resp));
-                return self.finish_if_idle(now, cid, txn);
-            }
-            BranchState::Completed(_) => return,
-            _ => {}
-        }
-        if call.answered || call.final_sent {
-            return;
-        }
-        if call.cancelled {
-            call.best.offer(Outcome::Response(resp));
-            return self.finish_if_idle(now, cid, txn);
-        }
-        let pattern = call.policy.on_response.clone();
-        if (300..400).contains(&code) && call.policy.follow_redirects {
-            let (added, dropped) = self.redirect_targets(cid, &resp);
-            if !added.is_empty() {
-                let names = added.iter().map(Target::to_string).collect();
-                if let Some(call) = self.calls.get_mut(&cid) {
-                    // Each Contact alone, highest q first, before the remaining groups.
-                    for t in added.into_iter().rev() {
-                        call.groups.push_front(vec![t]);
-                    }
+        } else {
+            if (200..300).contains(&code) {
+                // Every 2xx goes upstream (§16.7 step 5), even after a final was sent: a late
+                // answer is never lost. Outside the transaction it goes statelessly.
+                let bytes = forward::response(&resp);
+                if txn.send_response(now, call.server, bytes.clone()).is_err() {
+                    txn.send_stateless(call.source, bytes);
                 }
-                self.decide(
-                    now,
-                    &call_id,
-                    Decision::Redirected {
-                        target,
-                        added: names,
-                        dropped,
-                    },
-                );
-                return self.advance(now, cid, txn);
             }
-            if dropped > 0 {
-                // Every Contact was a duplicate, already tried, or over max_targets.
-                let redirect = Decision::Redirected {
-                    target: target.clone(),
-                    added: vec![],
-                    dropped,
-                };
-                self.decide(now, &call_id, redirect);
-            }
+            call.engine.on_final(now, b, &resp);
         }
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        call.best.offer(Outcome::Response(resp));
-        if code == 503 || pattern.rolls_over(code) {
-            self.decide(
-                now,
-                &call_id,
-                Decision::RolledOver {
-                    target,
-                    why: Why::Status {
-                        status: code,
-                        pattern: pattern.as_str().to_owned(),
-                    },
-                },
-            );
-        } else {
-            call.groups.clear();
-            self.decide(
-                now,
-                &call_id,
-                Decision::Stopped {
-                    target,
-                    status: code,
-                },
-            );
-            if code >= 600 {
-                // A global failure: nothing else is worth ringing (§16.7 step 5).
-                self.cancel_active(now, cid, None, "6xx received", txn);
-            }
-        }
-        self.advance(now, cid, txn);
-    }
-
-    fn on_answer(&mut self, now: Instant, cid: u64, bi: usize, resp: Message, txn: &mut TxnLayer) {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        let bytes = forward::response(&resp);
-        // Every 2xx goes upstream (§16.7 step 5), even after a final was sent: a late answer
-        // is never lost. Outside the transaction it goes statelessly to the same peer.
-        if txn.send_response(now, call.server, bytes.clone()).is_err() {
-            txn.send_stateless(call.source, bytes);
-        }
-        let target = call
-            .branches
-            .get(bi)
-            .map(|b| b.target.to_string())
-            .unwrap_or_default();
-        let call_id = call.call_id.clone();
-        let first = !call.answered;
-        call.answered = true;
-        call.final_sent = true;
-        call.groups.clear();
-        if first {
-            self.decide(
-                now,
-                &call_id,
-                Decision::Answered {
-                    target,
-                    status: resp.status().unwrap_or(200),
-                },
-            );
-            self.cancel_active(
-                now,
-                cid,
-                Some("SIP;cause=200;text=\"Call completed elsewhere\""),
-                "call completed elsewhere",
-                txn,
-            );
-        }
-    }
-
-    /// CANCELs every active branch (or abandons it when it has not rung yet, §9.1).
-    fn cancel_active(
-        &mut self,
-        now: Instant,
-        cid: u64,
-        reason: Option<&str>,
-        why: &str,
-        txn: &mut TxnLayer,
-    ) {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        let call_id = call.call_id.clone();
-        let mut cancelled = Vec::new();
-        for b in call.branches.iter_mut().filter(|b| b.is_active()) {
-            // The transaction sends the CANCEL now, or when a provisional arrives.
-            let _ = txn.cancel(now, b.client, reason);
-            b.state = if b.state == BranchState::Ringing {
-                BranchState::Cancelled
-            } else {
-                BranchState::Abandoned
-            };
-            b.clear_timers();
-            cancelled.push(b.target.to_string());
-        }
-        for target in cancelled {
-            self.decide(
-                now,
-                &call_id,
-                Decision::Cancelled {
-                    target,
-                    reason: why.to_owned(),
-                },
-            );
-        }
-    }
-
-    /// The Contacts of a 3xx as new targets: by q (highest first), without duplicates or
-    /// targets already tried, within `max_targets`. Returns them and how many were dropped.
-    fn redirect_targets(&mut self, cid: u64, resp: &Message) -> (Vec<Target>, usize) {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return (vec![], 0);
-        };
-        let mut contacts: Vec<(u16, Target)> = Vec::new();
-        let mut dropped = 0;
-        for c in resp.contacts() {
-            match c
-                .ok()
-                .and_then(|c| Some((c.q().unwrap_or(1000), Target::parse(c.uri_str).ok()?)))
-            {
-                Some(qt) => contacts.push(qt),
-                None => dropped += 1,
-            }
-        }
-        contacts.sort_by_key(|(q, _)| Reverse(*q)); // stable: equal q keep their order
-        let queued: usize = call.groups.iter().map(Vec::len).sum();
-        let room = call
-            .policy
-            .max_targets
-            .saturating_sub(call.targets_used + queued);
-        let mut added = Vec::new();
-        for (_, t) in contacts {
-            let id = t.identity();
-            if call.seen.contains(&id) || added.len() >= room {
-                dropped += 1;
-                continue;
-            }
-            call.seen.push(id);
-            added.push(t);
-        }
-        (added, dropped)
-    }
-
-    /// After a branch ended: start the next group when the current one has nothing pending.
-    fn advance(&mut self, now: Instant, cid: u64, txn: &mut TxnLayer) {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        let group = call.group;
-        let pending = call
-            .branches
-            .iter()
-            .any(|b| b.group == group && b.is_active());
-        if !pending {
-            self.next_group(now, cid, txn);
-        }
-    }
-
-    /// Sends the best response upstream once nothing can still answer.
-    fn finish_if_idle(&mut self, now: Instant, cid: u64, txn: &mut TxnLayer) {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        if call.final_sent
-            || call.branches.iter().any(Branch::is_active)
-            || (!call.groups.is_empty() && !call.cancelled)
-        {
-            return;
-        }
-        let (status, bytes) = if call.cancelled {
-            (
-                487,
-                call.request
-                    .response(487, "Request Terminated")
-                    .to_tag(&call.to_tag)
-                    .build(),
-            )
-        } else {
-            call.best.build(&call.request, &call.to_tag)
-        };
-        call.final_sent = true;
-        let _ = txn.send_response(now, call.server, bytes);
-        let call_id = call.call_id.clone();
-        self.decide(now, &call_id, Decision::Final { status });
+        self.drive(now, cid, txn);
     }
 
     fn on_branch_failure(
@@ -908,34 +549,18 @@ impl<R: Router> Proxy<R> {
         synthetic: u16,
         txn: &mut TxnLayer,
     ) {
-        let Some(&(cid, bi)) = self.by_client.get(&client) else {
+        let Some(&(cid, b)) = self.by_client.get(&client) else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        let Some(branch) = call.branches.get_mut(bi) else {
-            return;
-        };
-        let was_active = branch.is_active();
-        branch.clear_timers();
-        branch.state = BranchState::Completed(synthetic);
-        let target = branch.target.to_string();
-        let call_id = call.call_id.clone();
-        if !was_active {
-            return self.finish_if_idle(now, cid, txn);
+        if let Some(call) = self.calls.get_mut(&cid) {
+            call.engine.on_failure(now, b, why, synthetic);
         }
-        call.best.offer(Outcome::Synthetic(synthetic));
-        if !call.answered && !call.final_sent && !call.cancelled {
-            self.decide(now, &call_id, Decision::RolledOver { target, why });
-        }
-        self.advance(now, cid, txn);
-        self.finish_if_idle(now, cid, txn);
+        self.drive(now, cid, txn);
     }
 
-    /// Fires the proxy timers due at `now`.
+    /// Fires the engine timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
-        while let Some(&Reverse((at, cid, bi, kind))) = self.timers.peek() {
+        while let Some(&Reverse((at, cid))) = self.timers.peek() {
             if at > now {
                 break;
             }
@@ -943,40 +568,10 @@ impl<R: Router> Proxy<R> {
             let Some(call) = self.calls.get_mut(&cid) else {
                 continue;
             };
-            let Some(branch) = call.branches.get_mut(bi) else {
-                continue;
-            };
-            if branch.deadline(kind) != Some(at) || !branch.is_active() {
-                continue;
+            if call.engine.poll_timeout().is_some_and(|t| t <= now) {
+                call.engine.handle_timeout(now);
+                self.drive(now, cid, txn);
             }
-            // §16.8: a branch that sent any provisional (a 100 too) is CANCELled.
-            let ringing = matches!(branch.state, BranchState::Ringing | BranchState::Heard);
-            let (why, state) = match kind {
-                TimerKind::NoResponse => (
-                    Why::NoResponse(call.policy.no_response_timeout),
-                    BranchState::Abandoned,
-                ),
-                TimerKind::Ring => (
-                    Why::RingTimeout(call.policy.ring_timeout),
-                    BranchState::Cancelled,
-                ),
-                TimerKind::C if ringing => (Why::TimerC, BranchState::Cancelled),
-                TimerKind::C => (Why::TimerC, BranchState::Abandoned),
-            };
-            if state == BranchState::Cancelled {
-                let _ = txn.cancel(now, branch.client, None);
-            } else {
-                // §9.1: no CANCEL before a provisional; stop retransmitting instead.
-                txn.abandon(branch.client);
-            }
-            branch.state = state;
-            branch.clear_timers();
-            let target = branch.target.to_string();
-            let call_id = call.call_id.clone();
-            call.best.offer(Outcome::Synthetic(408));
-            self.decide(now, &call_id, Decision::RolledOver { target, why });
-            self.advance(now, cid, txn);
-            self.finish_if_idle(now, cid, txn);
         }
     }
 
@@ -990,13 +585,8 @@ impl<R: Router> Proxy<R> {
     ) {
         let cid = cancels.and_then(|s| self.by_server.get(&s).copied());
         let Some(cid) = cid else {
-            let _ = txn.send_response(
-                now,
-                server,
-                cancel
-                    .response(481, "Call/Transaction Does Not Exist")
-                    .build(),
-            );
+            let resp = cancel.response(481, "Call/Transaction Does Not Exist");
+            let _ = txn.send_response(now, server, resp.build());
             return;
         };
         // §16.10: answer the CANCEL, then cancel every pending branch.
@@ -1004,18 +594,14 @@ impl<R: Router> Proxy<R> {
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
-        if call.final_sent {
-            return;
-        }
-        call.cancelled = true;
-        call.groups.clear();
         let reason = cancel
             .header_str(HeaderName::Reason)
             .and_then(Result::ok)
             .map(str::to_owned);
-        self.cancel_active(now, cid, reason.as_deref(), "cancelled upstream", txn);
-        // Branches that never rang are abandoned at once; wait only for the ringing ones.
-        self.finish_if_idle(now, cid, txn);
+        // Branches that never rang are abandoned at once; ringing ones get a CANCEL, and
+        // the caller its 487 without waiting for theirs.
+        call.engine.cancel(reason, "cancelled upstream");
+        self.drive(now, cid, txn);
     }
 
     /// ACK for a 2xx: forwarded statelessly along its route (§16.11).

@@ -26,6 +26,7 @@
 mod best;
 mod core;
 mod decision;
+pub mod engine;
 mod forward;
 mod policy;
 mod router;

@@ -1,0 +1,672 @@
+//! The failover engine: one call's target set and every decision on it, with no
+//! transactions and no messages to build. The proxy core and the user agent both drive it;
+//! they differ only in how a branch's request is made and where answers go.
+//!
+//! ```text
+//!  owner                               Engine
+//!  ─────                               ──────
+//!  start(now) ───────────────────────▶ next group ─▶ Step::Start{branch, target} per target
+//!  on_provisional / on_final ────────▶ timers, pattern, redirects, best response
+//!  on_failure (timeout, transport) ──▶   ─▶ Step::Cancel / Abandon / Redirect / Decision
+//!  handle_timeout(now) ──────────────▶   ─▶ Step::Done(Answered | Failed | Cancelled)
+//!  poll_step() ◀──────────────────────── one step at a time; poll_timeout() for the next deadline
+//! ```
+//!
+//! Branch ids are indices: the n-th `Start` is branch n.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rollover_sip::Message;
+
+use crate::best::{BestResponse, Outcome};
+use crate::decision::{Decision, Why};
+use crate::policy::FailoverPolicy;
+use crate::target::{Target, TargetPlan};
+
+/// A branch of a call: the n-th target started.
+pub type BranchId = usize;
+
+/// The `Reason` a CANCEL carries after another branch answered (RFC 3326).
+pub const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// Who decides on the Contacts of a 3xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// Every new Contact is tried (a proxy; a UA without a handler).
+    Follow,
+    /// The owner is asked with [`Step::Redirect`] and answers with [`Engine::redirect`].
+    Ask,
+}
+
+/// What the owner must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Start a branch: build the request for `target` and send it.
+    Start {
+        /// The new branch.
+        branch: BranchId,
+        /// Where to.
+        target: Target,
+    },
+    /// CANCEL a branch (the transaction waits for a provisional if none came yet, §9.1).
+    Cancel {
+        /// The branch.
+        branch: BranchId,
+        /// The Reason header value, if any.
+        reason: Option<String>,
+    },
+    /// Stop retransmitting a branch that never answered: no CANCEL before a provisional.
+    Abandon {
+        /// The branch.
+        branch: BranchId,
+    },
+    /// A 3xx offered these new targets (q-ordered, duplicates and tried ones removed,
+    /// within `max_targets`); answer with [`Engine::redirect`]. Only in [`RedirectMode::Ask`].
+    Redirect {
+        /// The branch that was redirected.
+        branch: BranchId,
+        /// The response (for its status and headers).
+        response: Message,
+        /// The candidates.
+        candidates: Vec<Target>,
+    },
+    /// A decision, for logs and timelines.
+    Decision(Decision),
+    /// The call is over.
+    Done(End),
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// This branch answered (2xx).
+    Answered(BranchId),
+    /// Every target failed; [`Engine::best_outcome`] says how.
+    Failed,
+    /// The call was cancelled by its owner.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Sent, nothing heard.
+    Trying,
+    /// 100 Trying heard: no longer silent, not yet ringing.
+    Heard,
+    /// A provisional above 100 arrived.
+    Ringing,
+    /// Left behind without a response; a late answer is still taken.
+    Abandoned,
+    /// CANCELled by us.
+    Cancelled,
+    /// A final response (or a failure ranked as one) arrived.
+    Completed,
+}
+
+#[derive(Debug)]
+struct Branch {
+    target: Target,
+    group: usize,
+    state: State,
+    no_response_at: Option<Instant>,
+    ring_at: Option<Instant>,
+    timer_c_at: Option<Instant>,
+}
+
+impl Branch {
+    fn is_active(&self) -> bool {
+        matches!(self.state, State::Trying | State::Heard | State::Ringing)
+    }
+
+    fn clear_timers(&mut self) {
+        self.no_response_at = None;
+        self.ring_at = None;
+        self.timer_c_at = None;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.no_response_at, self.ring_at, self.timer_c_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// One call's failover state. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    policy: FailoverPolicy,
+    mode: RedirectMode,
+    /// INVITE semantics: ring timer and Timer C apply.
+    invite: bool,
+    timer_c: Duration,
+    groups: VecDeque<Vec<Target>>,
+    /// Identities of targets tried or queued (3xx Contacts already seen are dropped).
+    seen: Vec<String>,
+    targets_used: usize,
+    group: usize,
+    branches: Vec<Branch>,
+    best: BestResponse,
+    answered: bool,
+    done: bool,
+    cancelled: bool,
+    /// Redirect questions not yet answered: the call waits for them before rolling over.
+    pending_redirects: usize,
+    steps: VecDeque<Step>,
+}
+
+impl Engine {
+    /// A call over `plan`. `invite` turns on the ring timer and Timer C.
+    pub fn new(
+        plan: TargetPlan,
+        policy: FailoverPolicy,
+        invite: bool,
+        timer_c: Duration,
+        mode: RedirectMode,
+    ) -> Engine {
+        Engine {
+            policy,
+            mode,
+            invite,
+            timer_c,
+            groups: plan.groups.into_iter().collect(),
+            seen: Vec::new(),
+            targets_used: 0,
+            group: 0,
+            branches: Vec::new(),
+            best: BestResponse::default(),
+            answered: false,
+            done: false,
+            cancelled: false,
+            pending_redirects: 0,
+            steps: VecDeque::new(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &FailoverPolicy {
+        &self.policy
+    }
+
+    /// The target of a branch.
+    pub fn target(&self, b: BranchId) -> Option<&Target> {
+        self.branches.get(b).map(|br| &br.target)
+    }
+
+    /// Whether a branch answered.
+    pub fn is_answered(&self) -> bool {
+        self.answered
+    }
+
+    /// Whether the call is over (answered, failed or cancelled).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The next step for the owner.
+    pub fn poll_step(&mut self) -> Option<Step> {
+        self.steps.pop_front()
+    }
+
+    /// The next deadline of any branch timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.branches.iter().filter_map(Branch::next_deadline).min()
+    }
+
+    /// The best final outcome so far (RFC 3261 §16.7 step 6).
+    pub(crate) fn best(&self) -> &BestResponse {
+        &self.best
+    }
+
+    /// The status the caller gets when every target failed.
+    pub fn best_status(&self) -> u16 {
+        self.best.status()
+    }
+
+    fn decide(&mut self, d: Decision) {
+        self.steps.push_back(Step::Decision(d));
+    }
+
+    fn name(&self, b: BranchId) -> String {
+        self.branches
+            .get(b)
+            .map(|br| br.target.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Starts the first group.
+    pub fn start(&mut self, now: Instant) {
+        self.next_group(now);
+    }
+
+    /// Starts the next group that yields a branch, or ends the call.
+    fn next_group(&mut self, now: Instant) {
+        if self.answered || self.done || self.cancelled || self.pending_redirects > 0 {
+            return;
+        }
+        let Some(group) = self.groups.pop_front() else {
+            return self.finish_if_idle();
+        };
+        self.group += 1;
+        for target in group {
+            if self.targets_used >= self.policy.max_targets {
+                self.groups.clear();
+                self.decide(Decision::TargetLimit {
+                    max_targets: self.policy.max_targets,
+                });
+                break;
+            }
+            self.targets_used += 1;
+            self.seen.push(target.identity());
+            let branch = self.branches.len();
+            self.branches.push(Branch {
+                target: target.clone(),
+                group: self.group,
+                state: State::Trying,
+                no_response_at: Some(now + self.policy.no_response_timeout),
+                ring_at: None,
+                timer_c_at: self.invite.then(|| now + self.timer_c),
+            });
+            self.decide(Decision::Trying {
+                target: target.to_string(),
+            });
+            self.decide(Decision::TimerArmed {
+                target: target.to_string(),
+                timer: "no-response",
+                after: self.policy.no_response_timeout,
+            });
+            self.steps.push_back(Step::Start { branch, target });
+        }
+        if !self.branches.iter().any(|b| b.group == self.group) {
+            self.next_group(now);
+        }
+    }
+
+    /// The owner could not start a branch (unresolvable host, no transaction): it counts as
+    /// a 503 and the call rolls over.
+    pub fn start_failed(&mut self, now: Instant, b: BranchId, why: Why) {
+        let Some(branch) = self.branches.get_mut(b) else {
+            return;
+        };
+        branch.state = State::Completed;
+        branch.clear_timers();
+        self.best.offer(Outcome::Synthetic(503));
+        let target = self.name(b);
+        self.decide(Decision::RolledOver { target, why });
+        self.advance(now);
+    }
+
+    /// A provisional arrived on a branch. Returns whether to relay it upstream.
+    pub fn on_provisional(&mut self, now: Instant, b: BranchId, code: u16) -> bool {
+        let (policy_ring, timer_c, invite) = (self.policy.ring_timeout, self.timer_c, self.invite);
+        let Some(branch) = self.branches.get_mut(b) else {
+            return false;
+        };
+        branch.no_response_at = None;
+        if matches!(
+            branch.state,
+            State::Trying | State::Heard | State::Abandoned
+        ) {
+            branch.state = if code == 100 {
+                State::Heard
+            } else {
+                State::Ringing
+            };
+        }
+        if code == 100 {
+            return false;
+        }
+        let mut armed = false;
+        if invite {
+            if branch.ring_at.is_none() && branch.state == State::Ringing {
+                branch.ring_at = Some(now + policy_ring);
+                armed = true;
+            }
+            // Timer C restarts with every provisional (§16.7 step 2).
+            branch.timer_c_at = Some(now + timer_c);
+        }
+        let relay = branch.state != State::Cancelled && !self.answered;
+        let target = self.name(b);
+        if armed {
+            self.decide(Decision::TimerArmed {
+                target: target.clone(),
+                timer: "ring",
+                after: policy_ring,
+            });
+        }
+        if relay {
+            self.decide(Decision::Ringing {
+                target,
+                status: code,
+            });
+        }
+        relay && !self.done
+    }
+
+    /// A final response arrived on a branch (the owner relays a 2xx upstream itself: every
+    /// 2xx goes up, RFC 3261 §16.7 step 5).
+    pub fn on_final(&mut self, now: Instant, b: BranchId, resp: &Message) {
+        let code = resp.status().unwrap_or(500);
+        let Some(branch) = self.branches.get_mut(b) else {
+            return;
+        };
+        branch.clear_timers();
+        let previous = std::mem::replace(&mut branch.state, State::Completed);
+        if (200..300).contains(&code) {
+            return self.on_answer(b, code);
+        }
+        match previous {
+            // Left behind and accounted for: only the final outcome matters now.
+            State::Cancelled => return self.finish_if_idle(),
+            State::Abandoned => {
+                self.best.offer(Outcome::Response(resp.clone()));
+                return self.finish_if_idle();
+            }
+            State::Completed => return,
+            _ => {}
+        }
+        if self.answered || self.done {
+            return;
+        }
+        if self.cancelled {
+            self.best.offer(Outcome::Response(resp.clone()));
+            return self.finish_if_idle();
+        }
+        let target = self.name(b);
+        if (300..400).contains(&code) && self.policy.follow_redirects {
+            let (candidates, dropped) = self.redirect_candidates(resp);
+            if self.mode == RedirectMode::Ask && !candidates.is_empty() {
+                self.pending_redirects += 1;
+                self.steps.push_back(Step::Redirect {
+                    branch: b,
+                    response: resp.clone(),
+                    candidates,
+                });
+                // The 3xx stands as this branch's outcome if nothing it offered is taken.
+                self.best.offer(Outcome::Response(resp.clone()));
+                return;
+            }
+            if !candidates.is_empty() {
+                return self.add_redirect_targets(now, &target, candidates, dropped);
+            }
+            if dropped > 0 {
+                // Every Contact was a duplicate, already tried, or over max_targets.
+                self.decide(Decision::Redirected {
+                    target: target.clone(),
+                    added: vec![],
+                    dropped,
+                });
+            }
+        }
+        self.best.offer(Outcome::Response(resp.clone()));
+        let pattern = &self.policy.on_response;
+        if code == 503 || pattern.rolls_over(code) {
+            let why = Why::Status {
+                status: code,
+                pattern: pattern.as_str().to_owned(),
+            };
+            self.decide(Decision::RolledOver { target, why });
+        } else {
+            self.groups.clear();
+            self.decide(Decision::Stopped {
+                target,
+                status: code,
+            });
+            if code >= 600 {
+                // A global failure: nothing else is worth ringing (§16.7 step 5).
+                self.cancel_active(None, "6xx received");
+            }
+        }
+        self.advance(now);
+    }
+
+    fn add_redirect_targets(
+        &mut self,
+        now: Instant,
+        target: &str,
+        added: Vec<Target>,
+        dropped: usize,
+    ) {
+        let names = added.iter().map(Target::to_string).collect();
+        for t in &added {
+            self.seen.push(t.identity());
+        }
+        // Each Contact alone, highest q first, before the remaining groups.
+        for t in added.into_iter().rev() {
+            self.groups.push_front(vec![t]);
+        }
+        self.decide(Decision::Redirected {
+            target: target.to_owned(),
+            added: names,
+            dropped,
+        });
+        self.advance(now);
+    }
+
+    /// The owner's answer to a [`Step::Redirect`]: the candidates it accepts, in order.
+    /// Accepting none rolls over (or ends the call) as the 3xx itself would.
+    pub fn redirect(
+        &mut self,
+        now: Instant,
+        b: BranchId,
+        status: u16,
+        accepted: Vec<Target>,
+        rejected: usize,
+    ) {
+        self.pending_redirects = self.pending_redirects.saturating_sub(1);
+        if self.answered || self.done || self.cancelled {
+            return self.finish_if_idle();
+        }
+        let target = self.name(b);
+        if accepted.is_empty() {
+            self.decide(Decision::Redirected {
+                target: target.clone(),
+                added: vec![],
+                dropped: rejected,
+            });
+            let pattern = &self.policy.on_response;
+            if pattern.rolls_over(status) {
+                let why = Why::Status {
+                    status,
+                    pattern: pattern.as_str().to_owned(),
+                };
+                self.decide(Decision::RolledOver { target, why });
+            } else {
+                self.groups.clear();
+                self.decide(Decision::Stopped { target, status });
+            }
+            return self.advance(now);
+        }
+        self.add_redirect_targets(now, &target, accepted, rejected);
+    }
+
+    /// The owner stops the call (CANCEL from upstream, the application hangs up).
+    pub fn cancel(&mut self, reason: Option<String>, why: &str) {
+        if self.done || self.answered {
+            return;
+        }
+        self.cancelled = true;
+        self.groups.clear();
+        self.pending_redirects = 0;
+        self.cancel_active(reason, why);
+        self.finish_if_idle();
+    }
+
+    /// A branch failed without a final response: transaction timeout (ranked 408) or
+    /// transport error (ranked 503).
+    pub fn on_failure(&mut self, now: Instant, b: BranchId, why: Why, synthetic: u16) {
+        let Some(branch) = self.branches.get_mut(b) else {
+            return;
+        };
+        let was_active = branch.is_active();
+        branch.clear_timers();
+        branch.state = State::Completed;
+        if !was_active {
+            return self.finish_if_idle();
+        }
+        self.best.offer(Outcome::Synthetic(synthetic));
+        if !self.answered && !self.done && !self.cancelled {
+            let target = self.name(b);
+            self.decide(Decision::RolledOver { target, why });
+        }
+        self.advance(now);
+        self.finish_if_idle();
+    }
+
+    fn on_answer(&mut self, b: BranchId, code: u16) {
+        let first = !self.answered;
+        self.answered = true;
+        self.groups.clear();
+        if first {
+            let target = self.name(b);
+            self.decide(Decision::Answered {
+                target,
+                status: code,
+            });
+            self.cancel_active(
+                Some(COMPLETED_ELSEWHERE.to_owned()),
+                "call completed elsewhere",
+            );
+            self.done = true;
+            self.steps.push_back(Step::Done(End::Answered(b)));
+        }
+    }
+
+    /// CANCELs every active branch, or abandons it when it has not rung yet (§9.1).
+    fn cancel_active(&mut self, reason: Option<String>, why: &str) {
+        let mut steps = Vec::new();
+        for (i, br) in self
+            .branches
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, b)| b.is_active())
+        {
+            steps.push((i, br.target.to_string()));
+            br.state = if br.state == State::Ringing {
+                State::Cancelled
+            } else {
+                State::Abandoned
+            };
+            br.clear_timers();
+        }
+        for (branch, target) in steps {
+            // The transaction sends the CANCEL now, or when a provisional arrives.
+            self.steps.push_back(Step::Cancel {
+                branch,
+                reason: reason.clone(),
+            });
+            self.decide(Decision::Cancelled {
+                target,
+                reason: why.to_owned(),
+            });
+        }
+    }
+
+    /// The Contacts of a 3xx as new targets: by q (highest first), without duplicates or
+    /// targets already tried, within `max_targets`. Returns them and how many were dropped.
+    fn redirect_candidates(&self, resp: &Message) -> (Vec<Target>, usize) {
+        let mut contacts: Vec<(u16, Target)> = Vec::new();
+        let mut dropped = 0;
+        for c in resp.contacts() {
+            match c
+                .ok()
+                .and_then(|c| Some((c.q().unwrap_or(1000), Target::parse(c.uri_str).ok()?)))
+            {
+                Some(qt) => contacts.push(qt),
+                None => dropped += 1,
+            }
+        }
+        contacts.sort_by_key(|(q, _)| std::cmp::Reverse(*q)); // stable: equal q keep their order
+        let queued: usize = self.groups.iter().map(Vec::len).sum();
+        let room = self
+            .policy
+            .max_targets
+            .saturating_sub(self.targets_used + queued);
+        let mut added: Vec<Target> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        for (_, t) in contacts {
+            let id = t.identity();
+            if self.seen.contains(&id) || ids.contains(&id) || added.len() >= room {
+                dropped += 1;
+                continue;
+            }
+            ids.push(id);
+            added.push(t);
+        }
+        (added, dropped)
+    }
+
+    /// After a branch ended: start the next group when the current one has nothing pending.
+    fn advance(&mut self, now: Instant) {
+        let group = self.group;
+        let pending = self
+            .branches
+            .iter()
+            .any(|b| b.group == group && b.is_active());
+        if !pending {
+            self.next_group(now);
+        }
+    }
+
+    /// Ends the call once nothing can still answer.
+    fn finish_if_idle(&mut self) {
+        let waiting = self.branches.iter().any(Branch::is_active)
+            || self.pending_redirects > 0
+            || (!self.groups.is_empty() && !self.cancelled);
+        if self.done || waiting {
+            return;
+        }
+        self.done = true;
+        let end = if self.cancelled {
+            End::Cancelled
+        } else {
+            End::Failed
+        };
+        self.steps.push_back(Step::Done(end));
+    }
+
+    /// Fires the branch timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for b in 0..self.branches.len() {
+            let Some(branch) = self.branches.get_mut(b) else {
+                continue;
+            };
+            if !branch.is_active() {
+                continue;
+            }
+            let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+            let provisional = matches!(branch.state, State::Ringing | State::Heard);
+            let (why, cancel) = if due(branch.no_response_at) {
+                (Why::NoResponse(self.policy.no_response_timeout), false)
+            } else if due(branch.ring_at) {
+                (Why::RingTimeout(self.policy.ring_timeout), true)
+            } else if due(branch.timer_c_at) {
+                // §16.8: CANCEL a branch that sent any provisional (a 100 too).
+                (Why::TimerC, provisional)
+            } else {
+                continue;
+            };
+            branch.state = if cancel {
+                State::Cancelled
+            } else {
+                State::Abandoned
+            };
+            branch.clear_timers();
+            self.steps.push_back(if cancel {
+                Step::Cancel {
+                    branch: b,
+                    reason: None,
+                }
+            } else {
+                // §9.1: no CANCEL before a provisional; stop retransmitting instead.
+                Step::Abandon { branch: b }
+            });
+            self.best.offer(Outcome::Synthetic(408));
+            let target = self.name(b);
+            self.decide(Decision::RolledOver { target, why });
+            self.advance(now);
+            self.finish_if_idle();
+        }
+    }
+}
