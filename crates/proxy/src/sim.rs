@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
-use rollover_txn::{Config, Peer, Transport, TransportError, TxnLayer};
+use rollover_txn::{Config, Peer, Transmit, Transport, TransportError, TxnLayer};
 
 use crate::core::{Proxy, ProxyConfig};
 use crate::decision::Decision;
@@ -214,17 +214,13 @@ impl Resolver for SimResolver {
 
 const CALLER: ([u8; 4], u16) = ([198, 51, 100, 1], 5060);
 
+/// A response a scripted target will send.
 #[derive(Debug)]
-enum Due {
-    /// A scripted target sends this response.
-    Respond {
-        from: Peer,
-        bytes: Bytes,
-        branch: String,
-        target: String,
-    },
-    /// The caller gives up.
-    CallerCancel,
+struct Due {
+    from: Peer,
+    bytes: Bytes,
+    branch: String,
+    target: String,
 }
 
 /// One line of the timeline.
@@ -261,9 +257,194 @@ impl Outcome {
     }
 }
 
-struct Uas {
-    /// INVITE branch → (final sent, steps pending)
+/// The scripted targets at work: they take what the element under test sends them and
+/// answer as the world says, on the virtual clock. Shared by `run` (a proxy) and the user
+/// agent's tests.
+#[derive(Debug)]
+pub struct Targets<'w> {
+    world: &'w World,
+    agenda: BinaryHeap<Reverse<(Instant, u64)>>,
+    due: HashMap<u64, Due>,
+    seq: u64,
+    /// INVITE branch → final sent (or cancelled).
     invites: HashMap<String, bool>,
+    cancelled: HashMap<String, bool>,
+    /// What happened, for a timeline: (time, text).
+    pub lines: Vec<(Instant, String)>,
+}
+
+impl<'w> Targets<'w> {
+    /// Targets behaving as `world` says.
+    pub fn new(world: &'w World) -> Targets<'w> {
+        Targets {
+            world,
+            agenda: BinaryHeap::new(),
+            due: HashMap::new(),
+            seq: 0,
+            invites: HashMap::new(),
+            cancelled: HashMap::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, at: Instant, due: Due) {
+        self.seq += 1;
+        self.due.insert(self.seq, due);
+        self.agenda.push(Reverse((at, self.seq)));
+    }
+
+    /// A request the element sent to a target.
+    pub fn on_request(&mut self, now: Instant, t: &Transmit, msg: &Message, txn: &mut TxnLayer) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let uri = msg.request_uri_str().unwrap_or_default().to_owned();
+        let branch = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
+        match method {
+            Method::Invite => {
+                let retrans = self.invites.contains_key(&branch);
+                let note = if retrans { " (retransmission)" } else { "" };
+                self.lines.push((now, format!("→ INVITE {uri}{note}")));
+                if retrans {
+                    return;
+                }
+                self.invites.insert(branch.clone(), false);
+                match self
+                    .world
+                    .behaviour(&uri)
+                    .cloned()
+                    .unwrap_or(Behaviour::Script(vec![]))
+                {
+                    Behaviour::Unreachable => {
+                        self.lines.push((now, format!("  ✗ {uri} unreachable")));
+                        if let Some(r) = t.txn {
+                            txn.handle_transport_error(r, TransportError::Refused);
+                        }
+                    }
+                    Behaviour::Script(steps) => {
+                        for s in steps {
+                            let mut b = msg
+                                .response(s.status, reason(s.status))
+                                .to_tag(&format!("uas-{}", s.status));
+                            for c in &s.contacts {
+                                b = b.header("Contact", &contact_value(c));
+                            }
+                            if (200..300).contains(&s.status) {
+                                b = b.header("Contact", &format!("<{uri}>"));
+                            }
+                            let due = Due {
+                                from: t.dest,
+                                bytes: b.build(),
+                                branch: branch.clone(),
+                                target: uri.clone(),
+                            };
+                            self.push(now + s.at, due);
+                        }
+                    }
+                }
+            }
+            Method::Cancel => {
+                self.lines
+                    .push((now, format!("→ CANCEL {uri}{}", reason_suffix(msg))));
+                let finished = self.invites.get(&branch).copied().unwrap_or(true);
+                let ok = msg.response(200, "OK").to_tag("uas-c").build();
+                self.push(
+                    now,
+                    Due {
+                        from: t.dest,
+                        bytes: ok,
+                        branch: String::new(),
+                        target: uri.clone(),
+                    },
+                );
+                if !finished {
+                    self.cancelled.insert(branch.clone(), true);
+                    self.invites.insert(branch.clone(), true);
+                    let invite_487 = Message::parse(
+                        msg.response(487, "Request Terminated")
+                            .to_tag("uas-487")
+                            .build(),
+                    )
+                    .ok()
+                    .and_then(|m| fix_cseq(&m, "INVITE"));
+                    if let Some(bytes) = invite_487 {
+                        self.push(
+                            now,
+                            Due {
+                                from: t.dest,
+                                bytes,
+                                branch,
+                                target: uri,
+                            },
+                        );
+                    }
+                }
+            }
+            Method::Ack => self.lines.push((now, format!("→ ACK {uri}"))),
+            Method::Bye => {
+                self.lines.push((now, format!("→ BYE {uri}")));
+                let ok = msg.response(200, "OK").build();
+                self.push(
+                    now,
+                    Due {
+                        from: t.dest,
+                        bytes: ok,
+                        branch: String::new(),
+                        target: uri,
+                    },
+                );
+            }
+            other => self.lines.push((now, format!("→ {other} {uri}"))),
+        }
+    }
+
+    /// When the next scripted response is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.agenda.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Sends the next due response into the transaction layer.
+    pub fn fire(&mut self, now: Instant, txn: &mut TxnLayer) {
+        let Some(Reverse((_, id))) = self.agenda.pop() else {
+            return;
+        };
+        let Some(Due {
+            from,
+            bytes,
+            branch,
+            target,
+        }) = self.due.remove(&id)
+        else {
+            return;
+        };
+        let Ok(resp) = Message::parse(bytes) else {
+            return;
+        };
+        let code = resp.status().unwrap_or(0);
+        let is_invite_resp = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
+        if is_invite_resp && !branch.is_empty() {
+            // Nothing after a final or a CANCEL.
+            if self.invites.get(&branch).copied().unwrap_or(false)
+                && !(code == 487 && self.cancelled.contains_key(&branch))
+            {
+                return;
+            }
+            if code >= 200 {
+                self.invites.insert(branch.clone(), true);
+                self.cancelled.remove(&branch);
+            }
+        }
+        if is_invite_resp {
+            let start_line = String::from_utf8_lossy(resp.start_line_bytes()).into_owned();
+            self.lines
+                .push((now, format!("← {start_line} from {target}")));
+        }
+        txn.handle_message(now, from, resp);
+    }
 }
 
 /// Runs `request` through a proxy with `router` against `world`, for at most `limit` of
@@ -293,35 +474,18 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
         decisions: Vec::new(),
         leftover: (0, 0),
     };
-    let mut agenda: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut due: HashMap<u64, Due> = HashMap::new();
-    let mut seq = 0u64;
-    let mut uas = Uas {
-        invites: HashMap::new(),
-    };
-    let mut cancelled: HashMap<String, bool> = HashMap::new();
+    let mut targets = Targets::new(world);
+    let mut caller_cancel = world.caller_cancel.map(|at| start + at);
     let mut now = start;
-    let line = |out: &mut Outcome, now: Instant, text: String| {
-        out.timeline.push(Line {
-            at: now - start,
-            text,
-        })
-    };
-
-    line(
-        &mut out,
+    let mut lines: Vec<(Instant, String)> = Vec::new();
+    lines.push((
         now,
         format!(
             "caller → {}",
             String::from_utf8_lossy(request.start_line_bytes())
         ),
-    );
+    ));
     txn.handle_message(now, caller, request.clone());
-    if let Some(at) = world.caller_cancel {
-        seq += 1;
-        due.insert(seq, Due::CallerCancel);
-        agenda.push(Reverse((start + at, seq)));
-    }
 
     loop {
         // Pump: events into the proxy, transmits into the world, until quiet.
@@ -334,7 +498,7 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
             while let Some((_, _, d)) = proxy.poll_decision() {
                 busy = true;
                 if !matches!(d, Decision::Trying { .. }) {
-                    line(&mut out, now, format!("  {d}"));
+                    lines.push((now, format!("  {d}")));
                 }
                 out.decisions.push(d);
             }
@@ -343,207 +507,74 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
                 let Ok(msg) = Message::parse(t.bytes.clone()) else {
                     continue;
                 };
-                if t.dest == caller {
-                    let status = msg.status();
-                    line(
-                        &mut out,
-                        now,
-                        format!(
-                            "caller ← {}",
-                            String::from_utf8_lossy(msg.start_line_bytes())
-                        ),
-                    );
-                    let for_invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
-                    if let Some(code) = status.filter(|c| *c >= 200 && for_invite) {
-                        out.final_status.get_or_insert(code);
-                        if let Some(ack) = caller_ack(request, &msg) {
-                            txn.handle_message(now, caller, ack);
-                        }
-                    }
+                if t.dest != caller {
+                    targets.on_request(now, &t, &msg, &mut txn);
+                    lines.append(&mut targets.lines);
                     continue;
                 }
-                let Some(method) = msg.method().cloned() else {
-                    continue;
-                };
-                let uri = msg.request_uri_str().unwrap_or_default().to_owned();
-                let branch = msg
-                    .top_via()
-                    .ok()
-                    .and_then(|v| v.branch().map(str::to_owned))
-                    .unwrap_or_default();
-                let behaviour = world
-                    .behaviour(&uri)
-                    .cloned()
-                    .unwrap_or(Behaviour::Script(vec![]));
-                match method {
-                    Method::Invite => {
-                        let retrans = uas.invites.contains_key(&branch);
-                        line(
-                            &mut out,
-                            now,
-                            format!(
-                                "→ INVITE {uri}{}",
-                                if retrans { " (retransmission)" } else { "" }
-                            ),
-                        );
-                        if retrans {
-                            continue;
-                        }
-                        uas.invites.insert(branch.clone(), false);
-                        match behaviour {
-                            Behaviour::Unreachable => {
-                                line(&mut out, now, format!("  ✗ {uri} unreachable"));
-                                if let Some(r) = t.txn {
-                                    txn.handle_transport_error(r, TransportError::Refused);
-                                }
-                            }
-                            Behaviour::Script(steps) => {
-                                for s in steps {
-                                    let mut b = msg
-                                        .response(s.status, reason(s.status))
-                                        .to_tag(&format!("uas-{}", s.status));
-                                    for c in &s.contacts {
-                                        b = b.header("Contact", &contact_value(c));
-                                    }
-                                    if (200..300).contains(&s.status) {
-                                        b = b.header("Contact", &format!("<{uri}>"));
-                                    }
-                                    seq += 1;
-                                    due.insert(
-                                        seq,
-                                        Due::Respond {
-                                            from: t.dest,
-                                            bytes: b.build(),
-                                            branch: branch.clone(),
-                                            target: uri.clone(),
-                                        },
-                                    );
-                                    agenda.push(Reverse((now + s.at, seq)));
-                                }
-                            }
-                        }
+                lines.push((
+                    now,
+                    format!(
+                        "caller ← {}",
+                        String::from_utf8_lossy(msg.start_line_bytes())
+                    ),
+                ));
+                let for_invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
+                if let Some(code) = msg.status().filter(|c| *c >= 200 && for_invite) {
+                    out.final_status.get_or_insert(code);
+                    if let Some(ack) = caller_ack(request, &msg) {
+                        txn.handle_message(now, caller, ack);
                     }
-                    Method::Cancel => {
-                        line(
-                            &mut out,
-                            now,
-                            format!("→ CANCEL {uri}{}", reason_suffix(&msg)),
-                        );
-                        let finished = uas.invites.get(&branch).copied().unwrap_or(true);
-                        let ok = msg.response(200, "OK").to_tag("uas-c").build();
-                        push_now(
-                            &mut agenda,
-                            &mut due,
-                            &mut seq,
-                            now,
-                            (t.dest, uri.clone()),
-                            ok,
-                            String::new(),
-                        );
-                        if !finished {
-                            cancelled.insert(branch.clone(), true);
-                            uas.invites.insert(branch.clone(), true);
-                            let invite_487 = rollover_sip::Message::parse(
-                                msg.response(487, "Request Terminated")
-                                    .to_tag("uas-487")
-                                    .build(),
-                            )
-                            .ok()
-                            .and_then(|m| fix_cseq(&m, "INVITE"));
-                            if let Some(b) = invite_487 {
-                                push_now(
-                                    &mut agenda,
-                                    &mut due,
-                                    &mut seq,
-                                    now,
-                                    (t.dest, uri.clone()),
-                                    b,
-                                    branch.clone(),
-                                );
-                            }
-                        }
-                    }
-                    Method::Ack => line(&mut out, now, format!("→ ACK {uri}")),
-                    other => line(&mut out, now, format!("→ {other} {uri}")),
                 }
             }
             if !busy {
                 break;
             }
         }
-        let next_agenda = agenda.peek().map(|Reverse((t, _))| *t);
-        let next = [next_agenda, txn.poll_timeout(), proxy.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            caller_cancel,
+            targets.next_due(),
+            txn.poll_timeout(),
+            proxy.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else { break };
         if next - start > limit {
-            line(
-                &mut out,
-                start + limit,
-                "simulation time limit reached".to_owned(),
-            );
+            lines.push((start + limit, "simulation time limit reached".to_owned()));
             break;
         }
         now = next.max(now);
-        if next_agenda == Some(next) {
-            if let Some(Reverse((_, id))) = agenda.pop() {
-                if let Some(Due::CallerCancel) = due.get(&id) {
-                    due.remove(&id);
-                    if out.final_status.is_none() {
-                        if let Some(c) = request
-                            .cancel(None)
-                            .ok()
-                            .and_then(|b| Message::parse(b).ok())
-                        {
-                            line(&mut out, now, "caller → CANCEL".to_owned());
-                            txn.handle_message(now, caller, c);
-                        }
-                    }
-                    continue;
-                }
-                if let Some(Due::Respond {
-                    from,
-                    bytes,
-                    branch,
-                    target,
-                }) = due.remove(&id)
+        if caller_cancel == Some(next) {
+            caller_cancel = None;
+            if out.final_status.is_none() {
+                if let Some(c) = request
+                    .cancel(None)
+                    .ok()
+                    .and_then(|b| Message::parse(b).ok())
                 {
-                    let Ok(resp) = Message::parse(bytes) else {
-                        continue;
-                    };
-                    let code = resp.status().unwrap_or(0);
-                    let is_invite_resp = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
-                    if is_invite_resp && !branch.is_empty() {
-                        // Nothing after a final or a CANCEL.
-                        if uas.invites.get(&branch).copied().unwrap_or(false)
-                            && !(code == 487 && cancelled.contains_key(&branch))
-                        {
-                            continue;
-                        }
-                        if code >= 200 {
-                            uas.invites.insert(branch.clone(), true);
-                            cancelled.remove(&branch);
-                        }
-                    }
-                    if is_invite_resp {
-                        line(
-                            &mut out,
-                            now,
-                            format!(
-                                "← {} from {target}",
-                                String::from_utf8_lossy(resp.start_line_bytes())
-                            ),
-                        );
-                    }
-                    txn.handle_message(now, from, resp);
+                    lines.push((now, "caller → CANCEL".to_owned()));
+                    txn.handle_message(now, caller, c);
                 }
             }
+            continue;
+        }
+        if targets.next_due() == Some(next) {
+            targets.fire(now, &mut txn);
+            lines.append(&mut targets.lines);
             continue;
         }
         txn.handle_timeout(now);
         proxy.handle_timeout(now, &mut txn);
     }
+    out.timeline = lines
+        .into_iter()
+        .map(|(at, text)| Line {
+            at: at - start,
+            text,
+        })
+        .collect();
     out.leftover = (proxy.calls(), txn.len());
     out
 }
@@ -561,28 +592,6 @@ fn reason_suffix(msg: &Message) -> String {
         .and_then(Result::ok)
         .map(|r| format!(" (Reason: {r})"))
         .unwrap_or_default()
-}
-
-fn push_now(
-    agenda: &mut BinaryHeap<Reverse<(Instant, u64)>>,
-    due: &mut HashMap<u64, Due>,
-    seq: &mut u64,
-    now: Instant,
-    (from, target): (Peer, String),
-    bytes: Bytes,
-    branch: String,
-) {
-    *seq += 1;
-    due.insert(
-        *seq,
-        Due::Respond {
-            from,
-            bytes,
-            branch,
-            target,
-        },
-    );
-    agenda.push(Reverse((now, *seq)));
 }
 
 /// The 487 for the INVITE is built from the CANCEL (same Via, tags, Call-ID); its CSeq
