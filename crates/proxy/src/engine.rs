@@ -493,6 +493,18 @@ impl Engine {
         self.finish_if_idle();
     }
 
+    /// The owner ends the call now with what it has (a redirect answered `Stop`): pending
+    /// branches are cancelled and the best response so far is the outcome.
+    pub fn stop(&mut self, why: &str) {
+        if self.done || self.answered {
+            return;
+        }
+        self.groups.clear();
+        self.pending_redirects = 0;
+        self.cancel_active(None, why);
+        self.finish_if_idle();
+    }
+
     /// A branch failed without a final response: transaction timeout (ranked 408) or
     /// transport error (ranked 503).
     pub fn on_failure(&mut self, now: Instant, b: BranchId, why: Why, synthetic: u16) {

@@ -1,0 +1,652 @@
+//! One outgoing call: the failover engine decides which target to try and when to leave it;
+//! this builds each INVITE, asks the application about redirects, and reports progress.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rollover_proxy::engine::{BranchId, End, Engine, RedirectMode, Step};
+use rollover_proxy::{default_port, Decision, FailoverPolicy, Resolver, Target, TargetPlan, Why};
+use rollover_sip::{Message, Method, RequestBuilder};
+use rollover_txn::{ClientTxn, Peer, TxnLayer};
+
+/// The application's answer about one redirect target (PJSUA's `pjsip_redirect_op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectDecision {
+    /// Try this target.
+    Accept,
+    /// Try this target and put it in the To header of this and later INVITEs.
+    AcceptReplace,
+    /// Skip this target; go on with the next.
+    Reject,
+    /// End the call now and report the 3xx.
+    Stop,
+    /// Decide later with [`OutgoingCall::process_redirect`] (within the time limit).
+    Pending,
+}
+
+/// Asked for each new target a 3xx offers.
+pub trait RedirectHandler: Send {
+    /// Decides on `target`, offered by `response`.
+    fn on_redirect(&mut self, target: &Target, response: &Message) -> RedirectDecision;
+}
+
+impl<F: FnMut(&Target, &Message) -> RedirectDecision + Send> RedirectHandler for F {
+    fn on_redirect(&mut self, target: &Target, response: &Message) -> RedirectDecision {
+        self(target, response)
+    }
+}
+
+/// What to do with redirects.
+pub enum Redirects {
+    /// Try every new Contact (the default: Rollover's job is to get the call answered).
+    Follow,
+    /// Treat a 3xx like any other final response.
+    Reject,
+    /// Ask the application, target by target.
+    Ask(Box<dyn RedirectHandler>),
+}
+
+impl std::fmt::Debug for Redirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Redirects::Follow => "Follow",
+            Redirects::Reject => "Reject",
+            Redirects::Ask(_) => "Ask",
+        })
+    }
+}
+
+/// How to place a call.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// Our identity, a name-addr without tag: `"Alice" <sip:alice@example.com>`.
+    pub from: String,
+    /// Where we can be reached: `<sip:alice@192.0.2.1:5060>`.
+    pub contact: String,
+    /// The address in our Via.
+    pub local: std::net::SocketAddr,
+    /// The targets: the primary first, then the alternates (or parallel groups).
+    pub targets: TargetPlan,
+    /// Timers, pattern, redirect rule and `max_targets` (default 5 for a call).
+    pub policy: FailoverPolicy,
+    /// Every INVITE goes through this proxy (a `Route` with `;lr`).
+    pub outbound_proxy: Option<Target>,
+    /// The SDP offer.
+    pub sdp: Option<Bytes>,
+    /// Extra headers on every INVITE.
+    pub headers: Vec<(String, String)>,
+    /// How long a `Pending` redirect may wait for the application (then the call stops).
+    pub redirect_timeout: Duration,
+    /// The Call-ID shared by every INVITE of the call.
+    pub call_id: String,
+    /// Our From tag, shared likewise.
+    pub from_tag: String,
+}
+
+impl CallOptions {
+    /// Options with the defaults: `max_targets` 5, the seed's timers, 30 s for a decision.
+    pub fn new(
+        from: &str,
+        local: std::net::SocketAddr,
+        targets: TargetPlan,
+        call_id: &str,
+        from_tag: &str,
+    ) -> CallOptions {
+        CallOptions {
+            from: from.to_owned(),
+            contact: format!("<sip:rollover@{local}>"),
+            local,
+            targets,
+            policy: FailoverPolicy {
+                max_targets: 5,
+                ..FailoverPolicy::default()
+            },
+            outbound_proxy: None,
+            sdp: None,
+            headers: Vec::new(),
+            redirect_timeout: Duration::from_secs(30),
+            call_id: call_id.to_owned(),
+            from_tag: from_tag.to_owned(),
+        }
+    }
+}
+
+/// How one target ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The target.
+    pub target: Target,
+    /// What happened, in words (`486 matched pattern …`, `no response within 10s`, `answered 200`).
+    pub how: String,
+}
+
+/// How the call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// The target that answered, if one did.
+    pub answered_by: Option<Target>,
+    /// The final status: the 2xx, or the best failure (RFC 3261 §16.7 rules).
+    pub status: u16,
+    /// Every target tried, in order, with how it ended.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Progress of a call, as an application sees it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// An INVITE went to this target.
+    Trying(Target),
+    /// A target is ringing (or sent another provisional).
+    Ringing(Target, u16),
+    /// A 3xx from this target offered these new targets.
+    Redirected(Target, Vec<Target>),
+    /// The application's decision on this redirect target is awaited.
+    RedirectPending(Target),
+    /// A target was left behind; the call rolls over.
+    RolledOver(Target, String),
+    /// A target answered.
+    Answered(Target, Message),
+    /// The call is over.
+    Ended(CallOutcome),
+}
+
+#[derive(Debug)]
+struct PendingRedirect {
+    branch: BranchId,
+    response: Message,
+    candidates: Vec<Target>,
+    next: usize,
+    accepted: Vec<Target>,
+    rejected: usize,
+    deadline: Option<Instant>,
+}
+
+/// One outgoing call, sans-IO: events and `now` in, transaction commands out.
+pub struct OutgoingCall {
+    opts: CallOptions,
+    engine: Engine,
+    redirects: Redirects,
+    resolver: Box<dyn Resolver + Send>,
+    cseq: u32,
+    /// The To header for new INVITEs (the original target, or an `AcceptReplace`d one).
+    to: String,
+    branches: Vec<Option<(ClientTxn, Message)>>,
+    pending: Option<PendingRedirect>,
+    attempts: Vec<Attempt>,
+    answered_by: Option<Target>,
+    events: VecDeque<CallEvent>,
+    ended: bool,
+    next_branch: u64,
+}
+
+impl std::fmt::Debug for OutgoingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingCall")
+            .field("call_id", &self.opts.call_id)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl OutgoingCall {
+    /// Starts the call: the first INVITE (or group of INVITEs) goes out.
+    pub fn start(
+        now: Instant,
+        opts: CallOptions,
+        redirects: Redirects,
+        resolver: Box<dyn Resolver + Send>,
+        txn: &mut TxnLayer,
+    ) -> OutgoingCall {
+        let to = opts
+            .targets
+            .groups
+            .first()
+            .and_then(|g| g.first())
+            .map(|t| format!("<{}>", t.uri))
+            .unwrap_or_default();
+        let mode = match redirects {
+            Redirects::Follow => RedirectMode::Follow,
+            Redirects::Reject | Redirects::Ask(_) => RedirectMode::Ask,
+        };
+        let mut policy = opts.policy.clone();
+        if matches!(redirects, Redirects::Reject) {
+            policy.follow_redirects = false;
+        }
+        let engine = Engine::new(
+            opts.targets.clone(),
+            policy,
+            true,
+            Duration::from_secs(181),
+            mode,
+        );
+        let mut call = OutgoingCall {
+            opts,
+            engine,
+            redirects,
+            resolver,
+            cseq: 0,
+            to,
+            branches: Vec::new(),
+            pending: None,
+            attempts: Vec::new(),
+            answered_by: None,
+            events: VecDeque::new(),
+            ended: false,
+            next_branch: 0,
+        };
+        call.engine.start(now);
+        call.drive(now, txn);
+        call
+    }
+
+    /// The Call-ID of every INVITE of this call.
+    pub fn call_id(&self) -> &str {
+        &self.opts.call_id
+    }
+
+    /// Whether the call is over.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether a client transaction belongs to this call.
+    pub fn owns(&self, client: ClientTxn) -> bool {
+        self.branch_of(client).is_some()
+    }
+
+    fn branch_of(&self, client: ClientTxn) -> Option<BranchId> {
+        self.branches
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|(c, _)| *c == client))
+    }
+
+    /// The next progress event.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next deadline (failover timers, a pending redirect's limit).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.engine.poll_timeout(),
+            self.pending.as_ref().and_then(|p| p.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A response on one of this call's INVITEs.
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        client: ClientTxn,
+        resp: Message,
+        txn: &mut TxnLayer,
+    ) {
+        let Some(b) = self.branch_of(client) else {
+            return;
+        };
+        let Some(code) = resp.status() else { return };
+        if code < 200 {
+            self.engine.on_provisional(now, b, code);
+        } else {
+            if (200..300).contains(&code) {
+                self.acknowledge(&resp, txn);
+                if self.answered_by.is_none() {
+                    let target = self.target(b);
+                    self.answered_by = Some(target.clone());
+                    self.events
+                        .push_back(CallEvent::Answered(target, resp.clone()));
+                }
+            }
+            self.engine.on_final(now, b, &resp);
+        }
+        self.drive(now, txn);
+    }
+
+    /// A transaction of this call timed out or its transport failed.
+    pub fn handle_failure(
+        &mut self,
+        now: Instant,
+        client: ClientTxn,
+        why: Why,
+        synthetic: u16,
+        txn: &mut TxnLayer,
+    ) {
+        if let Some(b) = self.branch_of(client) {
+            self.engine.on_failure(now, b, why, synthetic);
+            self.drive(now, txn);
+        }
+    }
+
+    /// Fires the call's timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
+        if self
+            .pending
+            .as_ref()
+            .and_then(|p| p.deadline)
+            .is_some_and(|d| d <= now)
+        {
+            // No decision in time: nothing the application did not approve is called.
+            self.pending = None;
+            self.engine.stop("no redirect decision in time");
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.drive(now, txn);
+    }
+
+    /// The application's late answer for the target announced by `RedirectPending`.
+    pub fn process_redirect(
+        &mut self,
+        now: Instant,
+        decision: RedirectDecision,
+        txn: &mut TxnLayer,
+    ) {
+        if self.pending.is_some() && decision != RedirectDecision::Pending {
+            self.apply(now, decision);
+            self.ask(now);
+        }
+        self.drive(now, txn);
+    }
+
+    /// Gives up: CANCELs what rings, abandons the rest; the call ends with 487.
+    pub fn cancel(&mut self, now: Instant, txn: &mut TxnLayer) {
+        self.pending = None;
+        self.engine.cancel(None, "cancelled by the application");
+        self.drive(now, txn);
+    }
+
+    fn target(&self, b: BranchId) -> Target {
+        self.engine.target(b).cloned().unwrap_or_else(|| Target {
+            uri: String::new(),
+            transport: rollover_txn::Transport::Udp,
+        })
+    }
+
+    /// The ACK for a 2xx (RFC 3261 §13.2.2.4): a transaction of its own, to the Contact,
+    /// along the route set.
+    fn acknowledge(&mut self, resp: &Message, txn: &mut TxnLayer) {
+        let Some(ack) = ack_for_2xx(&self.opts, resp, &mut self.next_branch) else {
+            return;
+        };
+        let dest = self.dest_for(&ack.0);
+        if let Some(dest) = dest {
+            txn.send_stateless(dest, ack.1);
+        }
+    }
+
+    fn dest_for(&self, uri: &str) -> Option<Peer> {
+        let hop = match &self.opts.outbound_proxy {
+            Some(p) => p.clone(),
+            None => Target::parse(uri).ok()?,
+        };
+        let sip = hop.sip_uri()?;
+        let port = sip.port.unwrap_or(default_port(hop.transport));
+        let host = sip.host.to_string();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = self.resolver.resolve(host, port, hop.transport)?;
+        Some(Peer {
+            transport: hop.transport,
+            addr,
+        })
+    }
+
+    fn drive(&mut self, now: Instant, txn: &mut TxnLayer) {
+        while let Some(step) = self.engine.poll_step() {
+            match step {
+                Step::Start { branch, target } => self.start_branch(now, branch, target, txn),
+                Step::Cancel { branch, reason } => {
+                    if let Some(Some((c, _))) = self.branches.get(branch) {
+                        let _ = txn.cancel(now, *c, reason.as_deref());
+                    }
+                }
+                Step::Abandon { branch } => {
+                    if let Some(Some((c, _))) = self.branches.get(branch) {
+                        txn.abandon(*c);
+                    }
+                }
+                Step::Redirect {
+                    branch,
+                    response,
+                    candidates,
+                } => {
+                    let target = self.target(branch);
+                    self.events
+                        .push_back(CallEvent::Redirected(target, candidates.clone()));
+                    self.pending = Some(PendingRedirect {
+                        branch,
+                        response,
+                        candidates,
+                        next: 0,
+                        accepted: Vec::new(),
+                        rejected: 0,
+                        deadline: None,
+                    });
+                    self.ask(now);
+                }
+                Step::Decision(d) => self.note(d),
+                Step::Done(end) => {
+                    self.ended = true;
+                    let status = match end {
+                        End::Answered(_) => 200,
+                        End::Cancelled => 487,
+                        End::Failed => self.engine.best_status(),
+                    };
+                    let outcome = CallOutcome {
+                        answered_by: self.answered_by.clone(),
+                        status: if self.answered_by.is_some() {
+                            200
+                        } else {
+                            status
+                        },
+                        attempts: self.attempts.clone(),
+                    };
+                    self.events.push_back(CallEvent::Ended(outcome));
+                }
+            }
+        }
+    }
+
+    /// Records decisions as attempts and events.
+    fn note(&mut self, d: Decision) {
+        let find = |s: &str| Target::parse(s.split(" (").next().unwrap_or(s)).ok();
+        match d {
+            Decision::Trying { target } => {
+                if let Some(t) = find(&target) {
+                    self.events.push_back(CallEvent::Trying(t));
+                }
+            }
+            Decision::Ringing { target, status } => {
+                if let Some(t) = find(&target) {
+                    self.events.push_back(CallEvent::Ringing(t, status));
+                }
+            }
+            Decision::RolledOver { target, why } => {
+                if let Some(t) = find(&target) {
+                    self.attempts.push(Attempt {
+                        target: t.clone(),
+                        how: why.to_string(),
+                    });
+                    self.events
+                        .push_back(CallEvent::RolledOver(t, why.to_string()));
+                }
+            }
+            Decision::Stopped { target, status } => {
+                if let Some(t) = find(&target) {
+                    self.attempts.push(Attempt {
+                        target: t,
+                        how: format!("{status}, final"),
+                    });
+                }
+            }
+            Decision::Redirected { target, added, .. } => {
+                if let Some(t) = find(&target) {
+                    self.attempts.push(Attempt {
+                        target: t,
+                        how: format!("redirected to [{}]", added.join(", ")),
+                    });
+                }
+            }
+            Decision::Answered { target, status } => {
+                if let Some(t) = find(&target) {
+                    self.attempts.push(Attempt {
+                        target: t,
+                        how: format!("answered {status}"),
+                    });
+                }
+            }
+            Decision::Cancelled { target, reason } => {
+                if let Some(t) = find(&target) {
+                    self.attempts.push(Attempt {
+                        target: t,
+                        how: format!("cancelled ({reason})"),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks the handler about the remaining candidates of the pending redirect.
+    fn ask(&mut self, now: Instant) {
+        loop {
+            let Some(p) = self.pending.as_mut() else {
+                return;
+            };
+            let Some(candidate) = p.candidates.get(p.next).cloned() else {
+                let p = self.pending.take();
+                if let Some(p) = p {
+                    let status = p.response.status().unwrap_or(300);
+                    self.engine
+                        .redirect(now, p.branch, status, p.accepted, p.rejected);
+                }
+                return;
+            };
+            let decision = match &mut self.redirects {
+                Redirects::Follow => RedirectDecision::Accept,
+                Redirects::Reject => RedirectDecision::Reject,
+                Redirects::Ask(h) => h.on_redirect(&candidate, &p.response),
+            };
+            if decision == RedirectDecision::Pending {
+                p.deadline = Some(now + self.opts.redirect_timeout);
+                self.events.push_back(CallEvent::RedirectPending(candidate));
+                return;
+            }
+            self.apply(now, decision);
+        }
+    }
+
+    /// Applies a decision to the candidate the pending redirect is at.
+    fn apply(&mut self, _now: Instant, decision: RedirectDecision) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        let Some(candidate) = p.candidates.get(p.next).cloned() else {
+            return;
+        };
+        p.deadline = None;
+        p.next += 1;
+        match decision {
+            RedirectDecision::Accept => p.accepted.push(candidate),
+            RedirectDecision::AcceptReplace => {
+                self.to = format!("<{}>", candidate.uri);
+                p.accepted.push(candidate);
+            }
+            RedirectDecision::Reject => p.rejected += 1,
+            RedirectDecision::Stop => {
+                self.pending = None;
+                self.engine.stop("the application stopped at a redirect");
+            }
+            RedirectDecision::Pending => {}
+        }
+    }
+
+    fn start_branch(&mut self, now: Instant, b: BranchId, target: Target, txn: &mut TxnLayer) {
+        self.cseq += 1;
+        self.next_branch += 1;
+        let invite = build_invite(&self.opts, &target, &self.to, self.cseq, self.next_branch);
+        let started = invite.and_then(|inv| {
+            let dest = self.dest_for(&target.uri)?;
+            let client = txn.send_request(now, inv.clone(), dest).ok()?;
+            Some((client, inv))
+        });
+        if self.branches.len() <= b {
+            self.branches.resize_with(b + 1, || None);
+        }
+        match started {
+            Some(s) => {
+                if let Some(slot) = self.branches.get_mut(b) {
+                    *slot = Some(s);
+                }
+            }
+            None => self.engine.start_failed(now, b, Why::Unresolvable),
+        }
+    }
+}
+
+fn build_invite(
+    opts: &CallOptions,
+    target: &Target,
+    to: &str,
+    cseq: u32,
+    n: u64,
+) -> Option<Message> {
+    // Unique per call (the From tag is) and per INVITE (n).
+    let via = format!(
+        "SIP/2.0/{} {};branch=z9hG4bK-{}-{n:x}",
+        target.transport, opts.local, opts.from_tag
+    );
+    let mut b = RequestBuilder::new(Method::Invite, &target.uri)
+        .via(&via)
+        .from(&format!("{};tag={}", opts.from, opts.from_tag))
+        .to(to)
+        .call_id(&opts.call_id)
+        .cseq(cseq)
+        .header("Contact", &opts.contact);
+    if let Some(p) = &opts.outbound_proxy {
+        b = b.header("Route", &format!("<{};lr>", p.uri));
+    }
+    for (n, v) in &opts.headers {
+        b = b.header(n, v);
+    }
+    if let Some(sdp) = &opts.sdp {
+        b = b.body("application/sdp", sdp.clone());
+    }
+    Message::parse(b.build().ok()?).ok()
+}
+
+/// The ACK for a 2xx: (next hop URI: the first route, else the Contact; bytes).
+fn ack_for_2xx(opts: &CallOptions, resp: &Message, n: &mut u64) -> Option<(String, Bytes)> {
+    let target = resp.contacts().next()?.ok()?.uri_str.to_owned();
+    *n += 1;
+    let to = String::from_utf8_lossy(resp.value_bytes(resp.header(rollover_sip::HeaderName::To)?))
+        .into_owned();
+    let mut b = RequestBuilder::new(Method::Ack, &target)
+        .via(&format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK-{}-ack{n:x}",
+            opts.local, opts.from_tag
+        ))
+        .from(&format!("{};tag={}", opts.from, opts.from_tag))
+        .to(&to)
+        .call_id(&opts.call_id)
+        .cseq(resp.cseq().ok()?.seq);
+    // The route set is the Record-Route in reverse order at the UAC (§12.1.2).
+    let routes: Vec<String> = resp
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| format!("<{}>", r.uri_str))
+        .collect();
+    for r in routes.iter().rev() {
+        b = b.header("Route", r);
+    }
+    let hop = routes
+        .last()
+        .map(|r| r.trim_start_matches('<').trim_end_matches('>').to_owned())
+        .unwrap_or(target);
+    Some((hop, b.build().ok()?))
+}
