@@ -106,6 +106,34 @@ pub async fn run<U: TransactionUser>(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    // No commands: a channel whose sender stays alive never yields.
+    let (_keep, mut none) = tokio::sync::mpsc::channel::<()>(1);
+    run_with_commands(
+        user,
+        txn,
+        transports,
+        inbound,
+        limits,
+        &mut none,
+        |_, _, (), _| {},
+        shutdown,
+    )
+    .await;
+}
+
+/// Like [`run`], and also hands each command from `commands` to `on_command` (an
+/// application's calls into a user agent), in the same task as everything else.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with_commands<U: TransactionUser, C>(
+    user: &mut U,
+    txn: &mut TxnLayer,
+    transports: &Transports,
+    inbound: &mut Receiver<Inbound>,
+    limits: Limits,
+    commands: &mut Receiver<C>,
+    mut on_command: impl FnMut(&mut U, Instant, C, &mut TxnLayer),
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
@@ -136,6 +164,14 @@ pub async fn run<U: TransactionUser>(
                     }
                     Some(Inbound::SendFailed { txn: None, error, dest }) => debug!(%dest, "stateless send failed: {error}"),
                     Some(Inbound::BadStream { source, error }) => warn!(%source, "closed a stream carrying unframeable bytes: {error}"),
+                }
+            }
+            cmd = commands.recv() => {
+                #[allow(clippy::disallowed_methods)]
+                let now = Instant::now();
+                match cmd {
+                    Some(c) => on_command(user, now, c, txn),
+                    None => return,
                 }
             }
             _ = sleep => {

@@ -148,8 +148,23 @@ pub enum CallEvent {
     RolledOver(Target, String),
     /// A target answered.
     Answered(Target, Message),
-    /// The call is over.
+    /// Targeting is over: answered, or every target failed, or cancelled.
     Ended(CallOutcome),
+    /// The answered call was hung up (`remote`: by the other side).
+    HungUp {
+        /// Whether the other side sent the BYE.
+        remote: bool,
+    },
+}
+
+/// What a BYE needs once a target answered (RFC 3261 §12.1.2).
+#[derive(Debug, Clone)]
+struct Dialog {
+    remote_target: String,
+    /// The route set, first hop first.
+    routes: Vec<String>,
+    /// The To header with the remote tag.
+    to: String,
 }
 
 #[derive(Debug)]
@@ -179,6 +194,9 @@ pub struct OutgoingCall {
     events: VecDeque<CallEvent>,
     ended: bool,
     next_branch: u64,
+    dialog: Option<Dialog>,
+    bye: Option<ClientTxn>,
+    hung_up: bool,
 }
 
 impl std::fmt::Debug for OutgoingCall {
@@ -235,6 +253,9 @@ impl OutgoingCall {
             events: VecDeque::new(),
             ended: false,
             next_branch: 0,
+            dialog: None,
+            bye: None,
+            hung_up: false,
         };
         call.engine.start(now);
         call.drive(now, txn);
@@ -253,7 +274,70 @@ impl OutgoingCall {
 
     /// Whether a client transaction belongs to this call.
     pub fn owns(&self, client: ClientTxn) -> bool {
-        self.branch_of(client).is_some()
+        self.bye == Some(client) || self.branch_of(client).is_some()
+    }
+
+    /// Whether the call is over and hung up (nothing more will happen).
+    pub fn is_finished(&self) -> bool {
+        self.ended && (self.answered_by.is_none() || self.hung_up)
+    }
+
+    /// Hangs up an answered call (BYE), or cancels one still being placed.
+    pub fn hangup(&mut self, now: Instant, txn: &mut TxnLayer) {
+        let Some(d) = self.dialog.clone() else {
+            return self.cancel(now, txn);
+        };
+        if self.bye.is_some() || self.hung_up {
+            return;
+        }
+        self.cseq += 1;
+        self.next_branch += 1;
+        let n = self.next_branch;
+        let mut b = RequestBuilder::new(Method::Bye, &d.remote_target)
+            .via(&format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK-{}-{n:x}",
+                self.opts.local, self.opts.from_tag
+            ))
+            .from(&format!("{};tag={}", self.opts.from, self.opts.from_tag))
+            .to(&d.to)
+            .call_id(&self.opts.call_id)
+            .cseq(self.cseq);
+        for r in &d.routes {
+            b = b.header("Route", r);
+        }
+        let hop = d
+            .routes
+            .first()
+            .map(|r| r.trim_start_matches('<').trim_end_matches('>').to_owned())
+            .unwrap_or(d.remote_target.clone());
+        let sent = b
+            .build()
+            .ok()
+            .and_then(|bytes| Message::parse(bytes).ok())
+            .zip(self.dest_for(&hop))
+            .and_then(|(bye, dest)| txn.send_request(now, bye, dest).ok());
+        match sent {
+            Some(c) => self.bye = Some(c),
+            None => {
+                self.hung_up = true;
+                self.events.push_back(CallEvent::HungUp { remote: false });
+            }
+        }
+    }
+
+    /// A BYE from the other side: answered 200, the call is over.
+    pub fn handle_bye(
+        &mut self,
+        now: Instant,
+        server: rollover_txn::ServerTxn,
+        bye: &Message,
+        txn: &mut TxnLayer,
+    ) {
+        let _ = txn.send_response(now, server, bye.response(200, "OK").build());
+        if !self.hung_up {
+            self.hung_up = true;
+            self.events.push_back(CallEvent::HungUp { remote: true });
+        }
     }
 
     fn branch_of(&self, client: ClientTxn) -> Option<BranchId> {
@@ -286,10 +370,17 @@ impl OutgoingCall {
         resp: Message,
         txn: &mut TxnLayer,
     ) {
+        let Some(code) = resp.status() else { return };
+        if self.bye == Some(client) {
+            if code >= 200 && !self.hung_up {
+                self.hung_up = true;
+                self.events.push_back(CallEvent::HungUp { remote: false });
+            }
+            return;
+        }
         let Some(b) = self.branch_of(client) else {
             return;
         };
-        let Some(code) = resp.status() else { return };
         if code < 200 {
             self.engine.on_provisional(now, b, code);
         } else {
@@ -298,6 +389,7 @@ impl OutgoingCall {
                 if self.answered_by.is_none() {
                     let target = self.target(b);
                     self.answered_by = Some(target.clone());
+                    self.dialog = dialog_of(&resp);
                     self.events
                         .push_back(CallEvent::Answered(target, resp.clone()));
                 }
@@ -316,6 +408,13 @@ impl OutgoingCall {
         synthetic: u16,
         txn: &mut TxnLayer,
     ) {
+        if self.bye == Some(client) {
+            if !self.hung_up {
+                self.hung_up = true;
+                self.events.push_back(CallEvent::HungUp { remote: false });
+            }
+            return;
+        }
         if let Some(b) = self.branch_of(client) {
             self.engine.on_failure(now, b, why, synthetic);
             self.drive(now, txn);
@@ -587,6 +686,25 @@ impl OutgoingCall {
             None => self.engine.start_failed(now, b, Why::Unresolvable),
         }
     }
+}
+
+/// The dialog a 2xx creates at the UAC: remote target from Contact, route set from
+/// Record-Route reversed, To with the remote tag.
+fn dialog_of(resp: &Message) -> Option<Dialog> {
+    let remote_target = resp.contacts().next()?.ok()?.uri_str.to_owned();
+    let mut routes: Vec<String> = resp
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| format!("<{}>", r.uri_str))
+        .collect();
+    routes.reverse();
+    let to = String::from_utf8_lossy(resp.value_bytes(resp.header(rollover_sip::HeaderName::To)?))
+        .into_owned();
+    Some(Dialog {
+        remote_target,
+        routes,
+        to,
+    })
 }
 
 fn build_invite(

@@ -21,11 +21,13 @@
 //! on top of this.
 
 mod call;
+mod endpoint;
 
 pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
     Redirects,
 };
+pub use endpoint::{CallHandle, Endpoint, SystemResolver};
 
 #[cfg(test)]
 mod tests;

@@ -425,3 +425,52 @@ fn defaults_follow_the_issue() {
         FailoverPolicy::default().no_response_timeout
     );
 }
+
+#[test]
+fn hangup_sends_bye_along_the_dialog() {
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let world = World::parse("a=200").unwrap();
+    let mut scripted = Targets::new(&world);
+    let mut txn = TxnLayer::new(Config::default());
+    let mut call = OutgoingCall::start(
+        start,
+        options(targets(&["sip:a@192.0.2.10"])),
+        Redirects::Follow,
+        Box::new(LiteralResolver),
+        &mut txn,
+    );
+    let mut events = vec![];
+    let mut byes = 0;
+    for round in 0..20 {
+        while let Some(ev) = txn.poll_event() {
+            if let Event::Response { txn: c, response } = ev {
+                call.handle_response(start, c, response, &mut txn);
+            }
+        }
+        while let Some(t) = txn.poll_transmit() {
+            let msg = Message::parse(t.bytes.clone()).unwrap();
+            if msg.method() == Some(&Method::Bye) {
+                byes += 1;
+            }
+            scripted.on_request(start, &t, &msg, &mut txn);
+        }
+        while scripted.next_due().is_some() {
+            scripted.fire(start, &mut txn);
+        }
+        while let Some(e) = call.poll_event() {
+            events.push(e);
+        }
+        if round == 5 {
+            call.hangup(start, &mut txn);
+        }
+    }
+    assert_eq!(byes, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, CallEvent::HungUp { remote: false })),
+        "{events:?}"
+    );
+    assert!(call.is_finished());
+}

@@ -1,0 +1,142 @@
+//! `rollover call`: place a call from the terminal, watch it roll over, decide redirects.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rollover_proxy::{Target, TargetPlan};
+use rollover_sip::Message;
+use rollover_ua::{CallEvent, CallOptions, Endpoint, RedirectDecision, Redirects};
+
+/// What the command line asked for.
+pub struct CallArgs {
+    pub target: String,
+    pub alt: Vec<String>,
+    pub from: String,
+    pub via_proxy: Option<String>,
+    pub max_targets: usize,
+    pub redirect: String,
+    pub hold: u64,
+    pub listen: SocketAddr,
+    pub no_response_timeout: String,
+    pub ring_timeout: String,
+}
+
+/// Places the call; exit status 0 when it was answered.
+pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(place(args))
+}
+
+fn ask_user(target: &Target) -> RedirectDecision {
+    say!("  redirect to {target}: [a]ccept, accept and [r]eplace To, re[j]ect, [s]top? ");
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return RedirectDecision::Stop;
+    }
+    match line.trim() {
+        "a" | "accept" | "" => RedirectDecision::Accept,
+        "r" | "replace" => RedirectDecision::AcceptReplace,
+        "j" | "reject" => RedirectDecision::Reject,
+        _ => RedirectDecision::Stop,
+    }
+}
+
+async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let mut targets = vec![Target::parse(&args.target).map_err(|e| anyhow!("{e}"))?];
+    for a in &args.alt {
+        targets.push(Target::parse(a).map_err(|e| anyhow!("--alt: {e}"))?);
+    }
+    let mut endpoint = Endpoint::bind(args.listen)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let local = endpoint.local_addr();
+    #[allow(clippy::disallowed_methods)] // unique ids for this call
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut opts = CallOptions::new(
+        &args.from,
+        local,
+        TargetPlan::serial(targets),
+        &format!("{stamp:x}-{}@{}", std::process::id(), local.ip()),
+        &format!("{:x}", stamp & 0xffff_ffff),
+    );
+    opts.policy.max_targets = args.max_targets;
+    let duration = |flag: &str, v: &str| {
+        rollover_proxy::sim::parse_duration(v)
+            .ok_or_else(|| anyhow!("{flag} {v:?}: expected 10, 1.5s or 800ms"))
+    };
+    opts.policy.no_response_timeout = duration("--no-response-timeout", &args.no_response_timeout)?;
+    opts.policy.ring_timeout = duration("--ring-timeout", &args.ring_timeout)?;
+    opts.outbound_proxy = match &args.via_proxy {
+        Some(p) => Some(Target::parse(p).map_err(|e| anyhow!("--via-proxy: {e}"))?),
+        None => None,
+    };
+    let redirects = match args.redirect.as_str() {
+        "follow" => Redirects::Follow,
+        "reject" => Redirects::Reject,
+        "ask" => Redirects::Ask(Box::new(|_: &Target, _: &Message| {
+            RedirectDecision::Pending
+        })),
+        other => {
+            return Err(anyhow!(
+                "--redirect {other:?}: expected ask, follow or reject"
+            ))
+        }
+    };
+    let mut call = endpoint
+        .call(opts, redirects)
+        .await
+        .ok_or(anyhow!("the endpoint stopped"))?;
+    let mut status = None;
+    while let Some(e) = call.next_event().await {
+        if std::env::var_os("ROLLOVER_DEBUG_EVENTS").is_some() {
+            eprintln!("event: {e:?}");
+        }
+        match e {
+            CallEvent::Trying(t) => say!("trying {t}"),
+            CallEvent::Ringing(t, code) => say!("  {t}: {code}"),
+            CallEvent::Redirected(t, to) => {
+                let to: Vec<String> = to.iter().map(ToString::to_string).collect();
+                say!("  {t} redirects to [{}]", to.join(", "));
+            }
+            CallEvent::RedirectPending(t) => {
+                let d = tokio::task::spawn_blocking(move || ask_user(&t))
+                    .await
+                    .unwrap_or(RedirectDecision::Stop);
+                call.process_redirect(d).await;
+            }
+            CallEvent::RolledOver(t, why) => say!("  left {t}: {why}"),
+            CallEvent::Answered(t, _) => {
+                say!("answered by {t}; holding {} s", args.hold);
+                tokio::time::sleep(Duration::from_secs(args.hold)).await;
+                call.hangup().await;
+            }
+            CallEvent::Ended(o) => {
+                status = Some(o.status);
+                if o.answered_by.is_none() {
+                    say!("not answered: {}", o.status);
+                    for a in &o.attempts {
+                        say!("  {}: {}", a.target, a.how);
+                    }
+                    break;
+                }
+            }
+            CallEvent::HungUp { remote } => {
+                say!("hung up{}", if remote { " by the other side" } else { "" });
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(match status {
+        Some(s) if (200..300).contains(&s) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
