@@ -24,7 +24,20 @@ impl Resolver for SystemResolver {
     }
 }
 
+/// How the application answers an incoming call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200 OK, with this SDP answer.
+    Accept(Option<bytes::Bytes>),
+    /// A final failure (486, 603…) with its reason phrase.
+    Reject(u16, String),
+    /// 302 with these Contacts (`sip:…` URIs, with `;q=` if wanted): the library as a
+    /// redirect server (PJSUA sends one by hanging up with a Contact list).
+    Redirect(Vec<String>),
+}
+
 enum Command {
+    Answer(u64, Answer),
     Call(
         u64,
         Box<CallOptions>,
@@ -37,9 +50,14 @@ enum Command {
 }
 
 /// Every call of an endpoint, as one transaction user.
-#[derive(Default)]
 struct Calls {
     calls: HashMap<u64, (OutgoingCall, mpsc::UnboundedSender<CallEvent>)>,
+    /// Incoming INVITEs: id → (transaction, request, our To tag, answered).
+    incoming: HashMap<u64, (rollover_txn::ServerTxn, rollover_sip::Message, String, bool)>,
+    incoming_tx: mpsc::UnboundedSender<IncomingCall>,
+    commands: mpsc::Sender<Command>,
+    local: SocketAddr,
+    next_incoming: u64,
 }
 
 impl Calls {
@@ -52,8 +70,45 @@ impl Calls {
         });
     }
 
+    fn answer(&mut self, now: Instant, id: u64, answer: Answer, txn: &mut TxnLayer) {
+        let Some((server, req, tag, answered)) = self.incoming.get_mut(&id) else {
+            return;
+        };
+        let resp = match answer {
+            Answer::Accept(sdp) => {
+                *answered = true;
+                let b = req
+                    .response(200, "OK")
+                    .to_tag(tag)
+                    .copy_record_route()
+                    .header("Contact", &format!("<sip:rollover@{}>", self.local));
+                match sdp {
+                    Some(body) => b.body("application/sdp", body).build(),
+                    None => b.build(),
+                }
+            }
+            Answer::Reject(code, reason) => req.response(code, &reason).to_tag(tag).build(),
+            Answer::Redirect(contacts) => {
+                let mut b = req.response(302, "Moved Temporarily").to_tag(tag);
+                for c in &contacts {
+                    let value = match c.split_once(";q=") {
+                        Some((uri, q)) => format!("<{uri}>;q={q}"),
+                        None => format!("<{c}>"),
+                    };
+                    b = b.header("Contact", &value);
+                }
+                b.build()
+            }
+        };
+        let _ = txn.send_response(now, *server, resp);
+        if !*answered {
+            self.incoming.remove(&id);
+        }
+    }
+
     fn command(&mut self, now: Instant, cmd: Command, txn: &mut TxnLayer) {
         match cmd {
+            Command::Answer(id, answer) => self.answer(now, id, answer, txn),
             Command::Call(id, opts, redirects, tx) => {
                 let call =
                     OutgoingCall::start(now, *opts, redirects, Box::new(SystemResolver), txn);
@@ -107,9 +162,50 @@ impl TransactionUser for Calls {
                     .calls
                     .values_mut()
                     .find(|(c, _)| c.call_id() == call_id);
+                let answered_in = self
+                    .incoming
+                    .iter()
+                    .find(|(_, (_, r, _, _))| r.call_id().ok() == Some(call_id.as_str()))
+                    .map(|(id, _)| *id);
                 match (request.method(), call) {
                     (Some(Method::Bye), Some((call, _))) => {
                         call.handle_bye(now, server, &request, txn)
+                    }
+                    (Some(Method::Bye), None) if answered_in.is_some() => {
+                        let _ = txn.send_response(now, server, request.response(200, "OK").build());
+                        if let Some(id) = answered_in {
+                            self.incoming.remove(&id);
+                        }
+                    }
+                    (Some(Method::Invite), None) if request.to_tag().is_none() => {
+                        self.next_incoming += 1;
+                        let id = self.next_incoming;
+                        let tag = format!("rl{id:x}{:x}", call_id.len());
+                        let handle = IncomingCall {
+                            id,
+                            request: request.clone(),
+                            commands: self.commands.clone(),
+                        };
+                        if self.incoming_tx.send(handle).is_ok() {
+                            self.incoming.insert(id, (server, request, tag, false));
+                        } else {
+                            let resp = request
+                                .response(480, "Temporarily Unavailable")
+                                .to_tag(&tag);
+                            let _ = txn.send_response(now, server, resp.build());
+                        }
+                    }
+                    (Some(Method::Cancel), None) => {
+                        let _ = txn.send_response(now, server, request.response(200, "OK").build());
+                        if let Some(id) = answered_in {
+                            if let Some((inv, req, tag, false)) = self.incoming.remove(&id) {
+                                let _ = txn.send_response(
+                                    now,
+                                    inv,
+                                    req.response(487, "Request Terminated").to_tag(&tag).build(),
+                                );
+                            }
+                        }
                     }
                     // Incoming calls are not taken yet.
                     _ => {
@@ -146,8 +242,25 @@ impl TransactionUser for Calls {
 #[derive(Debug)]
 pub struct Endpoint {
     commands: mpsc::Sender<Command>,
+    incoming: mpsc::UnboundedReceiver<IncomingCall>,
     local: SocketAddr,
     next: u64,
+}
+
+/// An INVITE received by an [`Endpoint`], waiting for the application's [`Answer`].
+#[derive(Debug)]
+pub struct IncomingCall {
+    id: u64,
+    /// The INVITE.
+    pub request: rollover_sip::Message,
+    commands: mpsc::Sender<Command>,
+}
+
+impl IncomingCall {
+    /// Answers it: accept, reject, or redirect.
+    pub async fn answer(&self, answer: Answer) {
+        let _ = self.commands.send(Command::Answer(self.id, answer)).await;
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -178,8 +291,16 @@ impl Endpoint {
         let (transports, mut inbound) = Transports::bind(cfg).await?;
         let local = transports.local_addr(Transport::Udp).unwrap_or(listen);
         let (commands, mut rx) = mpsc::channel(64);
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let mut calls = Calls {
+            calls: HashMap::new(),
+            incoming: HashMap::new(),
+            incoming_tx,
+            commands: commands.clone(),
+            local,
+            next_incoming: 0,
+        };
         tokio::spawn(async move {
-            let mut calls = Calls::default();
             let mut txn = TxnLayer::new(rollover_txn::Config::default());
             driver::run_with_commands(
                 &mut calls,
@@ -196,9 +317,15 @@ impl Endpoint {
         });
         Ok(Endpoint {
             commands,
+            incoming,
             local,
             next: 0,
         })
+    }
+
+    /// The next incoming call (INVITE), to answer with [`IncomingCall::answer`].
+    pub async fn next_incoming(&mut self) -> Option<IncomingCall> {
+        self.incoming.recv().await
     }
 
     /// The address the endpoint listens on (for Via and Contact).

@@ -27,7 +27,7 @@ pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
     Redirects,
 };
-pub use endpoint::{CallHandle, Endpoint, SystemResolver};
+pub use endpoint::{Answer, CallHandle, Endpoint, IncomingCall, SystemResolver};
 
 #[cfg(test)]
 mod tests;
