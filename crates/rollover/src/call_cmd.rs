@@ -22,6 +22,7 @@ pub struct CallArgs {
     pub listen: SocketAddr,
     pub no_response_timeout: String,
     pub ring_timeout: String,
+    pub auth: Option<(String, String)>,
 }
 
 /// Places the call; exit status 0 when it was answered.
@@ -74,6 +75,9 @@ async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     opts.policy.no_response_timeout = duration("--no-response-timeout", &args.no_response_timeout)?;
     opts.policy.ring_timeout = duration("--ring-timeout", &args.ring_timeout)?;
+    opts.credentials = args
+        .auth
+        .map(|(username, password)| rollover_ua::Credentials { username, password });
     opts.outbound_proxy = match &args.via_proxy {
         Some(p) => Some(Target::parse(p).map_err(|e| anyhow!("--via-proxy: {e}"))?),
         None => None,

@@ -109,6 +109,12 @@ enum Command {
         /// CANCEL a target that rings longer than this.
         #[arg(long, default_value = "20")]
         ring_timeout: String,
+        /// User name for digest challenges (401/407).
+        #[arg(long)]
+        auth_user: Option<String>,
+        /// Password for digest challenges.
+        #[arg(long)]
+        auth_password: Option<String>,
     },
     /// Parse one SIP message from a file (or `-` for stdin) and print its start line and
     /// decoded headers. Exits 0 when the message is accepted, 1 with the reason otherwise.
@@ -150,6 +156,8 @@ fn main() -> ExitCode {
             listen,
             no_response_timeout,
             ring_timeout,
+            auth_user,
+            auth_password,
         } => call_cmd::run(call_cmd::CallArgs {
             target,
             alt,
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
             listen,
             no_response_timeout,
             ring_timeout,
+            auth: auth_user.zip(auth_password),
         }),
     };
     match result {

@@ -1087,6 +1087,71 @@ mod ua {
     }
 
     #[test]
+    fn redirect_stopped_at_the_terminal_ends_with_the_3xx() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("uastop");
+        let contacts = "Contact: <sip:somewhere@127.0.0.1:9>\n".to_string();
+        let (_r, pr) = callee(
+            &dir,
+            "redir",
+            &reject_scenario(&dir, "r.xml", "302", "Moved Temporarily", "0", &contacts),
+            1,
+            "u1",
+        );
+        let (code, out) = call(
+            &args(&[
+                &format!("sip:r@127.0.0.1:{pr}"),
+                "--redirect",
+                "ask",
+                "--hold",
+                "0",
+            ]),
+            "s\n",
+        );
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("not answered: 302"), "{out}");
+        assert!(!out.contains("trying sip:somewhere"), "{out}");
+    }
+
+    #[test]
+    fn digest_challenges_are_answered() {
+        if !sipp_available() {
+            return;
+        }
+        // SIPp's verifier checks MD5; SHA-256 is checked against RFC 7616's own example in
+        // the digest module's unit tests.
+        for (alg, password, answered) in [("MD5", "secret", true), ("MD5", "other", false)] {
+            let dir = Dir::new(&format!("uadigest-{alg}-{password}"));
+            let scenario = dir.scenario(
+                "uas_digest.xml",
+                "a.xml",
+                &[("ALGORITHM", alg), ("PASSWORD", password)],
+            );
+            let (_a, pa) = callee(&dir, "a", &scenario, 1, "u1");
+            let (code, out) = call(
+                &args(&[
+                    &format!("sip:a@127.0.0.1:{pa}"),
+                    "--auth-user",
+                    "alice",
+                    "--auth-password",
+                    "secret",
+                    "--hold",
+                    "0",
+                ]),
+                "",
+            );
+            if answered {
+                assert_eq!(code, Some(0), "{alg}: {out}");
+            } else {
+                assert_ne!(code, Some(0), "wrong password must not get in: {out}");
+                assert!(out.contains("403"), "{out}");
+            }
+        }
+    }
+
+    #[test]
     fn the_same_call_through_rollover_proxy() {
         if !sipp_available() {
             return;

@@ -82,6 +82,8 @@ pub struct CallOptions {
     pub call_id: String,
     /// Our From tag, shared likewise.
     pub from_tag: String,
+    /// Answers 401/407 challenges, once per target (digest, MD5 or SHA-256, qop=auth).
+    pub credentials: Option<crate::digest::Credentials>,
 }
 
 impl CallOptions {
@@ -108,6 +110,7 @@ impl CallOptions {
             redirect_timeout: Duration::from_secs(30),
             call_id: call_id.to_owned(),
             from_tag: from_tag.to_owned(),
+            credentials: None,
         }
     }
 }
@@ -197,6 +200,8 @@ pub struct OutgoingCall {
     dialog: Option<Dialog>,
     bye: Option<ClientTxn>,
     hung_up: bool,
+    /// Branches whose challenge was answered already (once per target).
+    authed: Vec<BranchId>,
 }
 
 impl std::fmt::Debug for OutgoingCall {
@@ -256,6 +261,7 @@ impl OutgoingCall {
             dialog: None,
             bye: None,
             hung_up: false,
+            authed: Vec::new(),
         };
         call.engine.start(now);
         call.drive(now, txn);
@@ -381,6 +387,12 @@ impl OutgoingCall {
         let Some(b) = self.branch_of(client) else {
             return;
         };
+        if (code == 401 || code == 407) && self.answer_challenge(now, b, &resp, txn) {
+            // The target answered; the same branch goes on with the authenticated INVITE.
+            self.engine.on_provisional(now, b, 100);
+            self.drive(now, txn);
+            return;
+        }
         if code < 200 {
             self.engine.on_provisional(now, b, code);
         } else {
@@ -665,10 +677,73 @@ impl OutgoingCall {
         }
     }
 
+    /// Re-sends a branch's INVITE with credentials for a 401/407 (RFC 3261 §22.2), once.
+    fn answer_challenge(
+        &mut self,
+        now: Instant,
+        b: BranchId,
+        resp: &Message,
+        txn: &mut TxnLayer,
+    ) -> bool {
+        let Some(creds) = self.opts.credentials.clone() else {
+            return false;
+        };
+        if self.authed.contains(&b) {
+            return false;
+        }
+        let (challenge, answer_as) = if resp.status() == Some(407) {
+            (
+                rollover_sip::HeaderName::ProxyAuthenticate,
+                "Proxy-Authorization",
+            )
+        } else {
+            (rollover_sip::HeaderName::WwwAuthenticate, "Authorization")
+        };
+        let target = self.target(b);
+        let cnonce = format!("{}{:x}", self.opts.from_tag, self.next_branch + 1);
+        let Some(value) = resp
+            .auths(challenge)
+            .filter_map(Result::ok)
+            .find_map(|c| crate::digest::authorization(&c, &creds, "INVITE", &target.uri, &cnonce))
+        else {
+            return false;
+        };
+        self.cseq += 1;
+        self.next_branch += 1;
+        let Some(invite) = build_invite(
+            &self.opts,
+            &target,
+            &self.to,
+            self.cseq,
+            self.next_branch,
+            Some((answer_as, value)),
+        ) else {
+            return false;
+        };
+        let Some(dest) = self.dest_for(&target.uri) else {
+            return false;
+        };
+        let Ok(client) = txn.send_request(now, invite.clone(), dest) else {
+            return false;
+        };
+        if let Some(slot) = self.branches.get_mut(b) {
+            *slot = Some((client, invite));
+        }
+        self.authed.push(b);
+        true
+    }
+
     fn start_branch(&mut self, now: Instant, b: BranchId, target: Target, txn: &mut TxnLayer) {
         self.cseq += 1;
         self.next_branch += 1;
-        let invite = build_invite(&self.opts, &target, &self.to, self.cseq, self.next_branch);
+        let invite = build_invite(
+            &self.opts,
+            &target,
+            &self.to,
+            self.cseq,
+            self.next_branch,
+            None,
+        );
         let started = invite.and_then(|inv| {
             let dest = self.dest_for(&target.uri)?;
             let client = txn.send_request(now, inv.clone(), dest).ok()?;
@@ -713,6 +788,7 @@ fn build_invite(
     to: &str,
     cseq: u32,
     n: u64,
+    auth: Option<(&str, String)>,
 ) -> Option<Message> {
     // Unique per call (the From tag is) and per INVITE (n).
     let via = format!(
@@ -731,6 +807,9 @@ fn build_invite(
     }
     for (n, v) in &opts.headers {
         b = b.header(n, v);
+    }
+    if let Some((name, value)) = auth {
+        b = b.header(name, &value);
     }
     if let Some(sdp) = &opts.sdp {
         b = b.body("application/sdp", sdp.clone());

@@ -21,12 +21,14 @@
 //! on top of this.
 
 mod call;
+mod digest;
 mod endpoint;
 
 pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
     Redirects,
 };
+pub use digest::{authorization, Credentials};
 pub use endpoint::{Answer, CallHandle, Endpoint, IncomingCall, SystemResolver};
 
 #[cfg(test)]
