@@ -484,7 +484,17 @@ fn redirect_duplicates_and_tried_targets_are_not_offered() {
         RedirectDecision::Accept
     };
     let world = "a=302(sip:a@192.0.2.10,sip:x@192.0.2.20,sip:x@192.0.2.20:5060;q=0.9) x=200";
-    let r = run(options(targets(&["sip:a@192.0.2.10"])), Redirects::Ask(Box::new(handler)), world, vec![], None);
-    assert_eq!(*asked.lock().unwrap(), ["sip:x@192.0.2.20"], "a was tried, the second x is the same target");
+    let r = run(
+        options(targets(&["sip:a@192.0.2.10"])),
+        Redirects::Ask(Box::new(handler)),
+        world,
+        vec![],
+        None,
+    );
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["sip:x@192.0.2.20"],
+        "a was tried, the second x is the same target"
+    );
     assert_eq!(answered(&r).as_deref(), Some("sip:x@192.0.2.20"));
 }
