@@ -25,5 +25,4 @@ exec cargo +nightly fuzz run --sanitizer none "$target" \
     -rss_limit_mb=2048 \
     -dict=fuzz/sip.dict \
     -print_final_stats=1 \
-    -artifact_prefix="fuzz/artifacts/$target/" \
     "$@"
