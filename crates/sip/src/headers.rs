@@ -514,6 +514,13 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_without_value_fails_validation() {
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:b@h>;tag\r\nFrom: <sip:a@h>;tag=f1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        let m = Message::parse(text.as_bytes().to_vec()).unwrap();
+        assert_eq!(m.validate().unwrap_err().kind, ErrorKind::BadHeader("To"));
+    }
+
+    #[test]
     fn cseq_bounds() {
         assert_eq!(CSeq::parse("0009\r\n  INVITE").unwrap().seq, 9);
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());

@@ -43,8 +43,16 @@ impl Message {
                 }
             }
         }
-        self.from_header()?;
-        self.to_header()?;
+        for (name, addr) in [
+            (HeaderName::From, self.from_header()?),
+            (HeaderName::To, self.to_header()?),
+        ] {
+            // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
+            if addr.params.get("tag") == Some(None) {
+                let at = self.header(name).map_or(0, |h| h.offset());
+                return Err(ErrorKind::BadHeader(header_label(name)).at(at));
+            }
+        }
         self.call_id()?;
         let cseq = self.cseq()?;
         let mut any_via = false;
