@@ -11,18 +11,43 @@ use rollover_sip::Message;
 use rollover_ua::{CallEvent, CallOptions, Endpoint, RedirectDecision, Redirects};
 
 /// What the command line asked for.
+#[derive(Debug, clap::Args)]
 pub struct CallArgs {
+    /// The primary target (sip: URI; `/TCP` or `;transport=tcp` for TCP).
     pub target: String,
+    /// An alternate target, tried when the previous ones fail (repeatable).
+    #[arg(long)]
     pub alt: Vec<String>,
+    /// Our identity.
+    #[arg(long, default_value = "<sip:rollover@127.0.0.1>")]
     pub from: String,
+    /// Send every INVITE through this proxy.
+    #[arg(long)]
     pub via_proxy: Option<String>,
+    /// Most targets tried, redirects included.
+    #[arg(long, default_value_t = 5)]
     pub max_targets: usize,
+    /// What to do with 3xx redirects: ask (prompt for each target), follow, reject.
+    #[arg(long, default_value = "follow")]
     pub redirect: String,
+    /// Seconds to stay in the call once answered, before hanging up.
+    #[arg(long, default_value_t = 2)]
     pub hold: u64,
+    /// Local UDP address (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Leave a target that sends no response at all within this (`10`, `1.5s`, `800ms`).
+    #[arg(long, default_value = "10")]
     pub no_response_timeout: String,
+    /// CANCEL a target that rings longer than this.
+    #[arg(long, default_value = "20")]
     pub ring_timeout: String,
-    pub auth: Option<(String, String)>,
+    /// User name for digest challenges (401/407).
+    #[arg(long)]
+    pub auth_user: Option<String>,
+    /// Password for digest challenges.
+    #[arg(long)]
+    pub auth_password: Option<String>,
 }
 
 /// Places the call; exit status 0 when it was answered.
@@ -76,7 +101,9 @@ async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
     opts.policy.no_response_timeout = duration("--no-response-timeout", &args.no_response_timeout)?;
     opts.policy.ring_timeout = duration("--ring-timeout", &args.ring_timeout)?;
     opts.credentials = args
-        .auth
+        .auth_user
+        .clone()
+        .zip(args.auth_password.clone())
         .map(|(username, password)| rollover_ua::Credentials { username, password });
     opts.outbound_proxy = match &args.via_proxy {
         Some(p) => Some(Target::parse(p).map_err(|e| anyhow!("--via-proxy: {e}"))?),

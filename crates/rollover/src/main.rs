@@ -79,43 +79,7 @@ enum Command {
     },
     /// Place a call: the target, then each --alt in turn until one answers; 3xx redirects
     /// followed, rejected, or asked about. Exit status 0 when answered.
-    Call {
-        /// The primary target (sip: URI; `/TCP` or `;transport=tcp` for TCP).
-        target: String,
-        /// An alternate target, tried when the previous ones fail (repeatable).
-        #[arg(long)]
-        alt: Vec<String>,
-        /// Our identity.
-        #[arg(long, default_value = "<sip:rollover@127.0.0.1>")]
-        from: String,
-        /// Send every INVITE through this proxy.
-        #[arg(long)]
-        via_proxy: Option<String>,
-        /// Most targets tried, redirects included.
-        #[arg(long, default_value_t = 5)]
-        max_targets: usize,
-        /// What to do with 3xx redirects: ask (prompt for each target), follow, reject.
-        #[arg(long, default_value = "follow")]
-        redirect: String,
-        /// Seconds to stay in the call once answered, before hanging up.
-        #[arg(long, default_value_t = 2)]
-        hold: u64,
-        /// Local UDP address (port 0 picks one).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// Leave a target that sends no response at all within this (`10`, `1.5s`, `800ms`).
-        #[arg(long, default_value = "10")]
-        no_response_timeout: String,
-        /// CANCEL a target that rings longer than this.
-        #[arg(long, default_value = "20")]
-        ring_timeout: String,
-        /// User name for digest challenges (401/407).
-        #[arg(long)]
-        auth_user: Option<String>,
-        /// Password for digest challenges.
-        #[arg(long)]
-        auth_password: Option<String>,
-    },
+    Call(call_cmd::CallArgs),
     /// Parse one SIP message from a file (or `-` for stdin) and print its start line and
     /// decoded headers. Exits 0 when the message is accepted, 1 with the reason otherwise.
     Parse {
@@ -145,32 +109,7 @@ fn main() -> ExitCode {
             limit,
         } => plan_cmd::simulate(&config, &request, &world, limit),
         Command::Parse { file, quiet } => parse_cmd::run(&file, quiet),
-        Command::Call {
-            target,
-            alt,
-            from,
-            via_proxy,
-            max_targets,
-            redirect,
-            hold,
-            listen,
-            no_response_timeout,
-            ring_timeout,
-            auth_user,
-            auth_password,
-        } => call_cmd::run(call_cmd::CallArgs {
-            target,
-            alt,
-            from,
-            via_proxy,
-            max_targets,
-            redirect,
-            hold,
-            listen,
-            no_response_timeout,
-            ring_timeout,
-            auth: auth_user.zip(auth_password),
-        }),
+        Command::Call(args) => call_cmd::run(args),
     };
     match result {
         Ok(code) => code,
