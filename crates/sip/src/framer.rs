@@ -28,6 +28,10 @@ pub enum Frame {
 pub struct StreamFramer {
     buf: BytesMut,
     limits: Limits,
+    /// How far the buffer was searched for the empty line ending the headers, without
+    /// finding it: a header section arriving in many small reads is scanned once, not
+    /// re-parsed on every read.
+    scanned: usize,
 }
 
 impl StreamFramer {
@@ -36,6 +40,7 @@ impl StreamFramer {
         StreamFramer {
             buf: BytesMut::with_capacity(4096),
             limits,
+            scanned: 0,
         }
     }
 
@@ -60,6 +65,7 @@ impl StreamFramer {
         while let Some(b'\r' | b'\n') = self.buf.first() {
             if self.buf.starts_with(b"\r\n\r\n") {
                 self.buf.advance(4);
+                self.scanned = 0;
                 return Ok(Some(Frame::Ping));
             }
             if self.buf.starts_with(b"\r\n") {
@@ -67,13 +73,45 @@ impl StreamFramer {
                     return Ok(None); // could still become a ping
                 }
                 self.buf.advance(2);
+                self.scanned = 0;
             } else if self.buf.len() == 1 && self.buf.first() == Some(&b'\r') {
                 return Ok(None);
             } else {
                 self.buf.advance(1);
+                self.scanned = 0;
             }
         }
         if self.buf.is_empty() {
+            self.scanned = 0;
+            return Ok(None);
+        }
+        // Parse only once the header section is complete (an empty line: CRLF CRLF, or
+        // bare LFs). Earlier bytes were searched already; 2 bytes of overlap cover a
+        // terminator split across reads.
+        let from = self.scanned.saturating_sub(2);
+        let rest = self.buf.get(from..).unwrap_or_default();
+        let complete = memchr::memmem::find(rest, b"\n\r\n").is_some()
+            || memchr::memmem::find(rest, b"\n\n").is_some();
+        if !complete {
+            // Junk is refused as soon as its first line is in, not when the limit is hit.
+            let first_line_in =
+                memchr::memchr(b'\n', self.buf.get(from..).unwrap_or_default()).is_some();
+            if first_line_in
+                && memchr::memchr(b'\n', self.buf.get(..from).unwrap_or_default()).is_none()
+            {
+                if let Err(e) = parse_head(&self.buf, &self.limits, Input::Partial) {
+                    if e.kind != ErrorKind::Truncated {
+                        return Err(e);
+                    }
+                }
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.limits.max_message_size {
+                return Err(ErrorKind::MessageTooLarge {
+                    limit: self.limits.max_message_size,
+                }
+                .at(self.limits.max_message_size));
+            }
             return Ok(None);
         }
         let head = match parse_head(&self.buf, &self.limits, Input::Partial) {
@@ -107,6 +145,7 @@ impl StreamFramer {
             return Ok(None);
         }
         let bytes = self.buf.split_to(total).freeze();
+        self.scanned = 0;
         Ok(Some(Frame::Message(attach(head, bytes))))
     }
 }
@@ -140,6 +179,13 @@ mod tests {
         assert_eq!(frames(&[&two]), vec!["abc", "ping", "abc"]);
         let bytes: Vec<&[u8]> = two.chunks(1).collect();
         assert_eq!(frames(&bytes), vec!["abc", "ping", "abc"]);
+    }
+
+    #[test]
+    fn junk_is_refused_at_its_first_line() {
+        let mut f = StreamFramer::new(Limits::default());
+        f.push(b"\x00\xffgarbage\r\n");
+        assert!(f.next_frame().is_err());
     }
 
     #[test]
