@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use crate::error::{ErrorKind, ParseError};
 use crate::limits::Limits;
 use crate::message::Message;
-use crate::parse::{attach, parse_head, Input};
+use crate::parse::{attach, parse_head, parse_start_line, Input};
 
 /// What the framer found at the front of the stream.
 #[derive(Debug)]
@@ -99,11 +99,11 @@ impl StreamFramer {
             if first_line_in
                 && memchr::memchr(b'\n', self.buf.get(..from).unwrap_or_default()).is_none()
             {
-                if let Err(e) = parse_head(&self.buf, &self.limits, Input::Partial) {
-                    if e.kind != ErrorKind::Truncated {
-                        return Err(e);
-                    }
-                }
+                // Only the start line: header lines are judged once the section is complete,
+                // so a stream framed whole or in pieces meets the same verdict.
+                let lf = memchr::memchr(b'\n', &self.buf).unwrap_or(0);
+                let line = self.buf.get(..lf).unwrap_or_default();
+                parse_start_line(line.strip_suffix(b"\r").unwrap_or(line))?;
             }
             self.scanned = self.buf.len();
             if self.buf.len() > self.limits.max_message_size {

@@ -308,7 +308,7 @@ fn count_values(v: &[u8]) -> usize {
 }
 
 /// Parses the Request-Line or Status-Line (without its terminator).
-fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
+pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     if line.len() >= 4
         && line
             .get(..4)
