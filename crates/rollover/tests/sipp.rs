@@ -198,10 +198,19 @@ fn callee(dir: &Dir, name: &str, scenario: &Path, calls: u32, transport: &str) -
 
 /// Runs a caller SIPp for `calls` calls; true when every call succeeded.
 fn caller(dir: &Dir, proxy: &Proxy, scenario: &Path, calls: u32, rate: u32) -> bool {
+    let ok = caller_to(dir, proxy.port, scenario, calls, rate);
+    if !ok {
+        eprintln!("proxy log:\n{}", proxy.log_text());
+    }
+    ok
+}
+
+/// Runs a caller SIPp against 127.0.0.1:`port`; true when every call succeeded.
+fn caller_to(dir: &Dir, port_to: u16, scenario: &Path, calls: u32, rate: u32) -> bool {
     let args: Vec<String> = vec![
         "-sf".into(),
         scenario.display().to_string(),
-        format!("127.0.0.1:{}", proxy.port),
+        format!("127.0.0.1:{port_to}"),
         "-s".into(),
         "100".into(),
         "-p".into(),
@@ -217,9 +226,8 @@ fn caller(dir: &Dir, proxy: &Proxy, scenario: &Path, calls: u32, rate: u32) -> b
     let mut p = sipp(dir, "caller", &args);
     let code = p.wait(Duration::from_secs(45));
     if code != Some(0) {
-        eprintln!("caller exit {code:?}; proxy log:\n{}", proxy.log_text());
         eprintln!(
-            "caller errors:\n{}",
+            "caller exit {code:?}; errors:\n{}",
             std::fs::read_to_string(dir.path("caller.err")).unwrap_or_default()
         );
     }
@@ -1149,6 +1157,40 @@ mod ua {
                 assert!(out.contains("403"), "{out}");
             }
         }
+    }
+
+    #[test]
+    fn sipp_calls_the_library_which_accepts_then_hangs_up_on_bye() {
+        if !sipp_available() {
+            return;
+        }
+        let dir = Dir::new("uaincoming");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            rt.block_on(async {
+                let mut ep = rollover_ua::Endpoint::bind("127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap();
+                port_tx.send(ep.local_addr().port()).unwrap();
+                let inc = tokio::time::timeout(Duration::from_secs(10), ep.next_incoming())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                inc.answer(rollover_ua::Answer::Accept(None)).await;
+                // Stay up for the ACK and the BYE.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            })
+        });
+        let p = port_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            caller_to(&dir, p, &answered(&dir), 1, 1),
+            "SIPp's call to the library was answered and hung up"
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -24,6 +24,17 @@ impl Resolver for SystemResolver {
     }
 }
 
+/// A 2xx retransmitted by the UAS core until its ACK arrives: T1, 2·T1, … up to T2, for at
+/// most 64·T1 (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Resend {
+    dest: rollover_txn::Peer,
+    bytes: bytes::Bytes,
+    next: Instant,
+    interval: std::time::Duration,
+    until: Instant,
+}
+
 /// How the application answers an incoming call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -54,6 +65,10 @@ struct Calls {
     calls: HashMap<u64, (OutgoingCall, mpsc::UnboundedSender<CallEvent>)>,
     /// Incoming INVITEs: id → (transaction, request, our To tag, answered).
     incoming: HashMap<u64, (rollover_txn::ServerTxn, rollover_sip::Message, String, bool)>,
+    /// Where each incoming INVITE came from (its 2xx is retransmitted there).
+    sources: HashMap<u64, rollover_txn::Peer>,
+    /// 2xx we sent and keep sending until the ACK (RFC 3261 §13.3.1.4), by Call-ID.
+    resend: HashMap<String, Resend>,
     incoming_tx: mpsc::UnboundedSender<IncomingCall>,
     commands: mpsc::Sender<Command>,
     local: SocketAddr,
@@ -100,9 +115,22 @@ impl Calls {
                 b.build()
             }
         };
-        let _ = txn.send_response(now, *server, resp);
-        if !*answered {
+        let _ = txn.send_response(now, *server, resp.clone());
+        if *answered {
+            let t = rollover_txn::Config::default();
+            if let (Some(dest), Ok(call_id)) = (self.sources.get(&id).copied(), req.call_id()) {
+                let resend = Resend {
+                    dest,
+                    bytes: resp,
+                    next: now + t.t1,
+                    interval: t.t1,
+                    until: now + t.t1x64(),
+                };
+                self.resend.insert(call_id.to_owned(), resend);
+            }
+        } else {
             self.incoming.remove(&id);
+            self.sources.remove(&id);
         }
     }
 
@@ -152,9 +180,15 @@ impl TransactionUser for Calls {
                     call.handle_failure(now, c, Why::Transport(e), 503, txn);
                 }
             }
+            Event::Ack { request, .. } => {
+                if let Ok(call_id) = request.call_id() {
+                    self.resend.remove(call_id);
+                }
+            }
             Event::Request {
                 txn: server,
                 request,
+                source,
                 ..
             } => {
                 let call_id = request.call_id().unwrap_or_default().to_owned();
@@ -175,6 +209,7 @@ impl TransactionUser for Calls {
                         let _ = txn.send_response(now, server, request.response(200, "OK").build());
                         if let Some(id) = answered_in {
                             self.incoming.remove(&id);
+                            self.sources.remove(&id);
                         }
                     }
                     (Some(Method::Invite), None) if request.to_tag().is_none() => {
@@ -188,6 +223,7 @@ impl TransactionUser for Calls {
                         };
                         if self.incoming_tx.send(handle).is_ok() {
                             self.incoming.insert(id, (server, request, tag, false));
+                            self.sources.insert(id, source);
                         } else {
                             let resp = request
                                 .response(480, "Temporarily Unavailable")
@@ -198,6 +234,7 @@ impl TransactionUser for Calls {
                     (Some(Method::Cancel), None) => {
                         let _ = txn.send_response(now, server, request.response(200, "OK").build());
                         if let Some(id) = answered_in {
+                            self.sources.remove(&id);
                             if let Some((inv, req, tag, false)) = self.incoming.remove(&id) {
                                 let _ = txn.send_response(
                                     now,
@@ -222,6 +259,19 @@ impl TransactionUser for Calls {
     }
 
     fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
+        let t2 = rollover_txn::Config::default().t2;
+        self.resend.retain(|_, r| {
+            if r.next > now {
+                return true;
+            }
+            if now >= r.until {
+                return false; // no ACK in 64·T1: the dialog is given up
+            }
+            txn.send_stateless(r.dest, r.bytes.clone());
+            r.interval = (r.interval * 2).min(t2);
+            r.next = now + r.interval;
+            true
+        });
         for (call, _) in self.calls.values_mut() {
             if call.poll_timeout().is_some_and(|t| t <= now) {
                 call.handle_timeout(now, txn);
@@ -234,6 +284,7 @@ impl TransactionUser for Calls {
         self.calls
             .values()
             .filter_map(|(c, _)| c.poll_timeout())
+            .chain(self.resend.values().map(|r| r.next))
             .min()
     }
 }
@@ -295,6 +346,8 @@ impl Endpoint {
         let mut calls = Calls {
             calls: HashMap::new(),
             incoming: HashMap::new(),
+            sources: HashMap::new(),
+            resend: HashMap::new(),
             incoming_tx,
             commands: commands.clone(),
             local,
