@@ -414,7 +414,19 @@ impl<R: Router> Proxy<R> {
                 Step::Redirect { .. } => {}
                 Step::Decision(d) => {
                     let call_id = call.call_id.clone();
-                    self.decide(now, &call_id, d);
+                    if call.fixed_hop.is_some() {
+                        // In-dialog requests follow their route set: no roll-over to report.
+                        debug!(
+                            call_id,
+                            "{} {d}",
+                            call.request.method().map_or("", |m| m.as_str())
+                        );
+                        if self.cfg.keep_decisions {
+                            self.decisions.push_back((now, call_id, d));
+                        }
+                    } else {
+                        self.decide(now, &call_id, d);
+                    }
                 }
                 Step::Done(End::Answered(_)) => call.final_sent = true,
                 Step::Done(end) => {
