@@ -29,20 +29,22 @@ pub struct Via<'a> {
     pub sent_by: &'a str,
     /// The via-params.
     pub params: Params<'a>,
+    /// The first branch parameter's value, found while the parameters were checked.
+    branch: Option<&'a str>,
 }
 
 impl<'a> Via<'a> {
     /// Parses one Via value. LWS is allowed around `/` and `;` (RFC 4475 §3.1.1.1).
     pub fn parse(s: &'a str) -> Option<Via<'a>> {
-        let slash = scan::find_byte(s, b'/')?;
-        let name = scan::trim_lws(s.get(..slash)?);
-        let s = s.get(slash + 1..)?;
-        let slash = scan::find_byte(s, b'/')?;
-        let version = scan::trim_lws(s.get(..slash)?);
-        let rest = scan::trim_lws(s.get(slash + 1..)?);
-        if !scan::is_token(name.as_bytes()) || !scan::is_token(version.as_bytes()) {
-            return None;
-        }
+        // Nearly every Via starts "SIP/2.0/": take that without searching for the slashes.
+        let (protocol, rest) = match (s.get(..8), s.get(..3), s.get(4..7), s.get(8..)) {
+            (Some(p), Some(name), Some(version), Some(rest))
+                if p.eq_ignore_ascii_case("SIP/2.0/") =>
+            {
+                ((name, version), scan::trim_lws(rest))
+            }
+            _ => Via::parse_protocol(s)?,
+        };
         let t_end = rest
             .bytes()
             .position(|c| !scan::is_token_char(c))
@@ -54,19 +56,22 @@ impl<'a> Via<'a> {
         }
         let rest = scan::trim_lws(rest);
         let (sent_by, params) = match scan::find_byte(rest, b';') {
-            Some(i) => (scan::trim_lws(rest.get(..i)?), Some(rest.get(i + 1..)?)),
-            None => (rest, None),
+            Some(i) => (scan::trim_lws(rest.get(..i)?), rest.get(i + 1..)?),
+            None => (rest, ""),
         };
         let (host, port) = parse_hostport(sent_by).ok()?;
-        let params = Params::new(params.unwrap_or(""));
-        // One walk of the list: every element well formed, and the first rport (the one
-        // `rport()` reads) empty or a port number.
+        let params = Params::new(params);
+        // One walk of the list: every element well formed, the first rport (the one
+        // `rport()` reads) empty or a port number, and the first branch kept for `branch()`.
         let mut rport_seen = false;
+        let mut branch = None;
         for (name, value) in params.iter() {
             if !crate::params::pair_ok(name, value) {
                 return None;
             }
-            if !rport_seen && name.eq_ignore_ascii_case("rport") {
+            if branch.is_none() && name.eq_ignore_ascii_case("branch") {
+                branch = Some(value);
+            } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
                 rport_seen = true;
                 if value.is_some_and(|v| v.parse::<u16>().is_err()) {
                     return None;
@@ -74,18 +79,34 @@ impl<'a> Via<'a> {
             }
         }
         Some(Via {
-            protocol: (name, version),
+            protocol,
             transport,
             host,
             port,
             sent_by,
             params,
+            branch: branch.flatten(),
         })
     }
 
-    /// The branch parameter.
+    /// `protocol-name SLASH protocol-version SLASH` with LWS around the slashes; returns
+    /// the name and version and the trimmed rest.
+    fn parse_protocol(s: &'a str) -> Option<((&'a str, &'a str), &'a str)> {
+        let slash = scan::find_byte(s, b'/')?;
+        let name = scan::trim_lws(s.get(..slash)?);
+        let s = s.get(slash + 1..)?;
+        let slash = scan::find_byte(s, b'/')?;
+        let version = scan::trim_lws(s.get(..slash)?);
+        let rest = scan::trim_lws(s.get(slash + 1..)?);
+        if !scan::is_token(name.as_bytes()) || !scan::is_token(version.as_bytes()) {
+            return None;
+        }
+        Some(((name, version), rest))
+    }
+
+    /// The branch parameter (the first one, when there are several).
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.get("branch").flatten()
+        self.branch
     }
 
     /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).

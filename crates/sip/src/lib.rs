@@ -45,5 +45,5 @@ pub use limits::Limits;
 pub use message::{Header, Message};
 pub use method::Method;
 pub use name::HeaderName;
-pub use params::{unquote, BadParam, Params};
+pub use params::{unquote, BadParam, Params, ParamsIter};
 pub use uri::{Host, SipUri, TelUri, Uri, UriError};

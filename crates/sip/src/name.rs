@@ -130,28 +130,65 @@ header_names! {
     Timestamp => "Timestamp";
 }
 
-/// Buckets of the known-name table, indexed by [`name_hash`]; each holds indices into
-/// `KNOWN`, `u8::MAX` for an empty slot. Classifying a name then compares it with at most
-/// `SLOTS` candidates instead of every known name (it runs once per header line).
-const BUCKETS: usize = 64;
-const SLOTS: usize = 4;
+/// The known names as lower-cased 64-bit words (8 name bytes each, zero past the end),
+/// hashed into buckets of indices into `KNOWN`, `u8::MAX` for an empty slot. Classifying a
+/// name (once per header line) is then a hash and one to three word compares per candidate,
+/// instead of a byte loop per candidate.
+const BUCKETS: usize = 128;
+const SLOTS: usize = 2;
+/// The longest known name ("Request-Disposition") fits three words.
+const WORDS: usize = 3;
+static KNOWN_WORDS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words();
 static BY_HASH: [[u8; SLOTS]; BUCKETS] = by_hash();
 
-/// Case-insensitive hash of a name from its length and first byte.
+/// Setting bit 0x20 of every byte folds ASCII case. Among token characters (all a header
+/// name can hold, the parser checked) it folds nothing else, so one OR per word replaces a
+/// lower-casing per byte.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// The bytes of a word that belong to a name `len - 8 * word` bytes long from there.
 #[inline]
-const fn name_hash(len: usize, first: u8) -> usize {
-    (len.wrapping_mul(7).wrapping_add((first | 0x20) as usize)) % BUCKETS
+const fn word_mask(remaining: usize) -> u64 {
+    if remaining >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * remaining)) - 1
+    }
+}
+
+#[inline]
+/// The multiplier was picked so that no two known names share a bucket today.
+const fn name_hash(len: usize, w0: u64) -> usize {
+    ((w0 ^ len as u64).wrapping_mul(0x9309_0287_A6EA_2981) >> 57) as usize % BUCKETS
+}
+
+#[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
+const fn known_words() -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
+    let known = HeaderName::KNOWN;
+    let mut out = [[0u64; WORDS]; HeaderName::KNOWN.len()];
+    let mut i = 0;
+    while i < known.len() {
+        let name = known[i].0.as_bytes();
+        assert!(name.len() <= 8 * WORDS);
+        let mut j = 0;
+        while j < name.len() {
+            out[i][j / 8] |= ((name[j] | 0x20) as u64) << (8 * (j % 8));
+            j += 1;
+        }
+        i += 1;
+    }
+    out
 }
 
 #[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
 const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
     let known = HeaderName::KNOWN;
+    let words = known_words();
     assert!(known.len() < u8::MAX as usize);
     let mut table = [[u8::MAX; SLOTS]; BUCKETS];
     let mut i = 0;
     while i < known.len() {
-        let name = known[i].0.as_bytes();
-        let bucket = &mut table[name_hash(name.len(), name[0])];
+        let bucket = &mut table[name_hash(known[i].0.len(), words[i][0])];
         let mut slot = 0;
         while bucket[slot] != u8::MAX {
             slot += 1; // past SLOTS: raise SLOTS or change name_hash
@@ -162,37 +199,60 @@ const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
     table
 }
 
-/// Case-insensitive equality for token characters. Setting bit 0x20 folds ASCII case; among
-/// token characters (all `name` can hold, the parser checked) it folds nothing else, so one
-/// OR per byte replaces a lower-casing table lookup per byte.
+/// Eight bytes of `b` from `at` as a little-endian word, zero past the end of `b`.
 #[inline]
-fn same_token_ignoring_case(known: &[u8], name: &[u8]) -> bool {
-    known.len() == name.len()
-        && known
-            .iter()
-            .zip(name)
-            .all(|(a, b)| (a | 0x20) == (b | 0x20))
+fn load_word(b: &[u8], at: usize) -> u64 {
+    match b.get(at..).and_then(|r| r.first_chunk::<8>()) {
+        Some(w) => u64::from_le_bytes(*w),
+        None => {
+            let mut w = [0u8; 8];
+            for (d, s) in w.iter_mut().zip(b.get(at..).unwrap_or_default()) {
+                *d = *s;
+            }
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 impl HeaderName {
     /// Classifies a header name as written on the wire (any case, long or compact form).
     pub fn classify(name: &[u8]) -> HeaderName {
-        if name.len() == 1 {
-            return name
-                .first()
-                .map_or(HeaderName::Other, |&c| HeaderName::from_compact(c));
+        HeaderName::classify_prefix(name, name.len())
+    }
+
+    /// Classifies the name made of the first `len` bytes of `b`, which must be token
+    /// characters. The parser passes the rest of the message: the bytes after the name
+    /// are read (and masked off) so that a short name costs one word load.
+    #[inline]
+    pub(crate) fn classify_prefix(b: &[u8], len: usize) -> HeaderName {
+        if len <= 1 {
+            return match b.first() {
+                Some(&c) if len == 1 => HeaderName::from_compact(c),
+                _ => HeaderName::Other,
+            };
         }
-        let Some(&first) = name.first() else {
+        if len > 8 * WORDS {
             return HeaderName::Other;
-        };
+        }
+        let w0 = (load_word(b, 0) | FOLD) & word_mask(len);
         let slots = BY_HASH
-            .get(name_hash(name.len(), first))
-            .map_or(&[] as &[u8], |b| b.as_slice());
+            .get(name_hash(len, w0))
+            .map_or(&[] as &[u8], |s| s.as_slice());
         for &i in slots {
-            match Self::KNOWN.get(usize::from(i)) {
-                Some(&(known, h)) if same_token_ignoring_case(known.as_bytes(), name) => return h,
-                Some(_) => {}
-                None => break, // an empty slot ends the bucket
+            let i = usize::from(i);
+            let (Some(&(known, h)), Some(words)) = (Self::KNOWN.get(i), KNOWN_WORDS.get(i)) else {
+                break; // an empty slot ends the bucket
+            };
+            if known.len() != len || words[0] != w0 {
+                continue;
+            }
+            let rest_ok = (1..WORDS).all(|k| {
+                let remaining = len.saturating_sub(8 * k);
+                remaining == 0
+                    || Some(&((load_word(b, 8 * k) | FOLD) & word_mask(remaining))) == words.get(k)
+            });
+            if rest_ok {
+                return h;
             }
         }
         HeaderName::Other
@@ -221,6 +281,18 @@ impl HeaderName {
                 | HeaderName::AcceptContact
                 | HeaderName::RejectContact
                 | HeaderName::RequestDisposition
+        )
+    }
+
+    /// Headers the parser tallies as it goes: Content-Length, and the Via and Route depths.
+    #[inline]
+    pub(crate) fn counted(self) -> bool {
+        matches!(
+            self,
+            HeaderName::ContentLength
+                | HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
         )
     }
 
@@ -263,6 +335,49 @@ mod tests {
         assert_eq!(HeaderName::classify(b"q"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b""), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"X-Custom"), HeaderName::Other);
+    }
+
+    /// The byte-by-byte comparison the word-based classifier replaced, kept as its oracle.
+    fn classify_reference(name: &[u8]) -> HeaderName {
+        if name.len() == 1 {
+            return HeaderName::from_compact(name[0]);
+        }
+        HeaderName::KNOWN
+            .iter()
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(HeaderName::Other, |&(_, h)| h)
+    }
+
+    proptest::proptest! {
+        /// Any token name, alone or followed by the rest of a line, classifies as the
+        /// reference does; known names are mixed in with random case and one-byte changes.
+        #[test]
+        fn classify_matches_reference(
+            pick in 0usize..HeaderName::KNOWN.len(),
+            case in proptest::collection::vec(proptest::bool::ANY, 24),
+            mutate in proptest::option::of((0usize..24, "[-a-zA-Z0-9.!%*_+`'~]")),
+            random in "[-a-zA-Z0-9.!%*_+`'~]{0,26}",
+            tail in "[: a-z\\r\\n]{0,12}",
+            use_known in proptest::bool::ANY,
+        ) {
+            let mut name: Vec<u8> = if use_known {
+                HeaderName::KNOWN[pick].0.bytes().zip(&case).map(|(c, &up)| {
+                    if up { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+                }).collect()
+            } else {
+                random.into_bytes()
+            };
+            if let Some((at, c)) = mutate {
+                if at < name.len() {
+                    name[at] = c.as_bytes()[0];
+                }
+            }
+            let expected = classify_reference(&name);
+            proptest::prop_assert_eq!(HeaderName::classify(&name), expected);
+            let mut line = name.clone();
+            line.extend_from_slice(tail.as_bytes());
+            proptest::prop_assert_eq!(HeaderName::classify_prefix(&line, name.len()), expected);
+        }
     }
 
     #[test]

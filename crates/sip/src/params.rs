@@ -26,18 +26,13 @@ impl<'a> Params<'a> {
     }
 
     /// Iterates `(name, value)` pairs; values are trimmed, quotes kept.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
-        let raw = self.0;
-        let empty = scan::trim_lws(raw).is_empty();
-        scan::split_top_level(raw, b';')
-            .filter(move |_| !empty)
-            .map(|p| match scan::find_top_level(p.as_bytes(), b'=') {
-                Some(i) => (
-                    scan::trim_lws(p.get(..i).unwrap_or_default()),
-                    Some(scan::trim_lws(p.get(i + 1..).unwrap_or_default())),
-                ),
-                None => (scan::trim_lws(p), None),
-            })
+    pub fn iter(&self) -> ParamsIter<'a> {
+        ParamsIter {
+            raw: self.0,
+            pos: 0,
+            // A list of white space only has no elements (but ";" has two empty ones).
+            done: self.0.bytes().all(scan::is_lws),
+        }
     }
 
     /// Looks a parameter up by name, case-insensitively.
@@ -65,6 +60,95 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The iterator of [`Params::iter`].
+///
+/// Each element is found in one pass that stops at its `;` and notes its first `=`, both
+/// outside quoted strings and `<…>` as [`scan::find_top_level`] defines them. It runs for
+/// every branch, tag and rport lookup, so it steps over ordinary bytes with one table
+/// load each.
+#[derive(Debug, Clone)]
+pub struct ParamsIter<'a> {
+    raw: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+/// Bytes that end an ordinary run inside a parameter list.
+static SPECIAL: [bool; 256] = byte_table(b";=\"<>");
+
+#[allow(clippy::indexing_slicing)] // const evaluation: u8 indices into 256 entries
+const fn byte_table(set: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+#[inline]
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
+fn special(c: u8) -> bool {
+    SPECIAL[usize::from(c)]
+}
+
+impl<'a> Iterator for ParamsIter<'a> {
+    type Item = (&'a str, Option<&'a str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let b = self.raw.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut eq = None;
+        let mut in_angle = false;
+        let end = loop {
+            let run = b
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&c| special(c));
+            let Some(run) = run else { break None };
+            i += run;
+            match b.get(i) {
+                Some(b';') if !in_angle => break Some(i),
+                Some(b'=') if !in_angle && eq.is_none() => eq = Some(i),
+                Some(b'"') => match scan::after_quoted(b, i + 1) {
+                    Some(after) => {
+                        i = after;
+                        continue;
+                    }
+                    // An unterminated quote runs to the end: no more separators.
+                    None => break None,
+                },
+                Some(b'<') => in_angle = true,
+                Some(b'>') => in_angle = false,
+                _ => {}
+            }
+            i += 1;
+        };
+        let stop = match end {
+            Some(e) => {
+                self.pos = e + 1;
+                e
+            }
+            None => {
+                self.done = true;
+                self.raw.len()
+            }
+        };
+        let element =
+            |from: usize, to: usize| scan::trim_lws(self.raw.get(from..to).unwrap_or_default());
+        Some(match eq {
+            Some(e) => (element(start, e), Some(element(e + 1, stop))),
+            None => (element(start, stop), None),
+        })
+    }
+}
+
 /// One element of [`Params::validate`], for callers that walk the list anyway.
 pub(crate) fn pair_ok(name: &str, value: Option<&str>) -> bool {
     let name_ok = !name.is_empty() && name.bytes().all(plain_char);
@@ -78,8 +162,24 @@ pub(crate) fn pair_ok(name: &str, value: Option<&str>) -> bool {
     name_ok && value_ok
 }
 
+static PLAIN: [bool; 256] = plain_table();
+
+#[allow(clippy::indexing_slicing)] // const evaluation: u8 indices into 256 entries
+const fn plain_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b > b' ' && b != 0x7f && !matches!(b, b'"' | b'<' | b'>' | b',' | b';' | b'=');
+        c += 1;
+    }
+    t
+}
+
+#[inline]
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
 fn plain_char(c: u8) -> bool {
-    c > b' ' && c != 0x7f && !matches!(c, b'"' | b'<' | b'>' | b',' | b';' | b'=')
+    PLAIN[usize::from(c)]
 }
 
 /// Removes quotes and quoted-pair escapes from a value, when it is quoted.
@@ -109,6 +209,29 @@ mod tests {
         let p = Params::new(r#"cause=200;text="Call completed; elsewhere""#);
         assert_eq!(p.get_unquoted("text").unwrap(), "Call completed; elsewhere");
         assert!(p.validate().is_ok());
+    }
+
+    /// The split-then-search iterator the one-pass `ParamsIter` replaced, kept as its oracle.
+    fn iter_reference(raw: &str) -> Vec<(&str, Option<&str>)> {
+        let empty = scan::trim_lws(raw).is_empty();
+        scan::split_top_level(raw, b';')
+            .filter(move |_| !empty)
+            .map(|p| match scan::find_top_level(p.as_bytes(), b'=') {
+                Some(i) => (
+                    scan::trim_lws(p.get(..i).unwrap_or_default()),
+                    Some(scan::trim_lws(p.get(i + 1..).unwrap_or_default())),
+                ),
+                None => (scan::trim_lws(p), None),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn iter_matches_reference(raw in r#"[ab ;=<>"\\\t\r\né]{0,40}"#) {
+            let got: Vec<_> = Params::new(&raw).iter().collect();
+            proptest::prop_assert_eq!(got, iter_reference(&raw));
+        }
     }
 
     #[test]

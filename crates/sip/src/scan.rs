@@ -73,6 +73,40 @@ pub fn find_byte(s: &str, b: u8) -> Option<usize> {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Index (0–7) of the first byte of the little-endian word `w` equal to `c`.
+///
+/// The zero-byte test `(x - LO) & !x & HI` can flag a byte above a real match (a borrow
+/// runs upward), never one below it, so its lowest flag is exact.
+#[inline]
+pub fn first_in_word(w: u64, c: u8) -> Option<usize> {
+    let x = w ^ (LO * u64::from(c));
+    let hit = x.wrapping_sub(LO) & !x & HI;
+    (hit != 0).then(|| (hit.trailing_zeros() / 8) as usize)
+}
+
+/// Index of the first `c` in `b` at or after `from`, eight bytes at a time.
+#[inline]
+pub fn find_byte_from(b: &[u8], from: usize, c: u8) -> Option<usize> {
+    let rest = b.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for w in words.by_ref() {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        if let Some(i) = first_in_word(w, c) {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&x| x == c)
+        .map(|i| at + i)
+}
+
 /// Splits `s` at every `sep` that is outside a quoted string and outside `<…>`.
 ///
 /// Used for comma-separated header values (RFC 3261 §7.3.1) and `;` parameter lists. Empty
@@ -138,7 +172,7 @@ pub fn find_top_level(b: &[u8], sep: u8) -> Option<usize> {
 
 /// Index just past the closing quote of a quoted string whose content starts at `from`;
 /// `None` when it is not terminated. A backslash escapes the byte after it.
-fn after_quoted(b: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn after_quoted(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     loop {
         let at = i + memchr::memchr2(b'\\', b'"', b.get(i..)?)?;
@@ -325,6 +359,16 @@ mod tests {
             );
             for b in [b';', b':', b'a'] {
                 proptest::prop_assert_eq!(find_byte(&s, b), s.find(char::from(b)));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_byte_from_matches_position(s in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'\n'), proptest::strategy::Just(0u8), proptest::strategy::Just(0x0bu8), proptest::strategy::Just(0x8au8), proptest::num::u8::ANY], 0..40), from in 0usize..45) {
+            for c in [b'\n', 0u8, 0x8a] {
+                let want = s.get(from..).and_then(|r| r.iter().position(|&x| x == c)).map(|i| from + i);
+                proptest::prop_assert_eq!(find_byte_from(&s, from, c), want);
             }
         }
     }
