@@ -420,7 +420,7 @@ impl Message {
         // The first value of the first Via field: what `vias().next()` yields, without the
         // iterator machinery (this runs for every message).
         let (h, v) = self.single(HeaderName::Via)?;
-        let first = if v.contains(',') {
+        let first = if scan::find_byte(v, b',').is_some() {
             scan::split_top_level(v, b',').next().unwrap_or(v)
         } else {
             v

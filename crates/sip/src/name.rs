@@ -138,12 +138,14 @@ const BUCKETS: usize = 128;
 const SLOTS: usize = 2;
 /// The longest known name ("Request-Disposition") fits three words.
 const WORDS: usize = 3;
-static KNOWN_WORDS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words();
+static KNOWN_WORDS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words(false);
+/// Bit 0x20 at the letters of each known name: OR-ing it into the wire bytes folds the case
+/// of letters and nothing else, so a match is exact for every other byte.
+static CASE_BITS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words(true);
 static BY_HASH: [[u8; SLOTS]; BUCKETS] = by_hash();
 
-/// Setting bit 0x20 of every byte folds ASCII case. Among token characters (all a header
-/// name can hold, the parser checked) it folds nothing else, so one OR per word replaces a
-/// lower-casing per byte.
+/// Setting bit 0x20 of every byte folds ASCII case (and some other bytes onto each other,
+/// which only makes the hash coarser: the compare uses [`CASE_BITS`]).
 const FOLD: u64 = 0x2020_2020_2020_2020;
 
 /// The bytes of a word that belong to a name `len - 8 * word` bytes long from there.
@@ -163,7 +165,7 @@ const fn name_hash(len: usize, w0: u64) -> usize {
 }
 
 #[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
-const fn known_words() -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
+const fn known_words(case_bits: bool) -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
     let known = HeaderName::KNOWN;
     let mut out = [[0u64; WORDS]; HeaderName::KNOWN.len()];
     let mut i = 0;
@@ -172,7 +174,16 @@ const fn known_words() -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
         assert!(name.len() <= 8 * WORDS);
         let mut j = 0;
         while j < name.len() {
-            out[i][j / 8] |= ((name[j] | 0x20) as u64) << (8 * (j % 8));
+            let byte = if case_bits {
+                if name[j].is_ascii_alphabetic() {
+                    0x20
+                } else {
+                    0
+                }
+            } else {
+                name[j] | 0x20
+            };
+            out[i][j / 8] |= (byte as u64) << (8 * (j % 8));
             j += 1;
         }
         i += 1;
@@ -183,7 +194,7 @@ const fn known_words() -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
 #[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
 const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
     let known = HeaderName::KNOWN;
-    let words = known_words();
+    let words = known_words(false);
     assert!(known.len() < u8::MAX as usize);
     let mut table = [[u8::MAX; SLOTS]; BUCKETS];
     let mut i = 0;
@@ -220,9 +231,10 @@ impl HeaderName {
         HeaderName::classify_prefix(name, name.len())
     }
 
-    /// Classifies the name made of the first `len` bytes of `b`, which must be token
-    /// characters. The parser passes the rest of the message: the bytes after the name
-    /// are read (and masked off) so that a short name costs one word load.
+    /// Classifies the name made of the first `len` bytes of `b`. The parser passes the rest
+    /// of the message: the bytes after the name are read (and masked off) so that a short
+    /// name costs one word load. A known name is matched exactly (letters in any case), so
+    /// a match also proves the name is a token.
     #[inline]
     pub(crate) fn classify_prefix(b: &[u8], len: usize) -> HeaderName {
         if len <= 1 {
@@ -234,28 +246,50 @@ impl HeaderName {
         if len > 8 * WORDS {
             return HeaderName::Other;
         }
-        let w0 = (load_word(b, 0) | FOLD) & word_mask(len);
+        let w0 = load_word(b, 0) & word_mask(len);
         let slots = BY_HASH
-            .get(name_hash(len, w0))
+            .get(name_hash(len, w0 | FOLD & word_mask(len)))
             .map_or(&[] as &[u8], |s| s.as_slice());
         for &i in slots {
             let i = usize::from(i);
-            let (Some(&(known, h)), Some(words)) = (Self::KNOWN.get(i), KNOWN_WORDS.get(i)) else {
+            let (Some(&(known, h)), Some(words), Some(case)) =
+                (Self::KNOWN.get(i), KNOWN_WORDS.get(i), CASE_BITS.get(i))
+            else {
                 break; // an empty slot ends the bucket
             };
-            if known.len() != len || words[0] != w0 {
+            if known.len() != len || w0 | case[0] != words[0] {
                 continue;
             }
             let rest_ok = (1..WORDS).all(|k| {
                 let remaining = len.saturating_sub(8 * k);
                 remaining == 0
-                    || Some(&((load_word(b, 8 * k) | FOLD) & word_mask(remaining))) == words.get(k)
+                    || Some(
+                        (load_word(b, 8 * k) & word_mask(remaining))
+                            | case.get(k).copied().unwrap_or(0),
+                    ) == words.get(k).copied()
             });
             if rest_ok {
                 return h;
             }
         }
         HeaderName::Other
+    }
+
+    /// A known header name at the start of `line`, directly followed by its colon: the
+    /// parser's fast path. `None` sends the line down the general path.
+    #[inline]
+    pub(crate) fn known_before_colon(line: &[u8]) -> Option<(HeaderName, usize)> {
+        for k in 0..WORDS {
+            let w = u64::from_le_bytes(*line.get(8 * k..)?.first_chunk::<8>()?);
+            if let Some(i) = crate::scan::first_in_word(w, b':') {
+                let len = 8 * k + i;
+                return match HeaderName::classify_prefix(line, len) {
+                    HeaderName::Other => None,
+                    name => Some((name, len)),
+                };
+            }
+        }
+        None
     }
 
     /// Headers whose values are comma-separated lists (RFC 3261 §7.3.1) and may be split.
@@ -355,7 +389,7 @@ mod tests {
         fn classify_matches_reference(
             pick in 0usize..HeaderName::KNOWN.len(),
             case in proptest::collection::vec(proptest::bool::ANY, 24),
-            mutate in proptest::option::of((0usize..24, "[-a-zA-Z0-9.!%*_+`'~]")),
+            mutate in proptest::option::of((0usize..24, "[-a-zA-Z0-9.!%*_+`'~\\r\\n :@\\[\\x7f]")),
             random in "[-a-zA-Z0-9.!%*_+`'~]{0,26}",
             tail in "[: a-z\\r\\n]{0,12}",
             use_known in proptest::bool::ANY,
@@ -377,6 +411,15 @@ mod tests {
             let mut line = name.clone();
             line.extend_from_slice(tail.as_bytes());
             proptest::prop_assert_eq!(HeaderName::classify_prefix(&line, name.len()), expected);
+            // The fast path: a known name directly followed by a colon, found as such.
+            let mut line = name.clone();
+            line.extend_from_slice(b": value\r\n");
+            let fast = HeaderName::known_before_colon(&line);
+            if expected != HeaderName::Other && !name.contains(&b':') && name.len() <= 23 {
+                proptest::prop_assert_eq!(fast, Some((expected, name.len())));
+            } else if let Some((h, len)) = fast {
+                proptest::prop_assert_eq!(classify_reference(&line[..len]), h);
+            }
         }
     }
 

@@ -146,32 +146,38 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
 
     loop {
         let rest = b.get(pos..).unwrap_or_default();
-        let name_len = rest
-            .iter()
-            .position(|&c| !scan::is_token_char(c))
-            .unwrap_or(rest.len());
-        let plain = name_len > 0 && rest.get(name_len) == Some(&b':');
-        if !plain {
-            let body_start = match rest {
-                [b'\r', b'\n', ..] => Some(pos + 2),
-                [b'\n', ..] => Some(pos + 1),
-                [] => return Err(ErrorKind::Truncated.at(pos)),
-                // A continuation line with no header before it.
-                [c, ..] if scan::is_wsp(*c) => return Err(ErrorKind::HeaderName.at(pos)),
-                _ => None,
-            };
-            if let Some(body_start) = body_start {
-                return Ok(Head {
-                    start_line,
-                    headers,
-                    headers_start: headers_start as u32,
-                    headers_end: pos as u32,
-                    body_start,
-                    content_length: counts.content_length,
-                    content_length_count: counts.content_length_count,
-                });
+        let (name, name_len, plain) = match HeaderName::known_before_colon(rest) {
+            Some((name, len)) => (name, len, true),
+            None => {
+                let name_len = rest
+                    .iter()
+                    .position(|&c| !scan::is_token_char(c))
+                    .unwrap_or(rest.len());
+                let plain = name_len > 0 && rest.get(name_len) == Some(&b':');
+                if !plain {
+                    let body_start = match rest {
+                        [b'\r', b'\n', ..] => Some(pos + 2),
+                        [b'\n', ..] => Some(pos + 1),
+                        [] => return Err(ErrorKind::Truncated.at(pos)),
+                        // A continuation line with no header before it.
+                        [c, ..] if scan::is_wsp(*c) => return Err(ErrorKind::HeaderName.at(pos)),
+                        _ => None,
+                    };
+                    if let Some(body_start) = body_start {
+                        return Ok(Head {
+                            start_line,
+                            headers,
+                            headers_start: headers_start as u32,
+                            headers_end: pos as u32,
+                            body_start,
+                            content_length: counts.content_length,
+                            content_length_count: counts.content_length_count,
+                        });
+                    }
+                }
+                (HeaderName::classify_prefix(rest, name_len), name_len, plain)
             }
-        }
+        };
         if headers.len() >= limits.max_headers {
             return Err(ErrorKind::TooManyHeaders {
                 limit: limits.max_headers,
@@ -180,7 +186,10 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
         }
         // The header line, with continuation lines (folding) appended.
         let line_start = pos;
-        let (mut value_end, mut next) = line_end(b, pos).ok_or(ErrorKind::Truncated.at(pos))?;
+        // A plain line's name and colon hold no line feed: search from the value.
+        let search_from = if plain { pos + name_len + 1 } else { pos };
+        let (mut value_end, mut next) =
+            line_end(b, search_from).ok_or(ErrorKind::Truncated.at(pos))?;
         let mut folded = false;
         loop {
             match b.get(next) {
@@ -221,7 +230,6 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
             .unwrap_or(value.len());
         let value = value.get(..value.len() - trail).unwrap_or_default();
         let vstart = line_start + colon + 1 + lead;
-        let name = HeaderName::classify_prefix(rest, name_len);
         if name.counted() {
             counts.add(name, value, limits, line_start, vstart)?;
         }

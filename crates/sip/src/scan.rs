@@ -65,9 +65,10 @@ pub fn trim_lws(s: &str) -> &str {
 pub fn find_byte(s: &str, b: u8) -> Option<usize> {
     debug_assert!(b.is_ascii());
     let bytes = s.as_bytes();
-    if bytes.len() < 32 {
-        // Below a vector width memchr's call and dispatch cost more than a plain loop.
-        bytes.iter().position(|&c| c == b)
+    if bytes.len() < 128 {
+        // On header-sized strings memchr's call and set-up cost more than a word-at-a-time
+        // scan.
+        find_byte_from(bytes, 0, b)
     } else {
         memchr::memchr(b, bytes)
     }

@@ -131,26 +131,64 @@ impl<'a> Host<'a> {
             let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
             return inner.parse().map(Host::V6).map_err(|_| UriError::Host);
         }
-        if s.is_empty() {
-            return Err(UriError::Host);
+        // One pass: every byte must be a host character; which kinds were seen decides
+        // whether an IPv4 address is worth trying.
+        let mut seen = 0u8;
+        for c in s.bytes() {
+            let class = host_class(c);
+            if class == 0 {
+                return Err(UriError::Host);
+            }
+            seen |= class;
         }
-        if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.bytes().any(|c| c == b'.') {
+        if seen == 0 {
+            return Err(UriError::Host); // empty
+        }
+        if seen & !(HOST_DIGIT | HOST_DOT) == 0 && seen & HOST_DOT != 0 {
             if let Ok(ip) = s.parse() {
                 return Ok(Host::V4(ip));
             }
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]; "_" tolerated as many stacks do.
-        let ok = s
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-            && !s.starts_with('.')
-            && !s.starts_with('-');
-        if ok {
-            Ok(Host::Domain(s))
-        } else {
+        if s.starts_with('.') || s.starts_with('-') {
             Err(UriError::Host)
+        } else {
+            Ok(Host::Domain(s))
         }
     }
+}
+
+const HOST_DIGIT: u8 = 1;
+const HOST_DOT: u8 = 2;
+const HOST_OTHER: u8 = 4;
+
+/// The kind of a host-name byte: digit, dot, other allowed (letter, `-`, `_`), or 0.
+static HOST_CLASS: [u8; 256] = host_classes();
+
+#[allow(clippy::indexing_slicing)] // const evaluation: u8 indices into 256 entries
+const fn host_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_digit() {
+            HOST_DIGIT
+        } else if c == b'.' {
+            HOST_DOT
+        } else if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
+            HOST_OTHER
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+}
+
+#[inline]
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
+fn host_class(c: u8) -> u8 {
+    HOST_CLASS[usize::from(c)]
 }
 
 impl fmt::Display for Host<'_> {
@@ -445,6 +483,39 @@ impl<'a> TelUri<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two-pass host check the one-pass table replaced, kept as its oracle.
+    fn host_reference(s: &str) -> Result<Host<'_>, UriError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
+            return inner.parse().map(Host::V6).map_err(|_| UriError::Host);
+        }
+        if s.is_empty() {
+            return Err(UriError::Host);
+        }
+        if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.bytes().any(|c| c == b'.') {
+            if let Ok(ip) = s.parse() {
+                return Ok(Host::V4(ip));
+            }
+        }
+        let ok = s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+            && !s.starts_with('.')
+            && !s.starts_with('-');
+        if ok {
+            Ok(Host::Domain(s))
+        } else {
+            Err(UriError::Host)
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn host_matches_reference(s in "[0-9.a-zA-Z_:\\[\\]-]{0,20}|[0-9]{1,3}(\\.[0-9]{1,4}){0,4}") {
+            proptest::prop_assert_eq!(Host::parse(&s), host_reference(&s));
+        }
+    }
 
     #[test]
     fn parses_full_sip_uri() {
