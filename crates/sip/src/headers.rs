@@ -9,7 +9,7 @@ use crate::method::Method;
 use crate::name::HeaderName;
 use crate::params::{unquote, Params};
 use crate::scan;
-use crate::uri::{parse_hostport, Host};
+use crate::uri::{host_class, parse_hostport, Host, HOST_DIGIT, HOST_DOT};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -36,6 +36,99 @@ pub struct Via<'a> {
 impl<'a> Via<'a> {
     /// Parses one Via value. LWS is allowed around `/` and `;` (RFC 4475 §3.1.1.1).
     pub fn parse(s: &'a str) -> Option<Via<'a>> {
+        Via::parse_plain(s).or_else(|| Via::parse_general(s))
+    }
+
+    /// The common shape in one pass: `SIP/2.0/transport SP host[:port]` and parameters
+    /// without white space or quotes. Anything else returns `None` and goes to
+    /// [`Via::parse_general`], which decides; when this succeeds it finds exactly what the
+    /// general parser finds (`tests::plain_matches_general`).
+    fn parse_plain(s: &'a str) -> Option<Via<'a>> {
+        let b = s.as_bytes();
+        // "SIP/2.0/" with the letters in any case, as one word compare.
+        let head = u64::from_le_bytes(*b.first_chunk::<8>()?);
+        if head | 0x20_2020 != u64::from_le_bytes(*b"sip/2.0/") {
+            return None;
+        }
+        let rest = b.get(8..)?;
+        let t_len = rest.iter().position(|&c| !scan::is_token_char(c))?;
+        if t_len == 0 || rest.get(t_len) != Some(&b' ') {
+            return None;
+        }
+        let host_start = 8 + t_len + 1;
+        let after_host = b.get(host_start..)?;
+        let mut seen = 0u8;
+        let mut host_len = after_host.len();
+        for (i, &c) in after_host.iter().enumerate() {
+            let class = host_class(c);
+            if class == 0 {
+                host_len = i;
+                break;
+            }
+            seen |= class;
+        }
+        if seen == 0 || matches!(after_host.first(), Some(b'.' | b'-')) {
+            return None;
+        }
+        let host_str = s.get(host_start..host_start + host_len)?;
+        let host = if seen & !(HOST_DIGIT | HOST_DOT) == 0 && seen & HOST_DOT != 0 {
+            host_str.parse().map_or(Host::Domain(host_str), Host::V4)
+        } else {
+            Host::Domain(host_str)
+        };
+        let mut at = host_start + host_len;
+        let mut port = None;
+        if b.get(at) == Some(&b':') {
+            let digits = b
+                .get(at + 1..)?
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            let p = scan::parse_decimal(s.get(at + 1..at + 1 + digits)?, u64::from(u16::MAX))?;
+            port = Some(u16::try_from(p).ok()?);
+            at += 1 + digits;
+        }
+        let sent_by = s.get(host_start..at)?;
+        let params = match b.get(at) {
+            None => "",
+            Some(b';') => s.get(at + 1..)?,
+            Some(_) => return None,
+        };
+        let mut rport_seen = false;
+        let mut branch = None;
+        if !params.is_empty() {
+            for element in params.split(';') {
+                let (name, value) = match scan::find_byte(element, b'=') {
+                    Some(eq) => (element.get(..eq)?, Some(element.get(eq + 1..)?)),
+                    None => (element, None),
+                };
+                let plain = |t: &str| !t.is_empty() && t.bytes().all(crate::params::plain_char);
+                if !plain(name) || value.is_some_and(|v| !plain(v)) {
+                    return None;
+                }
+                if branch.is_none() && name.eq_ignore_ascii_case("branch") {
+                    branch = Some(value);
+                } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
+                    rport_seen = true;
+                    if value.is_some_and(|v| v.parse::<u16>().is_err()) {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(Via {
+            protocol: (s.get(..3)?, s.get(4..7)?),
+            transport: s.get(8..8 + t_len)?,
+            host,
+            port,
+            sent_by,
+            params: Params::new(params),
+            branch: branch.flatten(),
+        })
+    }
+
+    /// Any Via value the grammar allows, LWS and quoted parameter values included.
+    fn parse_general(s: &'a str) -> Option<Via<'a>> {
         // Nearly every Via starts "SIP/2.0/": take that without searching for the slashes.
         let (protocol, rest) = match (s.get(..8), s.get(..3), s.get(4..7), s.get(8..)) {
             (Some(p), Some(name), Some(version), Some(rest))
@@ -503,6 +596,42 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_vias_take_the_one_pass_parser() {
+        for v in [
+            "SIP/2.0/UDP edge1.atlanta.com:5060;branch=z9hG4bK74bf9.2a1",
+            "SIP/2.0/TCP 192.0.2.55;branch=z9hG4bKnashds8;rport=5060;received=192.0.2.1",
+            "sip/2.0/tls h",
+        ] {
+            assert!(Via::parse_plain(v).is_some(), "{v}");
+            assert_eq!(Via::parse_plain(v), Via::parse_general(v));
+        }
+    }
+
+    proptest::proptest! {
+        /// Whenever the one-pass Via parser accepts a value, the general parser finds the
+        /// same fields; when it declines, `Via::parse` is the general parser's answer.
+        #[test]
+        fn plain_matches_general(
+            prefix in proptest::sample::select(vec!["SIP/2.0/", "sip/2.0/", "SiP/2.0/", "SIP / 2.0 /", "SIP/2.1/", "SIP/2.0"]),
+            transport in proptest::sample::select(vec!["UDP", "tls", "", "U@P", "TCP "]),
+            sep in proptest::sample::select(vec![" ", "  ", "\t", "", "\r\n "]),
+            host in proptest::sample::select(vec!["a.b", "1.2.3.4", "1.2.3", "[::1]", "-x", ".a", "a_b", "999.1.1.1", "", "h@st", "A.Example.COM."]),
+            port in proptest::sample::select(vec![":5060", ":", ":70000", ":+5", "", ":65535", ":5060x"]),
+            params in proptest::collection::vec(proptest::sample::select(vec![
+                ";branch=z9hG4bK1", ";rport", ";rport=+5", ";rport=x", ";BRANCH=a;branch=b",
+                "; branch=x", ";a=\"q\"", ";", ";;", ";a=b=c", ";received=1.2.3.4", ";x=<y>",
+                ";rport=99999", ";branch", ";ttl=5", " ;x", ";a,b",
+            ]), 0..4),
+        ) {
+            let v = format!("{prefix}{transport}{sep}{host}{port}{}", params.concat());
+            let general = Via::parse_general(&v);
+            if let Some(plain) = Via::parse_plain(&v) {
+                proptest::prop_assert_eq!(Some(plain), general);
+            }
+        }
+    }
 
     #[test]
     fn via_with_lws_and_params() {

@@ -178,7 +178,7 @@ const fn plain_table() -> [bool; 256] {
 
 #[inline]
 #[allow(clippy::indexing_slicing)] // u8 index, 256 entries
-fn plain_char(c: u8) -> bool {
+pub(crate) fn plain_char(c: u8) -> bool {
     PLAIN[usize::from(c)]
 }
 

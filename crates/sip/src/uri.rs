@@ -158,8 +158,8 @@ impl<'a> Host<'a> {
     }
 }
 
-const HOST_DIGIT: u8 = 1;
-const HOST_DOT: u8 = 2;
+pub(crate) const HOST_DIGIT: u8 = 1;
+pub(crate) const HOST_DOT: u8 = 2;
 const HOST_OTHER: u8 = 4;
 
 /// The kind of a host-name byte: digit, dot, other allowed (letter, `-`, `_`), or 0.
@@ -187,7 +187,7 @@ const fn host_classes() -> [u8; 256] {
 
 #[inline]
 #[allow(clippy::indexing_slicing)] // u8 index, 256 entries
-fn host_class(c: u8) -> u8 {
+pub(crate) fn host_class(c: u8) -> u8 {
     HOST_CLASS[usize::from(c)]
 }
 
