@@ -277,16 +277,55 @@ impl HeaderName {
 
     /// A known header name at the start of `line`, directly followed by its colon: the
     /// parser's fast path. `None` sends the line down the general path.
+    ///
+    /// The colon is found a word at a time; the name's words (bytes past it masked off) are
+    /// then hashed and compared with the one candidate in their bucket.
     #[inline]
     pub(crate) fn known_before_colon(line: &[u8]) -> Option<(HeaderName, usize)> {
-        for k in 0..WORDS {
-            let w = u64::from_le_bytes(*line.get(8 * k..)?.first_chunk::<8>()?);
-            if let Some(i) = crate::scan::first_in_word(w, b':') {
-                let len = 8 * k + i;
-                return match HeaderName::classify_prefix(line, len) {
+        let word = |k: usize| {
+            line.get(8 * k..)
+                .and_then(|r| r.first_chunk::<8>())
+                .map(|w| u64::from_le_bytes(*w))
+        };
+        let colon = |w: u64| crate::scan::first_in_word(w, b':');
+        let w0 = word(0)?;
+        let (len, words) = match colon(w0) {
+            Some(i) => (i, [w0 & word_mask(i), 0, 0]),
+            None => {
+                let w1 = word(1)?;
+                match colon(w1) {
+                    Some(i) => (8 + i, [w0, w1 & word_mask(i), 0]),
+                    None => {
+                        let w2 = word(2)?;
+                        let i = colon(w2)?;
+                        (16 + i, [w0, w1, w2 & word_mask(i)])
+                    }
+                }
+            }
+        };
+        if len <= 1 {
+            return match line.first() {
+                Some(&c) if len == 1 => match HeaderName::from_compact(c) {
                     HeaderName::Other => None,
-                    name => Some((name, len)),
-                };
+                    name => Some((name, 1)),
+                },
+                _ => None,
+            };
+        }
+        let bucket = BY_HASH.get(name_hash(len, words[0] | FOLD & word_mask(len)))?;
+        for &i in bucket {
+            let i = usize::from(i);
+            let (Some(&(known, name)), Some(k), Some(case)) =
+                (Self::KNOWN.get(i), KNOWN_WORDS.get(i), CASE_BITS.get(i))
+            else {
+                return None; // an empty slot ends the bucket
+            };
+            if known.len() == len
+                && words[0] | case[0] == k[0]
+                && words[1] | case[1] == k[1]
+                && words[2] | case[2] == k[2]
+            {
+                return Some((name, len));
             }
         }
         None

@@ -145,6 +145,27 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
     let mut counts = Counts::default();
 
     loop {
+        if let Some((header, next)) = plain_line(b, pos) {
+            if headers.len() >= limits.max_headers {
+                return Err(ErrorKind::TooManyHeaders {
+                    limit: limits.max_headers,
+                }
+                .at(pos));
+            }
+            if next - pos > limits.max_header_line {
+                return Err(ErrorKind::HeaderLineTooLong {
+                    limit: limits.max_header_line,
+                }
+                .at(pos));
+            }
+            if header.name.counted() {
+                let value = header.value.of(b);
+                counts.add(header.name, value, limits, pos, header.value.start as usize)?;
+            }
+            headers.push(header);
+            pos = next;
+            continue;
+        }
         let rest = b.get(pos..).unwrap_or_default();
         let (name, name_len, plain) = match HeaderName::known_before_colon(rest) {
             Some((name, len)) => (name, len, true),
@@ -242,6 +263,54 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
         });
         pos = next;
     }
+}
+
+/// The common header line in one pass: a known name, its colon, at most one space, a value
+/// that neither starts nor ends with white space, the line end, and a next line that is
+/// not a continuation. Returns the header and where the next line starts; `None` leaves
+/// the line to the general path, which also decides everything this declines.
+#[inline]
+fn plain_line(b: &[u8], pos: usize) -> Option<(Header, usize)> {
+    let (name, name_len) = HeaderName::known_before_colon(b.get(pos..)?)?;
+    let mut vstart = pos + name_len + 1;
+    if b.get(vstart) == Some(&b' ') {
+        vstart += 1;
+    }
+    if scan::is_lws(*b.get(vstart)?) {
+        return None;
+    }
+    let lf = scan::find_byte_from(b, vstart, b'\n')?;
+    // b[vstart] is not a line feed, so lf > vstart and the value is not empty.
+    let end = if b.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    let last = *b.get(end.checked_sub(1)?)?;
+    let next_first = *b.get(lf + 1)?;
+    if end <= vstart || scan::is_lws(last) || scan::is_wsp(next_first) {
+        return None;
+    }
+    // parse_head refused buffers over u32::MAX bytes, so the offsets fit.
+    Some((
+        Header {
+            name,
+            name_span: Span {
+                start: pos as u32,
+                end: (pos + name_len) as u32,
+            },
+            value: Span {
+                start: vstart as u32,
+                end: end as u32,
+            },
+            line: Span {
+                start: pos as u32,
+                end: (lf + 1) as u32,
+            },
+            folded: false,
+        },
+        lf + 1,
+    ))
 }
 
 /// The colon of a header line whose name is not directly followed by one: white space may
