@@ -96,25 +96,46 @@ impl<'a> Via<'a> {
         };
         let mut rport_seen = false;
         let mut branch = None;
-        if !params.is_empty() {
-            for element in params.split(';') {
-                let (name, value) = match scan::find_byte(element, b'=') {
-                    Some(eq) => (element.get(..eq)?, Some(element.get(eq + 1..)?)),
-                    None => (element, None),
-                };
-                let plain = |t: &str| !t.is_empty() && t.bytes().all(crate::params::plain_char);
-                if !plain(name) || value.is_some_and(|v| !plain(v)) {
-                    return None;
+        // One walk: each element is plain bytes, with at most one `=` splitting a non-empty
+        // name from a non-empty value.
+        let pb = params.as_bytes();
+        let mut start = 0;
+        let mut eq = None;
+        for i in 0..=pb.len() {
+            match pb.get(i) {
+                Some(b'=') if eq.is_none() => {
+                    eq = Some(i);
+                    continue;
                 }
-                if branch.is_none() && name.eq_ignore_ascii_case("branch") {
-                    branch = Some(value);
-                } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
-                    rport_seen = true;
-                    if value.is_some_and(|v| v.parse::<u16>().is_err()) {
+                Some(&c) if c != b';' => {
+                    if !crate::params::plain_char(c) {
                         return None;
                     }
+                    continue;
+                }
+                _ if pb.is_empty() => break,
+                _ => {}
+            }
+            // An element ends at i (a `;` or the end).
+            let name_end = eq.unwrap_or(i);
+            if name_end == start || eq.is_some_and(|e| e + 1 == i) {
+                return None;
+            }
+            let name = params.get(start..name_end)?;
+            let value = match eq {
+                Some(e) => Some(params.get(e + 1..i)?),
+                None => None,
+            };
+            if branch.is_none() && name.eq_ignore_ascii_case("branch") {
+                branch = Some(value);
+            } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
+                rport_seen = true;
+                if value.is_some_and(|v| v.parse::<u16>().is_err()) {
+                    return None;
                 }
             }
+            start = i + 1;
+            eq = None;
         }
         Some(Via {
             protocol: (s.get(..3)?, s.get(4..7)?),
@@ -246,20 +267,26 @@ pub struct CSeq {
 impl CSeq {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(s: &str) -> Option<CSeq> {
-        let s = scan::trim_lws(s);
-        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-        let seq = scan::parse_decimal(s.get(..digits)?, (1 << 31) - 1)?;
-        let rest = s.get(digits..)?;
-        if !rest.bytes().next().is_some_and(scan::is_lws) {
+        CSeq::parse_bytes(s.as_bytes())
+    }
+
+    /// [`CSeq::parse`] on the raw value: everything it accepts is ASCII, so the value
+    /// needs no UTF-8 check first.
+    pub(crate) fn parse_bytes(b: &[u8]) -> Option<CSeq> {
+        let b = scan::trim_lws_bytes(b);
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let seq = scan::parse_decimal_bytes(b.get(..digits)?, (1 << 31) - 1)?;
+        let rest = b.get(digits..)?;
+        if !rest.first().is_some_and(|&c| scan::is_lws(c)) {
             return None;
         }
-        let method = scan::trim_lws(rest);
-        if !scan::is_token(method.as_bytes()) {
+        let method = scan::trim_lws_bytes(rest);
+        if !scan::is_token(method) {
             return None;
         }
         Some(CSeq {
             seq: u32::try_from(seq).ok()?,
-            method: Method::from_token(method),
+            method: Method::from_token_bytes(method),
         })
     }
 }
@@ -441,7 +468,8 @@ impl Message {
     /// Call-ID (mandatory).
     pub fn call_id(&self) -> Result<&str, ParseError> {
         let (h, v) = self.single(HeaderName::CallId)?;
-        if v.is_empty() || v.bytes().any(scan::is_lws) {
+        // LWS bytes are all at or below SP: one compare per byte in the common case.
+        if v.is_empty() || v.bytes().any(|c| c <= b' ' && scan::is_lws(c)) {
             return Err(bad(h));
         }
         Ok(v)
@@ -449,8 +477,10 @@ impl Message {
 
     /// CSeq (mandatory).
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        let (h, v) = self.single(HeaderName::CSeq)?;
-        CSeq::parse(v).ok_or_else(|| bad(h))
+        let h = self
+            .header(HeaderName::CSeq)
+            .ok_or(ErrorKind::MissingHeader("CSeq").at(self.headers_end()))?;
+        CSeq::parse_bytes(self.value_bytes(h)).ok_or_else(|| bad(h))
     }
 
     /// From (mandatory).
@@ -622,7 +652,7 @@ mod tests {
             params in proptest::collection::vec(proptest::sample::select(vec![
                 ";branch=z9hG4bK1", ";rport", ";rport=+5", ";rport=x", ";BRANCH=a;branch=b",
                 "; branch=x", ";a=\"q\"", ";", ";;", ";a=b=c", ";received=1.2.3.4", ";x=<y>",
-                ";rport=99999", ";branch", ";ttl=5", " ;x", ";a,b",
+                ";rport=99999", ";branch", ";ttl=5", " ;x", ";a,b", ";a=", ";=b", ";branch=",
             ]), 0..4),
         ) {
             let v = format!("{prefix}{transport}{sep}{host}{port}{}", params.concat());

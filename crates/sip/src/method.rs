@@ -41,22 +41,27 @@ pub enum Method {
 impl Method {
     /// Classifies a method token. The caller has checked that it is a token.
     pub fn from_token(s: &str) -> Method {
-        match s {
-            "INVITE" => Method::Invite,
-            "ACK" => Method::Ack,
-            "BYE" => Method::Bye,
-            "CANCEL" => Method::Cancel,
-            "REGISTER" => Method::Register,
-            "OPTIONS" => Method::Options,
-            "INFO" => Method::Info,
-            "UPDATE" => Method::Update,
-            "PRACK" => Method::Prack,
-            "SUBSCRIBE" => Method::Subscribe,
-            "NOTIFY" => Method::Notify,
-            "REFER" => Method::Refer,
-            "MESSAGE" => Method::Message,
-            "PUBLISH" => Method::Publish,
-            other => Method::Other(other.into()),
+        Method::from_token_bytes(s.as_bytes())
+    }
+
+    /// [`Method::from_token`] on bytes (a token is ASCII, so nothing is lost).
+    pub(crate) fn from_token_bytes(b: &[u8]) -> Method {
+        match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            other => Method::Other(String::from_utf8_lossy(other).into()),
         }
     }
 

@@ -361,9 +361,7 @@ impl Counts {
         match name {
             HeaderName::ContentLength => {
                 self.content_length_count = self.content_length_count.saturating_add(1);
-                let v = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| scan::parse_decimal(s, limits.max_message_size as u64))
+                let v = scan::parse_decimal_bytes(value, limits.max_message_size as u64)
                     .and_then(|v| u32::try_from(v).ok())
                     .ok_or(ErrorKind::ContentLength.at(vstart))?;
                 self.content_length = match self.content_length {
@@ -399,7 +397,7 @@ impl Counts {
 
 pub(crate) fn count_values(v: &[u8]) -> usize {
     // Most Via and Route lines hold one value: no comma, nothing to split.
-    if memchr::memchr(b',', v).is_none() {
+    if scan::find_byte_from(v, 0, b',').is_none() {
         return 1;
     }
     let mut n = 1;

@@ -58,6 +58,14 @@ pub fn trim_lws(s: &str) -> &str {
     s.get(start..end).unwrap_or_default()
 }
 
+/// [`trim_lws`] on bytes.
+#[inline]
+pub fn trim_lws_bytes(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |e| e + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
 /// Index of the first `b` in `s`. `b` must be ASCII, so the index is a char boundary.
 ///
 /// Cheaper than `str::find(char)` on the short strings of header values.
@@ -235,11 +243,16 @@ pub fn unescape_quoted(s: &str) -> std::borrow::Cow<'_, str> {
 /// Leading zeros are allowed (`0068`, RFC 4475 §3.1.1.1). Returns `None` for an empty string,
 /// a non-digit, or a value over `max` (the overlarge scalars of RFC 4475 §3.1.2.4).
 pub fn parse_decimal(s: &str, max: u64) -> Option<u64> {
+    parse_decimal_bytes(s.as_bytes(), max)
+}
+
+/// [`parse_decimal`] on bytes: a non-digit byte (UTF-8 or not) makes it `None`.
+pub fn parse_decimal_bytes(s: &[u8], max: u64) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
     let mut v: u64 = 0;
-    for c in s.bytes() {
+    for &c in s {
         if !c.is_ascii_digit() {
             return None;
         }
