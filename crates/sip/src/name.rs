@@ -130,22 +130,29 @@ header_names! {
     Timestamp => "Timestamp";
 }
 
-/// The known names as lower-cased 64-bit words (8 name bytes each, zero past the end),
-/// hashed into buckets of indices into `KNOWN`, `u8::MAX` for an empty slot. Classifying a
-/// name (once per header line) is then a hash and one to three word compares per candidate,
-/// instead of a byte loop per candidate.
+/// The known names by hash: each slot holds a name's length, its bytes as lower-cased
+/// 64-bit words (zero past the end) and where its letters are. The hash is perfect for
+/// today's names (a collision is a compile error), so classifying a name, once per header
+/// line, is one hash and one compare of up to three words.
 const BUCKETS: usize = 128;
-const SLOTS: usize = 2;
 /// The longest known name ("Request-Disposition") fits three words.
 const WORDS: usize = 3;
-static KNOWN_WORDS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words(false);
-/// Bit 0x20 at the letters of each known name: OR-ing it into the wire bytes folds the case
-/// of letters and nothing else, so a match is exact for every other byte.
-static CASE_BITS: [[u64; WORDS]; HeaderName::KNOWN.len()] = known_words(true);
-static BY_HASH: [[u8; SLOTS]; BUCKETS] = by_hash();
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// 0 for an empty slot.
+    len: usize,
+    name: HeaderName,
+    words: [u64; WORDS],
+    /// Bit 0x20 at the letters: OR-ing it into the wire bytes folds the case of letters and
+    /// nothing else, so a match is exact for every other byte.
+    case: [u64; WORDS],
+}
+
+static TABLE: [Slot; BUCKETS] = table();
 
 /// Setting bit 0x20 of every byte folds ASCII case (and some other bytes onto each other,
-/// which only makes the hash coarser: the compare uses [`CASE_BITS`]).
+/// which only makes the hash coarser: the compare uses `Slot::case`).
 const FOLD: u64 = 0x2020_2020_2020_2020;
 
 /// The bytes of a word that belong to a name `len - 8 * word` bytes long from there.
@@ -158,56 +165,59 @@ const fn word_mask(remaining: usize) -> u64 {
     }
 }
 
+/// The multiplier was picked so that no two known names share a bucket.
 #[inline]
-/// The multiplier was picked so that no two known names share a bucket today.
 const fn name_hash(len: usize, w0: u64) -> usize {
     ((w0 ^ len as u64).wrapping_mul(0x9309_0287_A6EA_2981) >> 57) as usize % BUCKETS
 }
 
 #[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
-const fn known_words(case_bits: bool) -> [[u64; WORDS]; HeaderName::KNOWN.len()] {
+const fn table() -> [Slot; BUCKETS] {
+    let empty = Slot {
+        len: 0,
+        name: HeaderName::Other,
+        words: [0; WORDS],
+        case: [0; WORDS],
+    };
+    let mut table = [empty; BUCKETS];
     let known = HeaderName::KNOWN;
-    let mut out = [[0u64; WORDS]; HeaderName::KNOWN.len()];
     let mut i = 0;
     while i < known.len() {
-        let name = known[i].0.as_bytes();
-        assert!(name.len() <= 8 * WORDS);
+        let (text, name) = known[i];
+        let bytes = text.as_bytes();
+        assert!(bytes.len() >= 2 && bytes.len() <= 8 * WORDS);
+        let mut slot = Slot {
+            len: bytes.len(),
+            name,
+            ..empty
+        };
         let mut j = 0;
-        while j < name.len() {
-            let byte = if case_bits {
-                if name[j].is_ascii_alphabetic() {
-                    0x20
-                } else {
-                    0
-                }
-            } else {
-                name[j] | 0x20
-            };
-            out[i][j / 8] |= (byte as u64) << (8 * (j % 8));
+        while j < bytes.len() {
+            let shift = 8 * (j % 8);
+            slot.words[j / 8] |= ((bytes[j] | 0x20) as u64) << shift;
+            if bytes[j].is_ascii_alphabetic() {
+                slot.case[j / 8] |= 0x20 << shift;
+            }
             j += 1;
         }
-        i += 1;
-    }
-    out
-}
-
-#[allow(clippy::indexing_slicing)] // const evaluation: an overflow is a compile error
-const fn by_hash() -> [[u8; SLOTS]; BUCKETS] {
-    let known = HeaderName::KNOWN;
-    let words = known_words(false);
-    assert!(known.len() < u8::MAX as usize);
-    let mut table = [[u8::MAX; SLOTS]; BUCKETS];
-    let mut i = 0;
-    while i < known.len() {
-        let bucket = &mut table[name_hash(known[i].0.len(), words[i][0])];
-        let mut slot = 0;
-        while bucket[slot] != u8::MAX {
-            slot += 1; // past SLOTS: raise SLOTS or change name_hash
-        }
-        bucket[slot] = i as u8;
+        let bucket = name_hash(slot.len, slot.words[0]);
+        // Two names in one bucket: pick another multiplier for `name_hash`.
+        assert!(table[bucket].len == 0);
+        table[bucket] = slot;
         i += 1;
     }
     table
+}
+
+/// The known name whose words (bytes past `len` zero) these are, if any.
+#[inline]
+fn lookup(len: usize, words: [u64; WORDS]) -> Option<HeaderName> {
+    let slot = TABLE.get(name_hash(len, words[0] | FOLD & word_mask(len)))?;
+    let hit = slot.len == len
+        && words[0] | slot.case[0] == slot.words[0]
+        && words[1] | slot.case[1] == slot.words[1]
+        && words[2] | slot.case[2] == slot.words[2];
+    hit.then_some(slot.name)
 }
 
 /// Eight bytes of `b` from `at` as a little-endian word, zero past the end of `b`.
@@ -246,33 +256,9 @@ impl HeaderName {
         if len > 8 * WORDS {
             return HeaderName::Other;
         }
-        let w0 = load_word(b, 0) & word_mask(len);
-        let slots = BY_HASH
-            .get(name_hash(len, w0 | FOLD & word_mask(len)))
-            .map_or(&[] as &[u8], |s| s.as_slice());
-        for &i in slots {
-            let i = usize::from(i);
-            let (Some(&(known, h)), Some(words), Some(case)) =
-                (Self::KNOWN.get(i), KNOWN_WORDS.get(i), CASE_BITS.get(i))
-            else {
-                break; // an empty slot ends the bucket
-            };
-            if known.len() != len || w0 | case[0] != words[0] {
-                continue;
-            }
-            let rest_ok = (1..WORDS).all(|k| {
-                let remaining = len.saturating_sub(8 * k);
-                remaining == 0
-                    || Some(
-                        (load_word(b, 8 * k) & word_mask(remaining))
-                            | case.get(k).copied().unwrap_or(0),
-                    ) == words.get(k).copied()
-            });
-            if rest_ok {
-                return h;
-            }
-        }
-        HeaderName::Other
+        let word = |k: usize| load_word(b, 8 * k) & word_mask(len.saturating_sub(8 * k));
+        let words = [word(0), word(1), word(2)];
+        lookup(len, words).unwrap_or(HeaderName::Other)
     }
 
     /// A known header name at the start of `line`, directly followed by its colon: the
@@ -312,23 +298,7 @@ impl HeaderName {
                 _ => None,
             };
         }
-        let bucket = BY_HASH.get(name_hash(len, words[0] | FOLD & word_mask(len)))?;
-        for &i in bucket {
-            let i = usize::from(i);
-            let (Some(&(known, name)), Some(k), Some(case)) =
-                (Self::KNOWN.get(i), KNOWN_WORDS.get(i), CASE_BITS.get(i))
-            else {
-                return None; // an empty slot ends the bucket
-            };
-            if known.len() == len
-                && words[0] | case[0] == k[0]
-                && words[1] | case[1] == k[1]
-                && words[2] | case[2] == k[2]
-            {
-                return Some((name, len));
-            }
-        }
-        None
+        lookup(len, words).map(|name| (name, len))
     }
 
     /// Headers whose values are comma-separated lists (RFC 3261 §7.3.1) and may be split.
