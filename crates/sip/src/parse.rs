@@ -420,7 +420,7 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     }
     // Request-Line = Method SP Request-URI SP SIP-Version. Extra SP between the elements
     // and trailing SP are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10); SP inside the URI is not.
-    let sp = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine.at(line.len()))?;
+    let sp = scan::find_byte_from(line, 0, b' ').ok_or(ErrorKind::StartLine.at(line.len()))?;
     let method = line.get(..sp).unwrap_or_default();
     if !scan::is_token(method) {
         return Err(ErrorKind::Method.at(0));
@@ -429,7 +429,13 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     while end > sp && line.get(end - 1).is_some_and(|&c| scan::is_wsp(c)) {
         end -= 1;
     }
-    let last_sp = memchr::memrchr(b' ', line.get(..end).unwrap_or_default()).unwrap_or(sp);
+    // The version is short: a backward byte scan reaches its space at once.
+    let last_sp = line
+        .get(..end)
+        .unwrap_or_default()
+        .iter()
+        .rposition(|&c| c == b' ')
+        .unwrap_or(sp);
     if last_sp <= sp {
         // Only one element after the method: the version is missing.
         return Err(ErrorKind::StartLine.at(end));
@@ -446,9 +452,9 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     }
     let uri = line.get(ustart..uend).unwrap_or_default();
     check_request_uri(uri).map_err(|rel| ErrorKind::RequestUri.at(ustart + rel))?;
-    let method = std::str::from_utf8(method).map_err(|_| ErrorKind::Method.at(0))?;
     Ok(StartLine::Request {
-        method: Method::from_token(method),
+        // A token is ASCII: no UTF-8 check needed.
+        method: Method::from_token_bytes(method),
         uri: Span::new(ustart, uend),
     })
 }
@@ -471,7 +477,7 @@ fn check_version(v: &[u8], at: usize) -> Result<(), ParseError> {
 /// headers component (RFC 3261 §19.1.1 forbids them there; RFC 4475 §3.1.2.11).
 /// Returns the offset of the fault within `uri`.
 fn check_request_uri(uri: &[u8]) -> Result<(), usize> {
-    let colon = memchr::memchr(b':', uri).ok_or(uri.len())?;
+    let colon = scan::find_byte_from(uri, 0, b':').ok_or(uri.len())?;
     let scheme = uri.get(..colon).unwrap_or_default();
     let scheme_ok = scheme.first().is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
@@ -480,23 +486,41 @@ fn check_request_uri(uri: &[u8]) -> Result<(), usize> {
     if !scheme_ok {
         return Err(0);
     }
-    if let Some(bad) = uri
-        .iter()
-        .position(|&c| c <= b' ' || matches!(c, b'<' | b'>' | b'"') || c >= 0x7f)
-    {
+    if let Some(bad) = uri.iter().position(|&c| !uri_char(c)) {
         return Err(bad);
     }
     if uri.len() == colon + 1 {
         return Err(colon + 1);
     }
     if (scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips"))
-        && memchr::memchr(b'?', uri).is_some()
-        && memchr::memchr(b'@', uri)
-            .is_none_or(|at| memchr::memchr(b'?', uri.get(at..).unwrap_or_default()).is_some())
+        && scan::find_byte_from(uri, 0, b'?').is_some()
+        && scan::find_byte_from(uri, 0, b'@')
+            .is_none_or(|at| scan::find_byte_from(uri, at, b'?').is_some())
     {
         return Err(memchr::memrchr(b'?', uri).unwrap_or(0));
     }
     Ok(())
+}
+
+/// Bytes a Request-URI may hold: no white space or controls, no `<`, `>` or `"`, ASCII.
+static URI_CHAR: [bool; 256] = uri_chars();
+
+#[allow(clippy::indexing_slicing)] // const evaluation: u8 indices into 256 entries
+const fn uri_chars() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = !(c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f);
+        i += 1;
+    }
+    t
+}
+
+#[inline]
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
+fn uri_char(c: u8) -> bool {
+    URI_CHAR[usize::from(c)]
 }
 
 /// Parses `SIP/2.0 SP Status-Code SP Reason-Phrase`.
