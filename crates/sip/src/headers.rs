@@ -96,36 +96,32 @@ impl<'a> Via<'a> {
         };
         let mut rport_seen = false;
         let mut branch = None;
-        // One walk: each element is plain bytes, with at most one `=` splitting a non-empty
-        // name from a non-empty value.
+        // One walk: each element is a non-empty run of plain bytes, optionally `=` and
+        // another such run, then `;` or the end.
         let pb = params.as_bytes();
-        let mut start = 0;
-        let mut eq = None;
-        for i in 0..=pb.len() {
-            match pb.get(i) {
-                Some(b'=') if eq.is_none() => {
-                    eq = Some(i);
-                    continue;
-                }
-                Some(&c) if c != b';' => {
-                    if !crate::params::plain_char(c) {
-                        return None;
-                    }
-                    continue;
-                }
-                _ if pb.is_empty() => break,
-                _ => {}
-            }
-            // An element ends at i (a `;` or the end).
-            let name_end = eq.unwrap_or(i);
-            if name_end == start || eq.is_some_and(|e| e + 1 == i) {
+        let run = |from: usize| {
+            pb.get(from..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&c| !crate::params::plain_char(c))
+                .map_or(pb.len(), |n| from + n)
+        };
+        let mut at = 0;
+        while !pb.is_empty() {
+            let name_end = run(at);
+            if name_end == at {
                 return None;
             }
-            let name = params.get(start..name_end)?;
-            let value = match eq {
-                Some(e) => Some(params.get(e + 1..i)?),
-                None => None,
+            let (value, end) = if pb.get(name_end) == Some(&b'=') {
+                let value_end = run(name_end + 1);
+                if value_end == name_end + 1 {
+                    return None;
+                }
+                (Some(params.get(name_end + 1..value_end)?), value_end)
+            } else {
+                (None, name_end)
             };
+            let name = params.get(at..name_end)?;
             if branch.is_none() && name.eq_ignore_ascii_case("branch") {
                 branch = Some(value);
             } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
@@ -134,8 +130,11 @@ impl<'a> Via<'a> {
                     return None;
                 }
             }
-            start = i + 1;
-            eq = None;
+            match pb.get(end) {
+                None => break,
+                Some(b';') => at = end + 1,
+                Some(_) => return None,
+            }
         }
         Some(Via {
             protocol: (s.get(..3)?, s.get(4..7)?),
