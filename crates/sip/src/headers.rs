@@ -428,28 +428,22 @@ impl<'a> Auth<'a> {
 }
 
 /// The header parameters of a name-addr or addr-spec value, without decoding the URI:
-/// after `>` when the URI is bracketed, else after the first `;` (RFC 3261 §20).
-fn header_params(v: &str) -> Params<'_> {
-    let mut rest = scan::trim_lws(v);
-    if rest.starts_with('"') {
+/// after `>` when the URI is bracketed, else after the first `;` (RFC 3261 §20). Works on
+/// the raw bytes; only the parameters are checked for UTF-8.
+fn header_params(v: &[u8]) -> Option<Params<'_>> {
+    let mut rest = scan::trim_lws_bytes(v);
+    if rest.first() == Some(&b'"') {
         // A quoted display name may hold '<', '>' or ';'.
-        match scan::quoted_string(rest) {
-            Some((_, r)) => rest = r,
-            None => return Params::new(""),
-        }
+        rest = rest.get(scan::closing_quote(rest)? + 1..)?;
     }
-    let after_uri = match scan::find_byte(rest, b'<') {
-        Some(lt) => match rest.get(lt..).and_then(|r| scan::find_byte(r, b'>')) {
-            Some(gt) => lt + gt + 1,
-            None => return Params::new(""),
-        },
+    let after_uri = match scan::find_byte_from(rest, 0, b'<') {
+        Some(lt) => scan::find_byte_from(rest, lt, b'>')? + 1,
         None => 0,
     };
-    let rest = rest.get(after_uri..).unwrap_or_default();
-    match scan::find_byte(rest, b';') {
-        Some(i) => Params::new(rest.get(i + 1..).unwrap_or_default()),
-        None => Params::new(""),
-    }
+    let semi = scan::find_byte_from(rest, after_uri, b';')?;
+    std::str::from_utf8(rest.get(semi + 1..)?)
+        .ok()
+        .map(Params::new)
 }
 
 fn bad(h: &Header) -> ParseError {
@@ -494,19 +488,20 @@ impl Message {
         NameAddr::parse(v).map_err(|_| bad(h))
     }
 
-    /// The To tag, if the To header parses and has one.
+    /// The To tag, if the To header has one.
     ///
-    /// Reads only the header parameters (the URI is not decoded): transaction matching asks
-    /// for tags on every message, and `validate()` has already checked the whole header.
+    /// Reads only the header parameters (neither the display name nor the URI is decoded):
+    /// transaction matching asks for tags on every message, and `validate()` checks the
+    /// whole header.
     pub fn to_tag(&self) -> Option<&str> {
-        let v = self.header_str(HeaderName::To)?.ok()?;
-        header_params(v).get("tag").flatten()
+        let h = self.header(HeaderName::To)?;
+        header_params(self.value_bytes(h))?.get("tag").flatten()
     }
 
     /// The From tag, if the From header has one (see [`Message::to_tag`]).
     pub fn from_tag(&self) -> Option<&str> {
-        let v = self.header_str(HeaderName::From)?.ok()?;
-        header_params(v).get("tag").flatten()
+        let h = self.header(HeaderName::From)?;
+        header_params(self.value_bytes(h))?.get("tag").flatten()
     }
 
     /// Max-Forwards, when present (0–255).
@@ -542,6 +537,10 @@ impl Message {
         // The first value of the first Via field: what `vias().next()` yields, without the
         // iterator machinery (this runs for every message).
         let (h, v) = self.single(HeaderName::Via)?;
+        // A value the one-pass parser takes whole holds no comma: it is the top Via.
+        if let Some(via) = Via::parse_plain(v) {
+            return Ok(via);
+        }
         let first = if scan::find_byte(v, b',').is_some() {
             scan::split_top_level(v, b',').next().unwrap_or(v)
         } else {
@@ -625,6 +624,34 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_read_from_the_header_parameters() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Bob <sip:bob@b>;tag=a6c85cf", Some("a6c85cf")),
+            ("<sip:bob@b;tag=uri-param>", None),
+            ("sip:bob@b;tag=addr-spec", Some("addr-spec")),
+            ("\"B<o>b;x\" <sip:bob@b;lr>;foo;TAG=t1", Some("t1")),
+            ("\"unterminated <sip:bob@b>;tag=x", None),
+            ("Bob <sip:bob@b;tag=x", None),
+            ("Bob <sip:bob@b>;tag", None),
+            ("Bob <sip:bob@b>", None),
+        ];
+        for (to, tag) in cases {
+            let raw = format!(
+                "OPTIONS sip:b SIP/2.0\r\nTo: {to}\r\nFrom: {to}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let m = Message::parse(raw.into_bytes()).unwrap();
+            assert_eq!(m.to_tag(), *tag, "{to}");
+            assert_eq!(m.from_tag(), *tag, "{to}");
+        }
+        // Only the parameters are decoded: a display name that is not UTF-8 does not hide
+        // the tag (validate() is what refuses such a header).
+        let m = Message::parse(&b"OPTIONS sip:b SIP/2.0\r\nTo: \xff <sip:b>;tag=t\r\n\r\n"[..])
+            .unwrap();
+        assert_eq!(m.to_tag(), Some("t"));
+        assert!(m.validate().is_err());
+    }
 
     #[test]
     fn common_vias_take_the_one_pass_parser() {

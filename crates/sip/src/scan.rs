@@ -197,7 +197,13 @@ pub(crate) fn after_quoted(b: &[u8], from: usize) -> Option<usize> {
 /// Returns the raw content between the quotes (escapes kept) and the remainder after the
 /// closing quote, or `None` when the quote is not terminated.
 pub fn quoted_string(s: &str) -> Option<(&str, &str)> {
-    let b = s.as_bytes();
+    let close = closing_quote(s.as_bytes())?;
+    Some((s.get(1..close)?, s.get(close + 1..)?))
+}
+
+/// The index of the quote closing the quoted string that `b` starts with (`b[0] == '"'`),
+/// or `None` when `b` does not start one or it is not terminated.
+pub fn closing_quote(b: &[u8]) -> Option<usize> {
     if b.first() != Some(&b'"') {
         return None;
     }
@@ -212,7 +218,7 @@ pub fn quoted_string(s: &str) -> Option<(&str, &str)> {
         } else if c == b'\\' {
             escaped = true;
         } else if c == b'"' {
-            return Some((s.get(1..i)?, s.get(i + 1..)?));
+            return Some(i);
         }
     }
     None
