@@ -39,6 +39,9 @@ const NAMES: &[HeaderName] = &[
 
 /// Parses `data` as a datagram and, when it parses, drives everything on the message.
 pub fn parse_input(data: &[u8]) {
+    // The one-pass paths must find what the general ones find, errors included.
+    assert!(rollover_sip::oracles::header_section_agrees(data));
+    assert!(rollover_sip::oracles::header_name_agrees(data));
     match Message::parse(Bytes::copy_from_slice(data)) {
         Ok(msg) => exercise(&msg),
         Err(e) => {
@@ -422,6 +425,8 @@ pub fn uri_details(u: &Uri<'_>) {
 
 /// Every parser that takes text, on `s`.
 pub fn text_input(s: &str) {
+    assert!(rollover_sip::oracles::via_agrees(s));
+    assert!(rollover_sip::oracles::header_name_agrees(s.as_bytes()));
     if let Ok(u) = Uri::parse(s) {
         uri_details(&u);
     }

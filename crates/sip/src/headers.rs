@@ -43,7 +43,7 @@ impl<'a> Via<'a> {
     /// without white space or quotes. Anything else returns `None` and goes to
     /// [`Via::parse_general`], which decides; when this succeeds it finds exactly what the
     /// general parser finds (`tests::plain_matches_general`).
-    fn parse_plain(s: &'a str) -> Option<Via<'a>> {
+    pub(crate) fn parse_plain(s: &'a str) -> Option<Via<'a>> {
         let b = s.as_bytes();
         // "SIP/2.0/" with the letters in any case, as one word compare.
         let head = u64::from_le_bytes(*b.first_chunk::<8>()?);
@@ -148,7 +148,7 @@ impl<'a> Via<'a> {
     }
 
     /// Any Via value the grammar allows, LWS and quoted parameter values included.
-    fn parse_general(s: &'a str) -> Option<Via<'a>> {
+    pub(crate) fn parse_general(s: &'a str) -> Option<Via<'a>> {
         // Nearly every Via starts "SIP/2.0/": take that without searching for the slashes.
         let (protocol, rest) = match (s.get(..8), s.get(..3), s.get(4..7), s.get(8..)) {
             (Some(p), Some(name), Some(version), Some(rest))

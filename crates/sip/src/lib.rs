@@ -29,6 +29,9 @@ mod limits;
 mod message;
 mod method;
 mod name;
+#[cfg(feature = "oracles")]
+#[doc(hidden)]
+pub mod oracles;
 mod params;
 mod parse;
 pub mod scan;

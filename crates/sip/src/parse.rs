@@ -12,8 +12,8 @@ use crate::method::Method;
 use crate::name::HeaderName;
 use crate::scan;
 
-#[cfg(test)]
-mod reference;
+#[cfg(any(test, feature = "oracles"))]
+pub(crate) mod reference;
 
 /// The header section of a message, located but not yet attached to a buffer.
 #[derive(Debug)]
