@@ -1,5 +1,6 @@
 //! The header-section parser as it was before the fast path, kept as the oracle the
-//! differential property test (`tests::new_matches_reference`) compares against.
+//! differential property test (`tests::new_matches_reference`) and the `parse` fuzz target
+//! (through `crate::oracles`) compare against.
 
 use crate::error::{ErrorKind, ParseError};
 use crate::limits::Limits;
