@@ -94,8 +94,7 @@ impl<'a> Via<'a> {
             Some(b';') => s.get(at + 1..)?,
             Some(_) => return None,
         };
-        let mut rport_seen = false;
-        let mut branch = None;
+        let mut seen = ViaParams::default();
         // One walk: each element is a non-empty run of plain bytes, optionally `=` and
         // another such run, then `;` or the end.
         let pb = params.as_bytes();
@@ -122,13 +121,8 @@ impl<'a> Via<'a> {
                 (None, name_end)
             };
             let name = params.get(at..name_end)?;
-            if branch.is_none() && name.eq_ignore_ascii_case("branch") {
-                branch = Some(value);
-            } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
-                rport_seen = true;
-                if value.is_some_and(|v| v.parse::<u16>().is_err()) {
-                    return None;
-                }
+            if !seen.param(name, value) {
+                return None;
             }
             match pb.get(end) {
                 None => break,
@@ -143,7 +137,7 @@ impl<'a> Via<'a> {
             port,
             sent_by,
             params: Params::new(params),
-            branch: branch.flatten(),
+            branch: seen.branch.flatten(),
         })
     }
 
@@ -176,19 +170,13 @@ impl<'a> Via<'a> {
         let params = Params::new(params);
         // One walk of the list: every element well formed, the first rport (the one
         // `rport()` reads) empty or a port number, and the first branch kept for `branch()`.
-        let mut rport_seen = false;
-        let mut branch = None;
+        let mut seen = ViaParams::default();
         for (name, value) in params.iter() {
             if !crate::params::pair_ok(name, value) {
                 return None;
             }
-            if branch.is_none() && name.eq_ignore_ascii_case("branch") {
-                branch = Some(value);
-            } else if !rport_seen && name.eq_ignore_ascii_case("rport") {
-                rport_seen = true;
-                if value.is_some_and(|v| v.parse::<u16>().is_err()) {
-                    return None;
-                }
+            if !seen.param(name, value) {
+                return None;
             }
         }
         Some(Via {
@@ -198,7 +186,7 @@ impl<'a> Via<'a> {
             port,
             sent_by,
             params,
-            branch: branch.flatten(),
+            branch: seen.branch.flatten(),
         })
     }
 
@@ -251,6 +239,28 @@ impl<'a> Via<'a> {
             .get("ttl")
             .flatten()
             .and_then(|t| t.parse().ok())
+    }
+}
+
+/// What both Via parsers note while they walk the parameters: the first branch, kept for
+/// `branch()`, and whether the first rport (the one `rport()` reads) was seen.
+#[derive(Default)]
+struct ViaParams<'a> {
+    branch: Option<Option<&'a str>>,
+    rport_seen: bool,
+}
+
+impl<'a> ViaParams<'a> {
+    /// Notes one parameter; `false` when it makes the Via invalid (an rport that is
+    /// neither empty nor a port number).
+    fn param(&mut self, name: &str, value: Option<&'a str>) -> bool {
+        if self.branch.is_none() && name.eq_ignore_ascii_case("branch") {
+            self.branch = Some(value);
+        } else if !self.rport_seen && name.eq_ignore_ascii_case("rport") {
+            self.rport_seen = true;
+            return value.is_none_or(|v| v.parse::<u16>().is_ok());
+        }
+        true
     }
 }
 
