@@ -19,18 +19,21 @@ mod raw;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
-use rollover_proxy::{FailoverPolicy, ResponsePattern, RouteDecision, Router, Target, TargetPlan};
+use rollover_proxy::{
+    Cidr, FailoverPolicy, ResponsePattern, RouteDecision, Router, SecurityConfig, Target,
+    TargetPlan,
+};
 use rollover_sip::{HeaderName, Message};
 use rollover_txn::{Peer, Transport};
 use toml::Spanned;
 
-use crate::raw::{RawConfig, RawFailover, RawRoute};
+use crate::raw::{RawConfig, RawFailover, RawRoute, RawSecurity};
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,11 +72,25 @@ pub struct ServerSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// Security settings from `[security]`.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// Trusted sources, the allow list and the flood and overload limits.
+    pub limits: SecurityConfig,
+    /// The secret written in the file (`secret`), if any.
+    pub secret: Option<String>,
+    /// Where the secret is kept otherwise: read at start, made (random, mode 0600) when
+    /// missing. Relative paths are taken from the working directory.
+    pub secret_file: PathBuf,
+}
+
 /// A whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `[server]`.
     pub server: ServerSettings,
+    /// `[security]`.
+    pub security: SecuritySettings,
     /// `[failover]` and the `[[route]]` rules.
     pub plan: DialPlan,
 }
@@ -85,7 +102,7 @@ enum Cond {
     To(Regex),
     From(Regex),
     Header(String, Regex),
-    Source(IpAddr, u8),
+    Source(Cidr),
     Transport(Regex),
 }
 
@@ -154,6 +171,16 @@ impl Ctx<'_> {
         }
     }
 
+    fn cidr(&self, v: &Spanned<String>, key: &str) -> Result<Cidr, ConfigError> {
+        v.get_ref().parse::<Cidr>().map_err(|_| {
+            self.err(
+                v.span(),
+                key,
+                "expected an address or CIDR such as 10.0.0.0/8",
+            )
+        })
+    }
+
     fn regex(&self, v: &Spanned<String>, key: &str) -> Result<Regex, ConfigError> {
         Regex::new(v.get_ref())
             .map_err(|e| self.err(v.span(), key, format!("invalid regular expression: {e}")))
@@ -211,28 +238,6 @@ pub fn parse_listen(s: &str) -> Result<(Transport, SocketAddr), String> {
         .parse()
         .map_err(|_| format!("{addr:?} is not an address:port (IPv6 in brackets)"))?;
     Ok((transport, addr))
-}
-
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip, bits) = match s.split_once('/') {
-        Some((ip, b)) => (ip.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
-        None => {
-            let ip: IpAddr = s.parse().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some((ip, bits))
-}
-
-fn in_cidr(addr: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
-    let (a, n, width) = match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
-        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
-        _ => return false,
-    };
-    let shift = width - u32::from(bits);
-    shift >= width || (a >> shift) == (n >> shift)
 }
 
 /// Replaces `$1`, `${name}` and `$$` in a target template.
@@ -370,8 +375,10 @@ impl Config {
         for (i, r) in raw.route.iter().enumerate() {
             rules.push(compile_rule(&cx, i, r, &defaults)?);
         }
+        let security = compile_security(&cx, &raw.security)?;
         Ok(Config {
             server,
+            security,
             plan: DialPlan {
                 rules,
                 defaults,
@@ -379,6 +386,63 @@ impl Config {
             },
         })
     }
+}
+
+fn compile_security(cx: &Ctx<'_>, raw: &RawSecurity) -> Result<SecuritySettings, ConfigError> {
+    let d = SecurityConfig::default();
+    let list = |v: &Option<Vec<Spanned<String>>>, k: &str| -> Result<Vec<Cidr>, ConfigError> {
+        v.iter().flatten().map(|c| cx.cidr(c, k)).collect()
+    };
+    let count = |v: &Option<Spanned<i64>>, k: &str, max: i64, default: u64| match v {
+        None => Ok(default),
+        Some(n) if (0..=max).contains(n.get_ref()) => Ok(*n.get_ref() as u64),
+        Some(n) => Err(cx.err(n.span(), k, format!("expected a number from 0 to {max}"))),
+    };
+    if let Some(s) = raw.secret.as_ref().filter(|s| s.get_ref().len() < 16) {
+        return Err(cx.err(
+            s.span(),
+            "security.secret",
+            "too short: use at least 16 characters (e.g. the output of `openssl rand -hex 32`)",
+        ));
+    }
+    let limits = SecurityConfig {
+        trusted: list(&raw.trusted, "security.trusted")?,
+        allow: list(&raw.allow, "security.allow")?,
+        pike_rate: count(
+            &raw.flood_rate,
+            "security.flood_rate",
+            1_000_000,
+            d.pike_rate.into(),
+        )? as u32,
+        pike_burst: count(
+            &raw.flood_burst,
+            "security.flood_burst",
+            1_000_000,
+            d.pike_burst.into(),
+        )? as u32,
+        pike_block: cx.duration(&raw.flood_block, "security.flood_block", d.pike_block)?,
+        overload_backlog: count(
+            &raw.overload_backlog,
+            "security.overload_backlog",
+            1_000_000,
+            d.overload_backlog as u64,
+        )? as usize,
+        retry_after: count(
+            &raw.retry_after,
+            "security.retry_after",
+            86_400,
+            d.retry_after.into(),
+        )? as u32,
+    };
+    Ok(SecuritySettings {
+        limits,
+        secret: raw.secret.as_ref().map(|s| s.get_ref().clone()),
+        secret_file: PathBuf::from(
+            raw.secret_file
+                .clone()
+                .unwrap_or_else(|| "rollover-data/secret".into()),
+        ),
+    })
 }
 
 fn compile_rule(
@@ -410,14 +474,8 @@ fn compile_rule(
         ));
     }
     if let Some(v) = &m.source {
-        let (ip, bits) = parse_cidr(v.get_ref()).ok_or_else(|| {
-            cx.err(
-                v.span(),
-                &key("match.source"),
-                "expected an address or CIDR such as 10.0.0.0/8",
-            )
-        })?;
-        conds.push(Cond::Source(ip, bits));
+        let net = cx.cidr(v, &key("match.source"))?;
+        conds.push(Cond::Source(net));
     }
     if let Some(v) = &m.transport {
         conds.push(Cond::Transport(cx.regex(v, &key("match.transport"))?));
@@ -621,7 +679,7 @@ fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, 
                     .collect();
                 values.iter().any(|v| take(re, v, false))
             }
-            Cond::Source(net, bits) => in_cidr(source.addr.ip(), (*net, *bits)),
+            Cond::Source(net) => net.contains(source.addr.ip()),
             Cond::Transport(re) => take(re, &source.transport.as_str().to_ascii_lowercase(), false),
         };
         if !ok {
@@ -649,7 +707,7 @@ impl fmt::Display for DialPlan {
                     Cond::To(re) => format!("to ~ {re}"),
                     Cond::From(re) => format!("from ~ {re}"),
                     Cond::Header(n, re) => format!("header {n} ~ {re}"),
-                    Cond::Source(ip, bits) => format!("source in {ip}/{bits}"),
+                    Cond::Source(net) => format!("source in {net}"),
                     Cond::Transport(re) => format!("transport ~ {re}"),
                 };
                 writeln!(f, "     when {text}")?;

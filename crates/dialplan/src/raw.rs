@@ -16,7 +16,23 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub failover: RawFailover,
     #[serde(default)]
+    pub security: RawSecurity,
+    #[serde(default)]
     pub route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub trusted: Option<Vec<Spanned<String>>>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<String>,
+    pub flood_rate: Option<Spanned<i64>>,
+    pub flood_burst: Option<Spanned<i64>>,
+    pub flood_block: Option<Spanned<RawDuration>>,
+    pub overload_backlog: Option<Spanned<i64>>,
+    pub retry_after: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

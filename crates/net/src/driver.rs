@@ -3,7 +3,8 @@
 //! ```text
 //!  Inbound ─▶ parse ─▶ validate ─┬─ bad request: stateless 4xx/5xx back to the source
 //!                                ├─ bad response: dropped (debug log)
-//!                                └─ Via received/rport (RFC 3581) ─▶ TxnLayer::handle_message
+//!                                └─ Via received/rport (RFC 3581) ─▶ user.admit ─▶ TxnLayer::handle_message
+//!                                   (bad input is logged aggregated per source, never per datagram)
 //!  sleep until min(txn, user) deadline ─▶ TxnLayer::handle_timeout, user.handle_timeout
 //!  after each: events ─▶ user; transmits ─▶ Transports::send
 //! ```
@@ -11,12 +12,13 @@
 //! One task owns the transaction layer and the user, so one call's messages are handled in
 //! order and never race; the socket tasks only move bytes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rollover_sip::{Host, Limits, Message, Method};
-use rollover_txn::{Peer, TransactionUser, TxnLayer};
+use rollover_txn::{Admit, Peer, TransactionUser, TxnLayer};
 use tokio::sync::mpsc::Receiver;
 use tracing::{debug, warn};
 
@@ -135,6 +137,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut noise = NoiseLog::default();
     loop {
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
@@ -157,13 +160,16 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                 let now = Instant::now();
                 match msg {
                     None => return,
-                    Some(Inbound::Message { source, bytes, .. }) => handle_bytes(now, txn, source, bytes, &limits),
+                    Some(Inbound::Message { source, bytes, .. }) => {
+                        let backlog = inbound.len();
+                        handle_bytes(now, user, txn, source, bytes, &limits, backlog, &mut noise);
+                    }
                     Some(Inbound::SendFailed { txn: Some(r), error, dest }) => {
                         debug!(%dest, "send failed: {error}");
                         txn.handle_transport_error(r, error);
                     }
                     Some(Inbound::SendFailed { txn: None, error, dest }) => debug!(%dest, "stateless send failed: {error}"),
-                    Some(Inbound::BadStream { source, error }) => warn!(%source, "closed a stream carrying unframeable bytes: {error}"),
+                    Some(Inbound::BadStream { source, error }) => noise.note(now, source.addr.ip(), &format!("closed a stream carrying unframeable bytes: {error}")),
                 }
             }
             cmd = commands.recv() => {
@@ -184,24 +190,36 @@ pub async fn run_with_commands<U: TransactionUser, C>(
     }
 }
 
-fn handle_bytes(
+#[allow(clippy::too_many_arguments)]
+fn handle_bytes<U: TransactionUser>(
     now: Instant,
+    user: &mut U,
     txn: &mut TxnLayer,
     source: Peer,
     bytes: bytes::Bytes,
     limits: &Limits,
+    backlog: usize,
+    noise: &mut NoiseLog,
 ) {
     let msg = match Message::parse_with(bytes.clone(), limits) {
         Ok(m) => m,
         Err(e) => {
             // Without a parsed Via there is nowhere to send a 400: log and drop.
-            warn!(%source, "dropped unparseable message: {}", rollover_sip::Located(&e, &bytes));
+            let what = format!(
+                "dropped unparseable message: {}",
+                rollover_sip::Located(&e, &bytes)
+            );
+            noise.note(now, source.addr.ip(), &what);
             return;
         }
     };
     if let Err(e) = msg.validate() {
         if msg.is_request() && msg.method() != Some(&Method::Ack) && msg.top_via().is_ok() {
-            warn!(%source, "refused request with {}: {e}", e.status());
+            noise.note(
+                now,
+                source.addr.ip(),
+                &format!("refused request with {}: {e}", e.status()),
+            );
             let reason = e.reason_phrase();
             txn.send_stateless(
                 source,
@@ -217,7 +235,69 @@ fn handle_bytes(
     } else {
         msg
     };
-    txn.handle_message(now, source, msg);
+    match user.admit(now, &source, &msg, backlog) {
+        Admit::Accept => txn.handle_message(now, source, msg),
+        Admit::Drop => {}
+        Admit::Reply(bytes) => txn.send_stateless(source, bytes),
+    }
+}
+
+/// How long one aggregated bad-input line covers.
+const NOISE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Sources tracked per window; the rest are counted together.
+const NOISE_SOURCES: usize = 256;
+
+/// Warnings about bad input, aggregated: the first from a source in a window is logged
+/// with its reason; the rest are counted and reported in one line per source when the
+/// window ends ("dropped 40,212 bad messages from 198.51.100.7 in the last 10 s"), so a
+/// junk flood costs a few log lines, not one per datagram.
+#[derive(Debug, Default)]
+pub(crate) struct NoiseLog {
+    window_start: Option<Instant>,
+    counts: HashMap<IpAddr, (u64, String)>,
+    others: u64,
+}
+
+impl NoiseLog {
+    /// Notes one bad message from `ip`.
+    pub(crate) fn note(&mut self, now: Instant, ip: IpAddr, what: &str) {
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= NOISE_WINDOW {
+            self.flush(now);
+            self.window_start = Some(now);
+        }
+        if let Some((n, last)) = self.counts.get_mut(&ip) {
+            *n += 1;
+            if last.as_str() != what {
+                what.clone_into(last);
+            }
+        } else if self.counts.len() < NOISE_SOURCES {
+            warn!(source = %ip, "{what}");
+            self.counts.insert(ip, (1, what.to_owned()));
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// Reports what was counted beyond each source's first line.
+    fn flush(&mut self, now: Instant) {
+        let secs = self
+            .window_start
+            .map_or(0, |s| now.saturating_duration_since(s).as_secs());
+        for (ip, (n, last)) in self.counts.drain() {
+            if n > 1 {
+                warn!(source = %ip, "dropped {n} bad messages in the last {secs}s (last: {last})");
+            }
+        }
+        if self.others > 0 {
+            warn!(
+                "dropped {} bad messages from other sources in the last {secs}s",
+                self.others
+            );
+            self.others = 0;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,14 +20,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollover_sip::{HeaderName, Message, Method};
-use rollover_txn::{ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
+use rollover_txn::{Admit, ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
 use tracing::{debug, info};
 
 use crate::decision::{Decision, Why};
 use crate::engine::{BranchId, End, Engine, RedirectMode, Step};
 use crate::forward::{self, Local};
+use crate::guard::{Overload, Pike, Refusal, RefusalLog, SecurityConfig};
 use crate::policy::FailoverPolicy;
 use crate::router::{destination, Resolver, RouteDecision, Router};
+use crate::secret::Secret;
 use crate::target::Target;
 
 impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
@@ -42,10 +44,11 @@ impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
     fn poll_timeout(&mut self) -> Option<Instant> {
         Proxy::poll_timeout(self)
     }
-}
 
-/// Requests larger than this go over TCP instead of UDP (RFC 3261 §18.1.1).
-pub const UDP_MAX_REQUEST: usize = 1300;
+    fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
+        Proxy::admit(self, now, source, msg, backlog)
+    }
+}
 
 /// Proxy settings that are not per call.
 #[derive(Debug, Clone)]
@@ -60,6 +63,11 @@ pub struct ProxyConfig {
     pub seed: u64,
     /// Keep every decision for [`Proxy::poll_decision`] (simulations); a server only logs.
     pub keep_decisions: bool,
+    /// The key our Record-Route tokens and branch MACs are made with. The default is a
+    /// fixed, public value for tests and simulations: a server sets its own.
+    pub secret: Secret,
+    /// Trusted sources, the allow list, flood and overload limits.
+    pub security: SecurityConfig,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +78,8 @@ impl Default for ProxyConfig {
             timer_c: Duration::from_secs(181),
             seed: 0x5eed,
             keep_decisions: false,
+            secret: Secret::new(b"rollover: insecure default secret"),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -105,14 +115,21 @@ pub struct Proxy<R> {
     next_call: u64,
     ids: forward::Ids,
     decisions: VecDeque<(Instant, String, Decision)>,
+    pike: Pike,
+    overload: Overload,
+    /// Refusals logged per kind, so a flood cannot flood the log.
+    refusals: RefusalLog,
 }
 
 impl<R: Router> Proxy<R> {
     /// A proxy with a router (the dial plan) and a resolver for host names.
     pub fn new(cfg: ProxyConfig, router: R, resolver: Box<dyn Resolver + Send>) -> Proxy<R> {
         Proxy {
-            local: Local::new(&cfg.local),
+            local: Local::new(&cfg.local, cfg.secret.clone()),
             ids: forward::Ids::new(cfg.seed),
+            pike: Pike::new(&cfg.security),
+            overload: Overload::new(cfg.security.overload_backlog),
+            refusals: RefusalLog::default(),
             cfg,
             router,
             resolver,
@@ -135,19 +152,65 @@ impl<R: Router> Proxy<R> {
         self.decisions.pop_front()
     }
 
-    /// The next proxy timer (no-response, ring, Timer C).
+    /// The next proxy timer (no-response, ring, Timer C, the flood table's sweep).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let pike = self.pike.poll_timeout();
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             let live = self
                 .calls
                 .get(&cid)
                 .is_some_and(|c| c.engine.poll_timeout() == Some(at));
             if live {
-                return Some(at);
+                return Some(pike.map_or(at, |p| p.min(at)));
             }
             self.timers.pop();
         }
-        None
+        pike
+    }
+
+    /// The front door, asked for every well-formed message before the transaction layer
+    /// (see [`rollover_txn::TransactionUser::admit`]): the allow list (403), per-source
+    /// flood control (dropped), and admission control (503 with `Retry-After`). Requests
+    /// that follow a route set we recorded, ACKs and responses are never limited, so
+    /// calls under way are not starved by strangers.
+    pub fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
+        let Some(method) = msg.method() else {
+            return Admit::Accept;
+        };
+        let ip = source.addr.ip();
+        let sec = &self.cfg.security;
+        if !sec.is_allowed(ip) {
+            self.refusals.note(
+                now,
+                Refusal::NotAllowed,
+                source,
+                "source not in [security] allow",
+            );
+            if *method == Method::Ack {
+                return Admit::Drop;
+            }
+            return Admit::Reply(stateless(msg, 403, "Forbidden"));
+        }
+        if *method == Method::Ack || sec.is_trusted(ip) {
+            return Admit::Accept;
+        }
+        let follows_our_route = msg.to_tag().is_some() && self.local.top_route_is_ours(msg);
+        if follows_our_route {
+            return Admit::Accept;
+        }
+        if !self.pike.admit(now, ip) {
+            return Admit::Drop;
+        }
+        if msg.to_tag().is_none() && *method != Method::Cancel && self.overload.check(backlog) {
+            let retry = self.cfg.security.retry_after.to_string();
+            let resp = msg
+                .response(503, "Service Unavailable")
+                .to_tag(&stateless_tag(msg))
+                .header("Retry-After", &retry)
+                .build();
+            return Admit::Reply(resp);
+        }
+        Admit::Accept
     }
 
     fn decide(&mut self, now: Instant, call_id: &str, d: Decision) {
@@ -177,12 +240,14 @@ impl<R: Router> Proxy<R> {
                     self.on_request(now, server, request, source, txn);
                 }
             }
-            Event::Ack { request, source } => self.forward_ack(request, source, txn),
+            Event::Ack { request, source } => self.forward_ack(now, request, source, txn),
             Event::Response {
                 txn: client,
                 response,
             } => self.on_response(now, client, response, txn),
-            Event::StrayResponse { response, source } => self.forward_stray(response, source, txn),
+            Event::StrayResponse { response, source } => {
+                self.forward_stray(now, response, source, txn)
+            }
             Event::Timeout(TxnRef::Client(client)) => {
                 self.on_branch_failure(now, client, Why::TransactionTimeout, 408, txn)
             }
@@ -223,21 +288,35 @@ impl<R: Router> Proxy<R> {
         }
     }
 
-    fn reply(
+    /// Answers a request the proxy refuses before routing it, statelessly: one response
+    /// for each request received, no retransmission, no transaction kept (Kamailio's
+    /// `sl_send_reply`), so a forged source cannot make the proxy amplify.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
         &mut self,
         now: Instant,
         server: ServerTxn,
         req: &Message,
         code: u16,
         reason: &str,
+        why: String,
         txn: &mut TxnLayer,
     ) {
-        let mut b = req.response(code, reason).to_tag(&self.ids.tag());
+        let call_id = req.call_id().unwrap_or("-").to_owned();
+        self.decide(
+            now,
+            &call_id,
+            Decision::Rejected {
+                status: code,
+                reason: why,
+            },
+        );
+        let mut b = req.response(code, reason).to_tag(&stateless_tag(req));
         if code == 420 {
             let tags: Vec<&str> = req.tokens(HeaderName::ProxyRequire).collect();
             b = b.header("Unsupported", &tags.join(", "));
         }
-        let _ = txn.send_response(now, server, b.build());
+        txn.reply_stateless(server, b.build());
     }
 
     fn on_request(
@@ -251,54 +330,74 @@ impl<R: Router> Proxy<R> {
         let call_id = request.call_id().unwrap_or("-").to_owned();
         // RFC 3261 §16.3: Max-Forwards, loops, Proxy-Require.
         if request.max_forwards().ok().flatten() == Some(0) {
-            self.decide(
-                now,
-                &call_id,
-                Decision::Rejected {
-                    status: 483,
-                    reason: "Max-Forwards is 0".into(),
-                },
-            );
-            return self.reply(now, server, &request, 483, "Too Many Hops", txn);
+            let why = "Max-Forwards is 0".into();
+            return self.refuse(now, server, &request, 483, "Too Many Hops", why, txn);
         }
         if self.local.is_loop(&request) {
-            self.decide(
-                now,
-                &call_id,
-                Decision::Rejected {
-                    status: 482,
-                    reason: "request looped".into(),
-                },
-            );
-            return self.reply(now, server, &request, 482, "Loop Detected", txn);
+            let why = "request looped".into();
+            return self.refuse(now, server, &request, 482, "Loop Detected", why, txn);
         }
         if request.tokens(HeaderName::ProxyRequire).next().is_some() {
-            self.decide(
-                now,
-                &call_id,
-                Decision::Rejected {
-                    status: 420,
-                    reason: "Proxy-Require names an extension we lack".into(),
-                },
-            );
-            return self.reply(now, server, &request, 420, "Bad Extension", txn);
+            let why = "Proxy-Require names an extension we lack".into();
+            return self.refuse(now, server, &request, 420, "Bad Extension", why, txn);
         }
-        let request = match self.local.preprocess_route(&request) {
+        let routed = match self.local.preprocess_route(&request) {
             Ok(r) => r,
-            Err(_) => return self.reply(now, server, &request, 400, "Bad Route", txn),
+            Err(_) => {
+                let why = "Route header does not parse".into();
+                return self.refuse(now, server, &request, 400, "Bad Route", why, txn);
+            }
         };
-        let is_invite = request.method() == Some(&Method::Invite);
-        if is_invite {
-            // Stop upstream retransmissions at once (§16.2 allows the proxy its own 100).
-            let _ = txn.send_response(now, server, request.response(100, "Trying").build());
-        }
-        let in_dialog = request.to_tag().is_some();
+        let trusted = self.cfg.security.is_trusted(source.addr.ip());
+        let in_dialog = routed.request.to_tag().is_some();
+        let method = routed
+            .request
+            .method()
+            .map_or_else(String::new, |m| m.as_str().to_owned());
+        // Which path: along a route set (ours, or a trusted source's), or the dial plan.
+        let follow_route = if in_dialog {
+            if !routed.ours && !trusted {
+                // Kamailio's stock answer to an in-dialog request that did not come along a
+                // route set it recorded: it is not ours to relay (an open relay otherwise).
+                let why =
+                    format!("in-dialog {method} from {source} without a Route this proxy recorded");
+                return self.refuse(now, server, &routed.request, 404, "Not Here", why, txn);
+            }
+            true
+        } else if routed.foreign > 0 && trusted {
+            // RFC 3261 §16.4/§16.6: a preloaded route from a trusted upstream is honoured.
+            true
+        } else {
+            false
+        };
+        let request = if !follow_route && routed.foreign > 0 {
+            // A stranger's preloaded Route: removed, and the dial plan decides.
+            match forward::strip_routes(&routed.request) {
+                Ok(r) => {
+                    self.decide(
+                        now,
+                        &call_id,
+                        Decision::RouteRemoved {
+                            entries: routed.foreign,
+                            source: source.to_string(),
+                        },
+                    );
+                    r
+                }
+                Err(_) => {
+                    let why = "Route header does not parse".into();
+                    return self.refuse(now, server, &request, 400, "Bad Route", why, txn);
+                }
+            }
+        } else {
+            routed.request
+        };
         let top_route = request
             .routes()
             .next()
             .and_then(Result::ok)
             .map(|r| r.uri_str.to_owned());
-        let (fixed_hop, plan, policy, rule) = if in_dialog || top_route.is_some() {
+        let (fixed_hop, plan, policy, rule) = if follow_route {
             let hop_uri = top_route
                 .unwrap_or_else(|| request.request_uri_str().unwrap_or_default().to_owned());
             match Target::parse(&hop_uri) {
@@ -309,7 +408,16 @@ impl<R: Router> Proxy<R> {
                     Arc::from("(route set)"),
                 ),
                 Err(_) => {
-                    return self.reply(now, server, &request, 416, "Unsupported URI Scheme", txn)
+                    let why = format!("next hop {hop_uri:?} is not a sip: or sips: URI");
+                    return self.refuse(
+                        now,
+                        server,
+                        &request,
+                        416,
+                        "Unsupported URI Scheme",
+                        why,
+                        txn,
+                    );
                 }
             }
         } else {
@@ -320,15 +428,8 @@ impl<R: Router> Proxy<R> {
                     reason,
                     rule,
                 } => {
-                    self.decide(
-                        now,
-                        &call_id,
-                        Decision::Rejected {
-                            status,
-                            reason: format!("rule {rule:?}: {reason}"),
-                        },
-                    );
-                    return self.reply(now, server, &request, status, &reason, txn);
+                    let why = format!("rule {rule:?}: {reason}");
+                    return self.refuse(now, server, &request, status, &reason, why, txn);
                 }
             }
         };
@@ -336,17 +437,24 @@ impl<R: Router> Proxy<R> {
             let to_us = destination(hop, self.resolver.as_ref())
                 .is_some_and(|d| self.local.is_local_addr(d.addr));
             if to_us {
-                // An in-dialog request whose next hop is this proxy: nowhere to go.
-                self.decide(
-                    now,
-                    &call_id,
-                    Decision::Rejected {
-                        status: 404,
-                        reason: "in-dialog request addressed to this proxy, without a Route".into(),
-                    },
-                );
-                return self.reply(now, server, &request, 404, "Not Here", txn);
+                // Its next hop is this proxy: nowhere to go.
+                let why = format!("{method} addressed to this proxy, without a Route");
+                return self.refuse(now, server, &request, 404, "Not Here", why, txn);
             }
+            self.decide(
+                now,
+                &call_id,
+                Decision::Relayed {
+                    method: method.clone(),
+                    hop: hop.uri.clone(),
+                    source: source.to_string(),
+                    trusted: trusted && !routed.ours,
+                },
+            );
+        }
+        if request.method() == Some(&Method::Invite) {
+            // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
+            let _ = txn.send_response(now, server, request.response(100, "Trying").build());
         }
         let targets = plan.iter().map(Vec::len).sum();
         if fixed_hop.is_none() {
@@ -482,23 +590,6 @@ impl<R: Router> Proxy<R> {
                 &self.local,
                 &mut self.ids,
             )?;
-            if dest.transport == Transport::Udp && req.as_bytes().len() > UDP_MAX_REQUEST {
-                // RFC 3261 §18.1.1: too big for UDP without a known path MTU; the top Via
-                // must then name the transport actually used.
-                let dest = Peer {
-                    transport: Transport::Tcp,
-                    ..dest
-                };
-                let req = forward::request(
-                    &call.request,
-                    set_uri,
-                    Transport::Tcp,
-                    rr,
-                    &self.local,
-                    &mut self.ids,
-                )?;
-                return Some((dest, req));
-            }
             Some((dest, req))
         });
         let started = built.and_then(|(dest, req)| match txn.send_request(now, req, dest) {
@@ -572,6 +663,7 @@ impl<R: Router> Proxy<R> {
 
     /// Fires the engine timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
+        self.pike.handle_timeout(now);
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             if at > now {
                 break;
@@ -597,8 +689,10 @@ impl<R: Router> Proxy<R> {
     ) {
         let cid = cancels.and_then(|s| self.by_server.get(&s).copied());
         let Some(cid) = cid else {
-            let resp = cancel.response(481, "Call/Transaction Does Not Exist");
-            let _ = txn.send_response(now, server, resp.build());
+            let resp = cancel
+                .response(481, "Call/Transaction Does Not Exist")
+                .to_tag(&stateless_tag(cancel));
+            txn.reply_stateless(server, resp.build());
             return;
         };
         // §16.10: answer the CANCEL, then cancel every pending branch.
@@ -616,11 +710,23 @@ impl<R: Router> Proxy<R> {
         self.drive(now, cid, txn);
     }
 
-    /// ACK for a 2xx: forwarded statelessly along its route (§16.11).
-    fn forward_ack(&mut self, ack: Message, source: Peer, txn: &mut TxnLayer) {
-        let Ok(ack) = self.local.preprocess_route(&ack) else {
+    /// ACK for a 2xx: forwarded statelessly along its route (§16.11), but only along a
+    /// route set this proxy recorded (or from a trusted source): an ACK is answered by
+    /// nobody, so a relayed one would be a free anonymous datagram to anywhere.
+    fn forward_ack(&mut self, now: Instant, ack: Message, source: Peer, txn: &mut TxnLayer) {
+        let Ok(routed) = self.local.preprocess_route(&ack) else {
             return;
         };
+        if !routed.ours && !self.cfg.security.is_trusted(source.addr.ip()) {
+            self.refusals.note(
+                now,
+                Refusal::Ack,
+                &source,
+                "ACK without a transaction or a Route this proxy recorded dropped",
+            );
+            return;
+        }
+        let ack = routed.request;
         let hop = ack
             .routes()
             .next()
@@ -641,20 +747,50 @@ impl<R: Router> Proxy<R> {
     }
 
     /// A response with no transaction: a 2xx retransmitted after its transaction ended is
-    /// forwarded statelessly to the next Via (§16.7 / §18.2.2); anything else is dropped.
-    fn forward_stray(&mut self, resp: Message, source: Peer, txn: &mut TxnLayer) {
-        let ours = resp.top_via().ok().is_some_and(|v| self.local.is_ours(&v));
+    /// forwarded statelessly to the next Via (§16.7 / RFC 6026), but only when the top Via
+    /// is one we signed for this Call-ID and exactly that next hop; anything else is
+    /// dropped, so the proxy is no reflector.
+    fn forward_stray(&mut self, now: Instant, resp: Message, source: Peer, txn: &mut TxnLayer) {
         let is_2xx = resp.status().is_some_and(|c| (200..300).contains(&c));
         let next = resp
             .vias()
             .nth(1)
             .and_then(Result::ok)
             .and_then(|v| forward::via_destination(&v));
-        match (ours && is_2xx, next) {
-            (true, Some(dest)) => txn.send_stateless(dest, forward::response(&resp)),
-            _ => {
-                debug!(%source, status = resp.status(), "response matching no transaction dropped")
+        let signed = |next: &Peer| {
+            resp.top_via().ok().is_some_and(|v| {
+                self.local
+                    .via_is_signed(&v, resp.call_id().unwrap_or_default(), next)
+            })
+        };
+        match next {
+            Some(dest) if is_2xx && signed(&dest) => {
+                txn.send_stateless(dest, forward::response(&resp))
             }
+            _ => self.refusals.note(
+                now,
+                Refusal::Stray,
+                &source,
+                "response matching no transaction, not for a branch of ours, dropped",
+            ),
         }
     }
+}
+
+/// The To tag of a stateless reply: the same for a retransmitted request, so the caller
+/// sees one dialog whichever copy it answers.
+fn stateless_tag(req: &Message) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.call_id().ok().hash(&mut h);
+    req.from_tag().hash(&mut h);
+    req.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
+    format!("sl{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// A stateless response to a request the front door refuses.
+fn stateless(req: &Message, code: u16, reason: &str) -> bytes::Bytes {
+    req.response(code, reason)
+        .to_tag(&stateless_tag(req))
+        .build()
 }

@@ -69,6 +69,26 @@ pub enum Decision {
         /// Why.
         reason: String,
     },
+    /// A request relayed along its route set (in-dialog, or preloaded by a trusted
+    /// source), not through the dial plan.
+    Relayed {
+        /// The method.
+        method: String,
+        /// The next hop.
+        hop: String,
+        /// Where the request came from.
+        source: String,
+        /// Relayed only because the source is trusted (no route set of ours).
+        trusted: bool,
+    },
+    /// Preloaded Route entries from a source that is not trusted were removed; the dial
+    /// plan decides.
+    RouteRemoved {
+        /// How many entries.
+        entries: usize,
+        /// Where the request came from.
+        source: String,
+    },
     /// A branch was started.
     Trying {
         /// The target.
@@ -146,6 +166,24 @@ impl fmt::Display for Decision {
                 write!(f, "rule {rule:?} matched: {targets} target(s)")
             }
             Decision::Rejected { status, reason } => write!(f, "rejected with {status} ({reason})"),
+            Decision::Relayed {
+                method,
+                hop,
+                source,
+                trusted,
+            } => {
+                let by = if *trusted {
+                    "on the trusted source's route"
+                } else {
+                    "along the route set"
+                };
+                write!(f, "{method} from {source} relayed {by} to {hop}")
+            }
+            Decision::RouteRemoved { entries, source } => write!(
+                f,
+                "removed {entries} preloaded Route entr{} from {source} (not ours, source not trusted); the dial plan decides",
+                if *entries == 1 { "y" } else { "ies" }
+            ),
             Decision::Trying { target } => write!(f, "trying {target}"),
             Decision::TimerArmed {
                 target,

@@ -5,25 +5,49 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Uri, Via};
+use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Via};
 use rollover_txn::{Peer, Transport};
 
 use crate::router::default_port;
+use crate::secret::Secret;
 
 /// Every branch we create starts with this, so our own Vias can be told apart.
 const BRANCH_PREFIX: &str = "z9hG4bKrl";
 
-/// Our listening addresses.
+/// Our listening addresses and the secret our Route entries and branches are signed with.
 #[derive(Debug, Clone)]
 pub(crate) struct Local {
     addrs: Vec<(Transport, SocketAddr)>,
+    secret: Secret,
 }
 
+/// What Route pre-processing found (RFC 3261 §16.4, with only our own entries trusted).
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// The request with our own entries removed (and a strict router's Request-URI
+    /// restored).
+    pub request: Message,
+    /// At least one entry was ours, its token valid: the request follows a route set we
+    /// recorded.
+    pub ours: bool,
+    /// Route entries left that we did not issue (a preloaded route).
+    pub foreign: usize,
+}
+
+/// The URI parameter carrying our Record-Route token.
+const TOKEN_PARAM: &str = "tk";
+
 impl Local {
-    pub fn new(addrs: &[(Transport, SocketAddr)]) -> Local {
+    pub fn new(addrs: &[(Transport, SocketAddr)], secret: Secret) -> Local {
         Local {
             addrs: addrs.to_vec(),
+            secret,
         }
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
     }
 
     /// The address for our Via and Record-Route on a transport.
@@ -59,11 +83,34 @@ impl Local {
         })
     }
 
-    /// Whether a Via was put there by us.
+    /// Whether a Via names us and carries a branch of our shape (loop detection; anyone
+    /// can write one, so it proves nothing on its own: see [`Local::via_is_signed`]).
     pub fn is_ours(&self, via: &Via<'_>) -> bool {
         let t = Transport::from_token(via.transport).unwrap_or(Transport::Udp);
         self.is_us(&via.host, via.port, t)
             && via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+    }
+
+    /// Whether the top Via of a response is one we wrote for a request relayed to
+    /// `upstream` in this Call-ID: its branch's MAC checks out.
+    pub fn via_is_signed(&self, via: &Via<'_>, call_id: &str, upstream: &Peer) -> bool {
+        let Some((head, mac)) = via
+            .branch()
+            .filter(|_| self.is_ours(via))
+            .and_then(|b| b.rsplit_once('.'))
+        else {
+            return false;
+        };
+        let upstream = upstream.to_string();
+        self.secret.verify(
+            mac,
+            &[
+                b"br",
+                head.as_bytes(),
+                call_id.as_bytes(),
+                upstream.as_bytes(),
+            ],
+        )
     }
 
     fn uri_is_us(&self, uri: &SipUri<'_>) -> bool {
@@ -78,6 +125,50 @@ impl Local {
         uri.user.is_none() && self.is_us(&uri.host, uri.port, t)
     }
 
+    /// Whether a Route (or strict-routed Request-URI) entry is one we recorded for this
+    /// request's dialog: our address, and a token that checks out for its Call-ID and tags.
+    fn entry_is_ours(&self, uri: &str, req: &Message) -> bool {
+        let Ok(u) = SipUri::parse(uri) else {
+            return false;
+        };
+        let Some(Some(token)) = u.params.get(TOKEN_PARAM) else {
+            return false;
+        };
+        let call_id = req.call_id().unwrap_or_default();
+        self.uri_is_us(&u)
+            && self.secret.route_token_ok(
+                token,
+                call_id,
+                Some(req.from_tag().unwrap_or_default()),
+                req.to_tag(),
+            )
+    }
+
+    /// Whether the request's top Route entry is one of ours (the cheap check the front
+    /// door makes before any state exists).
+    pub fn top_route_is_ours(&self, req: &Message) -> bool {
+        let top = req.routes().next().and_then(Result::ok);
+        match top {
+            Some(r) => self.entry_is_ours(r.uri_str, req),
+            None => matches!(req.request_uri_str(), Some(u) if self.entry_is_ours(u, req)),
+        }
+    }
+
+    /// The Record-Route value for a request we forward over `transport`.
+    pub fn record_route(&self, req: &Message, transport: Transport) -> String {
+        let sent_by = self.for_transport(transport);
+        let param = if transport == Transport::Udp {
+            String::new()
+        } else {
+            format!(";transport={}", transport.as_str().to_ascii_lowercase())
+        };
+        let token = self.secret.route_token(
+            req.call_id().unwrap_or_default(),
+            req.from_tag().unwrap_or_default(),
+        );
+        format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}={token}>")
+    }
+
     /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
     /// request's: it has been here before with the same routing inputs (a loop, not a spiral).
     pub fn is_loop(&self, req: &Message) -> bool {
@@ -90,20 +181,18 @@ impl Local {
         })
     }
 
-    /// §16.4: a Request-URI that is us came from a strict router (restore the real one from
-    /// the last Route); a top Route that is us is removed.
-    pub fn preprocess_route(&self, req: &Message) -> Result<Message, ParseError> {
+    /// §16.4, trusting only what we issued: a Request-URI that is our own signed entry came
+    /// from a strict router (the real one is restored from the last Route); signed entries
+    /// of ours on top of the Route set are removed. Anything else is left and counted as
+    /// foreign: the caller decides whether to honour it.
+    pub fn preprocess_route(&self, req: &Message) -> Result<Routed, ParseError> {
         let routes: Vec<String> = req
             .routes()
             .filter_map(Result::ok)
             .map(|r| r.uri_str.to_owned())
             .collect();
-        let ruri_is_us = matches!(req.request_uri(), Some(Ok(Uri::Sip(u))) if self.uri_is_us(&u));
-        let top_is_us = routes
-            .first()
-            .and_then(|r| SipUri::parse(r).ok())
-            .is_some_and(|u| self.uri_is_us(&u));
-        if ruri_is_us && !routes.is_empty() {
+        let ruri_ours = matches!(req.request_uri_str(), Some(u) if self.entry_is_ours(u, req));
+        if ruri_ours && !routes.is_empty() {
             let (last, rest) = routes
                 .split_last()
                 .map(|(l, r)| (l.clone(), r.to_vec()))
@@ -118,13 +207,42 @@ impl Local {
                     .join(", ");
                 e.add_header("Route", &joined);
             }
-            return Message::parse(e.finish());
+            return Ok(Routed {
+                request: Message::parse(e.finish())?,
+                ours: true,
+                foreign: rest.len(),
+            });
         }
-        if top_is_us {
-            return Message::parse(req.edit().pop_route().finish());
+        // Ours on top, possibly twice (one entry per transport when they differ, RFC 5658).
+        let popped = routes
+            .iter()
+            .take_while(|r| self.entry_is_ours(r, req))
+            .count();
+        let foreign = routes.len() - popped;
+        if popped == 0 {
+            return Ok(Routed {
+                request: req.clone(),
+                ours: false,
+                foreign,
+            });
         }
-        Ok(req.clone())
+        let mut e = req.edit();
+        for _ in 0..popped {
+            e.pop_route();
+        }
+        let request = Message::parse(e.finish())?;
+        // The pops may leave one empty Route line when values shared a line: re-check.
+        Ok(Routed {
+            request,
+            ours: true,
+            foreign,
+        })
     }
+}
+
+/// Removes every Route header: a preloaded route from a source we do not trust.
+pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
+    Message::parse(req.edit().remove_all(HeaderName::Route).finish())
 }
 
 /// Hash of what makes a request the same request at this hop (§16.6 step 8).
@@ -162,10 +280,20 @@ impl Ids {
         z ^ (z >> 31)
     }
 
-    pub fn branch(&mut self, loop_hash: u32) -> String {
+    /// A branch: our prefix, the loop hash, a unique part, and a MAC over them, the
+    /// Call-ID and the upstream hop (see [`Local::via_is_signed`]).
+    pub fn branch(
+        &mut self,
+        loop_hash: u32,
+        secret: &Secret,
+        call_id: &str,
+        upstream: &str,
+    ) -> String {
         self.counter += 1;
         let (n, r) = (self.counter, self.next() & 0xff_ffff);
-        format!("{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}")
+        let head = format!("{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}");
+        let mac = secret.branch_mac(&head, call_id, upstream);
+        format!("{head}.{mac}")
     }
 
     pub fn tag(&mut self) -> String {
@@ -188,7 +316,18 @@ pub(crate) fn request(
     ids: &mut Ids,
 ) -> Option<Message> {
     let sent_by = local.for_transport(transport);
-    let branch = ids.branch(loop_hash(orig));
+    let upstream = orig
+        .top_via()
+        .ok()
+        .and_then(|v| via_destination(&v))
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let branch = ids.branch(
+        loop_hash(orig),
+        local.secret(),
+        orig.call_id().unwrap_or_default(),
+        &upstream,
+    );
     let mut e = orig.edit();
     if let Some(uri) = request_uri {
         e.set_request_uri(uri);
@@ -196,12 +335,7 @@ pub(crate) fn request(
     e.decrement_max_forwards().ok()?;
     e.push_via(&via_value(transport, sent_by, &branch));
     if record_route {
-        let param = if transport == Transport::Udp {
-            String::new()
-        } else {
-            format!(";transport={}", transport.as_str().to_ascii_lowercase())
-        };
-        e.push_record_route(&format!("<sip:{sent_by}{param};lr>"));
+        e.push_record_route(&local.record_route(orig, transport));
     }
     Message::parse(e.finish()).ok()
 }

@@ -28,16 +28,22 @@ mod core;
 mod decision;
 pub mod engine;
 mod forward;
+mod guard;
 mod policy;
 mod router;
+mod secret;
 pub mod sim;
 mod target;
 
 pub use crate::core::{Proxy, ProxyConfig};
 pub use decision::{fmt_duration, Decision, Why};
+pub use guard::{Cidr, CidrError, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
 pub use router::{default_port, LiteralResolver, Resolver, RouteDecision, Router};
+pub use secret::Secret;
 pub use target::{Target, TargetError, TargetPlan};
 
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod tests;

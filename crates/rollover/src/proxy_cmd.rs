@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rollover_dialplan::Config;
+use rollover_dialplan::{Config, SecuritySettings};
 use rollover_net::{driver, ListenSpec, NetConfig, TlsFiles, Transports};
-use rollover_proxy::{Proxy, ProxyConfig, Resolver};
+use rollover_proxy::{Proxy, ProxyConfig, Resolver, Secret};
 use rollover_sip::Limits;
 use rollover_txn::{Transport, TxnLayer};
 use tracing::info;
@@ -42,6 +42,45 @@ impl Resolver for CachingResolver {
         }
         found
     }
+}
+
+/// The secret our Route tokens and branch MACs are made with: `[security] secret` when
+/// written, else the secret file, made with 32 random bytes (mode 0600) on first start so
+/// dialogs survive a restart.
+fn load_secret(sec: &SecuritySettings) -> anyhow::Result<Secret> {
+    if let Some(s) = &sec.secret {
+        return Ok(Secret::new(s.as_bytes()));
+    }
+    let path = &sec.secret_file;
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 16 => return Ok(Secret::new(&bytes)),
+        Ok(_) => anyhow::bail!(
+            "{}: the secret is shorter than 16 bytes; delete the file to have a new one made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no random bytes for the secret: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating the secret file {}", path.display()))?;
+    std::io::Write::write_all(&mut f, hex.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    info!(
+        "made a new secret in {} (keep it; share it between nodes that share dialogs)",
+        path.display()
+    );
+    Ok(Secret::new(hex.as_bytes()))
 }
 
 /// Runs the proxy until Ctrl-C.
@@ -101,12 +140,28 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
+    let secret = load_secret(&cfg.security)?;
+    let sec = &cfg.security.limits;
+    info!(
+        trusted = sec.trusted.len(),
+        allow = if sec.allow.is_empty() {
+            "everyone".to_owned()
+        } else {
+            format!("{} block(s)", sec.allow.len())
+        },
+        "security: flood limit {}/s (burst {}) per source, overload at {} queued messages",
+        sec.pike_rate,
+        sec.pike_burst,
+        sec.overload_backlog
+    );
     let proxy_cfg = ProxyConfig {
         local,
         record_route: s.record_route,
         timer_c: s.timer_c,
         seed,
         keep_decisions: false,
+        secret,
+        security: cfg.security.limits.clone(),
     };
     let txn_cfg = rollover_txn::Config {
         t1: s.t1,

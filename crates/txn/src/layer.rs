@@ -602,6 +602,23 @@ impl TxnLayer {
         }
     }
 
+    /// Answers a server transaction statelessly and forgets it at once: the response goes to
+    /// the request's source, nothing is retransmitted, and a retransmitted request is a new
+    /// request (answered the same way). What a proxy refuses before routing it refuses like
+    /// this (Kamailio's `sl_send_reply`): one datagram out for each datagram in.
+    pub fn reply_stateless(&mut self, server: ServerTxn, bytes: Bytes) {
+        let Some(entry) = self.get_mut(server.0) else {
+            return;
+        };
+        let dest = entry.peer;
+        self.transmits.push_back(Transmit {
+            dest,
+            bytes,
+            txn: None,
+        });
+        self.remove(server.0);
+    }
+
     /// Queues bytes outside any transaction: stateless forwarding (the ACK for a 2xx, a 2xx
     /// retransmission after its transaction ended) and stateless replies to bad requests.
     pub fn send_stateless(&mut self, dest: Peer, bytes: Bytes) {

@@ -46,4 +46,29 @@ pub trait TransactionUser {
     fn handle_timeout(&mut self, now: std::time::Instant, txn: &mut TxnLayer);
     /// The user's next deadline.
     fn poll_timeout(&mut self) -> Option<std::time::Instant>;
+    /// Asked for every well-formed message before the transaction layer sees it: the front
+    /// door where floods, strangers and overload are turned away before they cost a
+    /// transaction. `backlog` is how many received messages wait behind this one.
+    /// The default admits everything.
+    fn admit(
+        &mut self,
+        now: std::time::Instant,
+        source: &Peer,
+        msg: &rollover_sip::Message,
+        backlog: usize,
+    ) -> Admit {
+        let _ = (now, source, msg, backlog);
+        Admit::Accept
+    }
+}
+
+/// The verdict of [`TransactionUser::admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// Hand the message to the transaction layer.
+    Accept,
+    /// Drop it silently.
+    Drop,
+    /// Answer it statelessly with these bytes (sent to the source) and forget it.
+    Reply(bytes::Bytes),
 }

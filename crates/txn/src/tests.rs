@@ -315,6 +315,26 @@ fn invite_server_no_100_when_tu_answers_first() {
 }
 
 #[test]
+fn stateless_reply_sends_once_and_forgets_the_transaction() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer.reply_stateless(txn, response_to(&inv, 404));
+    h.run_until(Duration::from_secs(40));
+    assert_eq!(h.send_times(), secs(&[0.0]), "no Timer G, no 100");
+    assert!(h.layer.is_empty());
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 0);
+    // A retransmission is a new request, answered by the user again: one out per one in.
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    assert_eq!(h.count(|e| matches!(e, Event::Request { .. })), 2);
+    assert!(h
+        .layer
+        .send_response(h.now, txn, response_to(&inv, 404))
+        .is_err());
+}
+
+#[test]
 fn invite_server_retransmits_final_until_ack_then_timer_h() {
     let mut h = Harness::new();
     let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);

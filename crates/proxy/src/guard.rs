@@ -1,0 +1,416 @@
+//! The front door: who may use the proxy at all, how fast one source may send new
+//! requests (after Kamailio's pike module), and when the proxy is too busy to take new
+//! calls. Everything here is decided per message before a transaction exists, so a flood
+//! costs a parse and a table look-up, never a transaction.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+/// An address block, `10.0.0.0/8`, `2001:db8::/32` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+/// Why a CIDR does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address or address/prefix (e.g. 10.0.0.0/8, 2001:db8::/32)")]
+pub struct CidrError(pub String);
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
+        let bad = || CidrError(s.to_owned());
+        let (net, bits) = match s.trim().split_once('/') {
+            Some((ip, b)) => (
+                ip.parse::<IpAddr>().map_err(|_| bad())?,
+                b.parse::<u8>().map_err(|_| bad())?,
+            ),
+            None => {
+                let ip: IpAddr = s.trim().parse().map_err(|_| bad())?;
+                (ip, if ip.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        if bits > max {
+            return Err(bad());
+        }
+        Ok(Cidr { net, bits })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.bits)
+    }
+}
+
+impl Cidr {
+    /// Whether `addr` is inside the block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, n, width) = match (addr, self.net) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                (u128::from(u32::from(a)), u128::from(u32::from(n)), 32)
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        shift >= width || (a >> shift) == (n >> shift)
+    }
+}
+
+/// `[security]`: who is trusted, who may send at all, and the flood limits.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Sources whose preloaded Routes and in-dialog requests are honoured as RFC 3261
+    /// allows (upstream proxies, SBCs), and which the flood limit does not apply to.
+    pub trusted: Vec<Cidr>,
+    /// Sources allowed to send anything at all; empty means everyone. Others get a
+    /// stateless 403 (an ACK is dropped).
+    pub allow: Vec<Cidr>,
+    /// New requests per second one source may send, sustained (0 turns the limit off).
+    pub pike_rate: u32,
+    /// How many above the rate a source may send in a burst.
+    pub pike_burst: u32,
+    /// How long a source over the limit is blocked (extended while it goes on).
+    pub pike_block: Duration,
+    /// Received messages waiting behind the current one at which the proxy counts as
+    /// overloaded and refuses new requests with 503 (0 turns admission control off).
+    pub overload_backlog: usize,
+    /// The `Retry-After` of that 503, in seconds.
+    pub retry_after: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            trusted: Vec::new(),
+            allow: Vec::new(),
+            pike_rate: 30,
+            pike_burst: 60,
+            pike_block: Duration::from_secs(30),
+            overload_backlog: 512,
+            retry_after: 5,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Whether a source is trusted.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+
+    /// Whether a source may send at all.
+    pub fn is_allowed(&self, ip: IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Sources tracked at most; past it, sources not yet known are not limited (a flood from
+/// that many addresses is admission control's to handle) and the table does not grow.
+const PIKE_MAX_SOURCES: usize = 65_536;
+
+/// How often idle sources are forgotten.
+const PIKE_SWEEP: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    blocked_since: Option<Instant>,
+    blocked_until: Option<Instant>,
+    dropped: u64,
+}
+
+/// Per-source flood control: a token bucket per source IP; a source that empties its
+/// bucket is blocked for `pike_block`, logged once when the block starts and once when
+/// it ends, with the count of what was dropped.
+#[derive(Debug)]
+pub(crate) struct Pike {
+    rate: f64,
+    burst: f64,
+    block: Duration,
+    sources: HashMap<IpAddr, Bucket>,
+    next_sweep: Option<Instant>,
+}
+
+impl Pike {
+    pub fn new(cfg: &SecurityConfig) -> Pike {
+        Pike {
+            rate: f64::from(cfg.pike_rate),
+            burst: f64::from(cfg.pike_burst.max(1)),
+            block: cfg.pike_block,
+            sources: HashMap::new(),
+            next_sweep: None,
+        }
+    }
+
+    /// Counts one new request from `ip`; false when it must be dropped.
+    pub fn admit(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + PIKE_SWEEP);
+        }
+        if self.sources.len() >= PIKE_MAX_SOURCES && !self.sources.contains_key(&ip) {
+            return true;
+        }
+        let (rate, burst) = (self.rate, self.burst);
+        let b = self.sources.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+            blocked_since: None,
+            blocked_until: None,
+            dropped: 0,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.last = now;
+        if b.blocked_until.is_some() {
+            b.tokens = (b.tokens - 1.0).max(0.0);
+            b.dropped += 1;
+            return false;
+        }
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return true;
+        }
+        b.blocked_since = Some(now);
+        b.blocked_until = Some(now + self.block);
+        b.dropped = 1;
+        info!(
+            source = %ip,
+            "flood: more than {} new requests/s (burst {}); dropping its requests for {}s",
+            self.rate,
+            self.burst,
+            self.block.as_secs()
+        );
+        false
+    }
+
+    /// The next block to end or sweep to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Ends the blocks due (or extends those whose source is still sending too fast) and
+    /// forgets sources that went quiet.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_none_or(|t| t > now) {
+            return;
+        }
+        let (rate, burst, block) = (self.rate, self.burst, self.block);
+        self.sources.retain(|ip, b| {
+            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+            let tokens = (b.tokens + elapsed * rate).min(burst);
+            match b.blocked_until {
+                Some(until) if until <= now => {
+                    // Still emptying its bucket in the last second: keep it blocked.
+                    if tokens < 1.0 && elapsed < 1.0 {
+                        b.blocked_until = Some(now + block);
+                        return true;
+                    }
+                    let lasted = now.saturating_duration_since(b.blocked_since.unwrap_or(now));
+                    info!(
+                        source = %ip,
+                        "flood ended: dropped {} requests in {}s",
+                        b.dropped,
+                        lasted.as_secs()
+                    );
+                    false
+                }
+                Some(_) => true,
+                None => tokens < burst,
+            }
+        });
+        self.next_sweep = if self.sources.is_empty() {
+            None
+        } else {
+            Some(now + PIKE_SWEEP.min(block))
+        };
+    }
+
+    /// Whether a source is blocked now.
+    #[cfg(test)]
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.sources
+            .get(&ip)
+            .is_some_and(|b| b.blocked_until.is_some())
+    }
+}
+
+/// Admission control with hysteresis: overloaded from `high` messages waiting, recovered
+/// below a quarter of it.
+#[derive(Debug)]
+pub(crate) struct Overload {
+    high: usize,
+    on: bool,
+    refused: u64,
+}
+
+impl Overload {
+    pub fn new(high: usize) -> Overload {
+        Overload {
+            high,
+            on: false,
+            refused: 0,
+        }
+    }
+
+    /// Whether new requests must be refused with this backlog.
+    pub fn check(&mut self, backlog: usize) -> bool {
+        if self.high == 0 {
+            return false;
+        }
+        if !self.on && backlog >= self.high {
+            self.on = true;
+            warn!(
+                backlog,
+                "overloaded: refusing new requests with 503 until the backlog clears"
+            );
+        } else if self.on && backlog < self.high / 4 {
+            self.on = false;
+            info!(
+                "overload ended: {} new requests were refused with 503",
+                self.refused
+            );
+            self.refused = 0;
+        }
+        if self.on {
+            self.refused += 1;
+        }
+        self.on
+    }
+}
+
+/// Kinds of refusal whose log lines are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Refusal {
+    /// A source outside `[security] allow`.
+    NotAllowed,
+    /// An ACK with neither a transaction nor a route set of ours.
+    Ack,
+    /// A response with no transaction that we cannot relay.
+    Stray,
+}
+
+/// How long one aggregated log line covers.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// Log lines about refused input, at most one per kind per window: the first refusal of a
+/// window is logged with its source, the rest are counted and reported when the next
+/// window starts ("and 40,212 more in the last 10 s").
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog {
+    windows: HashMap<Refusal, (Instant, u64)>,
+}
+
+impl RefusalLog {
+    pub fn note(&mut self, now: Instant, kind: Refusal, source: &impl fmt::Display, what: &str) {
+        let w = self.windows.entry(kind).or_insert((now, 0));
+        if w.1 > 0 && now.saturating_duration_since(w.0) < LOG_WINDOW {
+            w.1 += 1;
+            return;
+        }
+        if w.1 > 1 {
+            info!(
+                "{what}: {} more in the last {}s",
+                w.1 - 1,
+                LOG_WINDOW.as_secs()
+            );
+        }
+        *w = (now, 1);
+        info!(%source, "{what}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("example.com".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn pike_blocks_a_flood_and_lets_it_go_when_it_stops() {
+        let cfg = SecurityConfig {
+            pike_rate: 10,
+            pike_burst: 20,
+            pike_block: Duration::from_secs(5),
+            ..SecurityConfig::default()
+        };
+        let mut p = Pike::new(&cfg);
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        let bad: IpAddr = "192.0.2.66".parse().unwrap();
+        let good: IpAddr = "192.0.2.1".parse().unwrap();
+        // 1,000 requests in one second: the burst passes, then the source is blocked.
+        let passed = (0..1000)
+            .filter(|i| p.admit(t0 + Duration::from_millis(*i), bad))
+            .count();
+        assert!((20..=31).contains(&passed), "{passed}");
+        assert!(p.is_blocked(bad));
+        // Another source at the sustained rate is untouched.
+        for i in 0..50 {
+            assert!(p.admit(t0 + Duration::from_millis(i * 100), good));
+        }
+        // While it keeps flooding, the block is extended at each sweep.
+        let mut now = t0;
+        for s in 1..=12 {
+            for i in 0..100 {
+                now = t0 + Duration::from_secs(s) + Duration::from_millis(i * 10);
+                assert!(!p.admit(now, bad));
+            }
+            if p.poll_timeout().is_some_and(|t| t <= now) {
+                p.handle_timeout(now);
+            }
+        }
+        assert!(p.is_blocked(bad));
+        // It stops: the block ends at the next sweep after the deadline; then it may send.
+        let mut quiet = now;
+        while p.is_blocked(bad) {
+            quiet = p.poll_timeout().unwrap();
+            p.handle_timeout(quiet);
+        }
+        assert!(quiet - now <= Duration::from_secs(11));
+        assert!(p.admit(quiet + Duration::from_millis(1), bad));
+    }
+
+    #[test]
+    fn overload_has_hysteresis() {
+        let mut o = Overload::new(100);
+        assert!(!o.check(99));
+        assert!(o.check(100));
+        assert!(o.check(30));
+        assert!(!o.check(24));
+        assert!(!Overload::new(0).check(10_000));
+    }
+}

@@ -1,0 +1,556 @@
+//! The proxy as an attacker tries it: every way of getting a request relayed somewhere the
+//! dial plan never named, of making the proxy amplify, and of using it as a reflector; and
+//! the legitimate dialogs that must keep working beside those refusals.
+//!
+//! Messages go through [`Proxy::admit`] first, as the driver sends them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollover_sip::Message;
+use rollover_txn::{Admit, Config, Peer, Transport, TxnLayer};
+
+use crate::*;
+
+const PROXY: &str = "192.0.2.1:5060";
+const VICTIM: &str = "203.0.113.66:5060";
+const TARGET: &str = "192.0.2.10:5060";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn udp(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr(s),
+    }
+}
+
+/// The dial plan: `sip:<digits>@…` goes to TARGET; anything else is 404.
+fn plan(req: &Message, _: &Peer) -> RouteDecision {
+    let uri = req.request_uri_str().unwrap_or_default();
+    let user = uri
+        .strip_prefix("sip:")
+        .and_then(|u| u.split_once('@'))
+        .map(|(u, _)| u);
+    match user {
+        Some(u) if !u.is_empty() && u.bytes().all(|c| c.is_ascii_digit()) => {
+            RouteDecision::Targets {
+                plan: TargetPlan::serial(
+                    vec![Target::parse(&format!("sip:{u}@{TARGET}")).unwrap()],
+                ),
+                policy: FailoverPolicy::default(),
+                rule: Arc::from("digits"),
+            }
+        }
+        _ => RouteDecision::Reject {
+            status: 404,
+            reason: "Not Found".into(),
+            rule: Arc::from("(no match)"),
+        },
+    }
+}
+
+struct Net {
+    proxy: Proxy<fn(&Message, &Peer) -> RouteDecision>,
+    txn: TxnLayer,
+    now: Instant,
+    /// Everything the proxy sent, with its destination.
+    sent: Vec<(Peer, Message)>,
+}
+
+impl Net {
+    fn new(security: SecurityConfig) -> Net {
+        let local = addr(PROXY);
+        let cfg = ProxyConfig {
+            local: vec![(Transport::Udp, local), (Transport::Tcp, local)],
+            security,
+            ..ProxyConfig::default()
+        };
+        #[allow(clippy::disallowed_methods)] // an arbitrary origin; later times are virtual
+        let now = Instant::now();
+        Net {
+            proxy: Proxy::new(cfg, plan as fn(&_, &_) -> _, Box::new(LiteralResolver)),
+            txn: TxnLayer::new(Config::default()),
+            now,
+            sent: Vec::new(),
+        }
+    }
+
+    fn open() -> Net {
+        Net::new(SecurityConfig::default())
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(ev) = self.txn.poll_event() {
+                busy = true;
+                self.proxy.handle_txn_event(self.now, ev, &mut self.txn);
+            }
+            while let Some(t) = self.txn.poll_transmit() {
+                busy = true;
+                self.sent.push((t.dest, Message::parse(t.bytes).unwrap()));
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// Receives `text` (lines ending in `\n`) from `from`, through the front door.
+    fn recv(&mut self, from: Peer, text: &str) {
+        self.recv_bytes(from, text.replace('\n', "\r\n").into());
+    }
+
+    fn recv_bytes(&mut self, from: Peer, bytes: bytes::Bytes) {
+        let msg = Message::parse(bytes).unwrap();
+        match self.proxy.admit(self.now, &from, &msg, 0) {
+            Admit::Accept => self.txn.handle_message(self.now, from, msg),
+            Admit::Drop => {}
+            Admit::Reply(b) => self.sent.push((from, Message::parse(b).unwrap())),
+        }
+        self.pump();
+    }
+
+    /// Lets `d` of virtual time pass, firing every timer on the way.
+    fn run(&mut self, d: Duration) {
+        let until = self.now + d;
+        loop {
+            let next = [self.txn.poll_timeout(), self.proxy.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.txn.handle_timeout(self.now);
+                    self.proxy.handle_timeout(self.now, &mut self.txn);
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn sent_to(&self, a: &str) -> Vec<&Message> {
+        let a = addr(a);
+        self.sent
+            .iter()
+            .filter(|(p, _)| p.addr.ip() == a.ip())
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    fn statuses_to(&self, a: &str) -> Vec<u16> {
+        self.sent_to(a).iter().filter_map(|m| m.status()).collect()
+    }
+
+    fn nothing_to_victim(&self) {
+        let v = self.sent_to(VICTIM);
+        assert!(v.is_empty(), "relayed to the victim: {v:?}");
+    }
+}
+
+const ATTACKER: &str = "198.51.100.66:5060";
+
+fn request(method: &str, ruri: &str, to_tag: Option<&str>, extra: &str) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "{method} {ruri} SIP/2.0\nVia: SIP/2.0/UDP {ATTACKER};branch=z9hG4bK-{method}-{}\nMax-Forwards: 70\nFrom: <sip:a@example.com>;tag=att\nTo: <sip:b@example.com>{to_tag}\nCall-ID: attack-{method}@example.com\nCSeq: 1 {method}\nContact: <sip:a@{ATTACKER}>\n{extra}Content-Length: 0\n\n",
+        ruri.len()
+    )
+}
+
+#[test]
+fn a_route_to_the_victim_is_removed_and_the_plan_decides() {
+    let mut n = Net::open();
+    n.recv(
+        udp(ATTACKER),
+        &request(
+            "INVITE",
+            "sip:100@192.0.2.1",
+            None,
+            &format!("Route: <sip:{VICTIM};lr>\n"),
+        ),
+    );
+    n.nothing_to_victim();
+    let to_target = n.sent_to(TARGET);
+    assert_eq!(to_target.len(), 1, "the plan routed it");
+    assert_eq!(
+        to_target[0].routes().count(),
+        0,
+        "the foreign Route is gone"
+    );
+    // The same with a number the plan does not route: 404, and still nothing relayed.
+    let mut n = Net::open();
+    let r = request(
+        "INVITE",
+        &format!("sip:premium@{VICTIM}"),
+        None,
+        &format!("Route: <sip:{VICTIM};lr;transport=tcp>\n"),
+    );
+    n.recv(udp(ATTACKER), &r);
+    n.nothing_to_victim();
+    assert_eq!(n.statuses_to(ATTACKER), [404]);
+}
+
+#[test]
+fn our_address_on_top_without_our_token_is_not_ours() {
+    let mut n = Net::open();
+    let route = format!("Route: <sip:{PROXY};lr>, <sip:{VICTIM};lr>\n");
+    n.recv(
+        udp(ATTACKER),
+        &request("INVITE", &format!("sip:x@{VICTIM}"), None, &route),
+    );
+    n.nothing_to_victim();
+    // A token from another installation (or a guess) does not pass either.
+    let route = format!("Route: <sip:{PROXY};lr;tk=0123456789abcdef>, <sip:{VICTIM};lr>\n");
+    n.recv(
+        udp(ATTACKER),
+        &request("OPTIONS", &format!("sip:x@{VICTIM}"), Some("t"), &route),
+    );
+    n.nothing_to_victim();
+}
+
+#[test]
+fn the_strict_route_trick_goes_nowhere() {
+    let mut n = Net::open();
+    let route = format!("Route: <sip:198.51.100.9;lr>, <sip:x@{VICTIM}>\n");
+    n.recv(
+        udp(ATTACKER),
+        &request("INVITE", &format!("sip:{PROXY};lr"), None, &route),
+    );
+    n.recv(
+        udp(ATTACKER),
+        &request("BYE", &format!("sip:{PROXY};lr"), Some("t1"), &route),
+    );
+    n.nothing_to_victim();
+    assert!(n.sent_to("198.51.100.9:5060").is_empty());
+}
+
+#[test]
+fn in_dialog_requests_without_our_route_get_404_statelessly() {
+    for method in ["INVITE", "BYE", "OPTIONS", "MESSAGE", "REFER"] {
+        let mut n = Net::open();
+        n.recv(
+            udp(ATTACKER),
+            &request(method, &format!("sip:x@{VICTIM}"), Some("t1"), ""),
+        );
+        let maddr = format!("sip:x@198.51.100.200;maddr={}", addr(VICTIM).ip());
+        n.recv(udp(ATTACKER), &request(method, &maddr, Some("t2"), ""));
+        n.nothing_to_victim();
+        n.run(Duration::from_secs(40));
+        assert_eq!(
+            n.statuses_to(ATTACKER),
+            [404, 404],
+            "{method}: one response per request, never retransmitted"
+        );
+    }
+}
+
+#[test]
+fn other_methods_with_a_route_are_not_relayed() {
+    for method in ["MESSAGE", "OPTIONS", "REGISTER", "SUBSCRIBE"] {
+        let mut n = Net::open();
+        let route = format!("Route: <sip:{VICTIM};lr>\n");
+        n.recv(
+            udp(ATTACKER),
+            &request(method, &format!("sip:x@{VICTIM}"), None, &route),
+        );
+        n.nothing_to_victim();
+        assert_eq!(n.statuses_to(ATTACKER), [404], "{method}");
+    }
+}
+
+#[test]
+fn an_ack_without_a_transaction_or_our_route_is_dropped() {
+    let mut n = Net::open();
+    n.recv(
+        udp(ATTACKER),
+        &request("ACK", &format!("sip:x@{VICTIM}"), Some("t1"), ""),
+    );
+    let route = format!("Route: <sip:{PROXY};lr>, <sip:{VICTIM};lr;transport=tcp>\n");
+    n.recv(
+        udp(ATTACKER),
+        &request("ACK", &format!("sip:x@{VICTIM}"), Some("t1"), &route),
+    );
+    n.nothing_to_victim();
+    assert!(n.sent.is_empty(), "an ACK is never answered: {:?}", n.sent);
+}
+
+#[test]
+fn a_stray_2xx_with_a_forged_branch_is_not_reflected() {
+    let mut n = Net::open();
+    // Our address and prefix, which anyone can write: not a branch we signed.
+    let text = format!(
+        "SIP/2.0 200 OK\nVia: SIP/2.0/UDP {PROXY};branch=z9hG4bKrl12345678.1abcdef.0011223344556677\nVia: SIP/2.0/UDP {VICTIM};branch=z9hG4bK-v\nFrom: <sip:a@example.com>;tag=a\nTo: <sip:b@example.com>;tag=b\nCall-ID: stray@example.com\nCSeq: 1 INVITE\nContent-Length: 0\n\n"
+    );
+    n.recv(udp(ATTACKER), &text);
+    n.nothing_to_victim();
+    assert!(n.sent.is_empty());
+}
+
+#[test]
+fn an_unrouted_invite_gets_exactly_one_datagram_back() {
+    let mut n = Net::open();
+    let inv = request("INVITE", "sip:premium@192.0.2.1", None, "");
+    n.recv(udp(ATTACKER), &inv);
+    n.run(Duration::from_secs(40));
+    assert_eq!(n.statuses_to(ATTACKER), [404], "no 100, no Timer G copies");
+    // A retransmission is answered once more, and only once.
+    n.recv(udp(ATTACKER), &inv);
+    n.run(Duration::from_secs(40));
+    assert_eq!(n.statuses_to(ATTACKER), [404, 404]);
+    assert_eq!(n.txn.len(), 0, "no transaction kept");
+    // Max-Forwards: 0 and Proxy-Require alike.
+    let mut n = Net::open();
+    n.recv(
+        udp(ATTACKER),
+        &request("INVITE", "sip:100@192.0.2.1", None, "")
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    n.recv(
+        udp(ATTACKER),
+        &request("INVITE", "sip:101@192.0.2.1", None, "Proxy-Require: x\n"),
+    );
+    n.run(Duration::from_secs(40));
+    assert_eq!(n.statuses_to(ATTACKER), [483, 420]);
+    assert!(n.sent_to(TARGET).is_empty());
+}
+
+/// A whole record-routed call: INVITE, 200, ACK, re-INVITE, BYE from the callee, with
+/// Contacts that change on the way. Returns the net and the Record-Route value.
+#[test]
+fn a_record_routed_dialog_works_in_both_directions() {
+    const CALLER: &str = "198.51.100.1:5060";
+    let mut n = Net::open();
+    let invite = format!(
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c1;rport\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: dialog@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
+    );
+    n.recv(udp(CALLER), &invite);
+    let fwd = n.sent_to(TARGET)[0].clone();
+    let rr = fwd
+        .record_routes()
+        .next()
+        .unwrap()
+        .unwrap()
+        .uri_str
+        .to_owned();
+    assert!(rr.starts_with(&format!("sip:{PROXY};lr;tk=")), "{rr}");
+    // The callee answers with the Record-Route echoed and its Contact.
+    let ok = fwd
+        .response(200, "OK")
+        .to_tag("bob")
+        .header("Record-Route", &format!("<{rr}>"))
+        .header("Contact", &format!("<sip:bob@{TARGET}>"))
+        .build();
+    n.recv_bytes(udp(TARGET), ok);
+    assert!(n.statuses_to(CALLER).contains(&200));
+    // Caller → callee: ACK and a re-INVITE along the route set.
+    let in_dialog = |method: &str,
+                     cseq: u32,
+                     ruri: &str,
+                     from: (&str, &str),
+                     to: (&str, &str),
+                     via: &str| {
+        format!(
+            "{method} {ruri} SIP/2.0\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{method}{cseq}\nMax-Forwards: 70\nRoute: <{rr}>\nFrom: <sip:{}@example.com>;tag={}\nTo: <sip:{}@example.com>;tag={}\nCall-ID: dialog@example.com\nCSeq: {cseq} {method}\nContent-Length: 0\n\n",
+            from.0, from.1, to.0, to.1
+        )
+    };
+    let before = n.sent_to(TARGET).len();
+    n.recv(
+        udp(CALLER),
+        &in_dialog(
+            "ACK",
+            1,
+            &format!("sip:bob@{TARGET}"),
+            ("alice", "alice"),
+            ("100", "bob"),
+            CALLER,
+        ),
+    );
+    n.recv(
+        udp(CALLER),
+        &in_dialog(
+            "INVITE",
+            2,
+            &format!("sip:bob@{TARGET}"),
+            ("alice", "alice"),
+            ("100", "bob"),
+            CALLER,
+        ),
+    );
+    let got: Vec<String> = n.sent_to(TARGET)[before..]
+        .iter()
+        .map(|m| format!("{} {}", m.method().unwrap().as_str(), m.routes().count()))
+        .collect();
+    assert_eq!(got, ["ACK 0", "INVITE 0"], "relayed with our Route popped");
+    // The callee moved (new Contact): the caller's BYE goes to the new one.
+    const MOVED: &str = "192.0.2.11:5060";
+    n.recv(
+        udp(CALLER),
+        &in_dialog(
+            "BYE",
+            3,
+            &format!("sip:bob@{MOVED}"),
+            ("alice", "alice"),
+            ("100", "bob"),
+            CALLER,
+        ),
+    );
+    assert_eq!(n.sent_to(MOVED).len(), 1);
+    // Callee → caller: From and To swapped, the token still checks out.
+    n.recv(
+        udp(TARGET),
+        &in_dialog(
+            "BYE",
+            1,
+            &format!("sip:alice@{CALLER}"),
+            ("100", "bob"),
+            ("alice", "alice"),
+            TARGET,
+        ),
+    );
+    assert!(n
+        .sent_to(CALLER)
+        .iter()
+        .any(|m| m.method().is_some_and(|m| m.as_str() == "BYE")));
+    // The route set of this dialog does not serve another Call-ID.
+    let other = in_dialog(
+        "BYE",
+        1,
+        &format!("sip:x@{VICTIM}"),
+        ("alice", "alice"),
+        ("100", "bob"),
+        CALLER,
+    )
+    .replace("Call-ID: dialog@", "Call-ID: other@");
+    n.recv(udp(ATTACKER), &other);
+    n.nothing_to_victim();
+}
+
+#[test]
+fn a_stray_2xx_for_our_branch_is_relayed_only_to_where_the_invite_came_from() {
+    const CALLER: &str = "198.51.100.1:5060";
+    let mut n = Net::open();
+    let invite = format!(
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c1\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: late@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
+    );
+    n.recv(udp(CALLER), &invite);
+    let fwd = n.sent_to(TARGET)[0].clone();
+    let ok = fwd.response(200, "OK").to_tag("bob").build();
+    n.recv_bytes(udp(TARGET), ok.clone());
+    // Long after the client transaction ended (Timer M), the callee retransmits its 200.
+    n.run(Duration::from_secs(60));
+    let before = n.statuses_to(CALLER).len();
+    n.recv_bytes(udp(TARGET), ok.clone());
+    assert_eq!(
+        n.statuses_to(CALLER).len(),
+        before + 1,
+        "relayed statelessly"
+    );
+    // The same signed Via with the victim as the next hop: not relayed.
+    let text = String::from_utf8(ok.to_vec()).unwrap();
+    let forged = text.replace(
+        &format!("SIP/2.0/UDP {CALLER};branch=z9hG4bK-c1"),
+        &format!("SIP/2.0/UDP {VICTIM};branch=z9hG4bK-c1"),
+    );
+    assert_ne!(forged, text);
+    n.recv_bytes(udp(ATTACKER), forged.into());
+    n.nothing_to_victim();
+}
+
+#[test]
+fn a_trusted_upstream_may_preload_a_route() {
+    let security = SecurityConfig {
+        trusted: vec!["198.51.100.0/24".parse().unwrap()],
+        ..SecurityConfig::default()
+    };
+    let mut n = Net::new(security);
+    n.recv(
+        udp(ATTACKER),
+        &request(
+            "INVITE",
+            "sip:premium@192.0.2.1",
+            None,
+            "Route: <sip:192.0.2.50;lr>\n",
+        ),
+    );
+    assert_eq!(n.sent_to("192.0.2.50:5060").len(), 1);
+    // And its in-dialog requests are relayed without a route of ours.
+    n.recv(
+        udp(ATTACKER),
+        &request("BYE", "sip:x@192.0.2.51", Some("t"), ""),
+    );
+    assert_eq!(n.sent_to("192.0.2.51:5060").len(), 1);
+}
+
+#[test]
+fn the_front_door_allows_limits_and_sheds_load() {
+    // Allow list: a stranger gets one stateless 403, and an ACK nothing.
+    let security = SecurityConfig {
+        allow: vec!["192.0.2.0/24".parse().unwrap()],
+        ..SecurityConfig::default()
+    };
+    let mut n = Net::new(security);
+    n.recv(
+        udp(ATTACKER),
+        &request("INVITE", "sip:100@192.0.2.1", None, ""),
+    );
+    n.recv(
+        udp(ATTACKER),
+        &request("ACK", "sip:100@192.0.2.1", Some("x"), ""),
+    );
+    assert_eq!(n.statuses_to(ATTACKER), [403]);
+    assert!(n.sent_to(TARGET).is_empty());
+
+    // Flood: past the burst, a source's new requests are dropped unanswered; another
+    // source is served.
+    let security = SecurityConfig {
+        pike_rate: 10,
+        pike_burst: 20,
+        ..SecurityConfig::default()
+    };
+    let mut n = Net::new(security);
+    for i in 0..500 {
+        let r = request("INVITE", "sip:premium@192.0.2.1", None, "")
+            .replace("z9hG4bK-INVITE-", &format!("z9hG4bK-{i}-"));
+        n.recv(udp(ATTACKER), &r);
+    }
+    let answered = n.statuses_to(ATTACKER).len();
+    assert!((20..=21).contains(&answered), "{answered}");
+    n.recv(
+        udp("198.51.100.1:5060"),
+        &request("INVITE", "sip:100@192.0.2.1", None, ""),
+    );
+    assert_eq!(n.sent_to(TARGET).len(), 1);
+
+    // Overload: a new INVITE gets 503 with Retry-After; a request of a call under way
+    // (a CANCEL) is still served.
+    let mut n = Net::open();
+    let inv = request("INVITE", "sip:100@192.0.2.1", None, "");
+    let msg = Message::parse(inv.replace('\n', "\r\n").into_bytes()).unwrap();
+    match n.proxy.admit(n.now, &udp(ATTACKER), &msg, 10_000) {
+        Admit::Reply(b) => {
+            let r = Message::parse(b).unwrap();
+            assert_eq!(r.status(), Some(503));
+            assert!(r.as_bytes().windows(15).any(|w| w == b"Retry-After: 5\r"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let cancel = Message::parse(
+        request("CANCEL", "sip:100@192.0.2.1", None, "")
+            .replace('\n', "\r\n")
+            .into_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        n.proxy.admit(n.now, &udp(ATTACKER), &cancel, 10_000),
+        Admit::Accept
+    );
+}
