@@ -93,10 +93,41 @@ pub struct NetConfig {
     /// Largest message accepted (bytes), on datagrams and streams (default 65536).
     pub max_message_size: usize,
     /// A TCP/TLS connection with no traffic either way for this long is closed (default 120 s).
+    ///
+    /// Keep-alive pings count as traffic, so a client that pings (RFC 5626) keeps a
+    /// connection it has used open; one that never sent a message is bounded by
+    /// `unused_connection_timeout` instead.
     pub connection_idle_timeout: Duration,
-    /// Most TCP/TLS connections open or being set up at once; beyond it new incoming
-    /// connections are closed at once and new outgoing ones fail (default 4096).
-    pub max_connections: usize,
+    /// Most TCP/TLS connections accepted from peers and open at once (default 4096).
+    ///
+    /// Beyond it a new incoming connection is closed as soon as it is accepted. Connections
+    /// we open are counted apart (`max_outgoing_connections`), so strangers filling this
+    /// budget never stop us reaching a configured target.
+    pub max_incoming_connections: usize,
+    /// Most TCP/TLS connections opened by us, open or being set up at once (default 1024).
+    ///
+    /// Beyond it a send that needs a new connection fails at once with
+    /// `SendFailed { error: Unreachable }`; sends on open connections go on.
+    pub max_outgoing_connections: usize,
+    /// Most incoming TCP/TLS connections from one source IP address at once (default 32).
+    ///
+    /// Beyond it a new connection from that address is closed as soon as it is accepted,
+    /// so one host cannot take the whole incoming budget. Loopback is not exempt. IPv6
+    /// addresses are counted one by one, not per prefix.
+    pub max_connections_per_ip: usize,
+    /// Longest time a message may take to arrive on a TCP/TLS connection, from its first
+    /// byte to its last (default 20 s).
+    ///
+    /// Counted whatever the activity: a peer trickling a header section a byte at a time
+    /// (slowloris) is closed at this deadline even though every byte resets the idle timer.
+    pub header_timeout: Duration,
+    /// An incoming TCP/TLS connection that has not brought one complete SIP message this
+    /// long after it was accepted is closed, keep-alive pings or not (default 30 s).
+    ///
+    /// Pings (CRLFCRLF, RFC 5626) are answered but do not count: they keep a connection that
+    /// carries SIP alive, not one opened only to hold a slot. Once a message has arrived,
+    /// only `connection_idle_timeout` applies.
+    pub unused_connection_timeout: Duration,
     /// Longest wait for an outgoing TCP connect, and for a TLS handshake either way
     /// (default 5 s).
     pub connect_timeout: Duration,
@@ -109,7 +140,11 @@ impl Default for NetConfig {
             tls: None,
             max_message_size: 65536,
             connection_idle_timeout: Duration::from_secs(120),
-            max_connections: 4096,
+            max_incoming_connections: 4096,
+            max_outgoing_connections: 1024,
+            max_connections_per_ip: 32,
+            header_timeout: Duration::from_secs(20),
+            unused_connection_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         }
     }

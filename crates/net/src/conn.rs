@@ -16,18 +16,24 @@
 //! One [`CancellationToken`] per connection (a child of the global stop token) ends both
 //! tasks; whichever side ends first cancels it. The reader removes the table entry, the
 //! writer reports every message still queued as [`TransportError::Reset`].
+//!
+//! The table admits connections within budgets ([`crate::table`]); the reader also closes
+//! its connection when idle, when a message is not complete in time from its first byte,
+//! and when an incoming connection brings no message soon enough after it was accepted.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rollover_sip::{Frame, StreamFramer};
 use rollover_txn::{Peer, Transport, TransportError, TxnRef};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -35,13 +41,19 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::ratelog::RateLimit;
+use crate::table::{Conn, Direction, Refused};
 use crate::transport::{Inbound, Inner};
 
 /// Messages queued for one connection's writer; beyond it the connection is dropped.
 pub(crate) const WRITE_QUEUE: usize = 256;
 
-/// Bytes read from a stream at a time.
+/// Bytes read from a stream at a time, into the thread's shared read buffer.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Longest wait armed for any timer: far enough to mean never, near enough that adding it
+/// to an instant cannot overflow.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The most a closing connection waits for its FIN / TLS close_notify to go out.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -57,68 +69,6 @@ pub(crate) struct Outgoing {
     keepalive: bool,
 }
 
-/// A table entry: how to reach one connection's tasks.
-#[derive(Clone)]
-struct Conn {
-    id: u64,
-    queue: mpsc::Sender<Outgoing>,
-    close: CancellationToken,
-}
-
-/// Open (or opening) connections by remote transport and address, incoming ones included.
-#[derive(Default)]
-pub(crate) struct ConnTable {
-    map: Mutex<HashMap<Peer, Conn>>,
-    next_id: AtomicU64,
-}
-
-impl ConnTable {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Peer, Conn>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Connections open or being set up.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Forgets every connection (their tasks stop with the global token).
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
-    }
-
-    fn entry(&self, stop: &CancellationToken) -> (Conn, mpsc::Receiver<Outgoing>) {
-        let (queue, rx) = mpsc::channel(WRITE_QUEUE);
-        let conn = Conn {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            queue,
-            close: stop.child_token(),
-        };
-        (conn, rx)
-    }
-
-    /// Registers an accepted connection; `None` at the connection limit.
-    fn register(&self, inner: &Inner, peer: Peer) -> Option<(Conn, mpsc::Receiver<Outgoing>)> {
-        let mut map = self.lock();
-        if map.len() >= inner.max_connections {
-            return None;
-        }
-        let (conn, rx) = self.entry(&inner.stop);
-        if let Some(old) = map.insert(peer, conn.clone()) {
-            old.close.cancel(); // same remote address: the old one is stale
-        }
-        Some((conn, rx))
-    }
-
-    /// Removes `peer`'s entry if it is still connection `id`.
-    fn remove(&self, peer: Peer, id: u64) {
-        let mut map = self.lock();
-        if map.get(&peer).is_some_and(|c| c.id == id) {
-            map.remove(&peer);
-        }
-    }
-}
-
 /// Queues `bytes` on the connection to `dest`, opening one in the background if needed.
 pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<TxnRef>) {
     let mut item = Outgoing {
@@ -126,14 +76,16 @@ pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<Txn
         txn,
         keepalive: false,
     };
-    let mut map = inner.conns.lock();
-    if let Some(conn) = map.get(&dest) {
+    let mut table = inner.conns.lock();
+    if let Some(conn) = table.get(&dest) {
         match conn.queue.try_send(item) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(o)) => {
-                let conn = map.remove(&dest);
-                drop(map);
-                tracing::warn!(%dest, "write queue full: closing the connection");
+                let conn = table.remove(&dest);
+                drop(table);
+                if let Some(suppressed) = inner.logs.queue_full.allow() {
+                    tracing::warn!(%dest, suppressed, "write queue full: closing the connection");
+                }
                 if let Some(conn) = conn {
                     conn.close.cancel();
                 }
@@ -142,7 +94,7 @@ pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<Txn
             }
             Err(mpsc::error::TrySendError::Closed(o)) => {
                 // The connection is ending: its entry is stale, open a new one.
-                map.remove(&dest);
+                table.remove(&dest);
                 item = o;
             }
         }
@@ -150,28 +102,34 @@ pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<Txn
     let refused = if !matches!(dest.transport, Transport::Tcp | Transport::Tls) {
         Some(TransportError::Unreachable)
     } else if dest.transport == Transport::Tls && inner.tls.is_none() {
-        tracing::warn!(%dest, "TLS destination but no certificate configured");
+        if let Some(suppressed) = inner.logs.no_certificate.allow() {
+            tracing::warn!(%dest, suppressed, "TLS destination but no certificate configured");
+        }
         Some(TransportError::Tls)
-    } else if map.len() >= inner.max_connections {
-        tracing::warn!(%dest, limit = inner.max_connections, "connection limit reached");
+    } else if table.outgoing() >= inner.budgets.outgoing {
+        // Incoming connections are not counted here: strangers cannot use up this budget.
+        if let Some(suppressed) = inner.logs.outgoing_limit.allow() {
+            let limit = inner.budgets.outgoing;
+            tracing::warn!(%dest, limit, suppressed, "outgoing connection limit reached");
+        }
         Some(TransportError::Unreachable)
     } else {
         None
     };
     if let Some(error) = refused {
-        drop(map);
+        drop(table);
         fail(inner, dest, item, error);
         return;
     }
-    let (conn, rx) = inner.conns.entry(&inner.stop);
+    let (conn, rx) = inner.conns.entry(Direction::Outgoing, &inner.stop);
     if let Err(e) = conn.queue.try_send(item) {
         // A new queue has room; this cannot happen, but is not worth a panic.
-        drop(map);
+        drop(table);
         fail(inner, dest, e.into_inner(), TransportError::Reset);
         return;
     }
-    map.insert(dest, conn.clone());
-    drop(map);
+    table.insert(dest, conn.clone());
+    drop(table);
     tokio::spawn(connect_and_run(inner.clone(), dest, conn, rx));
 }
 
@@ -210,7 +168,9 @@ pub(crate) async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors, or an aborted handshake: back off a little.
-                tracing::warn!(%local, error = %e, "accept");
+                if let Some(suppressed) = inner.logs.accept_error.allow() {
+                    tracing::warn!(%local, error = %e, suppressed, "accept");
+                }
                 tokio::select! {
                     _ = inner.stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -219,16 +179,54 @@ pub(crate) async fn accept_loop(
             }
         };
         let peer = Peer { transport, addr };
-        let Some((conn, rx)) = inner.conns.register(&inner, peer) else {
-            tracing::warn!(%peer, limit = inner.max_connections, "connection limit reached: closing");
-            continue; // dropping `tcp` closes it
+        let accepted = Instant::now();
+        let (conn, rx) = match inner.conns.register(peer, inner.budgets, &inner.stop) {
+            Ok(registered) => registered,
+            Err(refused) => {
+                refuse(&inner, peer, refused);
+                continue; // dropping `tcp` closes it
+            }
         };
         tracing::debug!(%peer, "accepted");
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY");
         }
-        tokio::spawn(serve_incoming(inner.clone(), peer, local, conn, rx, tcp));
+        let unused_until = Some(after(accepted, inner.unused_timeout));
+        tokio::spawn(serve_incoming(
+            inner.clone(),
+            peer,
+            local,
+            conn,
+            rx,
+            tcp,
+            unused_until,
+        ));
     }
+}
+
+/// Logs (rate-limited) why an accepted connection is closed at once.
+fn refuse(inner: &Inner, peer: Peer, refused: Refused) {
+    match refused {
+        Refused::PerIp => closing(&inner.logs.per_ip_limit, peer, "per-IP connection limit"),
+        Refused::Incoming => {
+            if let Some(suppressed) = inner.logs.incoming_limit.allow() {
+                let limit = inner.budgets.incoming;
+                tracing::warn!(%peer, limit, suppressed, "incoming connection limit reached: closing");
+            }
+        }
+    }
+}
+
+/// Logs at info, at most once per interval for each reason, why a connection is closed.
+fn closing(limit: &RateLimit, peer: Peer, reason: &'static str) {
+    if let Some(suppressed) = limit.allow() {
+        tracing::info!(%peer, reason, suppressed, "closing connection");
+    }
+}
+
+/// `t + d`, with `d` capped at [`FOREVER`].
+fn after(t: Instant, d: Duration) -> Instant {
+    t + d.min(FOREVER)
 }
 
 async fn serve_incoming(
@@ -238,9 +236,10 @@ async fn serve_incoming(
     conn: Conn,
     mut rx: mpsc::Receiver<Outgoing>,
     tcp: TcpStream,
+    unused_until: Option<Instant>,
 ) {
     if peer.transport != Transport::Tls {
-        run(inner, peer, local, conn, rx, tcp).await;
+        run(inner, peer, local, conn, rx, tcp, unused_until).await;
         return;
     }
     let handshake = match &inner.tls {
@@ -262,7 +261,10 @@ async fn serve_incoming(
         None => None,
     };
     match handshake {
-        Some(stream) => run(inner, peer, local, conn, rx, TlsStream::from(stream)).await,
+        Some(stream) => {
+            let stream = TlsStream::from(stream);
+            run(inner, peer, local, conn, rx, stream, unused_until).await;
+        }
         None => {
             conn.close.cancel();
             inner.conns.remove(peer, conn.id);
@@ -295,8 +297,8 @@ async fn connect_and_run(
         },
     };
     match opened {
-        Ok((local, Opened::Tcp(s))) => run(inner, peer, local, conn, rx, s).await,
-        Ok((local, Opened::Tls(s))) => run(inner, peer, local, conn, rx, *s).await,
+        Ok((local, Opened::Tcp(s))) => run(inner, peer, local, conn, rx, s, None).await,
+        Ok((local, Opened::Tls(s))) => run(inner, peer, local, conn, rx, *s, None).await,
         Err(error) => {
             conn.close.cancel();
             inner.conns.remove(peer, conn.id);
@@ -365,6 +367,7 @@ impl Activity {
 }
 
 /// Runs an established connection: spawns its writer, reads until the end, cleans up.
+/// `unused_until`: for an incoming connection, when it is closed if no message came by then.
 async fn run<S>(
     inner: Arc<Inner>,
     peer: Peer,
@@ -372,6 +375,7 @@ async fn run<S>(
     conn: Conn,
     rx: mpsc::Receiver<Outgoing>,
     stream: S,
+    unused_until: Option<Instant>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -385,10 +389,57 @@ async fn run<S>(
         conn.close.clone(),
         activity.clone(),
     ));
-    read_loop(&inner, peer, local, &conn, reader, &activity).await;
+    let mut timers = Timers {
+        activity,
+        started: None,
+        unused_until,
+    };
+    read_loop(&inner, peer, local, &conn, reader, &mut timers).await;
     conn.close.cancel();
     inner.conns.remove(peer, conn.id);
     tracing::debug!(%peer, "connection closed");
+}
+
+/// The deadlines a connection's reader watches besides the stream itself.
+struct Timers {
+    /// Last traffic either way: the idle timeout counts from it.
+    activity: Activity,
+    /// When the first byte of the message being received came: the header timeout counts
+    /// from it, whatever comes after. `None` between messages.
+    started: Option<Instant>,
+    /// An incoming connection that has not brought a message yet is closed then.
+    unused_until: Option<Instant>,
+}
+
+/// Which deadline woke the reader.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Idle,
+    Header,
+    Unused,
+}
+
+impl Timers {
+    /// The earliest deadline.
+    fn next(&self, inner: &Inner) -> (Instant, Deadline) {
+        let mut next = (
+            after(self.activity.last(), inner.idle_timeout),
+            Deadline::Idle,
+        );
+        let others = [
+            (
+                self.started.map(|t| after(t, inner.header_timeout)),
+                Deadline::Header,
+            ),
+            (self.unused_until, Deadline::Unused),
+        ];
+        for (at, which) in others {
+            if let Some(at) = at.filter(|at| *at < next.0) {
+                next = (at, which);
+            }
+        }
+        next
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -397,40 +448,52 @@ async fn read_loop<R: AsyncRead + Unpin>(
     local: SocketAddr,
     conn: &Conn,
     mut reader: R,
-    activity: &Activity,
+    timers: &mut Timers,
 ) {
     let mut framer = StreamFramer::new(inner.limits);
+    release(&mut framer);
     loop {
-        let deadline = activity.last() + inner.idle_timeout;
-        let buf = framer.buffer_mut();
-        buf.reserve(READ_CHUNK);
+        let (deadline, which) = timers.next(inner);
         let read = tokio::select! {
             biased;
             _ = conn.close.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                // The writer may have been busy meanwhile.
-                if activity.last() + inner.idle_timeout <= Instant::now() {
-                    tracing::debug!(%peer, "idle: closing");
+            _ = tokio::time::sleep_until(deadline) => match which {
+                Deadline::Idle => {
+                    // The writer may have been busy meanwhile.
+                    if after(timers.activity.last(), inner.idle_timeout) <= Instant::now() {
+                        tracing::debug!(%peer, "idle: closing");
+                        return;
+                    }
+                    continue;
+                }
+                Deadline::Header => {
+                    closing(&inner.logs.header_timeout, peer, "message not complete in time");
                     return;
                 }
-                continue;
-            }
-            r = reader.read_buf(buf) => r,
+                Deadline::Unused => {
+                    closing(&inner.logs.unused, peer, "no message since accepted");
+                    return;
+                }
+            },
+            r = read_some(&mut reader, &mut framer) => r,
         };
         match read {
             Ok(0) => {
                 tracing::debug!(%peer, "closed by the peer");
                 return;
             }
-            Ok(_) => activity.touch(),
+            Ok(_) => timers.activity.touch(),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "read");
                 return;
             }
         }
+        let mut framed = false;
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(message))) => {
+                    framed = true;
+                    timers.unused_until = None;
                     let event = Inbound::Message {
                         source: peer,
                         local,
@@ -441,6 +504,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 Ok(Some(Frame::Ping)) => {
+                    framed = true;
                     // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF.
                     let pong = Outgoing {
                         bytes: Bytes::from_static(PONG),
@@ -464,6 +528,53 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
+        if framer.buffered() == 0 {
+            timers.started = None;
+            release(&mut framer);
+        } else if framed || timers.started.is_none() {
+            // What is left began in this read: a frame before it was incomplete until now.
+            timers.started = Some(Instant::now());
+        }
+    }
+}
+
+thread_local! {
+    /// One read buffer per thread, lent to whichever connection has bytes ready: a
+    /// connection waiting for data holds no buffer of its own.
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads what is ready into `framer`, which grows by the bytes read and no more.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    framer: &mut StreamFramer,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut poll_into = |scratch: &mut [u8]| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    framer.push(buf.filled());
+                    Poll::Ready(Ok(buf.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        };
+        READ_BUFFER.with(|shared| match shared.try_borrow_mut() {
+            Ok(mut scratch) => poll_into(&mut scratch),
+            // Only if a read ever nested in another on this thread.
+            Err(_) => poll_into(&mut vec![0; READ_CHUNK]),
+        })
+    })
+    .await
+}
+
+/// Gives an empty framer's buffer back: an idle connection keeps no allocation, and the
+/// next message gets one of its own size instead of sharing a large one.
+fn release(framer: &mut StreamFramer) {
+    if framer.buffered() == 0 {
+        *framer.buffer_mut() = BytesMut::new();
     }
 }
 

@@ -27,9 +27,18 @@
 //!   keyed by transport and remote address, accepted ones included, so sending to an
 //!   [`Inbound::Message`]'s `source` writes on the connection it came in on.
 //! - **Bounded.** Messages over `max_message_size` are dropped (UDP) or close the
-//!   connection (streams, [`Inbound::BadStream`]); at most `max_connections` connections,
-//!   each idle one closed after `connection_idle_timeout`; each connection's write queue
-//!   holds 256 messages, and a connection that cannot keep up is dropped (`Reset`).
+//!   connection (streams, [`Inbound::BadStream`]); each connection's write queue holds 256
+//!   messages, and a connection that cannot keep up is dropped (`Reset`).
+//! - **Strangers cannot crowd out targets.** Incoming and outgoing connections have
+//!   separate budgets (`max_incoming_connections`, `max_outgoing_connections`), so a flood
+//!   of incoming connections never makes a send to a configured target fail; one source IP
+//!   holds at most `max_connections_per_ip` incoming ones. A connection is closed when a
+//!   message takes longer than `header_timeout` from its first byte (slowloris), when an
+//!   incoming one brings no message within `unused_connection_timeout` of being accepted
+//!   (pings do not count), and when idle for `connection_idle_timeout`. An idle connection
+//!   holds no read buffer: reads go through one buffer per thread, and a connection's own
+//!   buffer is allocated as bytes arrive and released once they are framed. Refusals and
+//!   closings are logged at most once per 10 s per reason, with a count of the rest.
 //!   The inbound channel is bounded: a slow driver slows reading (UDP bursts wait in a
 //!   4 MiB `SO_RCVBUF`, as far as `net.core.rmem_max` allows).
 //!
@@ -58,6 +67,8 @@
 
 mod config;
 mod conn;
+mod ratelog;
+mod table;
 mod tls;
 mod transport;
 

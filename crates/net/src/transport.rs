@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ListenSpec, NetConfig, NetError};
-use crate::conn::{self, ConnTable};
+use crate::conn;
+use crate::ratelog::Logs;
+use crate::table::{Budgets, ConnTable};
 use crate::tls::TlsContext;
 
 /// Receive buffer asked for on UDP sockets, to absorb bursts while the driver is busy.
@@ -71,7 +73,10 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) idle_timeout: Duration,
     pub(crate) connect_timeout: Duration,
-    pub(crate) max_connections: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) unused_timeout: Duration,
+    pub(crate) budgets: Budgets,
+    pub(crate) logs: Logs,
     pub(crate) tls: Option<TlsContext>,
     /// Cancelled by [`Transports::shutdown`] or when the inbound receiver is dropped;
     /// every connection's token is a child of it.
@@ -197,7 +202,14 @@ impl Transports {
             },
             idle_timeout: cfg.connection_idle_timeout,
             connect_timeout: cfg.connect_timeout,
-            max_connections: cfg.max_connections,
+            header_timeout: cfg.header_timeout,
+            unused_timeout: cfg.unused_connection_timeout,
+            budgets: Budgets {
+                incoming: cfg.max_incoming_connections,
+                outgoing: cfg.max_outgoing_connections,
+                per_ip: cfg.max_connections_per_ip,
+            },
+            logs: Logs::default(),
             tls,
             stop: CancellationToken::new(),
             conns: ConnTable::default(),

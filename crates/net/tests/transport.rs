@@ -320,10 +320,11 @@ async fn idle_connection_is_closed() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_are_closed() {
+async fn connections_beyond_the_limits_are_closed() {
     timeout(WAIT, async {
         let (b, mut b_rx) = Transports::bind(NetConfig {
-            max_connections: 1,
+            max_incoming_connections: 1,
+            max_outgoing_connections: 1,
             ..config(&["tcp:127.0.0.1:0"])
         })
         .await
@@ -338,12 +339,23 @@ async fn connections_beyond_the_limit_are_closed() {
         let read = second.read(&mut buf).await;
         assert!(matches!(read, Ok(0)) || read.is_err(), "refused: {read:?}");
 
-        // An outgoing connection beyond the limit fails as well.
+        // One outgoing connection fits beside the incoming one; a second one fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = Peer {
+            transport: Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+        };
+        b.send(open, message(2), None);
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut got = vec![0u8; message(2).len()];
+        accepted.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, message(2));
+
         let dest = Peer {
             transport: Transport::Tcp,
             addr: closed_port(),
         };
-        b.send(dest, message(2), None);
+        b.send(dest, message(3), None);
         match next(&mut b_rx).await {
             Inbound::SendFailed { dest: d, error, .. } => {
                 assert_eq!((d, error), (dest, TransportError::Unreachable));
