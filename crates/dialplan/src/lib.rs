@@ -70,6 +70,25 @@ pub struct ServerSettings {
     pub max_message_size: usize,
     /// TLS certificate and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// TCP/TLS connection limits and deadlines.
+    pub connections: ConnectionLimits,
+}
+
+/// `[server]` limits on TCP/TLS connections (see `rollover_net::NetConfig` for each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A connection with no traffic either way for this long is closed (120 s).
+    pub idle_timeout: Duration,
+    /// Incoming connections open at once (4096).
+    pub max_incoming: usize,
+    /// Outgoing connections open at once, a budget strangers cannot use up (1024).
+    pub max_outgoing: usize,
+    /// Incoming connections from one IP address (32).
+    pub max_per_ip: usize,
+    /// Deadline for a whole message from its first byte (20 s).
+    pub header_timeout: Duration,
+    /// An incoming connection that carried no message by then is closed, pings or not (30 s).
+    pub unused_timeout: Duration,
 }
 
 /// Security settings from `[security]`.
@@ -168,6 +187,29 @@ impl Ctx<'_> {
                 .get_ref()
                 .to_duration()
                 .map_err(|m| self.err(s.span(), key, m)),
+        }
+    }
+
+    fn count(
+        &self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        min: i64,
+        max: i64,
+        default: usize,
+    ) -> Result<usize, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(n) => usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|_| (min..=max).contains(n.get_ref()))
+                .ok_or_else(|| {
+                    self.err(
+                        n.span(),
+                        key,
+                        format!("expected a number from {min} to {max}"),
+                    )
+                }),
         }
     }
 
@@ -343,6 +385,44 @@ impl Config {
                     })?,
             },
             tls,
+            connections: ConnectionLimits {
+                idle_timeout: cx.duration(
+                    &s.connection_idle_timeout,
+                    "server.connection_idle_timeout",
+                    Duration::from_secs(120),
+                )?,
+                max_incoming: cx.count(
+                    &s.max_incoming_connections,
+                    "server.max_incoming_connections",
+                    1,
+                    1_000_000,
+                    4096,
+                )?,
+                max_outgoing: cx.count(
+                    &s.max_outgoing_connections,
+                    "server.max_outgoing_connections",
+                    1,
+                    1_000_000,
+                    1024,
+                )?,
+                max_per_ip: cx.count(
+                    &s.max_connections_per_ip,
+                    "server.max_connections_per_ip",
+                    1,
+                    1_000_000,
+                    32,
+                )?,
+                header_timeout: cx.duration(
+                    &s.header_timeout,
+                    "server.header_timeout",
+                    Duration::from_secs(20),
+                )?,
+                unused_timeout: cx.duration(
+                    &s.unused_connection_timeout,
+                    "server.unused_connection_timeout",
+                    Duration::from_secs(30),
+                )?,
+            },
         };
         let no_match = match &s.no_match {
             None => (
@@ -393,11 +473,6 @@ fn compile_security(cx: &Ctx<'_>, raw: &RawSecurity) -> Result<SecuritySettings,
     let list = |v: &Option<Vec<Spanned<String>>>, k: &str| -> Result<Vec<Cidr>, ConfigError> {
         v.iter().flatten().map(|c| cx.cidr(c, k)).collect()
     };
-    let count = |v: &Option<Spanned<i64>>, k: &str, max: i64, default: u64| match v {
-        None => Ok(default),
-        Some(n) if (0..=max).contains(n.get_ref()) => Ok(*n.get_ref() as u64),
-        Some(n) => Err(cx.err(n.span(), k, format!("expected a number from 0 to {max}"))),
-    };
     if let Some(s) = raw.secret.as_ref().filter(|s| s.get_ref().len() < 16) {
         return Err(cx.err(
             s.span(),
@@ -408,30 +483,34 @@ fn compile_security(cx: &Ctx<'_>, raw: &RawSecurity) -> Result<SecuritySettings,
     let limits = SecurityConfig {
         trusted: list(&raw.trusted, "security.trusted")?,
         allow: list(&raw.allow, "security.allow")?,
-        pike_rate: count(
+        pike_rate: cx.count(
             &raw.flood_rate,
             "security.flood_rate",
+            0,
             1_000_000,
-            d.pike_rate.into(),
+            d.pike_rate as usize,
         )? as u32,
-        pike_burst: count(
+        pike_burst: cx.count(
             &raw.flood_burst,
             "security.flood_burst",
+            1,
             1_000_000,
-            d.pike_burst.into(),
+            d.pike_burst as usize,
         )? as u32,
         pike_block: cx.duration(&raw.flood_block, "security.flood_block", d.pike_block)?,
-        overload_backlog: count(
+        overload_backlog: cx.count(
             &raw.overload_backlog,
             "security.overload_backlog",
+            0,
             1_000_000,
-            d.overload_backlog as u64,
-        )? as usize,
-        retry_after: count(
+            d.overload_backlog,
+        )?,
+        retry_after: cx.count(
             &raw.retry_after,
             "security.retry_after",
+            0,
             86_400,
-            d.retry_after.into(),
+            d.retry_after as usize,
         )? as u32,
     };
     Ok(SecuritySettings {

@@ -49,6 +49,12 @@ pub(crate) struct RawServer {
     pub tls_key: Option<String>,
     pub no_match: Option<Spanned<i64>>,
     pub no_match_reason: Option<String>,
+    pub connection_idle_timeout: Option<Spanned<RawDuration>>,
+    pub max_incoming_connections: Option<Spanned<i64>>,
+    pub max_outgoing_connections: Option<Spanned<i64>>,
+    pub max_connections_per_ip: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<RawDuration>>,
+    pub unused_connection_timeout: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -125,6 +125,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             key: key.clone(),
         }),
         max_message_size: s.max_message_size,
+        connection_idle_timeout: s.connections.idle_timeout,
+        max_incoming_connections: s.connections.max_incoming,
+        max_outgoing_connections: s.connections.max_outgoing,
+        max_connections_per_ip: s.connections.max_per_ip,
+        header_timeout: s.connections.header_timeout,
+        unused_connection_timeout: s.connections.unused_timeout,
         ..NetConfig::default()
     };
     let (transports, mut inbound) = Transports::bind(net).await.map_err(|e| anyhow!("{e}"))?;
