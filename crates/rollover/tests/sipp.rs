@@ -126,6 +126,7 @@ impl Proxy {
         let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
             .args(["proxy", "--config"])
             .arg(&cfg_path)
+            .current_dir(&dir.0) // its secret file goes there
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))

@@ -52,6 +52,7 @@ fn proxy(route: &str) -> Proxy {
     let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
         .args(["proxy", "--config"])
         .arg(&cfg)
+        .current_dir(&dir) // its secret file goes there
         .env("NO_COLOR", "1")
         .stdout(Stdio::from(log))
         .stderr(Stdio::null())
