@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
-use rollover_txn::{Config, Peer, Transmit, Transport, TransportError, TxnLayer};
+use rollover_txn::{Admit, Config, Peer, Transmit, Transport, TransportError, TxnLayer};
 
 use crate::core::{Proxy, ProxyConfig};
 use crate::decision::Decision;
@@ -450,8 +450,6 @@ impl<'w> Targets<'w> {
 /// Runs `request` through a proxy with `router` against `world`, for at most `limit` of
 /// virtual time.
 pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Duration) -> Outcome {
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
-    let start = Instant::now();
     let local = SocketAddr::from(([192, 0, 2, 1], 5060));
     let cfg = ProxyConfig {
         local: vec![
@@ -459,15 +457,35 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
             (Transport::Tcp, local),
             (Transport::Tls, SocketAddr::from(([192, 0, 2, 1], 5061))),
         ],
-        keep_decisions: true,
         ..ProxyConfig::default()
     };
-    let mut proxy = Proxy::new(cfg, router, Box::new(SimResolver));
-    let mut txn = TxnLayer::new(Config::default());
     let caller = Peer {
         transport: Transport::Udp,
         addr: SocketAddr::from(CALLER),
     };
+    run_from(cfg, router, request, caller, world, limit)
+}
+
+/// Like [`run`], with the proxy's own settings (its addresses, secret and `[security]`)
+/// and the request arriving from `caller`: the request takes the live proxy's path, front
+/// door included, so a refusal, a flood limit or a route set is shown as the server would
+/// treat it.
+pub fn run_from<R: Router>(
+    cfg: ProxyConfig,
+    router: R,
+    request: &Message,
+    caller: Peer,
+    world: &World,
+    limit: Duration,
+) -> Outcome {
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
+    let start = Instant::now();
+    let cfg = ProxyConfig {
+        keep_decisions: true,
+        ..cfg
+    };
+    let mut proxy = Proxy::new(cfg, router, Box::new(SimResolver));
+    let mut txn = TxnLayer::new(Config::default());
     let mut out = Outcome {
         timeline: Vec::new(),
         final_status: None,
@@ -485,7 +503,11 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
             String::from_utf8_lossy(request.start_line_bytes())
         ),
     ));
-    txn.handle_message(now, caller, request.clone());
+    match proxy.admit(now, &caller, request, 0) {
+        Admit::Accept => txn.handle_message(now, caller, request.clone()),
+        Admit::Drop => lines.push((now, "  dropped by the front door (flood limit)".to_owned())),
+        Admit::Reply(bytes) => txn.send_stateless(caller, bytes),
+    }
 
     loop {
         // Pump: events into the proxy, transmits into the world, until quiet.

@@ -12,7 +12,7 @@ macro_rules! say {
 mod call_cmd;
 mod parse_cmd;
 mod plan_cmd;
-mod proxy_cmd;
+pub(crate) mod proxy_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +76,12 @@ enum Command {
         /// Stop after this much virtual time (seconds).
         #[arg(long, default_value_t = 300)]
         limit: u64,
+        /// The source address the request comes from.
+        #[arg(long, default_value = "198.51.100.1:5060")]
+        source: String,
+        /// The transport it arrives on (udp, tcp, tls).
+        #[arg(long, default_value = "udp")]
+        transport: String,
     },
     /// Place a call: the target, then each --alt in turn until one answers; 3xx redirects
     /// followed, rejected, or asked about. Exit status 0 when answered.
@@ -107,7 +113,9 @@ fn main() -> ExitCode {
             request,
             world,
             limit,
-        } => plan_cmd::simulate(&config, &request, &world, limit),
+            source,
+            transport,
+        } => plan_cmd::simulate(&config, &request, &world, limit, &source, &transport),
         Command::Parse { file, quiet } => parse_cmd::run(&file, quiet),
         Command::Call(args) => call_cmd::run(args),
     };

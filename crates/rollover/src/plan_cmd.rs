@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 
 use rollover_dialplan::Config;
 use rollover_proxy::sim::{self, World};
-use rollover_proxy::RouteDecision;
+use rollover_proxy::{Decision, ProxyConfig, RouteDecision};
 use rollover_sip::Message;
 use rollover_txn::{Peer, Transport};
 
@@ -62,29 +62,74 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `rollover route`.
-pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow::Result<ExitCode> {
-    let cfg = load(config)?;
-    let req = request(req)?;
-    let source = Peer {
+/// The proxy settings `route` and `simulate` run the core with: the configured addresses,
+/// `[security]` and the secret (when one exists), so a request takes the live path.
+fn proxy_config(cfg: &Config, req: &Message) -> anyhow::Result<ProxyConfig> {
+    let secret = crate::proxy_cmd::read_secret(&cfg.security)?;
+    let routed = req.to_tag().is_some() || req.routes().next().is_some();
+    if secret.is_none() && routed {
+        eprintln!(
+            "note: no secret yet ({} does not exist): Route tokens of earlier runs cannot be checked",
+            cfg.security.secret_file.display()
+        );
+    }
+    let d = ProxyConfig::default();
+    Ok(ProxyConfig {
+        local: cfg.server.listen.clone(),
+        record_route: cfg.server.record_route,
+        timer_c: cfg.server.timer_c,
+        secret: secret.unwrap_or(d.secret),
+        security: cfg.security.limits.clone(),
+        ..d
+    })
+}
+
+fn source_peer(source: &str, transport: &str) -> anyhow::Result<Peer> {
+    Ok(Peer {
         transport: Transport::from_token(transport)
             .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
         addr: source
             .parse()
             .with_context(|| format!("--source {source:?}"))?,
-    };
-    let m = cfg.plan.explain(&req, &source);
+    })
+}
+
+/// `rollover route`: the request goes through the proxy core exactly as on the wire (front
+/// door, Route checks, dial plan), in virtual time, until its first request is sent; what
+/// the core decided and where the request went are printed.
+pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let req = request(req)?;
+    let source = source_peer(source, transport)?;
+    let pcfg = proxy_config(&cfg, &req)?;
     say!(
         "request: {}",
         String::from_utf8_lossy(req.start_line_bytes())
     );
-    match &m.rule {
-        Some(r) => say!("rule: {r}"),
-        None => say!("rule: none matched"),
+    let world = World::parse("").map_err(|e| anyhow!("{e}"))?;
+    let out = sim::run_from(pcfg, cfg.plan.clone(), &req, source, &world, Duration::ZERO);
+    let mut routed = false;
+    for d in &out.decisions {
+        match d {
+            Decision::Routed { .. } => routed = true,
+            Decision::Rejected { status, reason } => say!("refused: {status} ({reason})"),
+            Decision::Relayed { .. } | Decision::RouteRemoved { .. } => say!("{d}"),
+            _ => {}
+        }
     }
-    match m.decision {
-        RouteDecision::Reject { status, reason, .. } => say!("reject: {status} {reason}"),
-        RouteDecision::Targets { plan, policy, .. } => {
+    for l in out.timeline.iter().filter(|l| l.at.is_zero()) {
+        let t = l.text.trim_start();
+        if t.starts_with("caller ←") || t.starts_with("→ ") || t.starts_with("dropped") {
+            say!("{t}");
+        }
+    }
+    if routed {
+        let m = cfg.plan.explain(&req, &source);
+        match &m.rule {
+            Some(r) => say!("rule: {r}"),
+            None => say!("rule: none matched"),
+        }
+        if let RouteDecision::Targets { plan, policy, .. } = m.decision {
             for (i, g) in plan.groups.iter().enumerate() {
                 let names: Vec<String> =
                     g.iter().map(|t| format!("{t} [{}]", t.transport)).collect();
@@ -93,12 +138,25 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
             }
             say!("failover: {policy}");
         }
+    } else if let Some(line) = out
+        .timeline
+        .iter()
+        .find_map(|l| l.text.trim_start().strip_prefix("caller ← SIP/2.0 "))
+    {
+        say!("reject: {line}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `rollover simulate`.
-pub fn simulate(config: &Path, req: &str, world: &str, limit: u64) -> anyhow::Result<ExitCode> {
+pub fn simulate(
+    config: &Path,
+    req: &str,
+    world: &str,
+    limit: u64,
+    source: &str,
+    transport: &str,
+) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
     let req = request(req)?;
     let text = if Path::new(world).exists() {
@@ -107,7 +165,15 @@ pub fn simulate(config: &Path, req: &str, world: &str, limit: u64) -> anyhow::Re
         world.to_owned()
     };
     let world = World::parse(&text).map_err(|e| anyhow!("--world: {e}"))?;
-    let out = sim::run(cfg.plan, &req, &world, Duration::from_secs(limit));
+    let pcfg = proxy_config(&cfg, &req)?;
+    let out = sim::run_from(
+        pcfg,
+        cfg.plan,
+        &req,
+        source_peer(source, transport)?,
+        &world,
+        Duration::from_secs(limit),
+    );
     say!("{}", out.render().trim_end());
     match out.final_status {
         Some(s) => say!("final: {s}"),

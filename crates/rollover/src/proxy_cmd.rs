@@ -48,19 +48,10 @@ impl Resolver for CachingResolver {
 /// written, else the secret file, made with 32 random bytes (mode 0600) on first start so
 /// dialogs survive a restart.
 fn load_secret(sec: &SecuritySettings) -> anyhow::Result<Secret> {
-    if let Some(s) = &sec.secret {
-        return Ok(Secret::new(s.as_bytes()));
+    if let Some(s) = read_secret(sec)? {
+        return Ok(s);
     }
     let path = &sec.secret_file;
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() >= 16 => return Ok(Secret::new(&bytes)),
-        Ok(_) => anyhow::bail!(
-            "{}: the secret is shorter than 16 bytes; delete the file to have a new one made",
-            path.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no random bytes for the secret: {e}"))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -81,6 +72,23 @@ fn load_secret(sec: &SecuritySettings) -> anyhow::Result<Secret> {
         path.display()
     );
     Ok(Secret::new(hex.as_bytes()))
+}
+
+/// The secret as configured or kept in its file, without making one.
+pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
+    if let Some(s) = &sec.secret {
+        return Ok(Some(Secret::new(s.as_bytes())));
+    }
+    let path = &sec.secret_file;
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 16 => Ok(Some(Secret::new(&bytes))),
+        Ok(_) => anyhow::bail!(
+            "{}: the secret is shorter than 16 bytes; delete the file to have a new one made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Runs the proxy until Ctrl-C.

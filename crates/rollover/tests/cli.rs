@@ -193,6 +193,112 @@ fn route_is_a_dry_run() {
     assert!(out.contains("reject: 404"), "{out}");
 }
 
+/// A request file in a temporary directory; lines joined with CRLF.
+fn request_file(name: &str, lines: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{}\r\n\r\n", lines.join("\r\n"))).unwrap();
+    p
+}
+
+#[test]
+fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
+    let secret = "cli-test-secret-0123456789";
+    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("plan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"udp:127.0.0.1:5060\"]\n[security]\nsecret = \"{secret}\"\ntrusted = [\"10.0.0.0/8\"]\n[[route]]\nname = \"digits\"\nmatch.request_uri = '^sip:(\\d+)@'\ntargets = [\"sip:$1@192.0.2.10\"]\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let head = |m: &str, ruri: &str, to: &str, extra: &str| {
+        vec![
+            format!("{m} {ruri} SIP/2.0"),
+            "Via: SIP/2.0/UDP 198.51.100.66:5060;branch=z9hG4bK-cli".into(),
+            "Max-Forwards: 70".into(),
+            "From: <sip:a@example.com>;tag=ft".into(),
+            format!("To: <sip:b@example.com>{to}"),
+            "Call-ID: cli-call".into(),
+            format!("CSeq: 2 {m}"),
+            extra.into(),
+            "Content-Length: 0".into(),
+        ]
+    };
+    let file = |name: &str, lines: Vec<String>| {
+        let refs: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+            .collect();
+        request_file(name, &refs).to_str().unwrap().to_owned()
+    };
+    // An in-dialog BYE to an outside host, with no Route of ours: refused as the proxy would.
+    let bye = file("bye", head("BYE", "sip:x@203.0.113.66", ";tag=tt", ""));
+    let (code, out, _) = run(&[
+        "route",
+        "-c",
+        cfg,
+        "-r",
+        &bye,
+        "--source",
+        "198.51.100.66:5060",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("refused: 404 (in-dialog BYE"), "{out}");
+    assert!(!out.contains("→ BYE"), "{out}");
+    // The same from a trusted source is relayed on its word.
+    let (_, out, _) = run(&["route", "-c", cfg, "-r", &bye, "--source", "10.1.2.3:5060"]);
+    assert!(
+        out.contains("relayed on the trusted source's route to sip:x@203.0.113.66"),
+        "{out}"
+    );
+    assert!(out.contains("→ BYE sip:x@203.0.113.66"), "{out}");
+    // With the Route this proxy recorded (its token), the BYE follows the route set.
+    let token = rollover_proxy::Secret::new(secret.as_bytes()).route_token("cli-call", "ft");
+    let route = format!("Route: <sip:127.0.0.1:5060;lr;tk={token}>");
+    let ok = file("bye-ok", head("BYE", "sip:b@192.0.2.20", ";tag=tt", &route));
+    let (_, out, _) = run(&[
+        "route",
+        "-c",
+        cfg,
+        "-r",
+        &ok,
+        "--source",
+        "198.51.100.66:5060",
+    ]);
+    assert!(
+        out.contains("relayed along the route set to sip:b@192.0.2.20"),
+        "{out}"
+    );
+    // A stranger's preloaded Route is removed and the plan decides.
+    let inv = file(
+        "inv",
+        head(
+            "INVITE",
+            "sip:100@127.0.0.1",
+            "",
+            "Route: <sip:203.0.113.66;lr>",
+        ),
+    );
+    let (_, out, _) = run(&[
+        "route",
+        "-c",
+        cfg,
+        "-r",
+        &inv,
+        "--source",
+        "198.51.100.66:5060",
+    ]);
+    assert!(out.contains("removed 1 preloaded Route entry"), "{out}");
+    assert!(out.contains("→ INVITE sip:100@192.0.2.10"), "{out}");
+    assert!(out.contains("rule: digits"), "{out}");
+}
+
 #[test]
 fn parse_accepts_and_rejects_torture_vectors() {
     let (code, out, _) = run(&["parse", "crates/sip/tests/rfc4475/TC_WSINV.dat"]);
