@@ -314,19 +314,22 @@ impl Engine {
                 State::Ringing
             };
         }
-        if code == 100 {
-            return false;
-        }
         let mut armed = false;
         if invite {
-            if branch.ring_at.is_none() && branch.state == State::Ringing {
+            // Any provisional, 100 included, ends the no-response timer and starts the ring
+            // timer (Kamailio's fr_inv_timer, Brekeke's failover.timer.provisional): a
+            // carrier that stalls after 100 Trying is left at ring_timeout, not Timer C.
+            if branch.ring_at.is_none() && matches!(branch.state, State::Heard | State::Ringing)
+            {
                 branch.ring_at = Some(now + policy_ring);
                 armed = true;
             }
-            // Timer C restarts with every provisional (§16.7 step 2).
-            branch.timer_c_at = Some(now + timer_c);
+            if code != 100 {
+                // Timer C restarts with every provisional above 100 (§16.7 step 2).
+                branch.timer_c_at = Some(now + timer_c);
+            }
         }
-        let relay = branch.state != State::Cancelled && !self.answered;
+        let relay = code != 100 && branch.state != State::Cancelled && !self.answered;
         let target = self.name(b);
         if armed {
             self.decide(Decision::TimerArmed {

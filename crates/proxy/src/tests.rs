@@ -128,10 +128,17 @@ fn ringing_past_ring_timeout_is_cancelled() {
 }
 
 #[test]
-fn a_100_trying_stops_the_no_response_timer_but_not_the_ring_timer() {
-    let out = serial(&["sip:a@192.0.2.10", "sip:b@192.0.2.11"], "a=100 b=200");
-    // 100 stops the no-response timer; nothing else ever comes: Timer C (181 s) decides.
-    assert_eq!(first_time(&out, "→ INVITE sip:b@"), 181.0);
+fn a_100_trying_then_silence_rolls_over_at_the_ring_timeout() {
+    let out = serial(
+        &["sip:a@192.0.2.10", "sip:b@192.0.2.11"],
+        "a=100@1s,silence b=200",
+    );
+    // The 100 stops the no-response timer (10 s) and starts the ring timer (20 s), as
+    // Kamailio's fr_inv_timer does: a carrier that stalls after 100 is left at 21 s, with a
+    // CANCEL (a provisional came, so §9.1 allows one), not after Timer C.
+    assert_eq!(first_time(&out, "→ CANCEL sip:a@"), 21.0);
+    assert_eq!(first_time(&out, "→ INVITE sip:b@"), 21.0);
+    assert!(lines_with(&out, "caller ← SIP/2.0 100").len() == 1, "only our own 100");
     assert_eq!(out.final_status, Some(200));
 }
 
