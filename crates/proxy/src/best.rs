@@ -4,6 +4,8 @@
 //! - a 6xx beats everything;
 //! - otherwise the lowest class wins (3xx < 4xx < 5xx), and within 4xx the responses that
 //!   help a resubmission (401, 407, 415, 420, 484) are preferred;
+//! - within a rank, a response a target sent beats one the proxy made itself (a 408 for a
+//!   silent target, a 503 for an unreachable one);
 //! - the first received wins a tie;
 //! - a chosen 503 goes upstream as 500 (the 503 was about the next hop, not us);
 //! - a chosen 401/407 carries every WWW-/Proxy-Authenticate of every 401/407 received.
@@ -33,15 +35,18 @@ impl Outcome {
     }
 }
 
-/// Lower is better.
-fn rank(status: u16) -> u32 {
-    match status {
+/// Lower is better: the class bucket first, then a response a target sent before one the
+/// proxy made itself (a target's 486 beats our 408: the caller hears "busy", not
+/// "timeout"), then the code.
+fn rank(status: u16, synthetic: bool) -> u32 {
+    let bucket = match status {
         600..=699 => 0,
-        300..=399 => 1000 + u32::from(status),
-        401 | 407 | 415 | 420 | 484 => 2000 + u32::from(status),
-        400..=499 => 3000 + u32::from(status),
-        _ => 4000 + u32::from(status),
-    }
+        300..=399 => 1,
+        401 | 407 | 415 | 420 | 484 => 2,
+        400..=499 => 3,
+        _ => 4,
+    };
+    bucket * 10_000 + u32::from(synthetic) * 1_000 + u32::from(status)
 }
 
 /// The collected final outcomes of one call.
@@ -68,7 +73,7 @@ impl BestResponse {
                 }
             }
         }
-        let r = rank(status);
+        let r = rank(status, matches!(outcome, Outcome::Synthetic(_)));
         if self.best.as_ref().is_none_or(|(b, _)| r < *b) {
             self.best = Some((r, outcome));
         }
@@ -92,13 +97,13 @@ impl BestResponse {
                     .build(),
             ),
             Some((_, Outcome::Synthetic(code))) => {
+                // A 503 was about the next hop, not us: it goes up as 500 (§16.7 step 6).
+                let code = if *code == 503 { 500 } else { *code };
                 let reason = match code {
                     408 => "Request Timeout",
                     480 => "Temporarily Unavailable",
-                    500 => "Server Internal Error",
-                    _ => "Service Unavailable",
+                    _ => "Server Internal Error",
                 };
-                let code = if *code == 503 { 500 } else { *code };
                 (code, request.response(code, reason).to_tag(to_tag).build())
             }
             Some((_, Outcome::Response(resp))) => {
@@ -199,7 +204,12 @@ mod tests {
         assert_eq!(m.status(), Some(500));
         assert_eq!(m.vias().count(), 1);
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-up"));
-        assert_eq!(pick(vec![Outcome::Synthetic(503)]).0, 500);
+        let (code, m) = pick(vec![Outcome::Synthetic(503)]);
+        assert_eq!(code, 500);
+        assert!(
+            m.start_line_bytes().ends_with(b"500 Server Internal Error"),
+            "the reason matches the code"
+        );
     }
 
     #[test]
@@ -221,6 +231,18 @@ mod tests {
         assert_eq!(code, 401);
         assert_eq!(m.auths(HeaderName::WwwAuthenticate).count(), 2);
         assert_eq!(m.auths(HeaderName::ProxyAuthenticate).count(), 1);
+    }
+
+    #[test]
+    fn a_target_s_answer_beats_one_the_proxy_made_in_the_same_class() {
+        // A silent target (our 408) and a busy one (its 486): the caller hears busy.
+        assert_eq!(pick(vec![Outcome::Synthetic(408), resp(486, &[])]).0, 486);
+        assert_eq!(pick(vec![resp(486, &[]), Outcome::Synthetic(408)]).0, 486);
+        // An unreachable target (our 503) and a target's 500.
+        let (code, m) = pick(vec![Outcome::Synthetic(503), resp(500, &[])]);
+        assert_eq!((code, m.top_via().unwrap().branch()), (500, Some("z9hG4bK-up")));
+        // Classes still come first: our 408 beats a target's 500.
+        assert_eq!(pick(vec![resp(500, &[]), Outcome::Synthetic(408)]).0, 408);
     }
 
     #[test]
