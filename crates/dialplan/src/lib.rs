@@ -117,6 +117,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 enum Cond {
     Method(Regex),
+    /// No `match.method` written: INVITE only.
+    InviteOnly,
     RequestUri(Regex),
     To(Regex),
     From(Regex),
@@ -534,8 +536,11 @@ fn compile_rule(
     let key = |k: &str| format!("{prefix}.{k}");
     let m = &r.conditions;
     let mut conds = Vec::new();
-    if let Some(v) = &m.method {
-        conds.push(Cond::Method(cx.regex(v, &key("match.method"))?));
+    match &m.method {
+        Some(v) => conds.push(Cond::Method(cx.regex(v, &key("match.method"))?)),
+        // Without match.method a rule routes calls only: OPTIONS pings, REGISTERs and
+        // MESSAGEs must not reach PSTN targets by accident.
+        None => conds.push(Cond::InviteOnly),
     }
     if let Some(v) = &m.request_uri {
         conds.push(Cond::RequestUri(cx.regex(v, &key("match.request_uri"))?));
@@ -707,6 +712,17 @@ impl DialPlan {
                 decision,
             };
         }
+        if req.method() == Some(&rollover_sip::Method::Register) {
+            // No registrar here (yet): say so, rather than "not found".
+            return Match {
+                rule: None,
+                decision: RouteDecision::Reject {
+                    status: 405,
+                    reason: "Method Not Allowed".into(),
+                    rule: Arc::from("(no registrar)"),
+                },
+            };
+        }
         Match {
             rule: None,
             decision: RouteDecision::Reject {
@@ -744,6 +760,7 @@ fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, 
     for c in &rule.conds {
         let ok = match c {
             Cond::Method(re) => take(re, req.method().map_or("", |m| m.as_str()), false),
+            Cond::InviteOnly => req.method() == Some(&rollover_sip::Method::Invite),
             Cond::RequestUri(re) => take(re, req.request_uri_str().unwrap_or_default(), true),
             Cond::To(re) => req
                 .header(HeaderName::To)
@@ -782,6 +799,7 @@ impl fmt::Display for DialPlan {
             for c in &r.conds {
                 let text = match c {
                     Cond::Method(re) => format!("method ~ {re}"),
+                    Cond::InviteOnly => "method INVITE (no match.method)".to_owned(),
                     Cond::RequestUri(re) => format!("request_uri ~ {re}"),
                     Cond::To(re) => format!("to ~ {re}"),
                     Cond::From(re) => format!("from ~ {re}"),

@@ -209,3 +209,41 @@ fn expansion() {
     caps.insert("user".to_owned(), "bob".to_owned());
     assert_eq!(expand("sip:$1@h;x=${user}$$", &caps), "sip:100@h;x=bob$");
 }
+
+#[test]
+fn rules_without_a_method_route_invites_only_and_register_gets_405() {
+    let cfg = Config::parse(
+        "t.toml",
+        "[[route]]\nname = \"pstn\"\nmatch.request_uri = '^sip:'\ntargets = [\"sip:gw@192.0.2.9\"]\n",
+    )
+    .unwrap();
+    let req = |m: Method| {
+        Message::parse(
+            RequestBuilder::new(m, "sip:100@example.com")
+                .via("SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bK-1")
+                .from("<sip:a@example.com>;tag=1")
+                .to("<sip:100@example.com>")
+                .call_id("m@example.com")
+                .cseq(1)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let status = |m: Method| match cfg.plan.route(&req(m), &udp()) {
+        RouteDecision::Targets { .. } => 0,
+        RouteDecision::Reject { status, .. } => status,
+    };
+    assert_eq!(status(Method::Invite), 0);
+    assert_eq!(
+        status(Method::Options),
+        404,
+        "an OPTIONS ping never reaches the PSTN"
+    );
+    assert_eq!(status(Method::Message), 404);
+    assert_eq!(status(Method::Register), 405, "no registrar");
+    assert!(cfg
+        .plan
+        .to_string()
+        .contains("method INVITE (no match.method)"));
+}

@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(pick(vec![resp(486, &[]), Outcome::Synthetic(408)]).0, 486);
         // An unreachable target (our 503) and a target's 500.
         let (code, m) = pick(vec![Outcome::Synthetic(503), resp(500, &[])]);
-        assert_eq!((code, m.top_via().unwrap().branch()), (500, Some("z9hG4bK-up")));
+        assert_eq!(
+            (code, m.top_via().unwrap().branch()),
+            (500, Some("z9hG4bK-up"))
+        );
         // Classes still come first: our 408 beats a target's 500.
         assert_eq!(pick(vec![resp(500, &[]), Outcome::Synthetic(408)]).0, 408);
     }

@@ -316,6 +316,9 @@ impl<R: Router> Proxy<R> {
             let tags: Vec<&str> = req.tokens(HeaderName::ProxyRequire).collect();
             b = b.header("Unsupported", &tags.join(", "));
         }
+        if code == 405 {
+            b = b.header("Allow", ALLOW);
+        }
         txn.reply_stateless(server, b.build());
     }
 
@@ -328,6 +331,29 @@ impl<R: Router> Proxy<R> {
         txn: &mut TxnLayer,
     ) {
         let call_id = request.call_id().unwrap_or("-").to_owned();
+        if self.local.request_uri_is_us(&request) && request.routes().next().is_none() {
+            // Addressed to the proxy itself: a keep-alive ping (Kamailio's dispatcher, an
+            // SBC) gets 200 even with Max-Forwards 0 (§11, §16.3); a REGISTER gets 405
+            // while there is no registrar.
+            match request.method() {
+                Some(Method::Options) => {
+                    let resp = request
+                        .response(200, "OK")
+                        .to_tag(&stateless_tag(&request))
+                        .header("Allow", ALLOW)
+                        .header("Accept", "application/sdp")
+                        .header("Supported", "")
+                        .build();
+                    debug!(%source, call_id, "OPTIONS to the proxy answered 200");
+                    return txn.reply_stateless(server, resp);
+                }
+                Some(Method::Register) => {
+                    let why = "REGISTER to the proxy: no registrar".into();
+                    return self.refuse(now, server, &request, 405, "Method Not Allowed", why, txn);
+                }
+                _ => {}
+            }
+        }
         // RFC 3261 §16.3: Max-Forwards, loops, Proxy-Require.
         if request.max_forwards().ok().flatten() == Some(0) {
             let why = "Max-Forwards is 0".into();
@@ -776,6 +802,10 @@ impl<R: Router> Proxy<R> {
         }
     }
 }
+
+/// The methods the proxy relays, for `Allow`.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
 
 /// The To tag of a stateless reply: the same for a retransmitted request, so the caller
 /// sees one dialog whichever copy it answers.

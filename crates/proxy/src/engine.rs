@@ -319,8 +319,7 @@ impl Engine {
             // Any provisional, 100 included, ends the no-response timer and starts the ring
             // timer (Kamailio's fr_inv_timer, Brekeke's failover.timer.provisional): a
             // carrier that stalls after 100 Trying is left at ring_timeout, not Timer C.
-            if branch.ring_at.is_none() && matches!(branch.state, State::Heard | State::Ringing)
-            {
+            if branch.ring_at.is_none() && matches!(branch.state, State::Heard | State::Ringing) {
                 branch.ring_at = Some(now + policy_ring);
                 armed = true;
             }

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Via};
+use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Uri, Via};
 use rollover_txn::{Peer, Transport};
 
 use crate::router::default_port;
@@ -123,6 +123,11 @@ impl Local {
                 Transport::Udp
             });
         uri.user.is_none() && self.is_us(&uri.host, uri.port, t)
+    }
+
+    /// Whether the Request-URI names this proxy itself (no user part, our address).
+    pub fn request_uri_is_us(&self, req: &Message) -> bool {
+        matches!(req.request_uri(), Some(Ok(Uri::Sip(u))) if self.uri_is_us(&u))
     }
 
     /// Whether a Route (or strict-routed Request-URI) entry is one we recorded for this

@@ -554,3 +554,41 @@ fn the_front_door_allows_limits_and_sheds_load() {
         Admit::Accept
     );
 }
+
+#[test]
+fn options_to_the_proxy_is_answered_and_register_gets_405() {
+    let mut n = Net::open();
+    n.recv(
+        udp(ATTACKER),
+        &request("OPTIONS", &format!("sip:{PROXY}"), None, ""),
+    );
+    // A keep-alive with Max-Forwards 0 is still answered (§11).
+    n.recv(
+        udp(ATTACKER),
+        &request("OPTIONS", &format!("sip:{PROXY}"), None, "")
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    n.recv(
+        udp(ATTACKER),
+        &request("REGISTER", &format!("sip:{PROXY}"), None, ""),
+    );
+    n.run(Duration::from_secs(40));
+    assert_eq!(n.statuses_to(ATTACKER), [200, 200, 405]);
+    let ok = n.sent_to(ATTACKER)[0];
+    let text = String::from_utf8_lossy(ok.as_bytes()).into_owned();
+    assert!(
+        text.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nAccept: application/sdp\r\n"), "{text}");
+    let not_allowed = String::from_utf8_lossy(n.sent_to(ATTACKER)[2].as_bytes()).into_owned();
+    assert!(not_allowed.contains("\r\nAllow: INVITE"), "{not_allowed}");
+    assert!(n.sent_to(TARGET).is_empty());
+    // OPTIONS to a user is not for the proxy: the plan decides (here: 404).
+    let mut n = Net::open();
+    n.recv(
+        udp(ATTACKER),
+        &request("OPTIONS", "sip:alice@192.0.2.1", None, ""),
+    );
+    assert_eq!(n.statuses_to(ATTACKER), [404]);
+}

@@ -138,7 +138,10 @@ fn a_100_trying_then_silence_rolls_over_at_the_ring_timeout() {
     // CANCEL (a provisional came, so §9.1 allows one), not after Timer C.
     assert_eq!(first_time(&out, "→ CANCEL sip:a@"), 21.0);
     assert_eq!(first_time(&out, "→ INVITE sip:b@"), 21.0);
-    assert!(lines_with(&out, "caller ← SIP/2.0 100").len() == 1, "only our own 100");
+    assert!(
+        lines_with(&out, "caller ← SIP/2.0 100").len() == 1,
+        "only our own 100"
+    );
     assert_eq!(out.final_status, Some(200));
 }
 
