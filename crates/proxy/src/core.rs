@@ -730,9 +730,10 @@ impl<R: Router> Proxy<R> {
             .header_str(HeaderName::Reason)
             .and_then(Result::ok)
             .map(str::to_owned);
-        // Branches that never rang are abandoned at once; ringing ones get a CANCEL, and
-        // the caller its 487 without waiting for theirs.
-        call.engine.cancel(reason, "cancelled upstream");
+        // Branches that sent a provisional get a CANCEL, the others are abandoned; the
+        // caller's final response waits for theirs (§16.10), so a 200 that crossed the
+        // CANCEL answers the call instead of following our 487.
+        call.engine.cancel(now, reason, "cancelled upstream");
         self.drive(now, cid, txn);
     }
 

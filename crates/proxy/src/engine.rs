@@ -30,6 +30,10 @@ pub type BranchId = usize;
 /// The `Reason` a CANCEL carries after another branch answered (RFC 3326).
 pub const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
 
+/// How long a cancelled call waits for its branches' final responses before the owner
+/// answers 487 itself (a target that never answers a CANCEL).
+pub const CANCEL_WAIT: Duration = Duration::from_secs(4);
+
 /// Who decides on the Contacts of a 3xx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectMode {
@@ -153,6 +157,10 @@ pub struct Engine {
     cancelled: bool,
     /// Redirect questions not yet answered: the call waits for them before rolling over.
     pending_redirects: usize,
+    /// After a cancel: the branches whose final response (487, or a 2xx that crossed the
+    /// CANCEL) is still awaited, and how long it is awaited at most.
+    awaiting: Vec<BranchId>,
+    cancel_by: Option<Instant>,
     steps: VecDeque<Step>,
 }
 
@@ -180,6 +188,8 @@ impl Engine {
             done: false,
             cancelled: false,
             pending_redirects: 0,
+            awaiting: Vec::new(),
+            cancel_by: None,
             steps: VecDeque::new(),
         }
     }
@@ -209,9 +219,13 @@ impl Engine {
         self.steps.pop_front()
     }
 
-    /// The next deadline of any branch timer.
+    /// The next deadline of any branch timer, or of the wait after a cancel.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.branches.iter().filter_map(Branch::next_deadline).min()
+        self.branches
+            .iter()
+            .filter_map(Branch::next_deadline)
+            .chain(self.cancel_by.filter(|_| !self.done))
+            .min()
     }
 
     /// The best final outcome so far (RFC 3261 §16.7 step 6).
@@ -484,13 +498,26 @@ impl Engine {
     }
 
     /// The owner stops the call (CANCEL from upstream, the application hangs up).
-    pub fn cancel(&mut self, reason: Option<String>, why: &str) {
+    ///
+    /// RFC 3261 §16.10: the branches are CANCELled and the call ends when their final
+    /// responses are in (a 487, or a 2xx that crossed the CANCEL, which answers the call),
+    /// so a caller never gets a 487 and then a 2xx. Branches that never sent a provisional
+    /// cannot be CANCELled (§9.1); the call waits for them at most [`CANCEL_WAIT`].
+    pub fn cancel(&mut self, now: Instant, reason: Option<String>, why: &str) {
         if self.done || self.answered {
             return;
         }
         self.cancelled = true;
         self.groups.clear();
         self.pending_redirects = 0;
+        self.awaiting = self
+            .branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_active())
+            .map(|(i, _)| i)
+            .collect();
+        self.cancel_by = Some(now + CANCEL_WAIT);
         self.cancel_active(reason, why);
         self.finish_if_idle();
     }
@@ -557,7 +584,8 @@ impl Engine {
             .filter(|(_, b)| b.is_active())
         {
             steps.push((i, br.target.to_string()));
-            br.state = if br.state == State::Ringing {
+            // A 100 Trying is a provisional too: the CANCEL may go (§9.1).
+            br.state = if matches!(br.state, State::Ringing | State::Heard) {
                 State::Cancelled
             } else {
                 State::Abandoned
@@ -625,9 +653,16 @@ impl Engine {
 
     /// Ends the call once nothing can still answer.
     fn finish_if_idle(&mut self) {
+        let branches = &self.branches;
+        self.awaiting.retain(|&b| {
+            branches
+                .get(b)
+                .is_some_and(|br| br.state != State::Completed)
+        });
         let waiting = self.branches.iter().any(Branch::is_active)
             || self.pending_redirects > 0
-            || (!self.groups.is_empty() && !self.cancelled);
+            || (!self.groups.is_empty() && !self.cancelled)
+            || (self.cancelled && !self.awaiting.is_empty());
         if self.done || waiting {
             return;
         }
@@ -642,6 +677,12 @@ impl Engine {
 
     /// Fires the branch timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.cancel_by.is_some_and(|t| t <= now) && !self.done {
+            // The CANCELled branches had their chance: the owner answers 487 itself.
+            self.cancel_by = None;
+            self.awaiting.clear();
+            self.finish_if_idle();
+        }
         for b in 0..self.branches.len() {
             let Some(branch) = self.branches.get_mut(b) else {
                 continue;

@@ -592,3 +592,89 @@ fn options_to_the_proxy_is_answered_and_register_gets_405() {
     );
     assert_eq!(n.statuses_to(ATTACKER), [404]);
 }
+
+/// A caller's INVITE relayed to TARGET; returns the forwarded request.
+fn call_through(n: &mut Net, call_id: &str) -> (String, Message) {
+    const CALLER: &str = "198.51.100.1:5060";
+    let invite = format!(
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
+    );
+    n.recv(udp(CALLER), &invite);
+    let fwd = n.sent_to(TARGET).last().copied().unwrap().clone();
+    (invite, fwd)
+}
+
+fn cancel_of(invite: &str) -> String {
+    invite
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        .replace("Contact: <sip:alice@198.51.100.1:5060>\n", "")
+}
+
+fn statuses_with_method(n: &Net, to: &str) -> Vec<String> {
+    n.sent_to(to)
+        .iter()
+        .filter_map(|m| {
+            let c = m.cseq().ok()?;
+            Some(format!("{} {}", m.status()?, c.method.as_str()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_200_that_crosses_the_callers_cancel_answers_the_call_without_a_487() {
+    let mut n = Net::open();
+    let (invite, fwd) = call_through(&mut n, "crossed");
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(180, "Ringing").to_tag("bob").build(),
+    );
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    assert!(
+        n.sent_to(TARGET)
+            .iter()
+            .any(|m| m.method().is_some_and(|m| m.as_str() == "CANCEL")),
+        "the branch is CANCELled"
+    );
+    // The target's 200 was already on the wire: it answers the call.
+    n.recv_bytes(udp(TARGET), fwd.response(200, "OK").to_tag("bob").build());
+    n.run(Duration::from_secs(40));
+    assert_eq!(
+        statuses_with_method(&n, "198.51.100.1:5060"),
+        ["100 INVITE", "180 INVITE", "200 CANCEL", "200 INVITE"],
+        "no 487 before (or after) the 200"
+    );
+}
+
+#[test]
+fn a_cancelled_call_ends_with_the_targets_487_or_ours_after_a_bounded_wait() {
+    // The target answers the CANCEL with 487: the caller gets one 487, after the CANCEL.
+    let mut n = Net::open();
+    let (invite, fwd) = call_through(&mut n, "c487");
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(180, "Ringing").to_tag("bob").build(),
+    );
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    assert!(!statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(487, "Request Terminated")
+            .to_tag("bob")
+            .build(),
+    );
+    let got = statuses_with_method(&n, "198.51.100.1:5060");
+    assert_eq!(
+        got,
+        ["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"]
+    );
+    // A target that never sent a provisional cannot be CANCELled: our 487 comes after
+    // CANCEL_WAIT.
+    let mut n = Net::open();
+    let (invite, _) = call_through(&mut n, "silent");
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    n.run(crate::engine::CANCEL_WAIT - Duration::from_millis(10));
+    assert!(!statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+    n.run(Duration::from_millis(20));
+    assert!(statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+}

@@ -468,7 +468,8 @@ impl OutgoingCall {
     /// Gives up: CANCELs what rings, abandons the rest; the call ends with 487.
     pub fn cancel(&mut self, now: Instant, txn: &mut TxnLayer) {
         self.pending = None;
-        self.engine.cancel(None, "cancelled by the application");
+        self.engine
+            .cancel(now, None, "cancelled by the application");
         self.drive(now, txn);
     }
 
