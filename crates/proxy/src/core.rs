@@ -612,7 +612,7 @@ impl<R: Router> Proxy<R> {
                 &call.request,
                 set_uri,
                 dest.transport,
-                rr,
+                rr.then_some(call.source.transport),
                 &self.local,
                 &mut self.ids,
             )?;

@@ -231,12 +231,23 @@ impl Local {
                 foreign,
             });
         }
-        let mut e = req.edit();
-        for _ in 0..popped {
-            e.pop_route();
-        }
-        let request = Message::parse(e.finish())?;
-        // The pops may leave one empty Route line when values shared a line: re-check.
+        let request = if popped == 1 {
+            Message::parse(req.edit().pop_route().finish())?
+        } else {
+            // Both entries of a double Record-Route (RFC 5658): rebuild the Route set from
+            // what remains (one edit cannot pop the same line twice).
+            let mut e = req.edit();
+            e.remove_all(HeaderName::Route);
+            let rest: Vec<String> = routes
+                .iter()
+                .skip(popped)
+                .map(|r| format!("<{r}>"))
+                .collect();
+            if !rest.is_empty() {
+                e.add_header("Route", &rest.join(", "));
+            }
+            Message::parse(e.finish())?
+        };
         Ok(Routed {
             request,
             ours: true,
@@ -312,11 +323,15 @@ fn via_value(transport: Transport, sent_by: SocketAddr, branch: &str) -> String 
 
 /// The request for one branch (§16.6): Request-URI (unless routing by Route), Max-Forwards
 /// minus one, our Via, and our Record-Route when asked.
+/// With `record_route = Some(inbound)`, the transport the request came in on: when it
+/// differs from the outgoing one, two Record-Route entries are written (RFC 5658), the
+/// one facing the caller below the one facing the callee, so each side reaches us over its
+/// own transport.
 pub(crate) fn request(
     orig: &Message,
     request_uri: Option<&str>,
     transport: Transport,
-    record_route: bool,
+    record_route: Option<Transport>,
     local: &Local,
     ids: &mut Ids,
 ) -> Option<Message> {
@@ -339,8 +354,15 @@ pub(crate) fn request(
     }
     e.decrement_max_forwards().ok()?;
     e.push_via(&via_value(transport, sent_by, &branch));
-    if record_route {
-        e.push_record_route(&local.record_route(orig, transport));
+    if let Some(inbound) = record_route {
+        let outbound = local.record_route(orig, transport);
+        if inbound == transport {
+            e.push_record_route(&outbound);
+        } else {
+            // One line, the entry facing the callee first.
+            let facing_caller = local.record_route(orig, inbound);
+            e.push_record_route(&format!("{outbound}, {facing_caller}"));
+        }
     }
     Message::parse(e.finish()).ok()
 }

@@ -678,3 +678,58 @@ fn a_cancelled_call_ends_with_the_targets_487_or_ours_after_a_bounded_wait() {
     n.run(Duration::from_millis(20));
     assert!(statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
 }
+
+#[test]
+fn mixed_transports_get_a_double_record_route_and_both_entries_are_popped() {
+    let caller = Peer {
+        transport: Transport::Tcp,
+        addr: addr("198.51.100.1:40000"),
+    };
+    let mut n = Net::open();
+    let invite = "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/TCP 198.51.100.1:40000;branch=z9hG4bK-tcp1\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: mixed@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1:40000;transport=tcp>\nContent-Length: 0\n\n";
+    n.recv(caller, invite);
+    let fwd = n.sent_to(TARGET)[0].clone();
+    let rrs: Vec<String> = fwd
+        .record_routes()
+        .map(|r| r.unwrap().uri_str.to_owned())
+        .collect();
+    assert_eq!(rrs.len(), 2, "{rrs:?}");
+    // The callee's route set starts with the entry facing it (UDP), the caller's (reversed)
+    // with the one facing the caller (TCP).
+    assert!(
+        rrs[0].starts_with(&format!("sip:{PROXY};lr;tk=")),
+        "{rrs:?}"
+    );
+    assert!(
+        rrs[1].starts_with(&format!("sip:{PROXY};transport=tcp;lr;tk=")),
+        "{rrs:?}"
+    );
+    // The callee's BYE carries both; both are ours and both are removed.
+    let bye = format!(
+        "BYE sip:alice@198.51.100.1:40000;transport=tcp SIP/2.0\nVia: SIP/2.0/UDP {TARGET};branch=z9hG4bK-bye\nMax-Forwards: 70\nRoute: <{}>, <{}>\nFrom: <sip:100@example.com>;tag=bob\nTo: <sip:alice@example.com>;tag=alice\nCall-ID: mixed@example.com\nCSeq: 1 BYE\nContent-Length: 0\n\n",
+        rrs[0], rrs[1]
+    );
+    n.recv(udp(TARGET), &bye);
+    let out: Vec<&Message> = n
+        .sent
+        .iter()
+        .filter(|(p, m)| p.addr == caller.addr && m.method().is_some())
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].routes().count(), 0);
+    let to_caller = n
+        .sent
+        .iter()
+        .find(|(_, m)| m.method().is_some_and(|m| m.as_str() == "BYE"))
+        .unwrap();
+    assert_eq!(
+        to_caller.0.transport,
+        Transport::Tcp,
+        "the caller is reached over TCP"
+    );
+    // Same transports both ways: one entry.
+    let mut n = Net::open();
+    let _ = call_through(&mut n, "same");
+    assert_eq!(n.sent_to(TARGET)[0].record_routes().count(), 1);
+}
