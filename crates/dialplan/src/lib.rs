@@ -56,6 +56,8 @@ pub struct ConfigError {
 pub struct ServerSettings {
     /// Listening sockets.
     pub listen: Vec<(Transport, SocketAddr)>,
+    /// Addresses to write in Via and Record-Route instead of the bound ones, per transport.
+    pub advertise: Vec<(Transport, SocketAddr)>,
     /// Add Record-Route.
     pub record_route: bool,
     /// T1.
@@ -72,6 +74,8 @@ pub struct ServerSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// TCP/TLS connection limits and deadlines.
     pub connections: ConnectionLimits,
+    /// On SIGTERM, how long calls being set up may take before the process exits.
+    pub drain_timeout: Duration,
 }
 
 /// `[server]` limits on TCP/TLS connections (see `rollover_net::NetConfig` for each).
@@ -271,9 +275,27 @@ impl Ctx<'_> {
     }
 }
 
-/// Parses `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`.
-pub fn parse_listen(s: &str) -> Result<(Transport, SocketAddr), String> {
-    let (t, addr) = s
+/// One `listen` entry: where to bind, and the address to write in Via and Record-Route
+/// when it is not the bound one (a wildcard bind, or a public address behind NAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// The transport.
+    pub transport: Transport,
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// The address advertised, as Kamailio's `listen = udp:IP:PORT advertise IP:PORT`.
+    pub advertise: Option<SocketAddr>,
+}
+
+/// Parses `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061 advertise 198.51.100.7:5061`.
+/// A wildcard address needs `advertise`: Via and Record-Route must name an address peers
+/// can reach.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (bind, advertise) = match s.split_once(" advertise ") {
+        Some((b, a)) => (b.trim(), Some(a.trim())),
+        None => (s.trim(), None),
+    };
+    let (t, addr) = bind
         .split_once(':')
         .ok_or("expected transport:address:port, e.g. udp:127.0.0.1:5060")?;
     let transport = Transport::from_token(t)
@@ -281,7 +303,31 @@ pub fn parse_listen(s: &str) -> Result<(Transport, SocketAddr), String> {
     let addr: SocketAddr = addr
         .parse()
         .map_err(|_| format!("{addr:?} is not an address:port (IPv6 in brackets)"))?;
-    Ok((transport, addr))
+    let advertise = match advertise {
+        None => None,
+        Some(a) => {
+            let a: SocketAddr = a
+                .parse()
+                .map_err(|_| format!("advertise {a:?} is not an IP address:port"))?;
+            if a.ip().is_unspecified() {
+                return Err(format!(
+                    "advertise {a}: a wildcard address cannot be reached"
+                ));
+            }
+            Some(a)
+        }
+    };
+    if addr.ip().is_unspecified() && advertise.is_none() {
+        return Err(format!(
+            "{bind} listens on every address, so Via and Record-Route need the one peers reach: write \"{bind} advertise <that IP>:{}\"",
+            addr.port()
+        ));
+    }
+    Ok(Listen {
+        transport,
+        addr,
+        advertise,
+    })
 }
 
 /// Replaces `$1`, `${name}` and `$$` in a target template.
@@ -345,14 +391,19 @@ impl Config {
         })?;
         let s = &raw.server;
         let mut listen = Vec::new();
+        let mut advertise = Vec::new();
         for l in s.listen.clone().unwrap_or_else(|| {
             vec![
                 Spanned::new(0..0, "udp:127.0.0.1:5060".to_owned()),
                 Spanned::new(0..0, "tcp:127.0.0.1:5060".to_owned()),
             ]
         }) {
-            listen
-                .push(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), "server.listen", m))?);
+            let entry =
+                parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), "server.listen", m))?;
+            listen.push((entry.transport, entry.addr));
+            if let Some(a) = entry.advertise {
+                advertise.push((entry.transport, a));
+            }
         }
         let tls = match (&s.tls_cert, &s.tls_key) {
             (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
@@ -368,6 +419,7 @@ impl Config {
         }
         let server = ServerSettings {
             listen,
+            advertise,
             record_route: s.record_route.unwrap_or(true),
             t1: cx.duration(&s.t1, "server.t1", Duration::from_millis(500))?,
             t2: cx.duration(&s.t2, "server.t2", Duration::from_secs(4))?,
@@ -387,6 +439,11 @@ impl Config {
                     })?,
             },
             tls,
+            drain_timeout: cx.duration(
+                &s.drain_timeout,
+                "server.drain_timeout",
+                Duration::from_secs(60),
+            )?,
             connections: ConnectionLimits {
                 idle_timeout: cx.duration(
                     &s.connection_idle_timeout,

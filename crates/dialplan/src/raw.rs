@@ -55,6 +55,7 @@ pub(crate) struct RawServer {
     pub max_connections_per_ip: Option<Spanned<i64>>,
     pub header_timeout: Option<Spanned<RawDuration>>,
     pub unused_connection_timeout: Option<Spanned<RawDuration>>,
+    pub drain_timeout: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

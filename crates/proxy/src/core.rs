@@ -117,6 +117,8 @@ pub struct Proxy<R> {
     decisions: VecDeque<(Instant, String, Decision)>,
     pike: Pike,
     overload: Overload,
+    /// Shutting down: no new calls.
+    draining: bool,
     /// Refusals logged per kind, so a flood cannot flood the log.
     refusals: RefusalLog,
 }
@@ -129,6 +131,7 @@ impl<R: Router> Proxy<R> {
             ids: forward::Ids::new(cfg.seed),
             pike: Pike::new(&cfg.security),
             overload: Overload::new(cfg.security.overload_backlog),
+            draining: false,
             refusals: RefusalLog::default(),
             cfg,
             router,
@@ -145,6 +148,19 @@ impl<R: Router> Proxy<R> {
     /// Calls in progress (response contexts not yet released).
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Replaces the router (a reloaded dial plan). Calls under way keep the targets and
+    /// policy they were routed with; new requests use the new router.
+    pub fn set_router(&mut self, router: R) {
+        self.router = router;
+    }
+
+    /// Stops taking new calls: from now on a new request gets a stateless 503 with
+    /// `Retry-After`, while the calls under way and in-dialog requests are still served.
+    /// The owner ends the process once [`Proxy::calls`] is 0 (or its drain timeout ran).
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// The next decision made, with its time and Call-ID.
@@ -191,6 +207,10 @@ impl<R: Router> Proxy<R> {
             }
             return Admit::Reply(stateless(msg, 403, "Forbidden"));
         }
+        let new_request = msg.to_tag().is_none() && !matches!(method, Method::Cancel | Method::Ack);
+        if self.draining && new_request {
+            return Admit::Reply(self.busy_reply(msg));
+        }
         if *method == Method::Ack || sec.is_trusted(ip) {
             return Admit::Accept;
         }
@@ -201,14 +221,8 @@ impl<R: Router> Proxy<R> {
         if !self.pike.admit(now, ip) {
             return Admit::Drop;
         }
-        if msg.to_tag().is_none() && *method != Method::Cancel && self.overload.check(backlog) {
-            let retry = self.cfg.security.retry_after.to_string();
-            let resp = msg
-                .response(503, "Service Unavailable")
-                .to_tag(&stateless_tag(msg))
-                .header("Retry-After", &retry)
-                .build();
-            return Admit::Reply(resp);
+        if new_request && self.overload.check(backlog) {
+            return Admit::Reply(self.busy_reply(msg));
         }
         Admit::Accept
     }
@@ -286,6 +300,15 @@ impl<R: Router> Proxy<R> {
                 self.by_server.remove(&call.server);
             }
         }
+    }
+
+    /// The stateless 503 of admission control and draining.
+    fn busy_reply(&self, msg: &Message) -> bytes::Bytes {
+        let retry = self.cfg.security.retry_after.to_string();
+        msg.response(503, "Service Unavailable")
+            .to_tag(&stateless_tag(msg))
+            .header("Retry-After", &retry)
+            .build()
     }
 
     /// Answers a request the proxy refuses before routing it, statelessly: one response

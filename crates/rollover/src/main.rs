@@ -39,12 +39,17 @@ enum Command {
         /// Log filter (tracing syntax), e.g. `info`, `rollover=debug`. Also RUST_LOG.
         #[arg(long, default_value = "info")]
         log: String,
+        /// Listen here instead of the config's `[server] listen`, e.g. `udp:0.0.0.0:5060
+        /// advertise 198.51.100.7:5060` or `tcp:127.0.0.1:5080` (repeatable).
+        #[arg(long)]
+        listen: Vec<String>,
     },
-    /// Validate a configuration and print the compiled plan.
+    /// Validate a configuration and print the compiled plan. Without --config, print the
+    /// embedded default configuration (a starting point: `rollover check > rollover.toml`).
     Check {
         /// The TOML configuration.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Show which rule matches a request and the targets it yields, without sending anything.
     Route {
@@ -100,8 +105,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Proxy { config, log } => proxy_cmd::run(config.as_deref(), &log),
-        Command::Check { config } => plan_cmd::check(&config),
+        Command::Proxy {
+            config,
+            log,
+            listen,
+        } => proxy_cmd::run(config.as_deref(), &log, &listen),
+        Command::Check { config: Some(c) } => plan_cmd::check(&c),
+        Command::Check { config: None } => {
+            say!("{}", proxy_cmd::DEFAULT_CONFIG.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Route {
             config,
             request,

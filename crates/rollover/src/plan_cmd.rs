@@ -75,7 +75,13 @@ fn proxy_config(cfg: &Config, req: &Message) -> anyhow::Result<ProxyConfig> {
     }
     let d = ProxyConfig::default();
     Ok(ProxyConfig {
-        local: cfg.server.listen.clone(),
+        local: cfg
+            .server
+            .advertise
+            .iter()
+            .chain(&cfg.server.listen)
+            .copied()
+            .collect(),
         record_route: cfg.server.record_route,
         timer_c: cfg.server.timer_c,
         secret: secret.unwrap_or(d.secret),

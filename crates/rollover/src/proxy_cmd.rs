@@ -2,20 +2,22 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use rollover_dialplan::{Config, SecuritySettings};
+use rollover_dialplan::{Config, DialPlan, SecuritySettings};
 use rollover_net::{driver, ListenSpec, NetConfig, TlsFiles, Transports};
 use rollover_proxy::{Proxy, ProxyConfig, Resolver, Secret};
 use rollover_sip::Limits;
-use rollover_txn::{Transport, TxnLayer};
-use tracing::info;
+use rollover_sip::Message;
+use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
+use tracing::{error, info};
 
-const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// Resolves host names with the system resolver, caching answers (the core asks
 /// synchronously; configured targets are resolved once, at their first call).
@@ -91,8 +93,125 @@ pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
     }
 }
 
-/// Runs the proxy until Ctrl-C.
-pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
+/// What the signal handlers ask of the running proxy.
+enum Cmd {
+    /// SIGHUP: a freshly loaded dial plan.
+    Reload(Box<DialPlan>),
+    /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
+    Drain(Duration, tokio::sync::oneshot::Sender<()>),
+}
+
+/// The proxy core with what the process adds around it: the drain deadline.
+struct Server {
+    proxy: Proxy<DialPlan>,
+    drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Server {
+    fn command(&mut self, now: Instant, cmd: Cmd, _: &mut TxnLayer) {
+        match cmd {
+            Cmd::Reload(plan) => {
+                self.proxy.set_router(*plan);
+                info!("dial plan reloaded; calls under way keep the plan they started with");
+            }
+            Cmd::Drain(timeout, done) => {
+                self.proxy.drain();
+                self.drain = Some((now + timeout, done));
+                self.check_drained(now);
+            }
+        }
+    }
+
+    fn check_drained(&mut self, now: Instant) {
+        let calls = self.proxy.calls();
+        if let Some((deadline, _)) = &self.drain {
+            if calls == 0 || now >= *deadline {
+                if calls > 0 {
+                    info!(calls, "drain timeout: leaving calls still being set up");
+                }
+                if let Some((_, done)) = self.drain.take() {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
+
+impl TransactionUser for Server {
+    fn handle_txn_event(&mut self, now: Instant, ev: rollover_txn::Event, txn: &mut TxnLayer) {
+        self.proxy.handle_txn_event(now, ev, txn);
+        self.check_drained(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
+        self.proxy.handle_timeout(now, txn);
+        self.check_drained(now);
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        let drain = self.drain.as_ref().map(|(d, _)| *d);
+        [self.proxy.poll_timeout(), drain]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
+        self.proxy.admit(now, source, msg, backlog)
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; says which.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
+/// SIGHUP reloads the dial plan from the configuration file: a file that does not load is
+/// refused with its error and the running plan is kept.
+fn spawn_reloader(
+    path: Option<PathBuf>,
+    cmds: tokio::sync::mpsc::Sender<Cmd>,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(p) = &path else {
+                    info!("SIGHUP: running on the embedded default config: nothing to reload");
+                    continue;
+                };
+                match Config::load(p) {
+                    Ok(cfg) => {
+                        info!("SIGHUP: reloading the dial plan from {}", p.display());
+                        if cmds.send(Cmd::Reload(Box::new(cfg.plan))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => error!("SIGHUP: reload refused, keeping the running plan: {e}"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, cmds);
+    Ok(())
+}
+
+/// Runs the proxy until SIGTERM or SIGINT (then drains).
+pub fn run(config: Option<&Path>, log: &str, listen: &[String]) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
@@ -102,10 +221,22 @@ pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
         .with_target(false)
         .with_ansi(ansi)
         .init();
-    let cfg = match config {
+    let mut cfg = match config {
         Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
         None => Config::parse("<embedded default>", DEFAULT_CONFIG).map_err(|e| anyhow!("{e}"))?,
     };
+    if !listen.is_empty() {
+        cfg.server.listen.clear();
+        cfg.server.advertise.clear();
+        for l in listen {
+            let e =
+                rollover_dialplan::parse_listen(l).map_err(|e| anyhow!("--listen {l:?}: {e}"))?;
+            cfg.server.listen.push((e.transport, e.addr));
+            if let Some(a) = e.advertise {
+                cfg.server.advertise.push((e.transport, a));
+            }
+        }
+    }
     // One thread runs the sockets and the cores: no cross-thread wake-ups between the socket
     // tasks and the driver, which cost more than the SIP work itself (measured in
     // docs/performance.md). Scaling out is by more processes or, later, Call-ID shards.
@@ -113,11 +244,11 @@ pub fn run(config: Option<&Path>, log: &str) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(cfg))?;
+    rt.block_on(serve(cfg, config.map(Path::to_path_buf)))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let s = &cfg.server;
     let net = NetConfig {
         listen: s
@@ -147,8 +278,18 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .filter_map(|t| transports.local_addr(t).map(|a| (t, a)))
         .collect();
     for (t, a) in &local {
-        info!("listening on {}:{a}", t.as_str().to_ascii_lowercase());
+        let adv = s.advertise.iter().find(|(at, _)| at == t);
+        match adv {
+            Some((_, a2)) => info!(
+                "listening on {}:{a} advertise {a2}",
+                t.as_str().to_ascii_lowercase()
+            ),
+            None => info!("listening on {}:{a}", t.as_str().to_ascii_lowercase()),
+        }
     }
+    // Advertised addresses first: Via and Record-Route use the first entry per transport;
+    // the bound ones stay so requests addressed to them are recognised as ours.
+    let local: Vec<(Transport, SocketAddr)> = s.advertise.iter().copied().chain(local).collect();
     #[allow(clippy::disallowed_methods)] // seeds branch ids so two runs never collide
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -187,18 +328,39 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_message_size: s.max_message_size,
         ..Limits::default()
     };
-    let mut proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(CachingResolver::default()));
+    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(CachingResolver::default()));
+    let mut server = Server { proxy, drain: None };
     let mut txn = TxnLayer::new(txn_cfg);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(4);
+    spawn_reloader(config_path, cmd_tx.clone())?;
+    let drain_timeout = s.drain_timeout;
+    let shutdown = async move {
+        let why = stop_signal().await;
+        info!(
+            "{why}: draining: new calls get 503, calls under way finish (at most {}s)",
+            drain_timeout.as_secs()
+        );
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if cmd_tx
+            .send(Cmd::Drain(drain_timeout, done_tx))
+            .await
+            .is_ok()
+        {
+            tokio::select! {
+                _ = done_rx => {}
+                why = stop_signal() => info!("{why} again: stopping without waiting"),
+            }
+        }
         info!("shutting down");
     };
-    driver::run(
-        &mut proxy,
+    driver::run_with_commands(
+        &mut server,
         &mut txn,
         &transports,
         &mut inbound,
         limits,
+        &mut cmd_rx,
+        Server::command,
         shutdown,
     )
     .await;

@@ -1,0 +1,286 @@
+//! The `rollover proxy` process as an operator runs it: `--listen … advertise …`, SIGHUP
+//! reloads the dial plan while a call rings, SIGTERM drains. Peers are plain UDP sockets
+//! on 127.0.0.1; every wait is bounded and the process is stopped by its PID.
+#![allow(clippy::disallowed_methods)] // real processes, real clock
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proxy {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn start(dir: &Path, config: &Path, args: &[&str], port: u16) -> Proxy {
+        let log = dir.join("proxy.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
+            .args(["proxy", "--config"])
+            .arg(config)
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Proxy { child, log, port };
+        p.wait_log("listening on udp", Duration::from_secs(10));
+        p
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no {needle:?} in the log:\n{}", self.log_text());
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    fn exit_code(&mut self, limit: Duration) -> Option<i32> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rollover-proc-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sock() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The next message on `s` that satisfies `want` (others, like retransmissions, skipped).
+fn recv_where(s: &UdpSocket, want: impl Fn(&str) -> bool) -> (String, std::net::SocketAddr) {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if want(&m) {
+                return (m, from);
+            }
+        }
+    }
+    panic!("nothing wanted arrived");
+}
+
+fn invite(caller: &UdpSocket, call_id: &str, user: &str, port: u16) -> String {
+    let me = caller.local_addr().unwrap();
+    format!(
+        "INVITE sip:{user}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a-{call_id}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// A response to a request received as text: its Vias, From, To (tagged), Call-ID, CSeq.
+fn respond(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in req.lines() {
+        let l = line.to_ascii_lowercase();
+        if l.starts_with("via:")
+            || l.starts_with("from:")
+            || l.starts_with("call-id:")
+            || l.starts_with("cseq:")
+            || l.starts_with("record-route:")
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if l.starts_with("to:") {
+            out.push_str(line);
+            out.push_str(";tag=callee\r\n");
+        }
+    }
+    out.push_str("Contact: <sip:callee@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n");
+    out
+}
+
+fn status_of(m: &str) -> &str {
+    m.get(8..11).unwrap_or("")
+}
+
+fn plan(port: u16, target: u16) -> String {
+    format!(
+        "[server]\nlisten = [\"udp:127.0.0.1:{port}\"]\nt1 = \"100ms\"\ndrain_timeout = \"20s\"\n[security]\nsecret = \"process-test-secret-0123\"\n[[route]]\nname = \"to-{target}\"\nmatch.request_uri = '^sip:(\\d+)@'\ntargets = [\"sip:$1@127.0.0.1:{target}\"]\n"
+    )
+}
+
+#[test]
+fn a_wildcard_listen_advertises_the_given_address() {
+    let d = dir("advertise");
+    let target = sock();
+    let port = free_port();
+    let cfg = d.join("c.toml");
+    std::fs::write(&cfg, plan(port, target.local_addr().unwrap().port())).unwrap();
+    let listen = format!("udp:0.0.0.0:{port} advertise 127.0.0.5:{port}");
+    let p = Proxy::start(&d, &cfg, &["--listen", &listen], port);
+    let caller = sock();
+    caller
+        .send_to(
+            invite(&caller, "adv", "100", p.port).as_bytes(),
+            ("127.0.0.1", p.port),
+        )
+        .unwrap();
+    let (fwd, _) = recv_where(&target, |m| m.starts_with("INVITE"));
+    let via = fwd.lines().find(|l| l.starts_with("Via:")).unwrap();
+    assert!(
+        via.contains(&format!("SIP/2.0/UDP 127.0.0.5:{port};branch=")),
+        "{via}"
+    );
+    let rr = fwd
+        .lines()
+        .find(|l| l.starts_with("Record-Route:"))
+        .unwrap();
+    assert!(
+        rr.contains(&format!("<sip:127.0.0.5:{port};lr;tk=")),
+        "{rr}"
+    );
+    assert!(p
+        .log_text()
+        .contains(&format!("advertise 127.0.0.5:{port}")));
+    // A wildcard without advertise is refused at start, saying what to write.
+    let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
+        .args(["proxy", "--listen", "udp:0.0.0.0:5999"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("advertise <that IP>:5999"), "{err}");
+}
+
+#[test]
+fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
+    let d = dir("reload");
+    let (a, b) = (sock(), sock());
+    let port = free_port();
+    let cfg = d.join("c.toml");
+    std::fs::write(&cfg, plan(port, a.local_addr().unwrap().port())).unwrap();
+    let p = Proxy::start(&d, &cfg, &[], port);
+    let caller = sock();
+    let to_proxy = ("127.0.0.1", p.port);
+    // Call 1 rings at A.
+    caller
+        .send_to(invite(&caller, "one", "100", port).as_bytes(), to_proxy)
+        .unwrap();
+    let (inv1, a_from) = recv_where(&a, |m| m.starts_with("INVITE"));
+    a.send_to(respond(&inv1, "180 Ringing").as_bytes(), a_from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "180");
+    // The plan now routes to B: SIGHUP.
+    std::fs::write(&cfg, plan(port, b.local_addr().unwrap().port())).unwrap();
+    p.signal("-HUP");
+    p.wait_log("dial plan reloaded", Duration::from_secs(5));
+    caller
+        .send_to(invite(&caller, "two", "101", port).as_bytes(), to_proxy)
+        .unwrap();
+    recv_where(&b, |m| m.starts_with("INVITE sip:101@"));
+    // Call 1 keeps its plan: A answers, the caller gets the 200.
+    a.send_to(respond(&inv1, "200 OK").as_bytes(), a_from)
+        .unwrap();
+    let (ok, _) = recv_where(&caller, |m| {
+        status_of(m) == "200" && m.contains("Call-ID: one")
+    });
+    assert!(ok.contains("Call-ID: one"));
+    // A file that does not load is refused; the running plan stays.
+    std::fs::write(&cfg, "[[route]]\nmode = \"sideways\"\n").unwrap();
+    p.signal("-HUP");
+    p.wait_log("reload refused", Duration::from_secs(5));
+    caller
+        .send_to(invite(&caller, "three", "102", port).as_bytes(), to_proxy)
+        .unwrap();
+    recv_where(&b, |m| m.starts_with("INVITE sip:102@"));
+}
+
+#[test]
+fn sigterm_drains_new_calls_get_503_and_the_ringing_call_completes() {
+    let d = dir("drain");
+    let a = sock();
+    let port = free_port();
+    let cfg = d.join("c.toml");
+    std::fs::write(&cfg, plan(port, a.local_addr().unwrap().port())).unwrap();
+    let mut p = Proxy::start(&d, &cfg, &[], port);
+    let caller = sock();
+    let to_proxy = ("127.0.0.1", p.port);
+    caller
+        .send_to(invite(&caller, "ringing", "100", port).as_bytes(), to_proxy)
+        .unwrap();
+    let (inv, a_from) = recv_where(&a, |m| m.starts_with("INVITE"));
+    a.send_to(respond(&inv, "180 Ringing").as_bytes(), a_from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "180");
+    p.signal("-TERM");
+    p.wait_log("SIGTERM: draining", Duration::from_secs(5));
+    // A new call is turned away with 503 and Retry-After…
+    let late = sock();
+    late.send_to(invite(&late, "late", "101", port).as_bytes(), to_proxy)
+        .unwrap();
+    let (busy, _) = recv_where(&late, |m| m.starts_with("SIP/2.0"));
+    assert_eq!(status_of(&busy), "503", "{busy}");
+    assert!(busy.contains("Retry-After:"), "{busy}");
+    // …while the call under way is answered through the proxy.
+    a.send_to(respond(&inv, "200 OK").as_bytes(), a_from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "200");
+    // Then the process exits by itself, cleanly (Timer L/M with T1 = 100 ms: 6.4 s).
+    assert_eq!(
+        p.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        p.log_text()
+    );
+    assert!(p.log_text().contains("shutting down"));
+}
