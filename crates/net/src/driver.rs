@@ -204,12 +204,23 @@ fn handle_bytes<U: TransactionUser>(
     let msg = match Message::parse_with(bytes.clone(), limits) {
         Ok(m) => m,
         Err(e) => {
-            // Without a parsed Via there is nowhere to send a 400: log and drop.
+            // A request whose Via, From, To, Call-ID and CSeq can still be read gets the
+            // status RFC 3261 asks for (400, 513…), built from its own lines; anything
+            // else is dropped.
+            let answer = rollover_sip::refusal_for_unparsed(&bytes, &e);
             let what = format!(
-                "dropped unparseable message: {}",
+                "{} unparseable message: {}",
+                if answer.is_some() {
+                    "refused"
+                } else {
+                    "dropped"
+                },
                 rollover_sip::Located(&e, &bytes)
             );
             noise.note(now, source.addr.ip(), &what);
+            if let Some(resp) = answer {
+                txn.send_stateless(source, resp);
+            }
             return;
         }
     };

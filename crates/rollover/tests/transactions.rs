@@ -229,3 +229,32 @@ fn closed_tcp_target_rolls_over_at_once_not_after_timer_b() {
         "rolled over after {took:?}, not after a timer"
     );
 }
+
+#[test]
+fn unparseable_requests_with_a_readable_via_get_400_or_513() {
+    let p = proxy("");
+    let caller = sock();
+    // A UDP request shorter than its Content-Length: 400 (RFC 3261 §18.3).
+    let short = invite(&caller, p.addr, "short").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 300\r\n\r\nv=0\r\n",
+    );
+    caller.send_to(short.as_bytes(), p.addr).unwrap();
+    let r = recv(&caller);
+    assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+    assert_eq!(header(&r, "Call-ID"), "short");
+    // Too many header fields: 513 Message Too Large (§21.5.14), no larger than the request.
+    let many = invite(&caller, p.addr, "many").replace(
+        "Content-Length: 0",
+        &format!("{}Content-Length: 0", "X-Pad: 1\r\n".repeat(200)),
+    );
+    caller.send_to(many.as_bytes(), p.addr).unwrap();
+    let r = recv(&caller);
+    assert!(r.starts_with("SIP/2.0 513 Message Too Large"), "{r}");
+    assert!(r.len() < many.len());
+    // Junk with no Via: nothing comes back.
+    caller
+        .send_to(b"\x01\x02 not sip at all\r\n\r\n", p.addr)
+        .unwrap();
+    assert_eq!(quiet(&caller, Duration::from_millis(500), |_| false), None);
+}
