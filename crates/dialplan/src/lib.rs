@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use regex::Regex;
 use rollover_proxy::{
-    Cidr, FailoverPolicy, ResponsePattern, RouteDecision, Router, SecurityConfig, Target,
-    TargetPlan,
+    Cidr, FailoverPolicy, LateAnswer, ResponsePattern, RouteDecision, Router, SecurityConfig,
+    Target, TargetPlan,
 };
 use rollover_sip::{HeaderName, Message};
 use rollover_txn::{Peer, Transport};
@@ -76,6 +76,8 @@ pub struct ServerSettings {
     pub connections: ConnectionLimits,
     /// On SIGTERM, how long calls being set up may take before the process exits.
     pub drain_timeout: Duration,
+    /// A 2xx from a branch left behind after another answered: relayed or hung up.
+    pub late_answer: LateAnswer,
 }
 
 /// `[server]` limits on TCP/TLS connections (see `rollover_net::NetConfig` for each).
@@ -439,6 +441,20 @@ impl Config {
                     })?,
             },
             tls,
+            late_answer: match &s.late_answer {
+                None => LateAnswer::Relay,
+                Some(v) => match v.get_ref().as_str() {
+                    "relay" => LateAnswer::Relay,
+                    "hangup" => LateAnswer::Hangup,
+                    _ => {
+                        return Err(cx.err(
+                            v.span(),
+                            "server.late_answer",
+                            "expected \"relay\" or \"hangup\"",
+                        ))
+                    }
+                },
+            },
             drain_timeout: cx.duration(
                 &s.drain_timeout,
                 "server.drain_timeout",

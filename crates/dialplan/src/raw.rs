@@ -56,6 +56,7 @@ pub(crate) struct RawServer {
     pub header_timeout: Option<Spanned<RawDuration>>,
     pub unused_connection_timeout: Option<Spanned<RawDuration>>,
     pub drain_timeout: Option<Spanned<RawDuration>>,
+    pub late_answer: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -68,6 +68,20 @@ pub struct ProxyConfig {
     pub secret: Secret,
     /// Trusted sources, the allow list, flood and overload limits.
     pub security: SecurityConfig,
+    /// What to do with a 2xx from a branch left behind after another branch answered.
+    pub late_answer: LateAnswer,
+}
+
+/// What happens to a 2xx that arrives after another branch answered the call (a target
+/// that answered after its no-response timer left it, so it could not be CANCELled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LateAnswer {
+    /// Relayed to the caller (RFC 3261 §16.7: every 2xx goes upstream); the caller then
+    /// ACKs and hangs up the dialog it does not want.
+    #[default]
+    Relay,
+    /// Not relayed: the proxy ACKs it and ends that dialog with a BYE itself.
+    Hangup,
 }
 
 impl Default for ProxyConfig {
@@ -80,6 +94,7 @@ impl Default for ProxyConfig {
             keep_decisions: false,
             secret: Secret::new(b"rollover: insecure default secret"),
             security: SecurityConfig::default(),
+            late_answer: LateAnswer::Relay,
         }
     }
 }
@@ -97,6 +112,10 @@ struct Call {
     fixed_hop: Option<Target>,
     to_tag: String,
     final_sent: bool,
+    /// The branch that answered, once one did.
+    answered_by: Option<BranchId>,
+    /// Late answers already hung up (To tags), so a retransmitted 2xx is only ACKed.
+    hung_up: Vec<String>,
     live_clients: usize,
     server_done: bool,
 }
@@ -537,6 +556,8 @@ impl<R: Router> Proxy<R> {
             fixed_hop,
             to_tag: self.ids.tag(),
             final_sent: false,
+            answered_by: None,
+            hung_up: Vec::new(),
             live_clients: 0,
             server_done: false,
         };
@@ -585,7 +606,10 @@ impl<R: Router> Proxy<R> {
                         self.decide(now, &call_id, d);
                     }
                 }
-                Step::Done(End::Answered(_)) => call.final_sent = true,
+                Step::Done(End::Answered(b)) => {
+                    call.final_sent = true;
+                    call.answered_by = Some(b);
+                }
                 Step::Done(end) => {
                     if call.final_sent {
                         continue;
@@ -680,6 +704,14 @@ impl<R: Router> Proxy<R> {
                 let _ = txn.send_response(now, call.server, forward::response(&resp));
             }
         } else {
+            let late = call.answered_by.is_some_and(|a| a != b);
+            if (200..300).contains(&code) && late && self.cfg.late_answer == LateAnswer::Hangup {
+                let call_id = call.call_id.clone();
+                let transport = txn
+                    .peer(TxnRef::Client(client))
+                    .map_or(Transport::Udp, |p| p.transport);
+                return self.hang_up_late(now, cid, transport, &resp, &call_id, txn);
+            }
             if (200..300).contains(&code) {
                 // Every 2xx goes upstream (§16.7 step 5), even after a final was sent: a late
                 // answer is never lost. Outside the transaction it goes statelessly.
@@ -691,6 +723,45 @@ impl<R: Router> Proxy<R> {
             call.engine.on_final(now, b, &resp);
         }
         self.drive(now, cid, txn);
+    }
+
+    /// `late_answer = "hangup"`: the late 2xx is ACKed and its dialog ended with a BYE by
+    /// the proxy; the caller never sees it. A retransmission of it is only ACKed again.
+    fn hang_up_late(
+        &mut self,
+        now: Instant,
+        cid: u64,
+        transport: Transport,
+        resp: &Message,
+        call_id: &str,
+        txn: &mut TxnLayer,
+    ) {
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
+        let Some((hop, ack, bye)) =
+            forward::hangup(&call.request, resp, transport, &self.local, &mut self.ids)
+        else {
+            info!(
+                call_id,
+                "late 2xx without a usable Contact: not relayed, not hung up"
+            );
+            return;
+        };
+        let Some(dest) = Target::parse(&hop)
+            .ok()
+            .and_then(|t| destination(&t, self.resolver.as_ref()))
+        else {
+            info!(call_id, "late 2xx: its next hop {hop} cannot be resolved");
+            return;
+        };
+        txn.send_stateless(dest, ack);
+        let tag = resp.to_tag().unwrap_or_default().to_owned();
+        if !call.hung_up.contains(&tag) {
+            call.hung_up.push(tag);
+            info!(call_id, "late 2xx from {hop}: answered elsewhere already; ACKed and hung up with a BYE (late_answer = hangup)");
+            let _ = txn.send_request(now, bye, dest);
+        }
     }
 
     fn on_branch_failure(

@@ -132,7 +132,7 @@ impl Local {
 
     /// Whether a Route (or strict-routed Request-URI) entry is one we recorded for this
     /// request's dialog: our address, and a token that checks out for its Call-ID and tags.
-    fn entry_is_ours(&self, uri: &str, req: &Message) -> bool {
+    pub fn entry_is_ours(&self, uri: &str, req: &Message) -> bool {
         let Ok(u) = SipUri::parse(uri) else {
             return false;
         };
@@ -256,6 +256,52 @@ impl Local {
     }
 }
 
+/// The ACK and BYE with which the proxy itself ends a dialog a late 2xx set up
+/// (`late_answer = "hangup"`): sent as the caller would, to the 2xx's Contact along its
+/// route set (our own entries left out). Returns the first hop and the two requests.
+pub(crate) fn hangup(
+    invite: &Message,
+    resp: &Message,
+    transport: Transport,
+    local: &Local,
+    ids: &mut Ids,
+) -> Option<(String, Bytes, Message)> {
+    let contact = resp.contacts().next()?.ok()?.uri_str.to_owned();
+    let routes: Vec<String> = resp
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| r.uri_str.to_owned())
+        .filter(|r| !local.entry_is_ours(r, resp))
+        .collect();
+    let routes: Vec<String> = routes.into_iter().rev().collect();
+    let hop = routes.first().cloned().unwrap_or_else(|| contact.clone());
+    let from =
+        String::from_utf8_lossy(invite.value_bytes(invite.header(HeaderName::From)?)).into_owned();
+    let to = String::from_utf8_lossy(resp.value_bytes(resp.header(HeaderName::To)?)).into_owned();
+    let call_id = invite.call_id().ok()?;
+    let seq = invite.cseq().ok()?.seq;
+    let sent_by = local.for_transport(transport);
+    let build = |method: rollover_sip::Method, seq: u32, branch: String| {
+        let mut b = rollover_sip::RequestBuilder::new(method, &contact)
+            .via(&via_value(transport, sent_by, &branch))
+            .from(&from)
+            .to(&to)
+            .call_id(call_id)
+            .cseq(seq);
+        for r in &routes {
+            b = b.header("Route", &format!("<{r}>"));
+        }
+        b.build().ok()
+    };
+    let ack = build(rollover_sip::Method::Ack, seq, ids.plain_branch())?;
+    let bye = build(
+        rollover_sip::Method::Bye,
+        seq.wrapping_add(1),
+        ids.plain_branch(),
+    )?;
+    Some((hop, ack, Message::parse(bye).ok()?))
+}
+
 /// Removes every Route header: a preloaded route from a source we do not trust.
 pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
     Message::parse(req.edit().remove_all(HeaderName::Route).finish())
@@ -310,6 +356,14 @@ impl Ids {
         let head = format!("{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}");
         let mac = secret.branch_mac(&head, call_id, upstream);
         format!("{head}.{mac}")
+    }
+
+    /// A branch for a request the proxy sends as a user agent (no loop hash, no MAC: no
+    /// response to it is ever relayed).
+    pub fn plain_branch(&mut self) -> String {
+        self.counter += 1;
+        let (n, r) = (self.counter, self.next() & 0xff_ffff);
+        format!("z9hG4bKrlu{n:x}{r:06x}")
     }
 
     pub fn tag(&mut self) -> String {

@@ -35,7 +35,7 @@ mod secret;
 pub mod sim;
 mod target;
 
-pub use crate::core::{Proxy, ProxyConfig};
+pub use crate::core::{LateAnswer, Proxy, ProxyConfig};
 pub use decision::{fmt_duration, Decision, Why};
 pub use guard::{Cidr, CidrError, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};

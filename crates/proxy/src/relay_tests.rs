@@ -63,16 +63,25 @@ struct Net {
 
 impl Net {
     fn new(security: SecurityConfig) -> Net {
+        Net::with(
+            ProxyConfig {
+                security,
+                ..ProxyConfig::default()
+            },
+            plan,
+        )
+    }
+
+    fn with(cfg: ProxyConfig, plan: fn(&Message, &Peer) -> RouteDecision) -> Net {
         let local = addr(PROXY);
         let cfg = ProxyConfig {
             local: vec![(Transport::Udp, local), (Transport::Tcp, local)],
-            security,
-            ..ProxyConfig::default()
+            ..cfg
         };
         #[allow(clippy::disallowed_methods)] // an arbitrary origin; later times are virtual
         let now = Instant::now();
         Net {
-            proxy: Proxy::new(cfg, plan as fn(&_, &_) -> _, Box::new(LiteralResolver)),
+            proxy: Proxy::new(cfg, plan, Box::new(LiteralResolver)),
             txn: TxnLayer::new(Config::default()),
             now,
             sent: Vec::new(),
@@ -732,4 +741,100 @@ fn mixed_transports_get_a_double_record_route_and_both_entries_are_popped() {
     let mut n = Net::open();
     let _ = call_through(&mut n, "same");
     assert_eq!(n.sent_to(TARGET)[0].record_routes().count(), 1);
+}
+
+const SECOND: &str = "192.0.2.11:5060";
+
+/// Every call: TARGET first, SECOND when it fails.
+fn two_targets(_: &Message, _: &Peer) -> RouteDecision {
+    RouteDecision::Targets {
+        plan: TargetPlan::serial(vec![
+            Target::parse(&format!("sip:a@{TARGET}")).unwrap(),
+            Target::parse(&format!("sip:b@{SECOND}")).unwrap(),
+        ]),
+        policy: FailoverPolicy::default(),
+        rule: Arc::from("two"),
+    }
+}
+
+/// TARGET stays silent past its no-response timer, SECOND answers, then TARGET's 200
+/// arrives late. Returns the net and the late 200.
+fn late_answer(late: LateAnswer) -> (Net, bytes::Bytes) {
+    let mut n = Net::with(
+        ProxyConfig {
+            late_answer: late,
+            ..ProxyConfig::default()
+        },
+        two_targets,
+    );
+    let (_, first) = call_through(&mut n, "late-answer");
+    n.run(Duration::from_secs(11));
+    let second = n.sent_to(SECOND)[0].clone();
+    n.recv_bytes(
+        udp(SECOND),
+        second
+            .response(200, "OK")
+            .to_tag("second")
+            .header("Contact", &format!("<sip:b@{SECOND}>"))
+            .build(),
+    );
+    let late_ok = first
+        .response(200, "OK")
+        .to_tag("first")
+        .header("Contact", &format!("<sip:a@{TARGET}>"))
+        .build();
+    n.recv_bytes(udp(TARGET), late_ok.clone());
+    (n, late_ok)
+}
+
+#[test]
+fn a_late_answer_is_relayed_by_default_or_hung_up_by_the_proxy() {
+    let (n, _) = late_answer(LateAnswer::Relay);
+    let oks = statuses_with_method(&n, "198.51.100.1:5060")
+        .into_iter()
+        .filter(|s| s == "200 INVITE")
+        .count();
+    assert_eq!(oks, 2, "both answers reach the caller (RFC 3261 §16.7)");
+
+    let (mut n, late_ok) = late_answer(LateAnswer::Hangup);
+    let oks = statuses_with_method(&n, "198.51.100.1:5060")
+        .into_iter()
+        .filter(|s| s == "200 INVITE")
+        .count();
+    assert_eq!(oks, 1, "only the answer that won reaches the caller");
+    let to_first: Vec<String> = n
+        .sent_to(TARGET)
+        .iter()
+        .filter_map(|m| m.method().map(|x| x.as_str().to_owned()))
+        .collect();
+    assert!(
+        to_first.ends_with(&["ACK".to_owned(), "BYE".to_owned()]),
+        "{to_first:?}"
+    );
+    let bye = n
+        .sent_to(TARGET)
+        .into_iter()
+        .find(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        bye.request_uri_str(),
+        Some(format!("sip:a@{TARGET}").as_str())
+    );
+    assert_eq!(bye.to_tag(), Some("first"));
+    assert_eq!(bye.from_tag(), Some("alice"));
+    // Its retransmission is ACKed again, with no second BYE.
+    n.recv_bytes(udp(TARGET), late_ok);
+    let byes = n
+        .sent_to(TARGET)
+        .iter()
+        .filter(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .count();
+    assert_eq!(byes, 1);
+    let acks = n
+        .sent_to(TARGET)
+        .iter()
+        .filter(|m| m.method().is_some_and(|x| x.as_str() == "ACK"))
+        .count();
+    assert_eq!(acks, 2);
 }

@@ -86,6 +86,7 @@ fn proxy_config(cfg: &Config, req: &Message) -> anyhow::Result<ProxyConfig> {
         timer_c: cfg.server.timer_c,
         secret: secret.unwrap_or(d.secret),
         security: cfg.security.limits.clone(),
+        late_answer: cfg.server.late_answer,
         ..d
     })
 }

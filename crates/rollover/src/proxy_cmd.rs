@@ -317,6 +317,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         keep_decisions: false,
         secret,
         security: cfg.security.limits.clone(),
+        late_answer: s.late_answer,
     };
     let txn_cfg = rollover_txn::Config {
         t1: s.t1,
