@@ -327,7 +327,18 @@ async fn open(inner: &Inner, peer: Peer) -> Result<(SocketAddr, Opened), Transpo
     let tls = inner.tls.as_ref().ok_or(TransportError::Tls)?;
     let name = ServerName::IpAddress(peer.addr.ip().into());
     let stream = tls.connector.connect(name, tcp).await.map_err(|e| {
-        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        // The operator needs the reason to fix a certificate: say it at info.
+        let text = e.to_string();
+        let hint = if text.contains("CaUsedAsEndEntity") {
+            " (the peer presents a CA certificate, as `openssl req -x509` makes by default: a TLS server needs an end-entity certificate, basicConstraints CA:FALSE)"
+        } else if text.contains("NotValidForName") {
+            " (the certificate does not name this address: add it as a subjectAltName IP entry)"
+        } else if text.contains("UnknownIssuer") {
+            " (its issuer is not trusted: add the CA, or the peer's certificate, to tls_cert or the system store)"
+        } else {
+            ""
+        };
+        tracing::info!(%peer, "TLS handshake failed: {text}{hint}");
         TransportError::Tls
     })?;
     Ok((local, Opened::Tls(Box::new(TlsStream::from(stream)))))

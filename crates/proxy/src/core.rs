@@ -139,7 +139,7 @@ pub struct Proxy<R> {
     /// Shutting down: no new calls.
     draining: bool,
     /// Refusals logged per kind, so a flood cannot flood the log.
-    refusals: RefusalLog,
+    pub(crate) refusals: RefusalLog,
 }
 
 impl<R: Router> Proxy<R> {
@@ -835,6 +835,14 @@ impl<R: Router> Proxy<R> {
     /// route set this proxy recorded (or from a trusted source): an ACK is answered by
     /// nobody, so a relayed one would be a free anonymous datagram to anywhere.
     fn forward_ack(&mut self, now: Instant, ack: Message, source: Peer, txn: &mut TxnLayer) {
+        // The ACK for one of our stateless refusals (same branch, so the same tag): absorbed,
+        // as Kamailio's sl module does.
+        if ack
+            .to_tag()
+            .is_some_and(|t| t == stateless_tag(&ack) || t == "rl-bad")
+        {
+            return;
+        }
         let Ok(routed) = self.local.preprocess_route(&ack) else {
             return;
         };

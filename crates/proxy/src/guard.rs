@@ -320,6 +320,12 @@ pub(crate) struct RefusalLog {
 }
 
 impl RefusalLog {
+    /// Whether nothing was noted yet.
+    #[cfg(test)]
+    pub fn is_quiet(&self) -> bool {
+        self.windows.is_empty()
+    }
+
     pub fn note(&mut self, now: Instant, kind: Refusal, source: &impl fmt::Display, what: &str) {
         let w = self.windows.entry(kind).or_insert((now, 0));
         if w.1 > 0 && now.saturating_duration_since(w.0) < LOG_WINDOW {

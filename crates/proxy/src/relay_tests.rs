@@ -838,3 +838,17 @@ fn a_late_answer_is_relayed_by_default_or_hung_up_by_the_proxy() {
         .count();
     assert_eq!(acks, 2);
 }
+
+#[test]
+fn the_ack_for_a_stateless_refusal_is_absorbed_quietly() {
+    let mut n = Net::open();
+    let inv = request("INVITE", "sip:premium@192.0.2.1", None, "");
+    n.recv(udp(ATTACKER), &inv);
+    let refusal = n.sent_to(ATTACKER)[0].clone();
+    let inv_msg = Message::parse(inv.replace('\n', "\r\n").into_bytes()).unwrap();
+    let ack = inv_msg.ack_for(&refusal).unwrap();
+    assert!(n.proxy.refusals.is_quiet(), "nothing logged yet");
+    n.recv_bytes(udp(ATTACKER), ack);
+    assert!(n.proxy.refusals.is_quiet(), "not counted as a stray ACK");
+    n.nothing_to_victim();
+}
