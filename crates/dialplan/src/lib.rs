@@ -78,6 +78,10 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// A 2xx from a branch left behind after another answered: relayed or hung up.
     pub late_answer: LateAnswer,
+    /// RFC 3261 §18.1.1 switch: requests over this size try `udp_mtu_try` (0: off).
+    pub udp_mtu: usize,
+    /// The transport tried for them.
+    pub udp_mtu_try: Transport,
 }
 
 /// `[server]` limits on TCP/TLS connections (see `rollover_net::NetConfig` for each).
@@ -451,6 +455,20 @@ impl Config {
                             v.span(),
                             "server.late_answer",
                             "expected \"relay\" or \"hangup\"",
+                        ))
+                    }
+                },
+            },
+            udp_mtu: cx.count(&s.udp_mtu, "server.udp_mtu", 0, 65_535, 0)?,
+            udp_mtu_try: match &s.udp_mtu_try {
+                None => Transport::Tcp,
+                Some(v) => match Transport::from_token(v.get_ref()) {
+                    Some(t @ (Transport::Tcp | Transport::Tls)) => t,
+                    _ => {
+                        return Err(cx.err(
+                            v.span(),
+                            "server.udp_mtu_try",
+                            "expected \"tcp\" or \"tls\"",
                         ))
                     }
                 },

@@ -57,6 +57,8 @@ pub(crate) struct RawServer {
     pub unused_connection_timeout: Option<Spanned<RawDuration>>,
     pub drain_timeout: Option<Spanned<RawDuration>>,
     pub late_answer: Option<Spanned<String>>,
+    pub udp_mtu: Option<Spanned<i64>>,
+    pub udp_mtu_try: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -70,6 +70,12 @@ pub struct ProxyConfig {
     pub security: SecurityConfig,
     /// What to do with a 2xx from a branch left behind after another branch answered.
     pub late_answer: LateAnswer,
+    /// RFC 3261 §18.1.1, off by default as in Kamailio (`udp_mtu = 0`): a request for a UDP
+    /// target larger than this many bytes is tried over `udp_mtu_try` first, and sent over
+    /// UDP after all when that transport cannot connect.
+    pub udp_mtu: usize,
+    /// The transport tried for a request over `udp_mtu` (TCP).
+    pub udp_mtu_try: Transport,
 }
 
 /// What happens to a 2xx that arrives after another branch answered the call (a target
@@ -95,6 +101,8 @@ impl Default for ProxyConfig {
             secret: Secret::new(b"rollover: insecure default secret"),
             security: SecurityConfig::default(),
             late_answer: LateAnswer::Relay,
+            udp_mtu: 0,
+            udp_mtu_try: Transport::Tcp,
         }
     }
 }
@@ -116,6 +124,8 @@ struct Call {
     answered_by: Option<BranchId>,
     /// Late answers already hung up (To tags), so a retransmitted 2xx is only ACKed.
     hung_up: Vec<String>,
+    /// Branches moved off UDP by `udp_mtu`: a transport failure sends them over UDP.
+    switched: Vec<BranchId>,
     live_clients: usize,
     server_done: bool,
 }
@@ -284,7 +294,9 @@ impl<R: Router> Proxy<R> {
             Event::Timeout(TxnRef::Client(client)) => {
                 self.on_branch_failure(now, client, Why::TransactionTimeout, 408, txn)
             }
-            Event::TransportError(TxnRef::Client(client), e) => {
+            Event::TransportError(TxnRef::Client(client), e)
+                if !self.retry_over_udp(now, client, e, txn) =>
+            {
                 self.on_branch_failure(now, client, Why::Transport(e), 503, txn)
             }
             Event::Terminated(TxnRef::Client(client)) => {
@@ -558,6 +570,7 @@ impl<R: Router> Proxy<R> {
             final_sent: false,
             answered_by: None,
             hung_up: Vec::new(),
+            switched: Vec::new(),
             live_clients: 0,
             server_done: false,
         };
@@ -576,7 +589,9 @@ impl<R: Router> Proxy<R> {
                 break;
             };
             match step {
-                Step::Start { branch, target } => self.start_branch(now, cid, branch, target, txn),
+                Step::Start { branch, target } => {
+                    self.start_branch(now, cid, branch, target, false, txn)
+                }
                 Step::Cancel { branch, reason } => {
                     if let Some(Some(c)) = call.clients.get(branch) {
                         // The transaction sends it now, or when a provisional arrives (§9.1).
@@ -639,6 +654,7 @@ impl<R: Router> Proxy<R> {
         cid: u64,
         b: BranchId,
         target: Target,
+        udp_only: bool,
         txn: &mut TxnLayer,
     ) {
         let Some(call) = self.calls.get_mut(&cid) else {
@@ -663,6 +679,30 @@ impl<R: Router> Proxy<R> {
                 &self.local,
                 &mut self.ids,
             )?;
+            let (mtu, try_t) = (self.cfg.udp_mtu, self.cfg.udp_mtu_try);
+            let big = req.as_bytes().len();
+            if !udp_only && mtu > 0 && dest.transport == Transport::Udp && big > mtu {
+                // §18.1.1: the top Via must name the transport actually used.
+                let req = forward::request(
+                    &call.request,
+                    set_uri,
+                    try_t,
+                    rr.then_some(call.source.transport),
+                    &self.local,
+                    &mut self.ids,
+                )?;
+                info!(
+                    call_id = call.call_id,
+                    "{big}-byte request over udp_mtu ({mtu}): trying {try_t} to {} first",
+                    dest.addr
+                );
+                call.switched.push(b);
+                let dest = Peer {
+                    transport: try_t,
+                    ..dest
+                };
+                return Some((dest, req));
+            }
             Some((dest, req))
         });
         let started = built.and_then(|(dest, req)| match txn.send_request(now, req, dest) {
@@ -723,6 +763,36 @@ impl<R: Router> Proxy<R> {
             call.engine.on_final(now, b, &resp);
         }
         self.drive(now, cid, txn);
+    }
+
+    /// A branch moved off UDP by `udp_mtu` whose transport failed is sent over UDP after
+    /// all, and the target is not failed. Returns whether it was.
+    fn retry_over_udp(
+        &mut self,
+        now: Instant,
+        client: ClientTxn,
+        e: rollover_txn::TransportError,
+        txn: &mut TxnLayer,
+    ) -> bool {
+        let Some(&(cid, b)) = self.by_client.get(&client) else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return false;
+        };
+        let Some(pos) = call.switched.iter().position(|&x| x == b) else {
+            return false;
+        };
+        call.switched.swap_remove(pos);
+        let Some(target) = call.engine.target(b).cloned() else {
+            return false;
+        };
+        info!(
+            call_id = call.call_id,
+            "{} to {target} failed ({e}): sending over UDP after all", self.cfg.udp_mtu_try
+        );
+        self.start_branch(now, cid, b, target, true, txn);
+        true
     }
 
     /// `late_answer = "hangup"`: the late 2xx is ACKed and its dialog ended with a BYE by

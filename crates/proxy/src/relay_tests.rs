@@ -59,6 +59,8 @@ struct Net {
     now: Instant,
     /// Everything the proxy sent, with its destination.
     sent: Vec<(Peer, Message)>,
+    /// The transaction each of those was sent by, if any.
+    refs: Vec<Option<rollover_txn::TxnRef>>,
 }
 
 impl Net {
@@ -85,6 +87,7 @@ impl Net {
             txn: TxnLayer::new(Config::default()),
             now,
             sent: Vec::new(),
+            refs: Vec::new(),
         }
     }
 
@@ -102,6 +105,7 @@ impl Net {
             while let Some(t) = self.txn.poll_transmit() {
                 busy = true;
                 self.sent.push((t.dest, Message::parse(t.bytes).unwrap()));
+                self.refs.push(t.txn);
             }
             if !busy {
                 return;
@@ -119,7 +123,10 @@ impl Net {
         match self.proxy.admit(self.now, &from, &msg, 0) {
             Admit::Accept => self.txn.handle_message(self.now, from, msg),
             Admit::Drop => {}
-            Admit::Reply(b) => self.sent.push((from, Message::parse(b).unwrap())),
+            Admit::Reply(b) => {
+                self.sent.push((from, Message::parse(b).unwrap()));
+                self.refs.push(None);
+            }
         }
         self.pump();
     }
@@ -851,4 +858,53 @@ fn the_ack_for_a_stateless_refusal_is_absorbed_quietly() {
     n.recv_bytes(udp(ATTACKER), ack);
     assert!(n.proxy.refusals.is_quiet(), "not counted as a stray ACK");
     n.nothing_to_victim();
+}
+
+#[test]
+fn udp_mtu_tries_tcp_for_a_large_request_and_falls_back_to_udp() {
+    let big_invite = |n: &mut Net| {
+        let pad = format!("X-Pad: {}\n", "x".repeat(1400));
+        let inv = request("INVITE", "sip:100@192.0.2.1", None, &pad);
+        n.recv(udp("198.51.100.1:5060"), &inv);
+    };
+    // Off by default: a large request stays on UDP.
+    let mut n = Net::open();
+    big_invite(&mut n);
+    let (peer, fwd) = n.sent.iter().find(|(p, _)| p.addr == addr(TARGET)).unwrap();
+    assert_eq!(
+        (peer.transport, fwd.top_via().unwrap().transport),
+        (Transport::Udp, "UDP")
+    );
+    // With udp_mtu: TCP first; when TCP cannot connect, UDP, and the target is not failed.
+    let mut n = Net::with(
+        ProxyConfig {
+            udp_mtu: 1300,
+            ..ProxyConfig::default()
+        },
+        plan,
+    );
+    big_invite(&mut n);
+    let i = n
+        .sent
+        .iter()
+        .position(|(p, _)| p.addr == addr(TARGET))
+        .unwrap();
+    assert_eq!(n.sent[i].0.transport, Transport::Tcp);
+    assert_eq!(n.sent[i].1.top_via().unwrap().transport, "TCP");
+    let client = n.refs[i].unwrap();
+    n.txn
+        .handle_transport_error(client, rollover_txn::TransportError::Refused);
+    n.pump();
+    let (peer, fwd) = n.sent[i + 1..]
+        .iter()
+        .find(|(p, _)| p.addr == addr(TARGET))
+        .unwrap();
+    assert_eq!(
+        (peer.transport, fwd.top_via().unwrap().transport),
+        (Transport::Udp, "UDP")
+    );
+    assert!(
+        !n.statuses_to("198.51.100.1:5060").iter().any(|s| *s >= 300),
+        "the call was not failed"
+    );
 }

@@ -307,7 +307,12 @@ impl<'w> Targets<'w> {
         match method {
             Method::Invite => {
                 let retrans = self.invites.contains_key(&branch);
-                let note = if retrans { " (retransmission)" } else { "" };
+                // The transport actually used, so a udp_mtu switch shows.
+                let note = if retrans {
+                    " (retransmission)".to_owned()
+                } else {
+                    format!(" [{}]", t.dest.transport)
+                };
                 self.lines.push((now, format!("→ INVITE {uri}{note}")));
                 if retrans {
                     return;
@@ -332,6 +337,11 @@ impl<'w> Targets<'w> {
                                 .to_tag(&format!("uas-{}", s.status));
                             for c in &s.contacts {
                                 b = b.header("Contact", &contact_value(c));
+                            }
+                            if (101..300).contains(&s.status) {
+                                // A UAS copies Record-Route into what creates a dialog
+                                // (§12.1.1), so the caller's ACK follows the route set.
+                                b = b.copy_record_route();
                             }
                             if (200..300).contains(&s.status) {
                                 b = b.header("Contact", &format!("<{uri}>"));

@@ -218,9 +218,9 @@ fn redirects_are_followed_in_q_order() {
     assert_eq!(
         order,
         [
-            "→ INVITE sip:a@192.0.2.10",
-            "→ INVITE sip:e@192.0.2.14",
-            "→ INVITE sip:d@192.0.2.13"
+            "→ INVITE sip:a@192.0.2.10 [UDP]",
+            "→ INVITE sip:e@192.0.2.14 [UDP]",
+            "→ INVITE sip:d@192.0.2.13 [UDP]"
         ]
     );
 }

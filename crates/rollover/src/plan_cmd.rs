@@ -87,6 +87,8 @@ fn proxy_config(cfg: &Config, req: &Message) -> anyhow::Result<ProxyConfig> {
         secret: secret.unwrap_or(d.secret),
         security: cfg.security.limits.clone(),
         late_answer: cfg.server.late_answer,
+        udp_mtu: cfg.server.udp_mtu,
+        udp_mtu_try: cfg.server.udp_mtu_try,
         ..d
     })
 }

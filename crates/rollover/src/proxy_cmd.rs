@@ -318,6 +318,8 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         secret,
         security: cfg.security.limits.clone(),
         late_answer: s.late_answer,
+        udp_mtu: s.udp_mtu,
+        udp_mtu_try: s.udp_mtu_try,
     };
     let txn_cfg = rollover_txn::Config {
         t1: s.t1,
