@@ -62,7 +62,9 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
 fn ask_user(target: &Target) -> RedirectDecision {
     say!("  redirect to {target}: [a]ccept, accept and [r]eplace To, re[j]ect, [s]top? ");
     let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
+    // End of input (or an error) is no answer: stop, rather than accept every target.
+    if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+        say!("  (no answer on standard input: stopping)");
         return RedirectDecision::Stop;
     }
     match line.trim() {

@@ -493,9 +493,16 @@ impl OutgoingCall {
     }
 
     fn dest_for(&self, uri: &str) -> Option<Peer> {
+        self.dest_of(Target::parse(uri).ok()?)
+    }
+
+    /// Where a request for `target` goes: the outbound proxy, or the target itself over
+    /// the transport it names (a `/TCP` target keeps TCP: the transport is not re-read
+    /// from its URI).
+    fn dest_of(&self, target: Target) -> Option<Peer> {
         let hop = match &self.opts.outbound_proxy {
             Some(p) => p.clone(),
-            None => Target::parse(uri).ok()?,
+            None => target,
         };
         let sip = hop.sip_uri()?;
         let port = sip.port.unwrap_or(default_port(hop.transport));
@@ -746,7 +753,7 @@ impl OutgoingCall {
             None,
         );
         let started = invite.and_then(|inv| {
-            let dest = self.dest_for(&target.uri)?;
+            let dest = self.dest_of(target.clone())?;
             let client = txn.send_request(now, inv.clone(), dest).ok()?;
             Some((client, inv))
         });

@@ -297,3 +297,55 @@ fn the_same_call_through_rollover_proxy() {
         "{log}"
     );
 }
+
+#[test]
+fn redirect_ask_with_standard_input_at_its_end_stops() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("uaeof");
+    let contacts = "Contact: <sip:first@127.0.0.1:9>\nContact: <sip:second@127.0.0.1:9>\n";
+    let (_r, pr) = callee(
+        &dir,
+        "redir",
+        &reject_scenario(&dir, "r.xml", "302", "Moved Temporarily", "0", contacts),
+        1,
+        "u1",
+    );
+    // No answer at all on standard input (end of file): nothing is accepted.
+    let (code, out) = call(
+        &args(&[
+            &format!("sip:r@127.0.0.1:{pr}"),
+            "--redirect",
+            "ask",
+            "--hold",
+            "0",
+        ]),
+        "",
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no answer on standard input"), "{out}");
+    assert!(!out.contains("trying sip:first"), "{out}");
+    assert!(!out.contains("trying sip:second"), "{out}");
+}
+
+#[test]
+fn a_tcp_target_is_called_over_tcp() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("uatcp");
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "t1",
+    );
+    let (code, out) = call(
+        &args(&[&format!("sip:b@127.0.0.1:{pb}/TCP"), "--hold", "0"]),
+        "",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("answered by sip:b@"), "{out}");
+}
