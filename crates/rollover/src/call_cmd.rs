@@ -48,6 +48,41 @@ pub struct CallArgs {
     /// Password for digest challenges.
     #[arg(long)]
     pub auth_password: Option<String>,
+    /// The SDP offer to send (a file); without it a small audio offer (PCMU, PCMA,
+    /// telephone-event) for our address is sent.
+    #[arg(long, conflicts_with = "no_sdp")]
+    pub sdp: Option<std::path::PathBuf>,
+    /// Send the INVITE without an offer; the callee's 2xx then carries one, and our answer
+    /// goes in the ACK.
+    #[arg(long)]
+    pub no_sdp: bool,
+}
+
+/// A small audio session description for `ip`: the offer we send, or our answer.
+fn audio_sdp(ip: std::net::IpAddr, port: u16, payloads: &str) -> bytes::Bytes {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = format!(
+        "v=0\r\no=rollover 1 1 IN {family} {ip}\r\ns=rollover\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {payloads}\r\n"
+    );
+    for p in payloads.split(' ') {
+        match p {
+            "0" => s.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+            "8" => s.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+            "101" => s.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"),
+            _ => {}
+        }
+    }
+    s.push_str("a=sendrecv\r\n");
+    bytes::Bytes::from(s)
+}
+
+/// Our answer to an offer: the first of PCMU or PCMA it offers (no media is sent; the
+/// answer completes the offer/answer exchange so the dialog is well formed).
+fn answer_to(offer: &[u8], ip: std::net::IpAddr, port: u16) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let m = text.lines().find(|l| l.starts_with("m=audio "))?;
+    let payload = m.split(' ').skip(3).find(|p| *p == "0" || *p == "8")?;
+    Some(audio_sdp(ip, port, payload))
 }
 
 /// Places the call; exit status 0 when it was answered.
@@ -96,6 +131,19 @@ async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
         &format!("{:x}", stamp & 0xffff_ffff),
     );
     opts.policy.max_targets = args.max_targets;
+    // Media port: not used (no RTP is sent), but a real one, next to our SIP port.
+    let media_port = local.port().wrapping_add(2).max(1024);
+    opts.sdp = match (&args.sdp, args.no_sdp) {
+        (_, true) => None,
+        (Some(f), false) => Some(bytes::Bytes::from(
+            std::fs::read(f).with_context(|| format!("--sdp {}", f.display()))?,
+        )),
+        (None, false) => Some(audio_sdp(local.ip(), media_port, "0 8 101")),
+    };
+    let ip = local.ip();
+    opts.answer = Some(rollover_ua::SdpAnswerer(std::sync::Arc::new(
+        move |offer: &[u8]| answer_to(offer, ip, media_port),
+    )));
     let duration = |flag: &str, v: &str| {
         rollover_proxy::sim::parse_duration(v)
             .ok_or_else(|| anyhow!("{flag} {v:?}: expected 10, 1.5s or 800ms"))

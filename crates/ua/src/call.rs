@@ -84,6 +84,20 @@ pub struct CallOptions {
     pub from_tag: String,
     /// Answers 401/407 challenges, once per target (digest, MD5 or SHA-256, qop=auth).
     pub credentials: Option<crate::digest::Credentials>,
+    /// When the INVITE carried no offer and the 2xx does, the answer for the ACK (RFC 3261
+    /// §13.2.2.4): given the offer, returns the answer's SDP. Without it the ACK carries
+    /// none, and no media can be set up.
+    pub answer: Option<SdpAnswerer>,
+}
+
+/// Makes an SDP answer from an offer (see [`CallOptions::answer`]).
+#[derive(Clone)]
+pub struct SdpAnswerer(pub std::sync::Arc<dyn Fn(&[u8]) -> Option<Bytes> + Send + Sync>);
+
+impl std::fmt::Debug for SdpAnswerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SdpAnswerer(..)")
+    }
 }
 
 impl CallOptions {
@@ -111,6 +125,7 @@ impl CallOptions {
             call_id: call_id.to_owned(),
             from_tag: from_tag.to_owned(),
             credentials: None,
+            answer: None,
         }
     }
 }
@@ -826,7 +841,11 @@ fn build_invite(
 }
 
 /// The ACK for a 2xx: (next hop URI: the first route, else the Contact; bytes).
-fn ack_for_2xx(opts: &CallOptions, resp: &Message, n: &mut u64) -> Option<(String, Bytes)> {
+pub(crate) fn ack_for_2xx(
+    opts: &CallOptions,
+    resp: &Message,
+    n: &mut u64,
+) -> Option<(String, Bytes)> {
     let target = resp.contacts().next()?.ok()?.uri_str.to_owned();
     *n += 1;
     let to = String::from_utf8_lossy(resp.value_bytes(resp.header(rollover_sip::HeaderName::To)?))
@@ -848,6 +867,17 @@ fn ack_for_2xx(opts: &CallOptions, resp: &Message, n: &mut u64) -> Option<(Strin
         .collect();
     for r in routes.iter().rev() {
         b = b.header("Route", r);
+    }
+    // No offer in our INVITE and one in the 2xx: the answer goes in the ACK (§13.2.2.4).
+    let offered = resp
+        .header_str(rollover_sip::HeaderName::ContentType)
+        .and_then(Result::ok)
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        && !resp.body().is_empty();
+    if opts.sdp.is_none() && offered {
+        if let Some(answer) = opts.answer.as_ref().and_then(|a| (a.0)(resp.body())) {
+            b = b.body("application/sdp", answer);
+        }
     }
     let hop = routes
         .last()

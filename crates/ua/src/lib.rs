@@ -26,7 +26,7 @@ mod endpoint;
 
 pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
-    Redirects,
+    Redirects, SdpAnswerer,
 };
 pub use digest::{authorization, Credentials};
 pub use endpoint::{Answer, CallHandle, Endpoint, IncomingCall, SystemResolver};

@@ -498,3 +498,44 @@ fn redirect_duplicates_and_tried_targets_are_not_offered() {
     );
     assert_eq!(answered(&r).as_deref(), Some("sip:x@192.0.2.20"));
 }
+
+#[test]
+fn the_ack_carries_the_applications_answer_when_the_2xx_carried_the_offer() {
+    let offer_200 = |invite: &Message| {
+        Message::parse(
+            invite
+                .response(200, "OK")
+                .to_tag("callee")
+                .header("Contact", "<sip:b@192.0.2.20>")
+                .body("application/sdp", "v=0\r\no=- 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+                .build(),
+        )
+        .unwrap()
+    };
+    let invite = Message::parse(
+        rollover_sip::RequestBuilder::new(Method::Invite, "sip:b@192.0.2.20")
+            .via("SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-x")
+            .from("<sip:alice@example.com>;tag=ftag1")
+            .to("<sip:b@192.0.2.20>")
+            .call_id("ua-call-1@example.com")
+            .cseq(1)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut opts = options(targets(&["sip:b@192.0.2.20"]));
+    opts.answer = Some(SdpAnswerer(std::sync::Arc::new(|offer: &[u8]| {
+        assert!(offer.starts_with(b"v=0"));
+        Some(bytes::Bytes::from_static(
+            b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n",
+        ))
+    })));
+    let mut n = 0;
+    let (_, ack) = call::ack_for_2xx(&opts, &offer_200(&invite), &mut n).unwrap();
+    let ack = Message::parse(ack).unwrap();
+    assert_eq!(ack.body(), b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n");
+    // When our INVITE carried the offer, the 2xx holds the answer: the ACK has no body.
+    opts.sdp = Some(bytes::Bytes::from_static(b"v=0\r\n"));
+    let (_, ack) = call::ack_for_2xx(&opts, &offer_200(&invite), &mut n).unwrap();
+    assert!(Message::parse(ack).unwrap().body().is_empty());
+}

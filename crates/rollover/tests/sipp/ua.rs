@@ -349,3 +349,62 @@ fn a_tcp_target_is_called_over_tcp() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("answered by sip:b@"), "{out}");
 }
+
+/// SIPp checks that `regexp` is (or, with `[^…]`, is not) in the body of what it receives.
+fn body_check(regexp: &str, var: &str) -> String {
+    format!("<ereg regexp=\"{regexp}\" search_in=\"body\" check_it=\"true\" assign_to=\"{var}\" />")
+}
+
+#[test]
+fn the_invite_carries_an_offer_and_a_late_offer_is_answered_in_the_ack() {
+    if !sipp_available() {
+        return;
+    }
+    // Default: an audio offer in the INVITE.
+    let dir = Dir::new("uasdp1");
+    let s = dir.scenario(
+        "uas_offer_answer.xml",
+        "a.xml",
+        &[
+            ("WHERE", "invite"),
+            (
+                "INVITE_CHECK",
+                &body_check("m=audio [0-9]+ RTP/AVP 0 8", "offer"),
+            ),
+            ("ACK_CHECK", ""),
+            ("REFS", "<Reference variables=\"offer\" />"),
+        ],
+    );
+    let (_a, pa) = callee(&dir, "a", &s, 1, "u1");
+    let (code, out) = call(
+        &args(&[&format!("sip:a@127.0.0.1:{pa}"), "--hold", "0"]),
+        "",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    // --no-sdp: the 200 carries the offer, the ACK our answer (RFC 3261 §13.2.2.4).
+    let dir = Dir::new("uasdp2");
+    let s = dir.scenario(
+        "uas_offer_answer.xml",
+        "a.xml",
+        &[
+            ("WHERE", "ack"),
+            ("INVITE_CHECK", ""),
+            (
+                "ACK_CHECK",
+                &body_check("m=audio [0-9]+ RTP/AVP 0", "answer"),
+            ),
+            ("REFS", "<Reference variables=\"answer\" />"),
+        ],
+    );
+    let (mut a, pa) = callee(&dir, "a", &s, 1, "u1");
+    let (code, out) = call(
+        &args(&[&format!("sip:a@127.0.0.1:{pa}"), "--no-sdp", "--hold", "0"]),
+        "",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        a.wait(Duration::from_secs(10)),
+        Some(0),
+        "the callee saw the answer in the ACK"
+    );
+}
