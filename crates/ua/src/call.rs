@@ -90,9 +90,12 @@ pub struct CallOptions {
     pub answer: Option<SdpAnswerer>,
 }
 
+/// Given an SDP offer, the answer (or `None` to send none).
+pub type AnswerFn = dyn Fn(&[u8]) -> Option<Bytes> + Send + Sync;
+
 /// Makes an SDP answer from an offer (see [`CallOptions::answer`]).
 #[derive(Clone)]
-pub struct SdpAnswerer(pub std::sync::Arc<dyn Fn(&[u8]) -> Option<Bytes> + Send + Sync>);
+pub struct SdpAnswerer(pub std::sync::Arc<AnswerFn>);
 
 impl std::fmt::Debug for SdpAnswerer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
