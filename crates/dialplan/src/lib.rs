@@ -10,12 +10,16 @@
 //!              into targets) ──▶ RouteDecision { plan, policy, rule } | Reject
 //! ```
 //!
+//! `check` also refuses targets naming a capture no condition defines, and warns about
+//! rules no request can reach (a rule above matches everything they could).
+//!
 //! String conditions are regular expressions (searched, not anchored: write `^…$`).
 //! Numbered captures (`$1`) come from `match.request_uri`; named captures (`${user}`) from
 //! any condition; `${ruri}` is always the Request-URI as received.
 
 mod duration;
 mod raw;
+mod reach;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,6 +52,22 @@ pub struct ConfigError {
     /// The key at fault (`route[2].match.request_uri`), or `(syntax)`.
     pub key: String,
     /// What is wrong.
+    pub message: String,
+}
+
+/// Something in a configuration that is allowed but almost certainly a mistake, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigWarning {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key concerned (`route[3]`).
+    pub key: String,
+    /// What looks wrong.
     pub message: String,
 }
 
@@ -122,6 +142,9 @@ pub struct Config {
     pub security: SecuritySettings,
     /// `[failover]` and the `[[route]]` rules.
     pub plan: DialPlan,
+    /// What `rollover check` should point out although the file is valid: rules no request
+    /// can reach.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +208,25 @@ impl Ctx<'_> {
             key: key.to_owned(),
             message: message.into(),
         }
+    }
+
+    /// An error about a string value, pointing at `offset` inside it when the value is
+    /// written without escapes (so the column is that of the character at fault).
+    fn err_in(
+        &self,
+        v: &Spanned<String>,
+        offset: usize,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let span = v.span();
+        let inner = self.text.get(span.start + 1..span.end.saturating_sub(1));
+        let start = if inner == Some(v.get_ref().as_str()) {
+            span.start + 1 + offset
+        } else {
+            span.start
+        };
+        self.err(start..start, key, message)
     }
 
     fn duration(
@@ -391,7 +433,10 @@ impl Config {
                 .nth(1)
                 .filter(|_| e.message().contains("unknown field"))
             {
-                err.key = key.to_owned();
+                err.key = e
+                    .span()
+                    .and_then(|span| key_path(text, span))
+                    .unwrap_or_else(|| key.to_owned());
             }
             err
         })?;
@@ -546,9 +591,10 @@ impl Config {
         let defaults = cx.policy(&raw.failover, &FailoverPolicy::default(), "failover.")?;
         let mut rules = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
-            rules.push(compile_rule(&cx, i, r, &defaults)?);
+            rules.push(compile_rule(&cx, i, r.get_ref(), &defaults)?);
         }
         let security = compile_security(&cx, &raw.security)?;
+        let warnings = dead_rules(&cx, &raw.route, &rules);
         Ok(Config {
             server,
             security,
@@ -557,7 +603,170 @@ impl Config {
                 defaults,
                 no_match,
             },
+            warnings,
         })
+    }
+}
+
+/// The full path of the key at `span` (`route[2].failover.ring_timout`), found by walking
+/// the document: serde only names the last part.
+fn key_path(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(table: &DeTable<'_>, at: &std::ops::Range<usize>, path: &str) -> Option<String> {
+        for (k, v) in table.iter() {
+            let here = if path.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{path}.{}", k.get_ref())
+            };
+            if k.span() == *at {
+                return Some(here);
+            }
+            if let Some(found) = walk_value(v.get_ref(), at, &here) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    fn walk_value(v: &DeValue<'_>, at: &std::ops::Range<usize>, path: &str) -> Option<String> {
+        match v {
+            DeValue::Table(t) => walk(t, at, path),
+            DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                walk_value(item.get_ref(), at, &format!("{path}[{}]", i + 1))
+            }),
+            _ => None,
+        }
+    }
+    let doc = DeTable::parse(text).ok()?;
+    walk(doc.get_ref(), &span, "")
+}
+
+/// Rules that come after one matching everything they could: a warning each.
+fn dead_rules(cx: &Ctx<'_>, raw: &[Spanned<RawRoute>], rules: &[Rule]) -> Vec<ConfigWarning> {
+    let label = |i: usize| match raw.get(i).and_then(|r| r.get_ref().name.as_deref()) {
+        Some(n) => format!("route[{}] {n:?}", i + 1),
+        None => format!("route[{}]", i + 1),
+    };
+    let mut out = Vec::new();
+    for (j, later) in rules.iter().enumerate() {
+        let Some((i, what)) = rules
+            .iter()
+            .take(j)
+            .enumerate()
+            .find_map(|(i, earlier)| Some((i, reach::shadowed_by(earlier, later)?)))
+        else {
+            continue;
+        };
+        let span = raw.get(j).map_or(0..0, Spanned::span);
+        let e = cx.err(span, &format!("route[{}]", j + 1), "");
+        out.push(ConfigWarning {
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            key: e.key,
+            message: format!(
+                "{} can never match: {} above it matches {what}",
+                label(j),
+                label(i)
+            ),
+        });
+    }
+    out
+}
+
+/// The captures a rule defines, for checking its targets.
+struct Captures {
+    /// Groups of `match.request_uri` (`$0` is the whole match), when it is there.
+    numbered: Option<usize>,
+    /// Named groups of every condition, and `ruri`.
+    named: Vec<String>,
+}
+
+impl Captures {
+    fn of(conds: &[Cond]) -> Captures {
+        let mut numbered = None;
+        let mut named = Vec::new();
+        for c in conds {
+            let re = match c {
+                Cond::RequestUri(re) => {
+                    numbered = Some(re.captures_len());
+                    re
+                }
+                Cond::Method(re)
+                | Cond::To(re)
+                | Cond::From(re)
+                | Cond::Header(_, re)
+                | Cond::Transport(re) => re,
+                Cond::InviteOnly | Cond::Source(_) => continue,
+            };
+            named.extend(re.capture_names().flatten().map(str::to_owned));
+        }
+        named.push("ruri".to_owned());
+        named.sort();
+        named.dedup();
+        Captures { numbered, named }
+    }
+
+    fn list(&self) -> String {
+        let numbered = (0..self.numbered.unwrap_or(0)).map(|i| format!("${i}"));
+        let named = self.named.iter().map(|n| format!("${{{n}}}"));
+        numbered.chain(named).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The first reference in `template` to a capture that does not exist: its offset and
+    /// what to say.
+    fn check(&self, template: &str) -> Option<(usize, String)> {
+        let mut at = 0;
+        while let Some(i) = template.get(at..).and_then(|r| r.find('$')) {
+            let start = at + i;
+            let after = template.get(start + 1..).unwrap_or_default();
+            let (name, len, braced) = if after.starts_with('$') {
+                at = start + 2;
+                continue;
+            } else if let Some(inner) = after.strip_prefix('{') {
+                let Some(end) = inner.find('}') else {
+                    return Some((start, "unclosed ${ (write ${name})".to_owned()));
+                };
+                (inner.get(..end).unwrap_or_default(), end + 2, true)
+            } else {
+                let digits = after.chars().take_while(char::is_ascii_digit).count();
+                (after.get(..digits).unwrap_or_default(), digits, false)
+            };
+            at = start + 1 + len;
+            if name.is_empty() && !braced {
+                continue; // a lone `$` is itself
+            }
+            let written = if braced {
+                format!("${{{name}}}")
+            } else {
+                format!("${name}")
+            };
+            let problem = if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                let n: usize = name.parse().unwrap_or(usize::MAX);
+                match self.numbered {
+                    Some(len) if n < len => continue,
+                    Some(len) => format!(
+                        "match.request_uri has {} group{}",
+                        len - 1,
+                        if len == 2 { "" } else { "s" }
+                    ),
+                    None => "numbered captures come from match.request_uri, and this rule has none"
+                        .to_owned(),
+                }
+            } else if self.named.iter().any(|n| n == name) {
+                continue;
+            } else {
+                format!("no condition has a group named {name}")
+            };
+            return Some((
+                start,
+                format!(
+                    "capture {written} does not exist: {problem}; defined here: {}",
+                    self.list()
+                ),
+            ));
+        }
+        None
     }
 }
 
@@ -655,14 +864,40 @@ fn compile_rule(
     if let Some(v) = &m.transport {
         conds.push(Cond::Transport(cx.regex(v, &key("match.transport"))?));
     }
+    let captures = Captures::of(&conds);
     let check_target = |t: &Spanned<String>, k: &str| -> Result<String, ConfigError> {
-        // Templates are checked with captures replaced by a placeholder.
-        let mut probe_caps = HashMap::new();
-        probe_caps.insert("ruri".to_owned(), "sip:x@192.0.2.1".to_owned());
-        let probe = expand(t.get_ref(), &probe_caps);
-        let probe = probe.replace("sip:@", "sip:x@").replace("@@", "@x@");
-        Target::parse(&probe).map_err(|e| cx.err(t.span(), k, e.to_string()))?;
-        Ok(t.get_ref().clone())
+        if let Some((offset, message)) = captures.check(t.get_ref()) {
+            return Err(cx.err_in(t, offset, k, message));
+        }
+        // Templates are checked with captures replaced by placeholders: a capture may be a
+        // user part, a host, a port or a whole URI, so the template is good when one fits.
+        let mut first = None;
+        for placeholder in ["1", "x", "192.0.2.1", "sip:x@192.0.2.1"] {
+            let mut caps: HashMap<String, String> = captures
+                .named
+                .iter()
+                .map(|n| (n.clone(), placeholder.to_owned()))
+                .chain(
+                    (0..captures.numbered.unwrap_or(0))
+                        .map(|i| (i.to_string(), placeholder.to_owned())),
+                )
+                .collect();
+            caps.insert("ruri".to_owned(), "sip:x@192.0.2.1".to_owned());
+            match Target::parse(&expand(t.get_ref(), &caps)) {
+                Ok(_) => return Ok(t.get_ref().clone()),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        let message = match first {
+            Some(e) if t.get_ref().contains('$') => {
+                format!("target {:?}: {}", t.get_ref(), e.problem)
+            }
+            Some(e) => e.to_string(),
+            None => "not a target".to_owned(),
+        };
+        Err(cx.err(t.span(), k, message))
     };
     let actions = [r.targets.is_some(), r.group.is_some(), r.reject.is_some()]
         .iter()
@@ -678,7 +913,8 @@ fn compile_rule(
     let action = if let Some(targets) = &r.targets {
         let list = targets
             .iter()
-            .map(|t| check_target(t, &key("targets")))
+            .enumerate()
+            .map(|(n, t)| check_target(t, &key(&format!("targets[{}]", n + 1))))
             .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() {
             return Err(cx.err(0..0, &key("targets"), "no targets"));
@@ -699,7 +935,8 @@ fn compile_rule(
             let list = group
                 .targets
                 .iter()
-                .map(|t| check_target(t, &k))
+                .enumerate()
+                .map(|(n, t)| check_target(t, &format!("{k}[{}]", n + 1)))
                 .collect::<Result<Vec<_>, _>>()?;
             if list.is_empty() {
                 return Err(cx.err(0..0, &k, "no targets"));

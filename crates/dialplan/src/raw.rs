@@ -18,7 +18,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub security: RawSecurity,
     #[serde(default)]
-    pub route: Vec<RawRoute>,
+    pub route: Vec<Spanned<RawRoute>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -157,7 +157,8 @@ fn errors_name_file_line_and_key() {
 
     let bad = "[[route]]\ntargets = [\"tel:+1234\"]\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
-    assert_eq!((e.line, e.key.as_str()), (2, "route[1].targets"));
+    assert_eq!((e.line, e.key.as_str()), (2, "route[1].targets[1]"));
+    assert!(e.message.contains("not a sip: or sips: URI"), "{e}");
 
     let bad = "[server]\nlisten = [\"udp:127.0.0.1\"]\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
@@ -165,8 +166,8 @@ fn errors_name_file_line_and_key() {
 
     let bad = "[failover]\nno_respons_timeout = 3\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
-    assert_eq!(e.line, 2);
-    assert_eq!(e.key, "no_respons_timeout");
+    assert_eq!((e.line, e.column), (2, 1));
+    assert_eq!(e.key, "failover.no_respons_timeout");
 
     let bad = "[[route]]\nmode = \"sideways\"\ntargets = [\"sip:a@h\"]\n";
     let e = Config::parse("plan.toml", bad).unwrap_err();
@@ -246,4 +247,238 @@ fn rules_without_a_method_route_invites_only_and_register_gets_405() {
         .plan
         .to_string()
         .contains("method INVITE (no match.method)"));
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    Config::parse("plan.toml", text).unwrap_err()
+}
+
+#[test]
+fn unknown_keys_keep_their_whole_path() {
+    let e = parse_err("[[route]]\ntargets = [\"sip:a@h\"]\n\n[[route]]\ntargets = [\"sip:b@h\"]\nfailover.ring_timout = 3\n");
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (6, 10, "route[2].failover.ring_timout")
+    );
+    assert!(e.message.contains("ring_timeout"), "{e}");
+    let e = parse_err("[[route]]\ntargets = [\"sip:a@h\"]\n[route.failover]\nring_timout = 3\n");
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (4, 1, "route[1].failover.ring_timout")
+    );
+    let e = parse_err("[[route]]\nmatch.methd = \"^INVITE$\"\ntargets = [\"sip:a@h\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "route[1].match.methd"));
+    let e = parse_err("[server]\nlisten = []\nrecord_routes = true\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "server.record_routes"));
+}
+
+#[test]
+fn targets_naming_a_capture_that_does_not_exist_are_refused() {
+    // One group: $2 does not exist.
+    let e = parse_err(
+        "[[route]]\nname = \"a\"\ntargets = [\"sip:x@h\"]\n\n[[route]]\nmatch.request_uri = '^sip:(\\d+)@'\ntargets = [\"sip:$1@h\", \"sip:$2@h\"]\n",
+    );
+    assert_eq!(
+        (e.file.as_str(), e.line, e.column, e.key.as_str()),
+        ("plan.toml", 7, 29, "route[2].targets[2]")
+    );
+    assert_eq!(
+        e.message,
+        "capture $2 does not exist: match.request_uri has 1 group; defined here: $0, $1, ${ruri}"
+    );
+    // A misspelt name.
+    let e = parse_err(
+        "[[route]]\nmatch.from = '<sip:(?P<name>[a-z]+)@'\ntargets = [\"sip:${nam}@h\"]\n",
+    );
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (3, 17, "route[1].targets[1]")
+    );
+    assert!(
+        e.message.contains("${nam} does not exist") && e.message.contains("${name}, ${ruri}"),
+        "{e}"
+    );
+    // Numbered captures need match.request_uri.
+    let e = parse_err("[[route]]\nmatch.to = '(\\d+)'\ntargets = [\"sip:$1@h\"]\n");
+    assert!(e.message.contains("come from match.request_uri"), "{e}");
+    // In groups too, and `${1}` is `$1`.
+    let e = parse_err(
+        "[[route]]\nmatch.request_uri = '^sip:(\\d+)@'\n[[route.group]]\ntargets = [\"sip:${1}@h\"]\n[[route.group]]\ntargets = [\"sip:${3}@h\"]\n",
+    );
+    assert_eq!(e.key, "route[1].group[2].targets[1]");
+    assert!(e.message.contains("${3} does not exist"), "{e}");
+    let e = parse_err("[[route]]\ntargets = [\"sip:${ruri@h\"]\n");
+    assert!(e.message.contains("unclosed"), "{e}");
+    // What exists is accepted: numbered and named (from any condition), $0, ${ruri}, $$.
+    let cfg = Config::parse(
+        "t",
+        "[[route]]\nmatch.request_uri = '^sip:(?P<user>\\d+)@(\\w+)'\nmatch.header.X-Id = '(?P<id>\\w+)'\ntargets = [\"sip:$1-$2@h\", \"sip:${user}-${id}@h\", \"$0\", \"${ruri}\", \"sip:a$$b@h\"]\n",
+    );
+    assert!(cfg.is_ok(), "{:?}", cfg.err());
+}
+
+#[test]
+fn target_errors_name_the_exact_problem() {
+    let e = parse_err("[[route]]\ntargets = [\"sip:1@h:99999\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "route[1].targets[1]"));
+    assert!(
+        e.message.contains("port 99999 out of range (1–65535)"),
+        "{e}"
+    );
+    let e = parse_err(
+        "[[route]]\nmatch.request_uri = '^sip:(\\d+)@'\ntargets = [\"sip:$1@192.0.2.1/TPC\"]\n",
+    );
+    assert_eq!(
+        e.message,
+        "target \"sip:$1@192.0.2.1/TPC\": unknown transport suffix /TPC (UDP, TCP or TLS)"
+    );
+    let e = parse_err("[[route]]\ntargets = [\"sip:a@h;transport=sctp\"]\n");
+    assert!(e.message.contains("unknown transport \"sctp\""), "{e}");
+    // A capture may stand for a host or a whole URI.
+    assert!(Config::parse(
+        "t",
+        "[[route]]\nmatch.request_uri = '^sip:(\\d+)@([^;]+)'\ntargets = [\"sip:$1@$2\", \"sip:100@$2:5070/TCP\"]\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn sips_targets_with_captures_are_accepted_and_use_tls() {
+    let cfg = Config::parse(
+        "t",
+        "[[route]]\nmatch.request_uri = '^sips?:(\\d+)@'\ntargets = [\"sips:$1@example.com\"]\n",
+    )
+    .unwrap();
+    let RouteDecision::Targets { plan, .. } = cfg.plan.route(&invite("sip:100@h", &[]), &udp())
+    else {
+        panic!()
+    };
+    assert_eq!(plan.groups[0][0].uri, "sips:100@example.com");
+    assert_eq!(plan.groups[0][0].transport, Transport::Tls);
+}
+
+/// The warnings for a plan made of rules (each a `[[route]]` body).
+fn warnings(rules: &[&str]) -> Vec<String> {
+    let text: String = rules
+        .iter()
+        .map(|r| format!("[[route]]\n{r}\ntargets = [\"sip:t@192.0.2.1\"]\n\n"))
+        .collect();
+    Config::parse("plan.toml", &text)
+        .unwrap()
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_rule_after_a_catch_all_is_reported() {
+    let cfg = Config::parse(
+        "plan.toml",
+        "[[route]]\nname = \"ext\"\nmatch.request_uri = '^sip:1'\ntargets = [\"sip:a@h\"]\n\n[[route]]\nname = \"catch-all\"\ntargets = [\"sip:b@h\"]\n\n[[route]]\nname = \"x\"\nmatch.request_uri = '^sip:sales@'\nreject = 480\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    let w = &cfg.warnings[0];
+    assert_eq!(
+        (w.file.as_str(), w.line, w.key.as_str()),
+        ("plan.toml", 10, "route[3]")
+    );
+    assert_eq!(
+        w.message,
+        "route[3] \"x\" can never match: route[2] \"catch-all\" above it matches every INVITE"
+    );
+    assert!(cfg.plan.to_string().contains("x"), "still compiled");
+
+    // Catch-alls by request_uri.
+    assert_eq!(
+        warnings(&["match.request_uri = '.*'", ""]),
+        ["plan.toml:5:1: route[2] can never match: route[1] above it matches every INVITE"]
+    );
+    assert_eq!(
+        warnings(&["match.request_uri = '^sip:'", "match.request_uri = '^sip:(\\d+)@'"]),
+        ["plan.toml:5:1: route[2] can never match: route[1] above it matches every INVITE it could match"]
+    );
+    assert_eq!(
+        warnings(&[
+            "match.request_uri = '^sips?:'",
+            "match.request_uri = '^sips:(\\d+)@'"
+        ])
+        .len(),
+        1
+    );
+    // A method catch-all, and narrower methods.
+    assert_eq!(
+        warnings(&["match.method = '.*'", "match.method = '^(MESSAGE|INVITE)$'"]).len(),
+        1
+    );
+    assert_eq!(
+        warnings(&[
+            "match.method = '^(INVITE|MESSAGE)$'",
+            "match.method = '^INVITE$'\nmatch.to = 'x'"
+        ]),
+        ["plan.toml:5:1: route[2] can never match: route[1] above it matches every INVITE"]
+    );
+    assert_eq!(warnings(&["", "match.method = '^INVITE$'"]).len(), 1);
+    // Narrower sources, headers and transports.
+    assert_eq!(
+        warnings(&[
+            "match.source = '10.0.0.0/8'",
+            "match.source = '10.1.0.0/16'\nmatch.from = 'x'"
+        ])
+        .len(),
+        1
+    );
+    assert_eq!(
+        warnings(&["match.header.X-A = '^y'", "match.header.x-a = '^yes$'"]).len(),
+        1
+    );
+    assert_eq!(
+        warnings(&["match.transport = 'tcp|tls'", "match.transport = '^tls$'"]).len(),
+        1
+    );
+    // Only the first rule that shadows is named, once per dead rule.
+    assert_eq!(warnings(&["", "", ""]).len(), 2);
+}
+
+#[test]
+fn rules_that_can_still_match_are_not_reported() {
+    for plan in [
+        // tel: and SIP: URIs reach the second rule.
+        ["match.request_uri = '^sip:'", ""],
+        [
+            "match.request_uri = '^sip:1'",
+            "match.request_uri = '^sip:(\\d+)@'",
+        ],
+        [
+            "match.request_uri = '^sip:\\d+$'",
+            "match.request_uri = '^sip:1'",
+        ],
+        [
+            "match.request_uri = '(?i)^sip:'",
+            "match.request_uri = 'sip:1'",
+        ],
+        // Other methods reach it.
+        ["", "match.method = '^(INVITE|MESSAGE)$'"],
+        ["", "match.method = 'INVITE'"],
+        ["match.method = '^MESSAGE$'", ""],
+        ["match.method = '^(INVITE|MESSAGE)$'", "match.method = '.'"],
+        // Other sources, transports, headers.
+        ["match.source = '10.0.0.0/8'", ""],
+        [
+            "match.source = '10.1.0.0/16'",
+            "match.source = '10.0.0.0/8'",
+        ],
+        [
+            "match.source = '0.0.0.0/0'",
+            "match.source = '2001:db8::/32'",
+        ],
+        ["match.transport = 'tcp'", ""],
+        ["match.header.X-A = '.*'", ""],
+        ["match.header.X-A = '^y'", "match.header.X-B = '^yes$'"],
+        ["match.from = 'alice'", "match.to = 'alice'"],
+    ] {
+        assert_eq!(warnings(&plan), Vec::<String>::new(), "{plan:?}");
+    }
+    assert!(Config::parse("t", PLAN).unwrap().warnings.is_empty());
 }

@@ -53,6 +53,13 @@ impl fmt::Display for Cidr {
 }
 
 impl Cidr {
+    /// Whether every address of `other` is inside this block (same address family).
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.net.is_ipv4() == other.net.is_ipv4()
+            && other.bits >= self.bits
+            && self.contains(other.net)
+    }
+
     /// Whether `addr` is inside the block (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, addr: IpAddr) -> bool {
         let addr = match addr {

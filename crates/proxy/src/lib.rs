@@ -41,7 +41,7 @@ pub use guard::{Cidr, CidrError, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
 pub use router::{default_port, LiteralResolver, Resolver, RouteDecision, Router};
 pub use secret::Secret;
-pub use target::{Target, TargetError, TargetPlan};
+pub use target::{Target, TargetError, TargetPlan, TargetProblem};
 
 #[cfg(test)]
 mod relay_tests;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use rollover_sip::{SipUri, Uri};
+use rollover_sip::{SipUri, Uri, UriError};
 use rollover_txn::Transport;
 
 /// One destination for a call: a SIP URI and the transport to reach it on.
@@ -14,16 +14,50 @@ pub struct Target {
     pub transport: Transport,
 }
 
-/// A target that could not be understood.
+/// A target that could not be understood: the text, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target {target:?}: {problem}")]
+pub struct TargetError {
+    /// The target as written.
+    pub target: String,
+    /// What is wrong.
+    pub problem: TargetProblem,
+}
+
+/// What is wrong with a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TargetError {
-    /// Not a sip: or sips: URI.
-    #[error("target {0:?} is not a sip: or sips: URI")]
-    NotSip(String),
-    /// A transport this server does not speak.
-    #[error("target {0:?} names an unknown transport")]
+pub enum TargetProblem {
+    /// Another scheme (`tel:`, `http:`) or no scheme at all.
+    #[error("not a sip: or sips: URI")]
+    NotSip,
+    /// A port that is a number, but not one from 1 to 65535.
+    #[error("port {0} out of range (1–65535)")]
+    PortRange(String),
+    /// A port that is not a number.
+    #[error("port {0:?} is not a number")]
+    PortNotNumber(String),
+    /// A `/XYZ` suffix that is not a transport.
+    #[error("unknown transport suffix /{0} (UDP, TCP or TLS)")]
+    Suffix(String),
+    /// A `;transport=` this server does not speak.
+    #[error("unknown transport {0:?} (udp, tcp or tls)")]
     Transport(String),
+    /// Some other part of the SIP URI is malformed.
+    #[error("malformed SIP URI: {0}")]
+    Uri(UriError),
+}
+
+/// The port as written in a `sip:`/`sips:` URI's host part, if any.
+fn port_text(uri: &str) -> Option<&str> {
+    let rest = uri.split_once(':')?.1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = rest.split([';', '?']).next().unwrap_or_default();
+    let after_host = match hostport.rsplit_once(']') {
+        Some((_, p)) => p,
+        None => hostport,
+    };
+    after_host.split_once(':').map(|(_, p)| p)
 }
 
 impl Target {
@@ -31,23 +65,50 @@ impl Target {
     /// `sip:101@192.0.2.1/TCP`.
     pub fn parse(s: &str) -> Result<Target, TargetError> {
         let s = s.trim();
+        let fail = |problem| TargetError {
+            target: s.to_owned(),
+            problem,
+        };
         let (uri_text, suffix) = match s.rsplit_once('/') {
             Some((u, t)) if Transport::from_token(t).is_some() && !u.ends_with(':') => (u, Some(t)),
             _ => (s, None),
         };
         let uri = match Uri::parse(uri_text) {
             Ok(Uri::Sip(u)) => u,
-            _ => return Err(TargetError::NotSip(s.to_owned())),
+            Ok(_) | Err(UriError::Scheme) => return Err(fail(TargetProblem::NotSip)),
+            Err(e) => {
+                // `sip:1@h/TPC`: the URI before the slash is fine, the suffix is not.
+                if let Some((u, t)) = s.rsplit_once('/') {
+                    let word = !t.is_empty()
+                        && t.len() <= 8
+                        && t.bytes().all(|c| c.is_ascii_alphanumeric());
+                    if word && matches!(Uri::parse(u), Ok(Uri::Sip(_))) {
+                        return Err(fail(TargetProblem::Suffix(t.to_owned())));
+                    }
+                }
+                return Err(fail(match (e, port_text(uri_text)) {
+                    (UriError::Port, Some(p))
+                        if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) =>
+                    {
+                        TargetProblem::PortRange(p.to_owned())
+                    }
+                    (UriError::Port, Some(p)) => TargetProblem::PortNotNumber(p.to_owned()),
+                    (e, _) => TargetProblem::Uri(e),
+                }));
+            }
         };
+        if uri.port == Some(0) {
+            return Err(fail(TargetProblem::PortRange("0".into())));
+        }
         let transport = match (suffix, uri.transport()) {
             (Some(t), _) => Transport::from_token(t),
-            (None, Some(t)) => Some(
-                Transport::from_token(&t).ok_or_else(|| TargetError::Transport(s.to_owned()))?,
-            ),
+            (None, Some(t)) => {
+                Some(Transport::from_token(&t).ok_or_else(|| fail(TargetProblem::Transport(t)))?)
+            }
             (None, None) if uri.secure => Some(Transport::Tls),
             (None, None) => Some(Transport::Udp),
         }
-        .ok_or_else(|| TargetError::Transport(s.to_owned()))?;
+        .ok_or_else(|| fail(TargetProblem::NotSip))?;
         Ok(Target {
             uri: uri_text.to_owned(),
             transport,
@@ -151,6 +212,41 @@ mod tests {
         );
         assert!(Target::parse("tel:+123").is_err());
         assert!(Target::parse("sip:1@h;transport=sctp").is_err());
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let problem = |s: &str| Target::parse(s).unwrap_err().problem;
+        assert_eq!(problem("tel:+123"), TargetProblem::NotSip);
+        assert_eq!(problem("192.0.2.1"), TargetProblem::NotSip);
+        assert_eq!(
+            problem("sip:1@h:99999"),
+            TargetProblem::PortRange("99999".into())
+        );
+        assert_eq!(problem("sip:1@h:0"), TargetProblem::PortRange("0".into()));
+        assert_eq!(
+            problem("sip:1@[2001:db8::1]:70000;transport=tcp"),
+            TargetProblem::PortRange("70000".into())
+        );
+        assert_eq!(
+            problem("sip:1@h:five"),
+            TargetProblem::PortNotNumber("five".into())
+        );
+        assert_eq!(problem("sip:1@h/TPC"), TargetProblem::Suffix("TPC".into()));
+        assert_eq!(
+            problem("sip:1@h;transport=sctp"),
+            TargetProblem::Transport("sctp".into())
+        );
+        assert_eq!(
+            Target::parse("sip:1@h:99999").unwrap_err().to_string(),
+            "target \"sip:1@h:99999\": port 99999 out of range (1–65535)"
+        );
+        assert_eq!(
+            Target::parse("sip:1@h/TPC").unwrap_err().to_string(),
+            "target \"sip:1@h/TPC\": unknown transport suffix /TPC (UDP, TCP or TLS)"
+        );
+        // A slash inside a URI parameter is not a suffix.
+        assert!(Target::parse("sip:1@h;x=a/b").is_ok());
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
                 s.timer_c
             );
             say!("{}", cfg.plan.to_string().trim_end());
+            // Allowed, but almost certainly mistakes: still exit 0.
+            for w in &cfg.warnings {
+                say!("warning: {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -169,6 +169,48 @@ fn check_prints_the_plan_and_names_errors() {
 }
 
 #[test]
+fn check_warns_about_a_rule_after_a_catch_all_and_names_a_missing_capture() {
+    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead.toml");
+    std::fs::write(
+        &dead,
+        "[[route]]\nname = \"catch-all\"\ntargets = [\"sip:a@192.0.2.1\"]\n\n[[route]]\nname = \"sales\"\nmatch.request_uri = '^sip:sales@'\nreject = 480\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "-c", dead.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning is not an error: {err}");
+    assert!(
+        out.contains(&format!(
+            "warning: {}:5:1: route[2] \"sales\" can never match: route[1] \"catch-all\" above it matches every INVITE",
+            dead.display()
+        )),
+        "{out}"
+    );
+    let missing = dir.join("missing.toml");
+    std::fs::write(
+        &missing,
+        "[[route]]\nmatch.request_uri = '^sip:(\\d+)@'\ntargets = [\"sip:$2@192.0.2.1\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "-c", missing.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("missing.toml:3:17: route[1].targets[1]: capture $2 does not exist")
+            && err.contains("$0, $1, ${ruri}"),
+        "{err}"
+    );
+    for example in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = example.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (code, out, err) = run(&["check", "-c", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: {err}", path.display());
+            assert!(!out.contains("warning:"), "{}: {out}", path.display());
+        }
+    }
+}
+
+#[test]
 fn route_is_a_dry_run() {
     let (code, out, _) = run(&[
         "route",
