@@ -14,11 +14,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# PJSIP's own user agent (Python bindings) for the interoperability tests. Best effort: the
-# tests say so and skip when it cannot be imported.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import pjsua2" >/dev/null 2>&1; then
+# PJSIP's own user agent (Python bindings) for the interoperability tests. Outside CI the
+# tests skip when it cannot be imported; under CI=true a missing peer fails the run.
+if ! python3 -c "import pjsua2" >/dev/null 2>&1; then
   echo "== installing pjsua2-python (PJSIP interop tests)"
-  python3 -m pip install -q pjsua2-python >/dev/null 2>&1 || echo "   (not installed: the PJSIP interop tests will skip)"
+  if ! python3 -m pip install -q pjsua2-python; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "pjsua2-python could not be installed: the interop tests cannot run" >&2
+      exit 1
+    fi
+    echo "   (not installed: the PJSIP interop tests will skip)"
+  fi
 fi
 
 echo "== cargo fmt --check"

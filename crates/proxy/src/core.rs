@@ -926,13 +926,14 @@ impl<R: Router> Proxy<R> {
             return;
         }
         let ack = routed.request;
-        let hop = ack
+        let hop_uri = ack
             .routes()
             .next()
             .and_then(Result::ok)
             .map(|r| r.uri_str.to_owned())
             .or_else(|| ack.request_uri_str().map(str::to_owned));
-        let Some(dest) = hop
+        let Some(dest) = hop_uri
+            .clone()
             .and_then(|h| Target::parse(&h).ok())
             .and_then(|t| destination(&t, self.resolver.as_ref()))
             .filter(|d| !self.local.is_local_addr(d.addr))
@@ -941,6 +942,18 @@ impl<R: Router> Proxy<R> {
             return;
         };
         if let Some(bytes) = forward::stateless_request(&ack, dest.transport, &self.local) {
+            let call_id = ack.call_id().unwrap_or("-").to_owned();
+            let hop = hop_uri.unwrap_or_default();
+            self.decide(
+                now,
+                &call_id,
+                Decision::Relayed {
+                    method: "ACK".into(),
+                    hop,
+                    source: source.to_string(),
+                    trusted: !routed.ours,
+                },
+            );
             txn.send_stateless(dest, bytes);
         }
     }

@@ -702,5 +702,7 @@ fn a_retransmitted_final_from_sipp_is_acked_again() {
     assert!(acks >= 2, "the retransmitted 486 was ACKed again:\n{trace}");
 }
 
+#[path = "sipp/phones.rs"]
+mod phones;
 #[path = "sipp/ua.rs"]
 mod ua;

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A PJSUA2 peer for Rollover's interoperability tests (PJSIP's own user agent).
 
-uas PORT: accounts busy (486), redir (302 to answer), answer (200) on 127.0.0.1:PORT.
-uac PORT URI: calls URI, follows redirects, prints CONFIRMED when answered, hangs up.
+uas PORT [tcp]: accounts busy (486), redir (302 to answer), answer (200) on 127.0.0.1:PORT
+    (over UDP, or TCP with "tcp"); prints CONFIRMED when the ACK arrived, DISCONNECTED on BYE.
+uac PORT URI: calls URI (with PJSUA's normal SDP offer, about 1.2 KB), follows redirects,
+    prints CONFIRMED when answered, hangs up.
 Exits by itself after at most 20 s.
 """
 import sys
@@ -13,6 +15,7 @@ import pjsua2 as pj
 
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
+    tcp = mode == "uas" and len(sys.argv) > 3 and sys.argv[3] == "tcp"
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -24,7 +27,7 @@ def main():
     tcfg = pj.TransportConfig()
     tcfg.port = port
     tcfg.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
     keep = []
@@ -75,7 +78,7 @@ def main():
             op.statusCode = 302
             hdr = pj.SipHeader()
             hdr.hName = "Contact"
-            hdr.hValue = "<sip:answer@127.0.0.1:%d>" % port
+            hdr.hValue = "<sip:answer@127.0.0.1:%d%s>" % (port, ";transport=tcp" if tcp else "")
             op.txOption.headers.append(hdr)
             call.hangup(op)
         else:
@@ -85,7 +88,7 @@ def main():
     for role in ("busy", "redir", "answer"):
         acc = Peer(role)
         acfg = pj.AccountConfig()
-        acfg.idUri = "sip:%s@127.0.0.1:%d" % (role, port)
+        acfg.idUri = "sip:%s@127.0.0.1:%d%s" % (role, port, ";transport=tcp" if tcp else "")
         acc.create(acfg)
         keep.append(acc)
     print("READY", flush=True)
