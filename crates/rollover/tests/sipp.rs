@@ -312,6 +312,42 @@ fn first_target_503_second_answers() {
 }
 
 #[test]
+fn a_target_stalling_after_100_trying_is_left_at_the_ring_timeout() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("trying");
+    let silent = dir.scenario("uas_trying_silent.xml", "a.xml", &[]);
+    let (mut a, pa) = callee(&dir, "a", &silent, 1, "u1");
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    // no_response_timeout and ring_timeout are 1 s here; Timer C stays at 181 s.
+    let proxy = Proxy::start(&dir, &config(&format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n")));
+    let start = Instant::now();
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "not held for Timer C"
+    );
+    let log = proxy.log_text();
+    assert!(log.contains("ring timeout after 1s; rolling over"), "{log}");
+    assert!(
+        log.contains(&format!("sip:b@127.0.0.1:{pb} answered 200")),
+        "{log}"
+    );
+    assert_eq!(
+        a.wait(Duration::from_secs(10)),
+        Some(0),
+        "the stalled target got its CANCEL"
+    );
+}
+
+#[test]
 fn ringing_past_ring_timeout_is_cancelled_and_second_answers() {
     if !sipp_available() {
         return;

@@ -258,3 +258,74 @@ fn unparseable_requests_with_a_readable_via_get_400_or_513() {
         .unwrap();
     assert_eq!(quiet(&caller, Duration::from_millis(500), |_| false), None);
 }
+
+/// The next message on `s` that starts with `prefix` (others skipped), within 3 s.
+fn recv_starting(s: &UdpSocket, prefix: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let m = recv(s);
+        if m.starts_with(prefix) {
+            return m;
+        }
+    }
+    panic!("no {prefix:?}");
+}
+
+#[test]
+fn a_200_crossing_the_callers_cancel_answers_the_call_and_nobody_is_left_half_open() {
+    let callee = sock();
+    let p = proxy(&format!(
+        "[[route]]\ntargets = [\"sip:a@{}\"]\n",
+        callee.local_addr().unwrap()
+    ));
+    let caller = sock();
+    let me = caller.local_addr().unwrap();
+    let inv = invite(&caller, p.addr, "crossed-1");
+    caller.send_to(inv.as_bytes(), p.addr).unwrap();
+    let fwd = recv_starting(&callee, "INVITE");
+    callee
+        .send_to(respond(&fwd, 180, "Ringing", "t1").as_bytes(), p.addr)
+        .unwrap();
+    recv_starting(&caller, "SIP/2.0 180");
+    // The caller gives up…
+    let cancel = format!("CANCEL sip:100@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-crossed-1\r\nMax-Forwards: 70\r\nTo: <sip:100@{}>\r\nFrom: <sip:caller@{me}>;tag=c-crossed-1\r\nCall-ID: crossed-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n", p.addr, p.addr);
+    caller.send_to(cancel.as_bytes(), p.addr).unwrap();
+    // …while the callee's 200 is already on its way (it answers before seeing the CANCEL).
+    let ok = respond(&fwd, 200, "OK", "t1").replace(
+        "Content-Length: 0",
+        &format!(
+            "Contact: <sip:a@{}>\r\nRecord-Route: {}\r\nContent-Length: 0",
+            callee.local_addr().unwrap(),
+            header(&fwd, "Record-Route")
+        ),
+    );
+    callee.send_to(ok.as_bytes(), p.addr).unwrap();
+    let fwd_cancel = recv_starting(&callee, "CANCEL");
+    callee
+        .send_to(respond(&fwd_cancel, 200, "OK", "t1").as_bytes(), p.addr)
+        .unwrap();
+    // The caller gets the 200 for the CANCEL and the 200 for the INVITE, and no 487.
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end && seen.len() < 2 {
+        let m = recv(&caller);
+        if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+            seen.push(format!("{} {}", &m[8..11], header(&m, "CSeq")));
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["200 1 CANCEL", "200 1 INVITE"]);
+    assert_eq!(
+        quiet(&caller, Duration::from_millis(600), |m| !m
+            .starts_with("SIP/2.0 487")),
+        None,
+        "no 487 after the 200"
+    );
+    // The caller completes the dialog along the route set: ACK and BYE reach the callee.
+    let rr = header(&ok, "Record-Route").to_owned();
+    for (method, seq) in [("ACK", 1), ("BYE", 2)] {
+        let req = format!("{method} sip:a@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-crossed-{method}\r\nMax-Forwards: 70\r\nRoute: {rr}\r\nTo: <sip:100@{}>;tag=t1\r\nFrom: <sip:caller@{me}>;tag=c-crossed-1\r\nCall-ID: crossed-1\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n", callee.local_addr().unwrap(), p.addr);
+        caller.send_to(req.as_bytes(), p.addr).unwrap();
+        recv_starting(&callee, method);
+    }
+}
