@@ -325,7 +325,16 @@ async fn open(inner: &Inner, peer: Peer) -> Result<(SocketAddr, Opened), Transpo
         return Ok((local, Opened::Tcp(tcp)));
     }
     let tls = inner.tls.as_ref().ok_or(TransportError::Tls)?;
-    let name = ServerName::IpAddress(peer.addr.ip().into());
+    // RFC 5922: the SIP domain the target named, when a resolver recorded one; else the
+    // address itself.
+    let name = match inner
+        .tls_names
+        .get(peer.addr)
+        .and_then(|n| ServerName::try_from(n).ok())
+    {
+        Some(n) => n,
+        None => ServerName::IpAddress(peer.addr.ip().into()),
+    };
     let stream = tls.connector.connect(name, tcp).await.map_err(|e| {
         // The operator needs the reason to fix a certificate: say it at info.
         let text = e.to_string();

@@ -75,4 +75,4 @@ mod transport;
 pub mod driver;
 
 pub use config::{ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles};
-pub use transport::{Inbound, Transports};
+pub use transport::{Inbound, TlsNames, Transports};

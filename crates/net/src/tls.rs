@@ -4,9 +4,9 @@
 //! - Client side: the server's chain is verified (webpki) against the system's trust store
 //!   (`rustls-native-certs`, read once at bind) plus the certificates of our own
 //!   [`TlsFiles::cert`] file, so peers sharing a private CA or a self-signed certificate
-//!   work without a system-wide install. The name checked is the peer's IP address, the
-//!   only name a [`Peer`](rollover_txn::Peer) carries: the certificate needs it as an
-//!   `iPAddress` subject alternative name. Our chain is offered if the server asks for
+//!   work without a system-wide install. The name checked is the SIP domain the target
+//!   named when the resolver recorded one in [`TlsNames`](crate::TlsNames) (RFC 5922; also
+//!   sent as SNI), else the peer's IP address. Our chain is offered if the server asks for
 //!   a client certificate.
 //!
 //! The crypto provider is `ring`, chosen explicitly (no process-wide default), so the build

@@ -84,6 +84,35 @@ pub(crate) struct Inner {
     pub(crate) conns: ConnTable,
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     locals: Vec<(Transport, SocketAddr)>,
+    /// The SIP domain a TLS peer address was reached by (RFC 5922): verified against its
+    /// certificate and sent as SNI. Addresses not here are verified as IP addresses.
+    pub(crate) tls_names: TlsNames,
+}
+
+/// Host names for TLS peers, by address, shared with whoever resolves names (see
+/// [`Transports::tls_names`]).
+#[derive(Clone, Default)]
+pub struct TlsNames(Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>);
+
+impl TlsNames {
+    /// Records that `addr` was reached by resolving `host`: a TLS connection to it then
+    /// verifies `host` and sends it as SNI. The last name recorded for an address wins.
+    pub fn insert(&self, addr: SocketAddr, host: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(addr, host.to_owned());
+        }
+    }
+
+    /// The name recorded for `addr`.
+    pub(crate) fn get(&self, addr: SocketAddr) -> Option<String> {
+        self.0.lock().ok()?.get(&addr).cloned()
+    }
+}
+
+impl fmt::Debug for TlsNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsNames(..)")
+    }
 }
 
 impl Inner {
@@ -215,6 +244,7 @@ impl Transports {
             conns: ConnTable::default(),
             udp,
             locals,
+            tls_names: TlsNames::default(),
         });
         for (local, socket) in &inner.udp {
             tracing::info!(%local, "listening on UDP");
@@ -257,6 +287,12 @@ impl Transports {
     /// of that transport; None if no listener of that kind).
     pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.inner.local_addr(transport)
+    }
+
+    /// The table of TLS peer names (RFC 5922): a resolver records each name it resolves,
+    /// so an outgoing TLS connection verifies that name, not the bare address.
+    pub fn tls_names(&self) -> TlsNames {
+        self.inner.tls_names.clone()
     }
 
     /// Stops every task (for tests).

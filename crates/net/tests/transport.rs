@@ -562,3 +562,57 @@ fn listen_spec_parsing() {
         .to_string();
     assert!(text.contains("localhost:5060"), "{text}");
 }
+
+/// A self-signed certificate naming only `host` (no IP address), as PEM files.
+fn tls_files_for(host: &str) -> TlsFiles {
+    let dir = std::env::temp_dir().join(format!("rollover-net-tls-{}-{host}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, signing_key.serialize_pem()).unwrap();
+    files
+}
+
+#[tokio::test]
+async fn tls_verifies_the_sip_domain_a_target_named() {
+    timeout(WAIT, async {
+        // The peer's certificate names sip.example.test only (RFC 5922: the domain, not the
+        // address, is what a TLS peer proves).
+        let files = tls_files_for("sip.example.test");
+        let with_tls = |listen: &[&str]| NetConfig {
+            tls: Some(files.clone()),
+            ..config(listen)
+        };
+        let (b, mut b_rx) = Transports::bind(with_tls(&["tls:127.0.0.1:0"]))
+            .await
+            .unwrap();
+        let to_b = Peer {
+            transport: Transport::Tls,
+            addr: b.local_addr(Transport::Tls).unwrap(),
+        };
+        // Reached by address only: the certificate does not name 127.0.0.1, refused.
+        let (a, mut a_rx) = Transports::bind(with_tls(&[])).await.unwrap();
+        let tx = client_txn(to_b);
+        a.send(to_b, message(1), Some(tx));
+        match next(&mut a_rx).await {
+            Inbound::SendFailed { error, .. } => assert_eq!(error, TransportError::Tls),
+            other => panic!("{other:?}"),
+        }
+        // Reached through the name the target gave: verified, and it arrives.
+        let (c, _c_rx) = Transports::bind(with_tls(&[])).await.unwrap();
+        c.tls_names().insert(to_b.addr, "sip.example.test");
+        c.send(to_b, message(2), None);
+        let (_, _, bytes) = next_message(&mut b_rx).await;
+        assert_eq!(bytes, message(2));
+        for t in [a, b, c] {
+            t.shutdown();
+        }
+    })
+    .await
+    .unwrap();
+}

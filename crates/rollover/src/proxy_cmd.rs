@@ -24,10 +24,25 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 #[derive(Default)]
 struct CachingResolver {
     cache: Mutex<HashMap<(String, u16), Option<SocketAddr>>>,
+    /// Where a TLS connection learns the SIP domain it must verify (RFC 5922).
+    tls_names: Option<rollover_net::TlsNames>,
 }
 
 impl Resolver for CachingResolver {
-    fn resolve(&self, host: &str, port: u16, _: Transport) -> Option<SocketAddr> {
+    fn resolve(&self, host: &str, port: u16, transport: Transport) -> Option<SocketAddr> {
+        let found = self.lookup(host, port);
+        if let (Some(addr), Some(names)) = (found, &self.tls_names) {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if transport == Transport::Tls && bare.parse::<std::net::IpAddr>().is_err() {
+                names.insert(addr, bare);
+            }
+        }
+        found
+    }
+}
+
+impl CachingResolver {
+    fn lookup(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let key = (host.to_owned(), port);
         if let Ok(cache) = self.cache.lock() {
             if let Some(hit) = cache.get(&key) {
@@ -331,7 +346,11 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         max_message_size: s.max_message_size,
         ..Limits::default()
     };
-    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(CachingResolver::default()));
+    let resolver = CachingResolver {
+        tls_names: Some(transports.tls_names()),
+        ..CachingResolver::default()
+    };
+    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(resolver));
     let mut server = Server { proxy, drain: None };
     let mut txn = TxnLayer::new(txn_cfg);
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(4);
