@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Rollover has: formatting, lints, unit, conformance, property and
-# integration tests (the integration tests drive SIPp and Kamailio, installed here when
-# missing).
+# integration tests (the integration tests drive SIPp, Kamailio, baresip and PJSUA2,
+# installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 # Kamailio for the interop tests (tests/kamailio.rs); Debian's package, run there in the
 # foreground as the current user, so its own service need not run.
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
+# baresip, a phone the tests place calls from (tests/sipp/phones.rs).
+command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   sudo_cmd=""

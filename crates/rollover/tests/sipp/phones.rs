@@ -139,3 +139,85 @@ fn a_pjsua2_call_with_its_sdp_rolls_over_from_busy_to_a_pjsua2_callee_over_udp()
 fn a_pjsua2_udp_caller_reaches_a_pjsua2_tcp_callee_and_ack_and_bye_arrive() {
     phone_call_through_the_proxy("pj-tcp", "tcp");
 }
+
+fn baresip_available() -> bool {
+    let ok = Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "baresip is required in CI (scripts/test.sh installs baresip-core)"
+        );
+        eprintln!("baresip not installed: skipping");
+    }
+    ok
+}
+
+#[test]
+fn a_baresip_caller_rolls_over_from_busy_to_an_answering_target() {
+    if !sipp_available() || !baresip_available() {
+        return;
+    }
+    let dir = Dir::new("baresip");
+    let (_busy, pbusy) = callee(
+        &dir,
+        "busy",
+        &reject_scenario(&dir, "busy.xml", "486", "Busy Here", "0", ""),
+        1,
+        "u1",
+    );
+    let (mut answer, panswer) = callee(
+        &dir,
+        "answer",
+        &answer_scenario(&dir, "answer.xml", "0", "200"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[route]]\nname = \"phones\"\nmatch.request_uri = '^sip:100@'\ntargets = [\"sip:busy@127.0.0.1:{pbusy}\", \"sip:answer@127.0.0.1:{panswer}\"]\n"
+        )),
+    );
+    // baresip with no sound device: the aubridge module stands in for one.
+    let conf = dir.path("baresip");
+    std::fs::create_dir_all(&conf).unwrap();
+    let sip_port = port();
+    let rtp = port();
+    std::fs::write(
+        conf.join("config"),
+        format!(
+            "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taubridge.so\nmodule_app\tmenu.so\nmodule_app\taccount.so\naudio_player\taubridge,nil\naudio_source\taubridge,nil\naudio_alert\taubridge,nil\nrtp_ports\t{rtp}-{}\n",
+            rtp + 20
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("accounts"),
+        format!("<sip:alice@127.0.0.1:{sip_port}>;regint=0\n"),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .args(["20", "baresip", "-f"])
+        .arg(&conf)
+        .args([
+            "-e",
+            &format!("/dial sip:100@127.0.0.1:{}", proxy.port),
+            "-t",
+            "4",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Call established"), "{text}");
+    // The answering SIPp got the ACK and, when baresip quit, the BYE: its scenario ends.
+    assert_eq!(answer.wait(Duration::from_secs(10)), Some(0), "{text}");
+    let log = proxy.log_text();
+    assert!(log.contains("486 matched pattern"), "{log}");
+}
