@@ -201,6 +201,11 @@ fn handle_bytes<U: TransactionUser>(
     backlog: usize,
     noise: &mut NoiseLog,
 ) {
+    // A request from a blocked source is dropped before it costs a parse; responses always
+    // go on (they may belong to transactions of ours).
+    if !bytes.starts_with(b"SIP/2.0 ") && user.is_blocked(now, &source) {
+        return;
+    }
     let msg = match Message::parse_with(bytes.clone(), limits) {
         Ok(m) => m,
         Err(e) => {

@@ -48,6 +48,10 @@ impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
     fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
         Proxy::admit(self, now, source, msg, backlog)
     }
+
+    fn is_blocked(&mut self, now: Instant, source: &Peer) -> bool {
+        Proxy::is_blocked(self, now, source)
+    }
 }
 
 /// Proxy settings that are not per call.
@@ -199,7 +203,10 @@ impl<R: Router> Proxy<R> {
 
     /// The next proxy timer (no-response, ring, Timer C, the flood table's sweep).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let pike = self.pike.poll_timeout();
+        let pike = [self.pike.poll_timeout(), self.refusals.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             let live = self
                 .calls
@@ -211,6 +218,13 @@ impl<R: Router> Proxy<R> {
             self.timers.pop();
         }
         pike
+    }
+
+    /// Whether every request from `source` is dropped unread: it is flooding (blocked by the
+    /// flood limit) and not trusted. Its dropped requests still count towards its block.
+    pub fn is_blocked(&mut self, now: Instant, source: &Peer) -> bool {
+        let ip = source.addr.ip();
+        !self.cfg.security.is_trusted(ip) && self.pike.drop_if_blocked(now, ip)
     }
 
     /// The front door, asked for every well-formed message before the transaction layer
@@ -228,8 +242,8 @@ impl<R: Router> Proxy<R> {
             self.refusals.note(
                 now,
                 Refusal::NotAllowed,
-                source,
-                "source not in [security] allow",
+                Some(ip),
+                "refused with 403: source not in [security] allow",
             );
             if *method == Method::Ack {
                 return Admit::Drop;
@@ -357,14 +371,21 @@ impl<R: Router> Proxy<R> {
         txn: &mut TxnLayer,
     ) {
         let call_id = req.call_id().unwrap_or("-").to_owned();
-        self.decide(
+        let d = Decision::Rejected {
+            status: code,
+            reason: why,
+        };
+        // Logged aggregated per source: a stranger's refusals must not flood the log.
+        let ip = txn.peer(TxnRef::Server(server)).map(|p| p.addr.ip());
+        self.refusals.note(
             now,
-            &call_id,
-            Decision::Rejected {
-                status: code,
-                reason: why,
-            },
+            Refusal::Request,
+            ip,
+            &format!("call_id={call_id:?} {d}"),
         );
+        if self.cfg.keep_decisions {
+            self.decisions.push_back((now, call_id, d));
+        }
         let mut b = req.response(code, reason).to_tag(&stateless_tag(req));
         if code == 420 {
             let tags: Vec<&str> = req.tokens(HeaderName::ProxyRequire).collect();
@@ -854,6 +875,7 @@ impl<R: Router> Proxy<R> {
     /// Fires the engine timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
         self.pike.handle_timeout(now);
+        self.refusals.flush(now);
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             if at > now {
                 break;
@@ -920,7 +942,7 @@ impl<R: Router> Proxy<R> {
             self.refusals.note(
                 now,
                 Refusal::Ack,
-                &source,
+                Some(source.addr.ip()),
                 "ACK without a transaction or a Route this proxy recorded dropped",
             );
             return;
@@ -982,7 +1004,7 @@ impl<R: Router> Proxy<R> {
             _ => self.refusals.note(
                 now,
                 Refusal::Stray,
-                &source,
+                Some(source.addr.ip()),
                 "response matching no transaction, not for a branch of ours, dropped",
             ),
         }

@@ -209,6 +209,20 @@ impl Pike {
         false
     }
 
+    /// If `ip` is blocked, counts one more dropped request and says so.
+    pub fn drop_if_blocked(&mut self, now: Instant, ip: IpAddr) -> bool {
+        match self.sources.get_mut(&ip) {
+            Some(b) if b.blocked_until.is_some() => {
+                let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+                b.tokens = ((b.tokens + elapsed * self.rate).min(self.burst) - 1.0).max(0.0);
+                b.last = now;
+                b.dropped += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next block to end or sweep to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_sweep
@@ -313,41 +327,101 @@ pub(crate) enum Refusal {
     Ack,
     /// A response with no transaction that we cannot relay.
     Stray,
+    /// A request answered with a refusal (no rule, Not Here, 483…).
+    Request,
 }
 
 /// How long one aggregated log line covers.
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 
-/// Log lines about refused input, at most one per kind per window: the first refusal of a
-/// window is logged with its source, the rest are counted and reported when the next
-/// window starts ("and 40,212 more in the last 10 s").
+/// Sources tracked apart; past it, new sources share one line per kind.
+const LOG_SOURCES: usize = 4096;
+
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    count: u64,
+    what: String,
+}
+
+/// Log lines about refused input, at most one per kind and source per 10 s: the first
+/// refusal of a window is logged in full, the rest are counted and reported in one line
+/// when the window ends ("… and 40,212 more from 198.51.100.7 in the last 10s"). A
+/// stranger sending just under the flood limit costs a line per 10 s, not one per request.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalLog {
-    windows: HashMap<Refusal, (Instant, u64)>,
+    windows: HashMap<(Refusal, Option<IpAddr>), Window>,
+    next_flush: Option<Instant>,
 }
 
 impl RefusalLog {
-    /// Whether nothing was noted yet.
+    /// How many refusals of `kind` the open windows counted.
     #[cfg(test)]
-    pub fn is_quiet(&self) -> bool {
-        self.windows.is_empty()
+    pub fn noted(&self, kind: Refusal) -> u64 {
+        self.windows
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, w)| w.count)
+            .sum()
     }
 
-    pub fn note(&mut self, now: Instant, kind: Refusal, source: &impl fmt::Display, what: &str) {
-        let w = self.windows.entry(kind).or_insert((now, 0));
-        if w.1 > 0 && now.saturating_duration_since(w.0) < LOG_WINDOW {
-            w.1 += 1;
+    /// Notes one refusal of `kind` from `ip`, described by `what`.
+    pub fn note(&mut self, now: Instant, kind: Refusal, ip: Option<IpAddr>, what: &str) {
+        let mut key = (kind, ip);
+        if self.windows.len() >= LOG_SOURCES && !self.windows.contains_key(&key) {
+            key = (kind, None);
+        }
+        if let Some(w) = self.windows.get_mut(&key) {
+            w.count += 1;
+            let end = w.start + LOG_WINDOW;
+            self.next_flush = Some(self.next_flush.map_or(end, |t| t.min(end)));
             return;
         }
-        if w.1 > 1 {
-            info!(
-                "{what}: {} more in the last {}s",
-                w.1 - 1,
-                LOG_WINDOW.as_secs()
-            );
+        match ip {
+            Some(ip) => info!(source = %ip, "{what}"),
+            None => info!("{what}"),
         }
-        *w = (now, 1);
-        info!(%source, "{what}");
+        self.windows.insert(
+            key,
+            Window {
+                start: now,
+                count: 1,
+                what: what.to_owned(),
+            },
+        );
+        let end = now + LOG_WINDOW;
+        self.next_flush = Some(self.next_flush.map_or(end, |t| t.min(end)));
+    }
+
+    /// When the next window ends.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_flush
+    }
+
+    /// Reports and closes the windows that ended.
+    pub fn flush(&mut self, now: Instant) {
+        if self.next_flush.is_none_or(|t| t > now) {
+            return;
+        }
+        let mut next: Option<Instant> = None;
+        self.windows.retain(|(_, ip), w| {
+            let end = w.start + LOG_WINDOW;
+            if end > now {
+                next = Some(next.map_or(end, |t| t.min(end)));
+                return true;
+            }
+            if w.count > 1 {
+                let from = ip.map(|i| format!(" from {i}")).unwrap_or_default();
+                info!(
+                    "{} … and {} more{from} in the last {}s",
+                    w.what,
+                    w.count - 1,
+                    LOG_WINDOW.as_secs()
+                );
+            }
+            false
+        });
+        self.next_flush = next;
     }
 }
 

@@ -540,6 +540,14 @@ fn the_front_door_allows_limits_and_sheds_load() {
     }
     let answered = n.statuses_to(ATTACKER).len();
     assert!((20..=21).contains(&answered), "{answered}");
+    // Once blocked, its requests are dropped before they are even parsed; others are not.
+    assert!(n.proxy.is_blocked(n.now, &udp(ATTACKER)));
+    assert!(!n.proxy.is_blocked(n.now, &udp("198.51.100.1:5060")));
+    // Its refusals were logged aggregated: one window for the source, every one counted.
+    assert_eq!(
+        n.proxy.refusals.noted(crate::guard::Refusal::Request),
+        answered as u64
+    );
     n.recv(
         udp("198.51.100.1:5060"),
         &request("INVITE", "sip:100@192.0.2.1", None, ""),
@@ -854,9 +862,13 @@ fn the_ack_for_a_stateless_refusal_is_absorbed_quietly() {
     let refusal = n.sent_to(ATTACKER)[0].clone();
     let inv_msg = Message::parse(inv.replace('\n', "\r\n").into_bytes()).unwrap();
     let ack = inv_msg.ack_for(&refusal).unwrap();
-    assert!(n.proxy.refusals.is_quiet(), "nothing logged yet");
     n.recv_bytes(udp(ATTACKER), ack);
-    assert!(n.proxy.refusals.is_quiet(), "not counted as a stray ACK");
+    assert_eq!(
+        n.proxy.refusals.noted(crate::guard::Refusal::Ack),
+        0,
+        "not counted as a stray ACK"
+    );
+    assert_eq!(n.proxy.refusals.noted(crate::guard::Refusal::Request), 1);
     n.nothing_to_victim();
 }
 

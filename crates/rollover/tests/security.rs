@@ -279,7 +279,15 @@ fn callee(
         "90s",
     ]));
     args.extend_from_slice(extra);
-    (sipp(dir, name, &args), p)
+    let proc_ = sipp(dir, name, &args);
+    if transport == "t1" {
+        // Up before a call is sent to it, or the connection is refused.
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end && std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    (proc_, p)
 }
 
 /// A caller SIPp calling `service` through 127.0.0.1:`to`.

@@ -194,7 +194,23 @@ fn callee(dir: &Dir, name: &str, scenario: &Path, calls: u32, transport: &str) -
         "-timeout".into(),
         "40s".into(),
     ];
-    (sipp(dir, name, &args), p)
+    let proc_ = sipp(dir, name, &args);
+    if transport == "t1" {
+        wait_listening(p);
+    }
+    (proc_, p)
+}
+
+/// Waits (bounded) until a TCP listener accepts on 127.0.0.1:`port`: a SIPp callee over
+/// TCP must be up before a call is sent to it, or the connection is refused.
+fn wait_listening(port: u16) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs a caller SIPp for `calls` calls; true when every call succeeded.

@@ -60,9 +60,18 @@ pub trait TransactionUser {
         let _ = (now, source, msg, backlog);
         Admit::Accept
     }
+    /// Whether every request from `source` is dropped unread for now (a flooding source):
+    /// asked before parsing, for datagrams that are not responses. The default blocks none.
+    fn is_blocked(&mut self, now: std::time::Instant, source: &Peer) -> bool {
+        let _ = (now, source);
+        false
+    }
 }
 
 /// The verdict of [`TransactionUser::admit`].
+///
+/// (Before even parsing, a driver may ask [`TransactionUser::is_blocked`]: a request from
+/// a source the user has blocked is dropped unread, so a flood costs no parse.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admit {
     /// Hand the message to the transaction layer.
