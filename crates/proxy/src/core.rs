@@ -183,6 +183,12 @@ impl<R: Router> Proxy<R> {
         self.calls.len()
     }
 
+    /// Calls still being set up: no final response sent to the caller yet (what a drain
+    /// waits for; answered calls only linger to absorb retransmissions).
+    pub fn calls_in_setup(&self) -> usize {
+        self.calls.values().filter(|c| !c.final_sent).count()
+    }
+
     /// Replaces the router (a reloaded dial plan). Calls under way keep the targets and
     /// policy they were routed with; new requests use the new router.
     pub fn set_router(&mut self, router: R) {
@@ -191,7 +197,8 @@ impl<R: Router> Proxy<R> {
 
     /// Stops taking new calls: from now on a new request gets a stateless 503 with
     /// `Retry-After`, while the calls under way and in-dialog requests are still served.
-    /// The owner ends the process once [`Proxy::calls`] is 0 (or its drain timeout ran).
+    /// The owner ends the process once [`Proxy::calls_in_setup`] is 0 (or its drain
+    /// timeout ran).
     pub fn drain(&mut self) {
         self.draining = true;
     }

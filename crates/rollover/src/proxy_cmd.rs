@@ -138,7 +138,10 @@ impl Server {
     }
 
     fn check_drained(&mut self, now: Instant) {
-        let calls = self.proxy.calls();
+        if self.drain.is_none() {
+            return;
+        }
+        let calls = self.proxy.calls_in_setup();
         if let Some((deadline, _)) = &self.drain {
             if calls == 0 || now >= *deadline {
                 if calls > 0 {

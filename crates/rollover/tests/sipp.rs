@@ -758,3 +758,40 @@ fn a_retransmitted_final_from_sipp_is_acked_again() {
 mod phones;
 #[path = "sipp/ua.rs"]
 mod ua;
+
+#[test]
+fn the_readme_walk_through_runs_as_written() {
+    if !sipp_available() {
+        return;
+    }
+    // The README's commands, on free ports instead of 5060/5070/5080: the embedded default
+    // plan, examples/sipp/uas_busy.xml, uas_answer.xml and uac.xml.
+    let dir = Dir::new("walk");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sipp");
+    let (mut busy, pbusy) = callee(&dir, "busy", &examples.join("uas_busy.xml"), 1, "u1");
+    let (mut answer, panswer) = callee(&dir, "answer", &examples.join("uas_answer.xml"), 1, "u1");
+    let default =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/default.toml"))
+            .unwrap()
+            .replace("127.0.0.1:5060", "{{PROXY}}")
+            .replace("127.0.0.1:5070", &format!("127.0.0.1:{pbusy}"))
+            .replace("127.0.0.1:5080", &format!("127.0.0.1:{panswer}"));
+    let proxy = Proxy::start(&dir, &default);
+    assert!(caller(&dir, &proxy, &examples.join("uac.xml"), 1, 1));
+    assert_eq!(busy.wait(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        answer.wait(Duration::from_secs(10)),
+        Some(0),
+        "ACK and BYE reached the callee"
+    );
+    let log = proxy.log_text();
+    for line in [
+        "rule \"demo\" matched: 2 target(s)",
+        "486 matched pattern",
+        "answered 200",
+        "ACK from UDP:127.0.0.1:",
+        "BYE from UDP:127.0.0.1:",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from:\n{log}");
+    }
+}
