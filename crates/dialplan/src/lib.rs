@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use regex::Regex;
 use rollover_proxy::{
-    Cidr, FailoverPolicy, LateAnswer, ResponsePattern, RouteDecision, Router, SecurityConfig,
-    Target, TargetPlan,
+    Cidr, FailoverPolicy, LateAnswer, Reach, ResponsePattern, RouteDecision, Router,
+    SecurityConfig, Target, TargetPlan,
 };
 use rollover_sip::{HeaderName, Message};
 use rollover_txn::{Peer, Transport};
@@ -173,6 +173,22 @@ struct Rule {
     conds: Vec<Cond>,
     action: Action,
     policy: FailoverPolicy,
+}
+
+impl Rule {
+    /// The hosts this rule's targets name literally (not from a capture).
+    fn literal_hosts(&self) -> Vec<String> {
+        let Action::Targets(groups) = &self.action else {
+            return Vec::new();
+        };
+        groups
+            .iter()
+            .flatten()
+            .filter(|t| !dynamic_host(t))
+            .filter_map(|t| Target::parse(&t.replace('$', "x")).ok())
+            .filter_map(|t| t.sip_uri().map(|u| u.host.to_string()))
+            .collect()
+    }
 }
 
 /// The compiled routing rules.
@@ -318,6 +334,21 @@ impl Ctx<'_> {
                             "expected a number from 1 to 1000",
                         )
                     })?,
+            },
+            reach: match &raw.reach {
+                None => base.reach.clone(),
+                Some(list) => {
+                    let mut entries = Vec::new();
+                    for e in list {
+                        Reach::parse(&[e.get_ref().as_str()])
+                            .map_err(|err| self.err(e.span(), &key("reach"), err.to_string()))?;
+                        entries.push(e.get_ref().as_str());
+                    }
+                    Some(
+                        Reach::parse(&entries)
+                            .map_err(|err| self.err(0..0, &key("reach"), err.to_string()))?,
+                    )
+                }
             },
         })
     }
@@ -593,8 +624,27 @@ impl Config {
         for (i, r) in raw.route.iter().enumerate() {
             rules.push(compile_rule(&cx, i, r.get_ref(), &defaults)?);
         }
+        // Without a `reach`, redirects and `${ruri}` may lead only to hosts the plan names.
+        let named = Reach::named(
+            rules
+                .iter()
+                .flat_map(Rule::literal_hosts)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        );
+        let mut defaults = defaults;
+        if defaults.reach.is_none() {
+            defaults.reach = Some(named.clone());
+        }
+        for r in &mut rules {
+            if r.policy.reach.is_none() {
+                r.policy.reach = Some(named.clone());
+            }
+        }
         let security = compile_security(&cx, &raw.security)?;
-        let warnings = dead_rules(&cx, &raw.route, &rules);
+        let mut warnings = dead_rules(&cx, &raw.route, &rules);
+        warnings.extend(unfenced_targets(&cx, &raw.route, &rules));
         Ok(Config {
             server,
             security,
@@ -639,6 +689,99 @@ fn key_path(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     }
     let doc = DeTable::parse(text).ok()?;
     walk(doc.get_ref(), &span, "")
+}
+
+/// Whether a target template's host comes from the request (`${ruri}`, `sip:$1@$2`): such
+/// a target reaches wherever the caller says, unless fenced.
+fn dynamic_host(template: &str) -> bool {
+    let rest = template
+        .strip_prefix("sips:")
+        .or_else(|| template.strip_prefix("sip:"));
+    match rest {
+        None => template.contains('$'),
+        Some(r) => r.rsplit_once('@').map_or(r, |(_, h)| h).contains('$'),
+    }
+}
+
+/// Whether a Request-URI regex names the host (something literal right after the `@`), so
+/// a request for another host does not match. Used for `check`'s warning; at routing time
+/// the rule is tried against the request with its host replaced (see `host_pinned`).
+fn pins_host(pattern: &str) -> bool {
+    let Some((_, after)) = pattern.split_once('@') else {
+        return false;
+    };
+    let mut chars = after.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() || c == '[' => true,
+        Some('\\') => chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '['),
+        _ => false,
+    }
+}
+
+/// Whether the rule's `match.request_uri` would refuse this request were its host any
+/// other: then a `${ruri}` target can only reach the host the operator wrote.
+fn host_pinned(rule: &Rule, req: &Message) -> bool {
+    let Some(re) = rule.conds.iter().find_map(|c| match c {
+        Cond::RequestUri(re) => Some(re),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let Some(uri) = req.request_uri_str() else {
+        return false;
+    };
+    let Ok(u) = rollover_sip::SipUri::parse(uri) else {
+        return false;
+    };
+    let host = u.host.to_string();
+    let canary = match uri.split_once('@') {
+        Some((user, rest)) => format!(
+            "{user}@{}",
+            rest.replacen(&host, "rollover-canary.invalid", 1)
+        ),
+        None => uri.replacen(&host, "rollover-canary.invalid", 1),
+    };
+    !re.is_match(&canary)
+}
+
+/// Rules with a target whose host comes from the request and no fence: neither a
+/// `match.request_uri` that pins the host nor an explicit `reach`.
+fn unfenced_targets(cx: &Ctx<'_>, raw: &[Spanned<RawRoute>], rules: &[Rule]) -> Vec<ConfigWarning> {
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let Action::Targets(groups) = &rule.action else {
+            continue;
+        };
+        let Some(t) = groups.iter().flatten().find(|t| dynamic_host(t)) else {
+            continue;
+        };
+        let pinned = rule.conds.iter().any(|c| match c {
+            Cond::RequestUri(re) => pins_host(re.as_str()),
+            _ => false,
+        });
+        if pinned || rule.policy.reach.as_ref().is_some_and(|r| r.explicit) {
+            continue;
+        }
+        let span = raw.get(i).map_or(0..0, Spanned::span);
+        let e = cx.err(span, &format!("route[{}]", i + 1), "");
+        out.push(ConfigWarning {
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            key: e.key,
+            message: format!(
+                "route[{}] {:?}: target {t:?} takes its host from the request, and nothing fences it: \
+                 it is called only when that host is one the plan names. Pin the host in \
+                 match.request_uri (e.g. '^sip:100@192\\.168\\.0\\.100(:5060)?$') or list the hosts \
+                 allowed in failover.reach",
+                i + 1,
+                rule.name
+            ),
+        });
+    }
+    out
 }
 
 /// Rules that come after one matching everything they could: a warning each.
@@ -1019,19 +1162,45 @@ impl DialPlan {
                 },
                 Action::Targets(groups) => {
                     let mut plan = TargetPlan::default();
+                    let mut pinned = None;
                     for g in groups {
-                        let group: Vec<Target> = g
-                            .iter()
-                            .filter_map(|t| Target::parse(&expand(t, &caps)).ok())
-                            .collect();
+                        let mut group = Vec::new();
+                        for t in g {
+                            let Ok(target) = Target::parse(&expand(t, &caps)) else {
+                                continue;
+                            };
+                            if dynamic_host(t) {
+                                // A host the caller chose: only behind a fence.
+                                let pinned = *pinned.get_or_insert_with(|| host_pinned(rule, req));
+                                let reach = rule.policy.reach.as_ref();
+                                if !pinned && !reach.is_some_and(|r| r.allows_uri(&target.uri)) {
+                                    tracing::info!(
+                                        call_id = req.call_id().unwrap_or("-"),
+                                        "rule {:?}: skipped target {target} (from {t}): its host is neither pinned by match.request_uri nor in the reach {}",
+                                        rule.name,
+                                        reach.map_or_else(String::new, ToString::to_string)
+                                    );
+                                    continue;
+                                }
+                            }
+                            group.push(target);
+                        }
                         if !group.is_empty() {
                             plan.groups.push(group);
                         }
                     }
-                    RouteDecision::Targets {
-                        plan,
-                        policy: rule.policy.clone(),
-                        rule: rule.name.clone(),
+                    if plan.groups.is_empty() {
+                        RouteDecision::Reject {
+                            status: self.no_match.0,
+                            reason: self.no_match.1.clone(),
+                            rule: rule.name.clone(),
+                        }
+                    } else {
+                        RouteDecision::Targets {
+                            plan,
+                            policy: rule.policy.clone(),
+                            rule: rule.name.clone(),
+                        }
                     }
                 }
             };

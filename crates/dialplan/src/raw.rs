@@ -69,6 +69,7 @@ pub(crate) struct RawFailover {
     pub on_response: Option<Spanned<String>>,
     pub follow_redirects: Option<bool>,
     pub max_targets: Option<Spanned<i64>>,
+    pub reach: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

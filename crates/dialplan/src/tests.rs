@@ -482,3 +482,74 @@ fn rules_that_can_still_match_are_not_reported() {
     }
     assert!(Config::parse("t", PLAN).unwrap().warnings.is_empty());
 }
+
+fn targets_of(cfg: &Config, uri: &str) -> Result<Vec<String>, u16> {
+    match cfg.plan.route(&invite(uri, &[]), &udp()) {
+        RouteDecision::Targets { plan, .. } => Ok(plan
+            .groups
+            .iter()
+            .flatten()
+            .map(|t| t.uri.clone())
+            .collect()),
+        RouteDecision::Reject { status, .. } => Err(status),
+    }
+}
+
+#[test]
+fn a_ruri_target_reaches_only_a_pinned_host_or_one_in_reach() {
+    // The seed's example 1 as the README used to write it: the user part only.
+    let open = Config::parse(
+        "old.toml",
+        "[[route]]\nname = \"example-1\"\nmatch.request_uri = '^sip:100@'\ntargets = [\"${ruri}\", \"sip:101@192.168.0.101\"]\n",
+    )
+    .unwrap();
+    // An attacker's host is skipped; the plan's own next target is still tried.
+    assert_eq!(
+        targets_of(&open, "sip:100@203.0.113.66").unwrap(),
+        ["sip:101@192.168.0.101"]
+    );
+    // A host the plan names is fine (the default reach).
+    assert_eq!(
+        targets_of(&open, "sip:100@192.168.0.101:5070")
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(open
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("takes its host from the request")));
+    // Pinned by match.request_uri: the original destination is called, others do not match.
+    let pinned = Config::parse(
+        "new.toml",
+        "[[route]]\nname = \"example-1\"\nmatch.request_uri = '^sip:100@192\\.168\\.0\\.100(:5060)?$'\ntargets = [\"${ruri}\", \"sip:101@192.168.0.101\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        targets_of(&pinned, "sip:100@192.168.0.100").unwrap(),
+        ["sip:100@192.168.0.100", "sip:101@192.168.0.101"]
+    );
+    assert_eq!(targets_of(&pinned, "sip:100@203.0.113.66"), Err(404));
+    assert!(pinned.warnings.is_empty(), "{:?}", pinned.warnings);
+    // A reach list fences it too, per rule or for every rule; maddr is where it goes.
+    let reach = Config::parse(
+        "reach.toml",
+        "[failover]\nreach = [\"192.168.0.0/24\", \"carrier.example.net\"]\n[[route]]\nmatch.request_uri = '^sip:(\\d+)@(.*)$'\ntargets = [\"sip:$1@$2\"]\n",
+    )
+    .unwrap();
+    assert!(reach.warnings.is_empty(), "{:?}", reach.warnings);
+    assert_eq!(targets_of(&reach, "sip:100@192.168.0.77").unwrap().len(), 1);
+    assert_eq!(
+        targets_of(&reach, "sip:100@carrier.example.net")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(targets_of(&reach, "sip:100@203.0.113.66"), Err(404));
+    assert_eq!(
+        targets_of(&reach, "sip:100@192.168.0.77;maddr=203.0.113.66"),
+        Err(404)
+    );
+    let e = Config::parse("bad.toml", "[failover]\nreach = [\"not a host!\"]\n").unwrap_err();
+    assert_eq!(e.key, "failover.reach");
+}

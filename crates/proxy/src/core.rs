@@ -690,6 +690,17 @@ impl<R: Router> Proxy<R> {
         };
         let hop = call.fixed_hop.clone().unwrap_or_else(|| target.clone());
         let dest = destination(&hop, self.resolver.as_ref());
+        // Never a multicast, broadcast or unspecified address: as written, or as resolved.
+        let literal = hop
+            .sip_uri()
+            .and_then(|u| crate::reach::host_of(&u).parse::<std::net::IpAddr>().ok());
+        let forbidden = literal
+            .into_iter()
+            .chain(dest.map(|d| d.addr.ip()))
+            .any(crate::reach::never_a_target);
+        if forbidden {
+            return call.engine.start_failed(now, b, Why::NeverATarget);
+        }
         let built = dest.and_then(|dest| {
             let set_uri = if call.fixed_hop.is_some() {
                 None
@@ -965,7 +976,9 @@ impl<R: Router> Proxy<R> {
             .clone()
             .and_then(|h| Target::parse(&h).ok())
             .and_then(|t| destination(&t, self.resolver.as_ref()))
-            .filter(|d| !self.local.is_local_addr(d.addr))
+            .filter(|d| {
+                !self.local.is_local_addr(d.addr) && !crate::reach::never_a_target(d.addr.ip())
+            })
         else {
             debug!(%source, "ACK with no usable next hop dropped");
             return;

@@ -29,6 +29,8 @@ pub enum Why {
     Transport(TransportError),
     /// The target's host could not be resolved.
     Unresolvable,
+    /// The target's address is multicast, broadcast or unspecified: never called.
+    NeverATarget,
     /// A 3xx: its Contacts were added as targets.
     Redirected(u16),
 }
@@ -46,6 +48,9 @@ impl fmt::Display for Why {
             Why::Status { status, pattern } => write!(f, "{status} matched pattern {pattern:?}"),
             Why::Transport(e) => write!(f, "transport error: {e}"),
             Why::Unresolvable => f.write_str("host could not be resolved"),
+            Why::NeverATarget => {
+                f.write_str("a multicast, broadcast or unspecified address is never a target")
+            }
             Why::Redirected(s) => write!(f, "redirected by {s}"),
         }
     }
@@ -125,6 +130,13 @@ pub enum Decision {
         added: Vec<String>,
         /// Contacts dropped (duplicates, already tried, over `max_targets`).
         dropped: usize,
+    },
+    /// A 3xx Contact outside the reach: not followed.
+    OutsideReach {
+        /// The target that redirected.
+        target: String,
+        /// The Contact refused.
+        contact: String,
     },
     /// A final response that does not match the pattern: no further targets.
     Stopped {
@@ -209,6 +221,10 @@ impl fmt::Display for Decision {
                 }
                 Ok(())
             }
+            Decision::OutsideReach { target, contact } => write!(
+                f,
+                "{target} redirected to {contact}: host outside the reach, not followed"
+            ),
             Decision::Stopped { target, status } => {
                 write!(
                     f,

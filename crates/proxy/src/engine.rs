@@ -391,7 +391,13 @@ impl Engine {
         }
         let target = self.name(b);
         if (300..400).contains(&code) && self.policy.follow_redirects {
-            let (candidates, dropped) = self.redirect_candidates(resp);
+            let (candidates, dropped, refused) = self.redirect_candidates(b, resp);
+            for contact in refused {
+                self.decide(Decision::OutsideReach {
+                    target: target.clone(),
+                    contact,
+                });
+            }
             if self.mode == RedirectMode::Ask && !candidates.is_empty() {
                 self.pending_redirects += 1;
                 self.steps.push_back(Step::Redirect {
@@ -606,16 +612,38 @@ impl Engine {
     }
 
     /// The Contacts of a 3xx as new targets: by q (highest first), without duplicates or
-    /// targets already tried, within `max_targets`. Returns them and how many were dropped.
-    fn redirect_candidates(&self, resp: &Message) -> (Vec<Target>, usize) {
+    /// targets already tried, within `max_targets` and the policy's reach (the redirecting
+    /// target's own host is always allowed). Returns them, how many were dropped, and the
+    /// Contacts refused for being outside the reach.
+    fn redirect_candidates(
+        &self,
+        b: BranchId,
+        resp: &Message,
+    ) -> (Vec<Target>, usize, Vec<String>) {
         let mut contacts: Vec<(u16, Target)> = Vec::new();
         let mut dropped = 0;
+        let mut refused = Vec::new();
+        let own_host = self
+            .branches
+            .get(b)
+            .and_then(|br| br.target.sip_uri().map(|u| crate::reach::host_of(&u)));
         for c in resp.contacts() {
             match c
                 .ok()
                 .and_then(|c| Some((c.q().unwrap_or(1000), Target::parse(c.uri_str).ok()?)))
             {
-                Some(qt) => contacts.push(qt),
+                Some((q, t)) => {
+                    let host = t.sip_uri().map(|u| crate::reach::host_of(&u));
+                    let inside = match &self.policy.reach {
+                        None => true,
+                        Some(r) => host.is_some() && host == own_host || r.allows_uri(&t.uri),
+                    };
+                    if inside {
+                        contacts.push((q, t));
+                    } else {
+                        refused.push(t.to_string());
+                    }
+                }
                 None => dropped += 1,
             }
         }
@@ -636,7 +664,7 @@ impl Engine {
             ids.push(id);
             added.push(t);
         }
-        (added, dropped)
+        (added, dropped, refused)
     }
 
     /// After a branch ended: start the next group when the current one has nothing pending.

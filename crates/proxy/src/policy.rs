@@ -105,6 +105,9 @@ pub struct FailoverPolicy {
     pub follow_redirects: bool,
     /// Most targets tried for one call, redirects included (default 10): ends redirect loops.
     pub max_targets: usize,
+    /// Where 3xx Contacts may lead (besides the redirecting target's own host); `None`
+    /// follows any (a user agent whose application decides).
+    pub reach: Option<crate::reach::Reach>,
 }
 
 impl Default for FailoverPolicy {
@@ -115,6 +118,7 @@ impl Default for FailoverPolicy {
             on_response: ResponsePattern::default(),
             follow_redirects: true,
             max_targets: 10,
+            reach: None,
         }
     }
 }
@@ -130,7 +134,12 @@ impl fmt::Display for FailoverPolicy {
             self.on_response.as_str(),
             self.follow_redirects,
             self.max_targets
-        )
+        )?;
+        match &self.reach {
+            Some(r) if r.explicit => write!(f, " reach={r}"),
+            Some(r) => write!(f, " reach={r} (the hosts the plan names)"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -143,6 +152,7 @@ impl FailoverPolicy {
             on_response: ResponsePattern::never(),
             follow_redirects: false,
             max_targets: 1,
+            reach: None,
         }
     }
 }

@@ -522,7 +522,16 @@ fn the_front_door_allows_limits_and_sheds_load() {
         udp(ATTACKER),
         &request("ACK", "sip:100@192.0.2.1", Some("x"), ""),
     );
-    assert_eq!(n.statuses_to(ATTACKER), [403]);
+    // Whatever its Route or To tag: a valid Route of ours does not let a stranger in.
+    let token = ProxyConfig::default()
+        .secret
+        .route_token("attack-BYE@example.com", "att");
+    let ours = format!("Route: <sip:{PROXY};lr;tk={token}>\n");
+    n.recv(
+        udp(ATTACKER),
+        &request("BYE", &format!("sip:x@{TARGET}"), Some("t"), &ours),
+    );
+    assert_eq!(n.statuses_to(ATTACKER), [403, 403]);
     assert!(n.sent_to(TARGET).is_empty());
 
     // Flood: past the burst, a source's new requests are dropped unanswered; another

@@ -600,3 +600,52 @@ mod checks {
         assert_eq!(fwd[0].routes().count(), 0, "our Route removed");
     }
 }
+
+#[test]
+fn redirects_outside_the_reach_are_not_followed_and_the_next_target_is_tried() {
+    let policy = FailoverPolicy {
+        reach: Some(Reach::parse(&["192.0.2.0/24"]).unwrap()),
+        ..FailoverPolicy::default()
+    };
+    let plan = TargetPlan::serial(targets(&["sip:a@192.0.2.10", "sip:b@192.0.2.11"]));
+    let out = simulate(
+        plan,
+        policy.clone(),
+        "a=302(sip:premium@203.0.113.66;q=1,sip:d@192.0.2.13;q=0.5) d=486 b=200@1s",
+    );
+    assert_eq!(out.final_status, Some(200));
+    assert!(
+        lines_with(&out, "→ INVITE sip:premium@").is_empty(),
+        "not followed"
+    );
+    assert!(out.decisions.iter().any(|d| matches!(
+        d,
+        Decision::OutsideReach { contact, .. } if contact.contains("203.0.113.66")
+    )));
+    // The Contact inside the reach was followed, then the plan's next target.
+    assert!(first_time(&out, "→ INVITE sip:d@") <= first_time(&out, "→ INVITE sip:b@"));
+    // The redirecting target's own host is always allowed.
+    let plan = TargetPlan::serial(targets(&["sip:a@198.51.100.10"]));
+    let out = simulate(
+        plan,
+        policy,
+        "a=302(sip:moved@198.51.100.10:5070) moved=200",
+    );
+    assert_eq!(out.final_status, Some(200));
+}
+
+#[test]
+fn a_multicast_or_broadcast_target_is_never_called() {
+    for bad in ["sip:m@224.0.0.1", "sip:m@255.255.255.255", "sip:m@0.0.0.0"] {
+        let out = serial(&[bad, "sip:b@192.0.2.11"], "b=200");
+        assert_eq!(out.final_status, Some(200));
+        assert!(lines_with(&out, "→ INVITE sip:m@").is_empty(), "{bad}");
+        assert!(out.decisions.iter().any(|d| matches!(
+            d,
+            Decision::RolledOver {
+                why: Why::NeverATarget,
+                ..
+            }
+        )));
+    }
+}

@@ -342,6 +342,39 @@ fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
 }
 
 #[test]
+fn check_warns_about_an_unfenced_ruri_target() {
+    // The seed's example 1 as the README used to write it: only the user part matched.
+    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join("old-seed-1.toml");
+    let text = std::fs::read_to_string(root().join("examples/seed-1-basic.toml"))
+        .unwrap()
+        .replace(r"'^sip:100@192\.168\.0\.100(:5060)?$'", "'^sip:100@'");
+    assert!(text.contains("'^sip:100@'"));
+    std::fs::write(&old, text).unwrap();
+    let (code, out, _) = run(&["check", "-c", old.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("warning:") && out.contains("takes its host from the request"),
+        "{out}"
+    );
+    // The example as shipped pins the host: no warning.
+    let (code, out, _) = run(&["check", "-c", "examples/seed-1-basic.toml"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("warning:"), "{out}");
+    // And an attacker's host does not reach it.
+    let (_, out, _) = run(&[
+        "route",
+        "-c",
+        "examples/seed-1-basic.toml",
+        "-r",
+        "sip:100@203.0.113.66",
+    ]);
+    assert!(out.contains("reject: 404"), "{out}");
+    assert!(!out.contains("→ INVITE sip:100@203.0.113.66"), "{out}");
+}
+
+#[test]
 fn parse_accepts_and_rejects_torture_vectors() {
     let (code, out, _) = run(&["parse", "crates/sip/tests/rfc4475/TC_WSINV.dat"]);
     assert_eq!(code, 0);

@@ -13,6 +13,11 @@ fn dialling(scenario: PathBuf, port: u16) -> PathBuf {
     scenario
 }
 
+/// The example's pinned Request-URI host (192.168.0.100) becomes the first callee's.
+fn pinned_at(port: u16) -> (&'static str, String) {
+    (r"192\.168\.0\.100(:5060)?", format!(r"127\.0\.0\.1:{port}"))
+}
+
 fn example(name: &str, subst: &[(&str, String)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
@@ -51,6 +56,7 @@ fn example_1_error_then_next_target() {
     let cfg = example(
         "seed-1-basic.toml",
         &[
+            pinned_at(p100),
             ("192.168.0.101", format!("127.0.0.1:{p101}")),
             ("192.168.0.102", "127.0.0.1:9".into()),
         ],
@@ -90,6 +96,7 @@ fn example_2_failover_target_over_tcp() {
     let cfg = example(
         "seed-2-transport.toml",
         &[
+            pinned_at(p100),
             ("192.168.0.101", format!("127.0.0.1:{p101}")),
             ("192.168.0.102", "127.0.0.1:9".into()),
         ],
@@ -127,6 +134,7 @@ fn example_3_inviting_timer() {
     let cfg = example(
         "seed-3-timer.toml",
         &[
+            pinned_at(p100),
             ("192.168.0.101", format!("127.0.0.1:{p101}")),
             ("192.168.0.102", "127.0.0.1:9".into()),
             (
@@ -172,7 +180,10 @@ fn example_4_only_4xx_rolls_over() {
     );
     let cfg = example(
         "seed-4-pattern.toml",
-        &[("192.168.0.101", format!("127.0.0.1:{p101}"))],
+        &[
+            pinned_at(p100),
+            ("192.168.0.101", format!("127.0.0.1:{p101}")),
+        ],
     );
     let proxy = Proxy::start(&dir, &cfg);
     let uac = dialling(
@@ -193,7 +204,10 @@ fn example_4_only_4xx_rolls_over() {
     );
     let cfg = example(
         "seed-4-pattern.toml",
-        &[("192.168.0.101", "127.0.0.1:9".to_string())],
+        &[
+            pinned_at(p100),
+            ("192.168.0.101", "127.0.0.1:9".to_string()),
+        ],
     );
     let proxy = Proxy::start(&dir, &cfg);
     let uac = dialling(rejected_caller(&dir, "500"), p100);
@@ -222,7 +236,7 @@ fn example_5_redirect_followed() {
         1,
         "u1",
     );
-    let cfg = example("seed-5-redirect.toml", &[]);
+    let cfg = example("seed-5-redirect.toml", &[pinned_at(p100)]);
     let proxy = Proxy::start(&dir, &cfg);
     let uac = dialling(
         dir.scenario("uac_answered.xml", "uac.xml", &[("HOLD_MS", "100")]),
