@@ -328,6 +328,44 @@ fn first_target_503_second_answers() {
 }
 
 #[test]
+fn a_redirect_outside_the_reach_is_not_followed_and_the_next_target_answers() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("reach");
+    // 127.0.0.9 is named nowhere in the plan and is not the redirecting target's host.
+    let contacts = "Contact: <sip:premium@127.0.0.9:5999>\n";
+    let (_a, pa) = callee(
+        &dir,
+        "a",
+        &reject_scenario(&dir, "a.xml", "302", "Moved Temporarily", "0", contacts),
+        1,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "100"),
+        1,
+        "u1",
+    );
+    let proxy = Proxy::start(&dir, &config(&format!("[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n")));
+    assert!(caller(&dir, &proxy, &answered(&dir), 1, 1));
+    let log = proxy.log_text();
+    assert!(
+        log.contains(
+            "redirected to sip:premium@127.0.0.9:5999: host outside the reach, not followed"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("trying sip:premium@"), "{log}");
+    assert!(
+        log.contains(&format!("sip:b@127.0.0.1:{pb} answered 200")),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_target_stalling_after_100_trying_is_left_at_the_ring_timeout() {
     if !sipp_available() {
         return;

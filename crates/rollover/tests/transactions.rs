@@ -329,3 +329,23 @@ fn a_200_crossing_the_callers_cancel_answers_the_call_and_nobody_is_left_half_op
         recv_starting(&callee, method);
     }
 }
+
+#[test]
+fn a_source_outside_allow_gets_403_whatever_its_route_or_to_tag() {
+    let callee = sock();
+    let p = proxy(&format!(
+        "[security]\nallow = [\"10.0.0.0/8\"]\n[[route]]\ntargets = [\"sip:a@{}\"]\n",
+        callee.local_addr().unwrap()
+    ));
+    let caller = sock();
+    let inv = invite(&caller, p.addr, "allow-1");
+    caller.send_to(inv.as_bytes(), p.addr).unwrap();
+    let r = recv_starting(&caller, "SIP/2.0");
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    let me = caller.local_addr().unwrap();
+    let bye = format!("BYE sip:a@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-allow-bye\r\nMax-Forwards: 70\r\nRoute: <sip:{};lr;tk=0011223344556677>\r\nTo: <sip:100@{}>;tag=t1\r\nFrom: <sip:caller@{me}>;tag=c-allow\r\nCall-ID: allow-2\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", callee.local_addr().unwrap(), p.addr, p.addr);
+    caller.send_to(bye.as_bytes(), p.addr).unwrap();
+    let r = recv_starting(&caller, "SIP/2.0");
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    assert_eq!(quiet(&callee, Duration::from_millis(300), |_| false), None);
+}
