@@ -67,6 +67,9 @@ pub(crate) struct Outgoing {
     txn: Option<TxnRef>,
     /// A pong: its loss is nobody's send failure.
     keepalive: bool,
+    /// The last thing sent: the connection is closed once it is written (the answer to a
+    /// message that broke the stream's framing).
+    last: bool,
 }
 
 /// Queues `bytes` on the connection to `dest`, opening one in the background if needed.
@@ -75,6 +78,7 @@ pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<Txn
         bytes,
         txn,
         keepalive: false,
+        last: false,
     };
     let mut table = inner.conns.lock();
     if let Some(conn) = table.get(&dest) {
@@ -530,6 +534,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         bytes: Bytes::from_static(PONG),
                         txn: None,
                         keepalive: true,
+                        last: false,
                     };
                     if conn.queue.try_send(pong).is_err() {
                         tracing::debug!(%peer, "write queue full: pong skipped");
@@ -537,13 +542,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    // Out of sync: nothing after this can be trusted (RFC 3261 §18.3).
+                    // Out of sync: nothing after this can be trusted (RFC 3261 §18.3). A
+                    // request whose Via can be read still gets its 400/513 first.
                     tracing::info!(%peer, error = %e, "unframeable stream: closing");
+                    let answer = rollover_sip::refusal_for_unparsed(&framer.buffer_mut()[..], &e);
                     let event = Inbound::BadStream {
                         source: peer,
                         error: e.to_string(),
                     };
                     inner.deliver(event, &conn.close).await;
+                    if let Some(bytes) = answer {
+                        let last = Outgoing {
+                            bytes,
+                            txn: None,
+                            keepalive: true,
+                            last: true,
+                        };
+                        if conn.queue.try_send(last).is_ok() {
+                            // The writer closes once it is out; bounded.
+                            let _ = tokio::time::timeout(CLOSE_GRACE, conn.close.cancelled()).await;
+                        }
+                    }
                     return;
                 }
             }
@@ -621,6 +640,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             r = write_one(&mut writer, &o.bytes, last) => r.map_err(Some),
         };
         match written {
+            Ok(()) if o.last => break,
             Ok(()) => activity.touch(),
             Err(e) => {
                 if let Some(e) = e {

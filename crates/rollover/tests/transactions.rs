@@ -349,3 +349,24 @@ fn a_source_outside_allow_gets_403_whatever_its_route_or_to_tag() {
     assert!(r.starts_with("SIP/2.0 403"), "{r}");
     assert_eq!(quiet(&callee, Duration::from_millis(300), |_| false), None);
 }
+
+#[test]
+fn an_unframeable_tcp_request_gets_513_before_the_connection_closes() {
+    use std::io::{Read, Write};
+    let p = proxy("");
+    let mut tcp = std::net::TcpStream::connect(p.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = tcp.local_addr().unwrap();
+    let many = format!(
+        "INVITE sip:100@{} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-tcp-many\r\nMax-Forwards: 70\r\nTo: <sip:100@{}>\r\nFrom: <sip:caller@{me}>;tag=c-many\r\nCall-ID: tcp-many\r\nCSeq: 1 INVITE\r\n{}Content-Length: 0\r\n\r\n",
+        p.addr,
+        p.addr,
+        "X-Pad: 1\r\n".repeat(200)
+    );
+    tcp.write_all(many.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = tcp.read_to_end(&mut got); // until the proxy closes it
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("SIP/2.0 513 Message Too Large"), "{text}");
+    assert!(text.contains("Call-ID: tcp-many"), "{text}");
+}
