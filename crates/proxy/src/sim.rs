@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
-use rollover_txn::{Admit, Config, Peer, Transmit, Transport, TransportError, TxnLayer};
+use rollover_txn::{Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer};
 
 use crate::core::{Proxy, ProxyConfig};
 use crate::decision::Decision;
@@ -473,21 +473,29 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
         transport: Transport::Udp,
         addr: SocketAddr::from(CALLER),
     };
-    run_from(cfg, router, request, caller, world, limit)
+    run_from(
+        cfg,
+        router,
+        request.as_bytes().clone(),
+        caller,
+        world,
+        limit,
+    )
 }
 
 /// Like [`run`], with the proxy's own settings (its addresses, secret and `[security]`)
-/// and the request arriving from `caller`: the request takes the live proxy's path, front
-/// door included, so a refusal, a flood limit or a route set is shown as the server would
-/// treat it.
+/// and the request's bytes arriving from `caller`: they take the live proxy's path through
+/// the same [`FrontDoor`] (parse, validate, stateless refusals, Via stamping, flood limit,
+/// route sets), so a malformed or forged request is answered as the server answers it.
 pub fn run_from<R: Router>(
     cfg: ProxyConfig,
     router: R,
-    request: &Message,
+    bytes: Bytes,
     caller: Peer,
     world: &World,
     limit: Duration,
 ) -> Outcome {
+    let parsed = Message::parse(bytes.clone()).ok();
     #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
     let start = Instant::now();
     let cfg = ProxyConfig {
@@ -506,18 +514,16 @@ pub fn run_from<R: Router>(
     let mut caller_cancel = world.caller_cancel.map(|at| start + at);
     let mut now = start;
     let mut lines: Vec<(Instant, String)> = Vec::new();
+    let first_line = bytes
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
     lines.push((
         now,
-        format!(
-            "caller → {}",
-            String::from_utf8_lossy(request.start_line_bytes())
-        ),
+        format!("caller → {}", String::from_utf8_lossy(first_line)),
     ));
-    match proxy.admit(now, &caller, request, 0) {
-        Admit::Accept => txn.handle_message(now, caller, request.clone()),
-        Admit::Drop => lines.push((now, "  dropped by the front door (flood limit)".to_owned())),
-        Admit::Reply(bytes) => txn.send_stateless(caller, bytes),
-    }
+    let mut door = FrontDoor::new(rollover_sip::Limits::default());
+    door.handle(now, &mut proxy, &mut txn, caller, bytes, 0);
 
     loop {
         // Pump: events into the proxy, transmits into the world, until quiet.
@@ -554,7 +560,7 @@ pub fn run_from<R: Router>(
                 let for_invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
                 if let Some(code) = msg.status().filter(|c| *c >= 200 && for_invite) {
                     out.final_status.get_or_insert(code);
-                    if let Some(ack) = caller_ack(request, &msg) {
+                    if let Some(ack) = parsed.as_ref().and_then(|r| caller_ack(r, &msg)) {
                         txn.handle_message(now, caller, ack);
                     }
                 }
@@ -581,9 +587,9 @@ pub fn run_from<R: Router>(
         if caller_cancel == Some(next) {
             caller_cancel = None;
             if out.final_status.is_none() {
-                if let Some(c) = request
-                    .cancel(None)
-                    .ok()
+                if let Some(c) = parsed
+                    .as_ref()
+                    .and_then(|r| r.cancel(None).ok())
                     .and_then(|b| Message::parse(b).ok())
                 {
                     lines.push((now, "caller → CANCEL".to_owned()));

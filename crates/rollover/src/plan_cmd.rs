@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use bytes::Bytes;
 
 use rollover_dialplan::Config;
 use rollover_proxy::sim::{self, World};
@@ -18,19 +19,24 @@ fn load(config: &Path) -> anyhow::Result<Config> {
     Config::load(config).map_err(|e| anyhow!("{e}"))
 }
 
-/// A request from a file, or an INVITE made up for a URI.
-fn request(arg: &str) -> anyhow::Result<Message> {
+/// A request from a file, exactly as captured (it goes through the proxy's front door, so a
+/// malformed one is answered as the live proxy answers it), or an INVITE made up for a
+/// URI. The parsed message, when the bytes parse and validate.
+fn request(arg: &str) -> anyhow::Result<(Bytes, Option<Message>)> {
     let path = Path::new(arg);
     if path.exists() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {arg}"))?;
-        let m = Message::parse(bytes).map_err(|e| anyhow!("{arg}: {e}"))?;
-        m.validate().map_err(|e| anyhow!("{arg}: {e}"))?;
-        if !m.is_request() {
+        let bytes = Bytes::from(std::fs::read(path).with_context(|| format!("reading {arg}"))?);
+        let parsed = Message::parse(bytes.clone())
+            .ok()
+            .filter(|m| m.validate().is_ok());
+        if parsed.as_ref().is_some_and(|m| !m.is_request()) {
             return Err(anyhow!("{arg} holds a response, not a request"));
         }
-        return Ok(m);
+        return Ok((bytes, parsed));
     }
-    sim::invite_to(arg).ok_or_else(|| anyhow!("{arg:?} is neither a file nor a usable Request-URI"))
+    let m = sim::invite_to(arg)
+        .ok_or_else(|| anyhow!("{arg:?} is neither a file nor a usable Request-URI"))?;
+    Ok((m.as_bytes().clone(), Some(m)))
 }
 
 /// `rollover check`.
@@ -68,9 +74,9 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
 
 /// The proxy settings `route` and `simulate` run the core with: the configured addresses,
 /// `[security]` and the secret (when one exists), so a request takes the live path.
-fn proxy_config(cfg: &Config, req: &Message) -> anyhow::Result<ProxyConfig> {
+fn proxy_config(cfg: &Config, req: Option<&Message>) -> anyhow::Result<ProxyConfig> {
     let secret = crate::proxy_cmd::read_secret(&cfg.security)?;
-    let routed = req.to_tag().is_some() || req.routes().next().is_some();
+    let routed = req.is_some_and(|r| r.to_tag().is_some() || r.routes().next().is_some());
     if secret.is_none() && routed {
         eprintln!(
             "note: no secret yet ({} does not exist): Route tokens of earlier runs cannot be checked",
@@ -112,15 +118,20 @@ fn source_peer(source: &str, transport: &str) -> anyhow::Result<Peer> {
 /// the core decided and where the request went are printed.
 pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
-    let req = request(req)?;
+    let (bytes, req) = request(req)?;
     let source = source_peer(source, transport)?;
-    let pcfg = proxy_config(&cfg, &req)?;
-    say!(
-        "request: {}",
-        String::from_utf8_lossy(req.start_line_bytes())
-    );
+    let pcfg = proxy_config(&cfg, req.as_ref())?;
+    let first = bytes.split(|&b| b == b'\r').next().unwrap_or_default();
+    say!("request: {}", String::from_utf8_lossy(first));
     let world = World::parse("").map_err(|e| anyhow!("{e}"))?;
-    let out = sim::run_from(pcfg, cfg.plan.clone(), &req, source, &world, Duration::ZERO);
+    let out = sim::run_from(
+        pcfg,
+        cfg.plan.clone(),
+        bytes,
+        source,
+        &world,
+        Duration::ZERO,
+    );
     let mut routed = false;
     for d in &out.decisions {
         match d {
@@ -136,8 +147,8 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
             say!("{t}");
         }
     }
-    if routed {
-        let m = cfg.plan.explain(&req, &source);
+    if let (true, Some(req)) = (routed, &req) {
+        let m = cfg.plan.explain(req, &source);
         match &m.rule {
             Some(r) => say!("rule: {r}"),
             None => say!("rule: none matched"),
@@ -171,18 +182,18 @@ pub fn simulate(
     transport: &str,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
-    let req = request(req)?;
+    let (bytes, req) = request(req)?;
     let text = if Path::new(world).exists() {
         std::fs::read_to_string(world).with_context(|| format!("reading {world}"))?
     } else {
         world.to_owned()
     };
     let world = World::parse(&text).map_err(|e| anyhow!("--world: {e}"))?;
-    let pcfg = proxy_config(&cfg, &req)?;
+    let pcfg = proxy_config(&cfg, req.as_ref())?;
     let out = sim::run_from(
         pcfg,
         cfg.plan,
-        &req,
+        bytes,
         source_peer(source, transport)?,
         &world,
         Duration::from_secs(limit),

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 struct Proxy {
     child: Child,
     addr: SocketAddr,
+    /// Its directory (its secret file is there) and configuration file.
+    dir: std::path::PathBuf,
 }
 
 impl Drop for Proxy {
@@ -71,7 +73,7 @@ fn proxy(route: &str) -> Proxy {
         probe.send_to(opt.as_bytes(), addr).unwrap();
         let mut buf = [0u8; 2048];
         if probe.recv_from(&mut buf).is_ok() {
-            return Proxy { child, addr };
+            return Proxy { child, addr, dir };
         }
     }
     panic!("proxy did not start");
@@ -369,4 +371,44 @@ fn an_unframeable_tcp_request_gets_513_before_the_connection_closes() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("SIP/2.0 513 Message Too Large"), "{text}");
     assert!(text.contains("Call-ID: tcp-many"), "{text}");
+}
+
+#[test]
+fn simulate_answers_malformed_and_forged_requests_as_the_live_proxy_does() {
+    let callee = sock();
+    let p = proxy(&format!(
+        "[[route]]\ntargets = [\"sip:a@{}\"]\n",
+        callee.local_addr().unwrap()
+    ));
+    let caller = sock();
+    let me = caller.local_addr().unwrap();
+    let malformed = invite(&caller, p.addr, "sim-short").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 300\r\n\r\nv=0\r\n",
+    );
+    let forged = format!("BYE sip:x@203.0.113.66 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-sim-bye\r\nMax-Forwards: 70\r\nRoute: <sip:{};lr;tk=0011223344556677>\r\nTo: <sip:b@example.com>;tag=t1\r\nFrom: <sip:a@example.com>;tag=f1\r\nCall-ID: sim-forged\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", p.addr);
+    for (name, bytes) in [("malformed", malformed), ("forged", forged)] {
+        // The live proxy's answer…
+        caller.send_to(bytes.as_bytes(), p.addr).unwrap();
+        let live = recv_starting(&caller, "SIP/2.0");
+        let live_line = live.lines().next().unwrap().to_owned();
+        // …and the simulator's, for the same bytes from the same source.
+        let file = p.dir.join(format!("{name}.sip"));
+        std::fs::write(&file, &bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
+            .args(["simulate", "-c"])
+            .arg(p.dir.join("c.toml"))
+            .arg("-r")
+            .arg(&file)
+            .args(["-w", "", "--source", &me.to_string()])
+            .current_dir(&p.dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sim_line = text
+            .lines()
+            .find_map(|l| l.split_once("caller ← ").map(|(_, r)| r.to_owned()))
+            .unwrap_or_else(|| panic!("{name}: no answer in the simulation:\n{text}"));
+        assert_eq!(sim_line, live_line, "{name}");
+    }
 }

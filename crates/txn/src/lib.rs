@@ -19,6 +19,7 @@
 
 pub(crate) mod client;
 mod config;
+mod front;
 pub(crate) mod key;
 mod layer;
 pub(crate) mod server;
@@ -27,6 +28,7 @@ mod transport;
 
 pub use client::{InviteClientState, NonInviteClientState};
 pub use config::Config;
+pub use front::{stamp_via, FrontDoor};
 pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRef};
 pub use server::{InviteServerState, NonInviteServerState, SendError};
 pub use timer::Slot;

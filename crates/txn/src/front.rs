@@ -1,0 +1,258 @@
+//! The front door: bytes from the wire to the transaction layer, the same for the live
+//! server, `rollover simulate` and every test, so each shows what the others do to a
+//! malformed or forged message.
+//!
+//! ```text
+//!  bytes ─▶ user.is_blocked(source)? (a flooding source) ─▶ dropped unread
+//!        ─▶ parse ─┬─ unparseable: 400/513 from its own lines when its Via is readable
+//!                  ├─ validate() fails: a request gets a stateless 4xx/5xx; a response is dropped
+//!                  └─ Via received/rport (RFC 3581) ─▶ user.admit ─▶ TxnLayer::handle_message
+//! ```
+//!
+//! Bad input is logged aggregated per source, never per datagram.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rollover_sip::{Host, Limits, Message, Method};
+use tracing::{debug, warn};
+
+use crate::{Admit, Peer, TransactionUser, TxnLayer};
+
+/// Parses, checks and admits what the transports deliver. See the module docs.
+#[derive(Debug)]
+pub struct FrontDoor {
+    limits: Limits,
+    noise: NoiseLog,
+}
+
+impl FrontDoor {
+    /// A door with these limits on message size and shape.
+    pub fn new(limits: Limits) -> FrontDoor {
+        FrontDoor {
+            limits,
+            noise: NoiseLog::default(),
+        }
+    }
+
+    /// One datagram, or one message framed from a stream, received from `source`;
+    /// `backlog` is how many received messages wait behind it (for admission control).
+    pub fn handle<U: TransactionUser>(
+        &mut self,
+        now: Instant,
+        user: &mut U,
+        txn: &mut TxnLayer,
+        source: Peer,
+        bytes: Bytes,
+        backlog: usize,
+    ) {
+        let (limits, noise) = (&self.limits, &mut self.noise);
+        // A request from a blocked source is dropped before it costs a parse; responses always
+        // go on (they may belong to transactions of ours).
+        if !bytes.starts_with(b"SIP/2.0 ") && user.is_blocked(now, &source) {
+            return;
+        }
+        let msg = match Message::parse_with(bytes.clone(), limits) {
+            Ok(m) => m,
+            Err(e) => {
+                // A request whose Via, From, To, Call-ID and CSeq can still be read gets the
+                // status RFC 3261 asks for (400, 513…), built from its own lines; anything
+                // else is dropped.
+                let answer = rollover_sip::refusal_for_unparsed(&bytes, &e);
+                let what = format!(
+                    "{} unparseable message: {}",
+                    if answer.is_some() {
+                        "refused"
+                    } else {
+                        "dropped"
+                    },
+                    rollover_sip::Located(&e, &bytes)
+                );
+                noise.note(now, source.addr.ip(), &what);
+                if let Some(resp) = answer {
+                    txn.send_stateless(source, resp);
+                }
+                return;
+            }
+        };
+        if let Err(e) = msg.validate() {
+            if msg.is_request() && msg.method() != Some(&Method::Ack) && msg.top_via().is_ok() {
+                noise.note(
+                    now,
+                    source.addr.ip(),
+                    &format!("refused request with {}: {e}", e.status()),
+                );
+                let reason = e.reason_phrase();
+                txn.send_stateless(
+                    source,
+                    msg.response(e.status(), &reason).to_tag("rl-bad").build(),
+                );
+            } else {
+                debug!(%source, "dropped malformed message: {e}");
+            }
+            return;
+        }
+        let msg = if msg.is_request() {
+            stamp_via(msg, &source)
+        } else {
+            msg
+        };
+        match user.admit(now, &source, &msg, backlog) {
+            Admit::Accept => txn.handle_message(now, source, msg),
+            Admit::Drop => {}
+            Admit::Reply(bytes) => txn.send_stateless(source, bytes),
+        }
+    }
+
+    /// A stream that could not be framed was closed: counted like other bad input.
+    pub fn note_bad_stream(&mut self, now: Instant, source: Peer, error: &str) {
+        self.noise.note(
+            now,
+            source.addr.ip(),
+            &format!("closed a stream carrying unframeable bytes: {error}"),
+        );
+    }
+}
+
+/// How long one aggregated bad-input line covers.
+const NOISE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Sources tracked per window; the rest are counted together.
+const NOISE_SOURCES: usize = 256;
+
+/// Warnings about bad input, aggregated: the first from a source in a window is logged
+/// with its reason; the rest are counted and reported in one line per source when the
+/// window ends ("dropped 40,212 bad messages from 198.51.100.7 in the last 10 s"), so a
+/// junk flood costs a few log lines, not one per datagram.
+#[derive(Debug, Default)]
+struct NoiseLog {
+    window_start: Option<Instant>,
+    counts: HashMap<IpAddr, (u64, String)>,
+    others: u64,
+}
+
+impl NoiseLog {
+    /// Notes one bad message from `ip`.
+    fn note(&mut self, now: Instant, ip: IpAddr, what: &str) {
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= NOISE_WINDOW {
+            self.flush(now);
+            self.window_start = Some(now);
+        }
+        if let Some((n, last)) = self.counts.get_mut(&ip) {
+            *n += 1;
+            if last.as_str() != what {
+                what.clone_into(last);
+            }
+        } else if self.counts.len() < NOISE_SOURCES {
+            warn!(source = %ip, "{what}");
+            self.counts.insert(ip, (1, what.to_owned()));
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// Reports what was counted beyond each source's first line.
+    fn flush(&mut self, now: Instant) {
+        let secs = self
+            .window_start
+            .map_or(0, |s| now.saturating_duration_since(s).as_secs());
+        for (ip, (n, last)) in self.counts.drain() {
+            if n > 1 {
+                warn!(source = %ip, "dropped {n} bad messages in the last {secs}s (last: {last})");
+            }
+        }
+        if self.others > 0 {
+            warn!(
+                "dropped {} bad messages from other sources in the last {secs}s",
+                self.others
+            );
+            self.others = 0;
+        }
+    }
+}
+
+/// Adds `received` when the sent-by is not the source address, and fills an empty `rport`
+/// (RFC 3261 §18.2.1, RFC 3581). Re-parses only when something changed.
+pub fn stamp_via(msg: Message, source: &Peer) -> Message {
+    let (needs_received, needs_rport) = match msg.top_via() {
+        Ok(v) => {
+            let same_ip = match v.host {
+                Host::V4(ip) => IpAddr::from(ip) == source.addr.ip(),
+                Host::V6(ip) => IpAddr::from(ip) == source.addr.ip(),
+                Host::Domain(_) => false,
+            };
+            (!same_ip && v.received().is_none(), v.rport() == Some(None))
+        }
+        Err(_) => return msg,
+    };
+    if !needs_received && !needs_rport {
+        return msg;
+    }
+    let Some(h) = msg.header(rollover_sip::HeaderName::Via).copied() else {
+        return msg;
+    };
+    let Ok(value) = msg.value_str(&h) else {
+        return msg;
+    };
+    // The first value of the top Via line, with its parameters completed.
+    let (first, rest) = match rollover_sip::scan::find_top_level(value.as_bytes(), b',') {
+        Some(i) => (
+            value.get(..i).unwrap_or(value),
+            value.get(i..).unwrap_or(""),
+        ),
+        None => (value, ""),
+    };
+    let mut first = first.trim_end().to_owned();
+    if needs_rport {
+        // ";rport" becomes ";rport=PORT"
+        if let Some(pos) = first.to_ascii_lowercase().find(";rport") {
+            let after = pos + ";rport".len();
+            let tail = first.get(after..).unwrap_or("").to_owned();
+            first.truncate(after);
+            first.push_str(&format!("={}{tail}", source.addr.port()));
+        }
+    }
+    if needs_received || needs_rport {
+        first.push_str(&format!(";received={}", source.addr.ip()));
+    }
+    let edited = msg
+        .edit()
+        .replace_value(&h, &format!("{first}{rest}"))
+        .finish();
+    Message::parse(edited).unwrap_or(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+
+    fn req(via: &str) -> Message {
+        let text = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {via}\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        Message::parse(text.into_bytes()).unwrap()
+    }
+
+    #[test]
+    fn received_and_rport() {
+        let src = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.7:5999".parse().unwrap(),
+        };
+        let m = stamp_via(
+            req("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP x"),
+            &src,
+        );
+        let v = m.top_via().unwrap();
+        assert_eq!(v.received(), Some("192.0.2.7"));
+        assert_eq!(v.rport(), Some(Some(5999)));
+        assert_eq!(v.branch(), Some("z9hG4bK1"));
+        assert_eq!(m.vias().count(), 2);
+        // Nothing to do: untouched, same bytes.
+        let same = req("SIP/2.0/UDP 192.0.2.7:5999;branch=z9hG4bK1");
+        let out = stamp_via(same.clone(), &src);
+        assert_eq!(out.as_bytes(), same.as_bytes());
+    }
+}
