@@ -16,6 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use crate::engine::{BranchId, End, Engine, RedirectMode, Step};
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, Refusal, RefusalLog, SecurityConfig};
 use crate::policy::FailoverPolicy;
-use crate::router::{destination, Resolver, RouteDecision, Router};
+use crate::router::{destination, next_hop, Resolved, Resolver, RouteDecision, Router};
 use crate::secret::Secret;
 use crate::target::Target;
 
@@ -130,6 +131,8 @@ struct Call {
     hung_up: Vec<String>,
     /// Branches moved off UDP by `udp_mtu`: a transport failure sends them over UDP.
     switched: Vec<BranchId>,
+    /// A branch's target's addresses not tried yet, in order.
+    alternates: HashMap<BranchId, Vec<SocketAddr>>,
     live_clients: usize,
     server_done: bool,
 }
@@ -152,6 +155,11 @@ pub struct Proxy<R> {
     overload: Overload,
     /// Shutting down: no new calls.
     draining: bool,
+    /// Questions for the owner not yet polled.
+    questions: VecDeque<Question>,
+    /// Branches waiting for a name to be resolved, by question id.
+    resolving: HashMap<u64, Resolving>,
+    next_query: u64,
     /// Refusals logged per kind, so a flood cannot flood the log.
     pub(crate) refusals: RefusalLog,
 }
@@ -165,6 +173,9 @@ impl<R: Router> Proxy<R> {
             pike: Pike::new(&cfg.security),
             overload: Overload::new(cfg.security.overload_backlog),
             draining: false,
+            questions: VecDeque::new(),
+            resolving: HashMap::new(),
+            next_query: 1,
             refusals: RefusalLog::default(),
             cfg,
             router,
@@ -315,10 +326,18 @@ impl<R: Router> Proxy<R> {
             Event::Timeout(TxnRef::Client(client)) => {
                 self.on_branch_failure(now, client, Why::TransactionTimeout, 408, txn)
             }
-            Event::TransportError(TxnRef::Client(client), e)
-                if !self.retry_over_udp(now, client, e, txn) =>
-            {
-                self.on_branch_failure(now, client, Why::Transport(e), 503, txn)
+            Event::TransportError(TxnRef::Client(client), e) => {
+                // udp_mtu's fallback first, then the target's other addresses, then failover.
+                let cid = self.by_client.get(&client).map(|&(cid, _)| cid);
+                let retried = self.retry_over_udp(now, client, e, txn)
+                    || self.retry_next_address(now, client, e, txn);
+                if retried {
+                    if let Some(cid) = cid {
+                        self.drive(now, cid, txn);
+                    }
+                } else {
+                    self.on_branch_failure(now, client, Why::Transport(e), 503, txn)
+                }
             }
             Event::Terminated(TxnRef::Client(client)) => {
                 if let Some((cid, _)) = self.by_client.remove(&client) {
@@ -599,6 +618,7 @@ impl<R: Router> Proxy<R> {
             answered_by: None,
             hung_up: Vec::new(),
             switched: Vec::new(),
+            alternates: HashMap::new(),
             live_clients: 0,
             server_done: false,
         };
@@ -676,6 +696,8 @@ impl<R: Router> Proxy<R> {
     }
 
     /// Builds and sends the request of one branch; a failure rolls the call over.
+    /// Resolves a branch's next hop and sends it; a name not known yet becomes a question
+    /// for the owner, and only this branch waits for the answer.
     fn start_branch(
         &mut self,
         now: Instant,
@@ -689,35 +711,126 @@ impl<R: Router> Proxy<R> {
             return;
         };
         let hop = call.fixed_hop.clone().unwrap_or_else(|| target.clone());
-        let dest = destination(&hop, self.resolver.as_ref());
-        // Never a multicast, broadcast or unspecified address: as written, or as resolved.
-        let literal = hop
-            .sip_uri()
-            .and_then(|u| crate::reach::host_of(&u).parse::<std::net::IpAddr>().ok());
-        let forbidden = literal
-            .into_iter()
-            .chain(dest.map(|d| d.addr.ip()))
-            .any(crate::reach::never_a_target);
-        if forbidden {
+        let Some((host, port)) = next_hop(&hop) else {
+            return call.engine.start_failed(now, b, Why::Unresolvable);
+        };
+        // Never a multicast, broadcast or unspecified address, as written or as resolved.
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(crate::reach::never_a_target)
+        {
             return call.engine.start_failed(now, b, Why::NeverATarget);
         }
-        let built = dest.and_then(|dest| {
-            let set_uri = if call.fixed_hop.is_some() {
-                None
-            } else {
-                Some(target.uri.as_str())
-            };
-            let rr = self.cfg.record_route
-                && call.fixed_hop.is_none()
-                && call.request.method() == Some(&Method::Invite);
-            let req = forward::request(
-                &call.request,
-                set_uri,
-                dest.transport,
-                rr.then_some(call.source.transport),
-                &self.local,
-                &mut self.ids,
-            )?;
+        match self.resolver.lookup(&host, port, hop.transport) {
+            Resolved::Addrs(addrs) => {
+                self.send_branch_to(now, cid, b, target, addrs, udp_only, txn)
+            }
+            Resolved::NotFound => call.engine.start_failed(now, b, Why::Unresolvable),
+            Resolved::Ask => {
+                let id = self.next_query;
+                self.next_query += 1;
+                debug!(call_id = call.call_id, "resolving {host} for {target}");
+                self.questions.push_back(Question::Resolve {
+                    id,
+                    host,
+                    port,
+                    transport: hop.transport,
+                });
+                self.resolving.insert(
+                    id,
+                    Resolving {
+                        cid,
+                        branch: b,
+                        target,
+                        udp_only,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The owner's answer to [`Question::Resolve`]: the addresses (empty when the name has
+    /// none). The branch that waited is sent, or fails as unresolvable; if it was left
+    /// behind meanwhile (its call ended, its timer fired), the answer is dropped.
+    pub fn answer_resolve(
+        &mut self,
+        now: Instant,
+        id: u64,
+        addrs: Vec<SocketAddr>,
+        txn: &mut TxnLayer,
+    ) {
+        let Some(r) = self.resolving.remove(&id) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&r.cid) else {
+            return;
+        };
+        if !call.engine.is_pending(r.branch) {
+            return;
+        }
+        if addrs.is_empty() {
+            call.engine.start_failed(now, r.branch, Why::Unresolvable);
+        } else {
+            self.send_branch_to(now, r.cid, r.branch, r.target, addrs, r.udp_only, txn);
+        }
+        self.drive(now, r.cid, txn);
+    }
+
+    /// The next question for the owner (a name to resolve).
+    pub fn poll_question(&mut self) -> Option<Question> {
+        self.questions.pop_front()
+    }
+
+    /// Sends a branch to the first of `addrs`; the others are kept, to be tried in turn if
+    /// the transport fails.
+    #[allow(clippy::too_many_arguments)]
+    fn send_branch_to(
+        &mut self,
+        now: Instant,
+        cid: u64,
+        b: BranchId,
+        target: Target,
+        mut addrs: Vec<SocketAddr>,
+        udp_only: bool,
+        txn: &mut TxnLayer,
+    ) {
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
+        if addrs.is_empty() {
+            return call.engine.start_failed(now, b, Why::Unresolvable);
+        }
+        let first = addrs.remove(0);
+        if crate::reach::never_a_target(first.ip()) {
+            return call.engine.start_failed(now, b, Why::NeverATarget);
+        }
+        if addrs.is_empty() {
+            call.alternates.remove(&b);
+        } else {
+            call.alternates.insert(b, addrs);
+        }
+        let hop_transport = call.fixed_hop.as_ref().unwrap_or(&target).transport;
+        let dest = Peer {
+            transport: hop_transport,
+            addr: first,
+        };
+        let set_uri = if call.fixed_hop.is_some() {
+            None
+        } else {
+            Some(target.uri.as_str())
+        };
+        let rr = self.cfg.record_route
+            && call.fixed_hop.is_none()
+            && call.request.method() == Some(&Method::Invite);
+        let built = forward::request(
+            &call.request,
+            set_uri,
+            dest.transport,
+            rr.then_some(call.source.transport),
+            &self.local,
+            &mut self.ids,
+        )
+        .and_then(|req| {
             let (mtu, try_t) = (self.cfg.udp_mtu, self.cfg.udp_mtu_try);
             let big = req.as_bytes().len();
             if !udp_only && mtu > 0 && dest.transport == Transport::Udp && big > mtu {
@@ -767,6 +880,35 @@ impl<R: Router> Proxy<R> {
             }
             None => call.engine.start_failed(now, b, Why::Unresolvable),
         }
+    }
+
+    /// A branch whose transport failed tries its target's next address, if it has one.
+    fn retry_next_address(
+        &mut self,
+        now: Instant,
+        client: ClientTxn,
+        e: rollover_txn::TransportError,
+        txn: &mut TxnLayer,
+    ) -> bool {
+        let Some(&(cid, b)) = self.by_client.get(&client) else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return false;
+        };
+        let Some(addrs) = call.alternates.remove(&b) else {
+            return false;
+        };
+        let Some(target) = call.engine.target(b).cloned() else {
+            return false;
+        };
+        info!(
+            call_id = call.call_id,
+            "{target}: {e}; trying its next address {}",
+            addrs.first().map_or_else(String::new, ToString::to_string)
+        );
+        self.send_branch_to(now, cid, b, target, addrs, false, txn);
+        true
     }
 
     fn on_response(&mut self, now: Instant, client: ClientTxn, resp: Message, txn: &mut TxnLayer) {
@@ -1029,6 +1171,33 @@ impl<R: Router> Proxy<R> {
             ),
         }
     }
+}
+
+/// A question the core asks its owner, who answers now or later (see
+/// [`Proxy::poll_question`]); the call that asked waits, every other call goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Question {
+    /// Resolve `host`; answer with [`Proxy::answer_resolve`] and this `id`.
+    Resolve {
+        /// The question's id.
+        id: u64,
+        /// The host name.
+        host: String,
+        /// The port to put in the addresses.
+        port: u16,
+        /// The transport the request will go over.
+        transport: Transport,
+    },
+}
+
+/// A branch waiting for its name to be resolved.
+#[derive(Debug)]
+struct Resolving {
+    cid: u64,
+    branch: BranchId,
+    target: Target,
+    udp_only: bool,
 }
 
 /// The methods the proxy relays, for `Allow`.

@@ -204,6 +204,11 @@ impl Engine {
         self.branches.get(b).map(|br| &br.target)
     }
 
+    /// Whether a branch is still waiting to be sent or answered (not left behind or done).
+    pub fn is_pending(&self, b: BranchId) -> bool {
+        self.branches.get(b).is_some_and(Branch::is_active)
+    }
+
     /// Whether a branch answered.
     pub fn is_answered(&self) -> bool {
         self.answered

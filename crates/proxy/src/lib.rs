@@ -36,12 +36,12 @@ mod secret;
 pub mod sim;
 mod target;
 
-pub use crate::core::{LateAnswer, Proxy, ProxyConfig};
+pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question};
 pub use decision::{fmt_duration, Decision, Why};
 pub use guard::{Cidr, CidrError, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
 pub use reach::{never_a_target, Reach, ReachError};
-pub use router::{default_port, LiteralResolver, Resolver, RouteDecision, Router};
+pub use router::{default_port, LiteralResolver, Resolved, Resolver, RouteDecision, Router};
 pub use secret::Secret;
 pub use target::{Target, TargetError, TargetPlan, TargetProblem};
 

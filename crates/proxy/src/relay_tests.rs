@@ -75,6 +75,14 @@ impl Net {
     }
 
     fn with(cfg: ProxyConfig, plan: fn(&Message, &Peer) -> RouteDecision) -> Net {
+        Net::with_resolver(cfg, plan, Box::new(LiteralResolver))
+    }
+
+    fn with_resolver(
+        cfg: ProxyConfig,
+        plan: fn(&Message, &Peer) -> RouteDecision,
+        resolver: Box<dyn Resolver + Send>,
+    ) -> Net {
         let local = addr(PROXY);
         let cfg = ProxyConfig {
             local: vec![(Transport::Udp, local), (Transport::Tcp, local)],
@@ -83,7 +91,7 @@ impl Net {
         #[allow(clippy::disallowed_methods)] // an arbitrary origin; later times are virtual
         let now = Instant::now();
         Net {
-            proxy: Proxy::new(cfg, plan, Box::new(LiteralResolver)),
+            proxy: Proxy::new(cfg, plan, resolver),
             txn: TxnLayer::new(Config::default()),
             now,
             sent: Vec::new(),
@@ -927,5 +935,106 @@ fn udp_mtu_tries_tcp_for_a_large_request_and_falls_back_to_udp() {
     assert!(
         !n.statuses_to("198.51.100.1:5060").iter().any(|s| *s >= 300),
         "the call was not failed"
+    );
+}
+
+/// Knows IP literals; any name must be looked up (the question goes to the owner).
+struct SlowNames;
+
+impl Resolver for SlowNames {
+    fn resolve(&self, host: &str, port: u16, t: Transport) -> Option<SocketAddr> {
+        LiteralResolver.resolve(host, port, t)
+    }
+
+    fn lookup(&self, host: &str, port: u16, t: Transport) -> Resolved {
+        match self.resolve(host, port, t) {
+            Some(a) => Resolved::Addrs(vec![a]),
+            None => Resolved::Ask,
+        }
+    }
+}
+
+/// `sip:100@…` goes to a target by name, anything else to TARGET.
+fn by_name(req: &Message, _: &Peer) -> RouteDecision {
+    let slow = req
+        .request_uri_str()
+        .is_some_and(|u| u.starts_with("sip:100@"));
+    let target = if slow {
+        "sip:a@carrier.example.net".to_owned()
+    } else {
+        format!("sip:b@{TARGET}")
+    };
+    RouteDecision::Targets {
+        plan: TargetPlan::serial(vec![Target::parse(&target).unwrap()]),
+        policy: FailoverPolicy::default(),
+        rule: Arc::from("by-name"),
+    }
+}
+
+#[test]
+fn a_name_resolving_slowly_delays_only_its_own_call_and_every_address_is_tried() {
+    let mut n = Net::with_resolver(ProxyConfig::default(), by_name, Box::new(SlowNames));
+    let invite = |call_id: &str| {
+        format!("INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContent-Length: 0\n\n")
+    };
+    n.recv(udp("198.51.100.1:5060"), &invite("slow-call"));
+    let q = n.proxy.poll_question();
+    let Some(Question::Resolve { id, host, port, .. }) = q else {
+        panic!("{q:?}");
+    };
+    assert_eq!((host.as_str(), port), ("carrier.example.net", 5060));
+    assert!(
+        n.sent_to("192.0.2.40:5060").is_empty(),
+        "nothing sent before the answer"
+    );
+    // Another call goes on meanwhile.
+    let other = "INVITE sip:200@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.2:5060;branch=z9hG4bK-other\nMax-Forwards: 70\nFrom: <sip:bob@example.com>;tag=bob\nTo: <sip:200@example.com>\nCall-ID: other\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
+    n.recv(udp("198.51.100.2:5060"), other);
+    assert_eq!(n.sent_to(TARGET).len(), 1, "the other call did not wait");
+    // The answer comes 2 s later: two addresses.
+    n.run(Duration::from_secs(2));
+    let addrs = vec![addr("192.0.2.40:5060"), addr("192.0.2.41:5060")];
+    let now = n.now;
+    n.proxy.answer_resolve(now, id, addrs, &mut n.txn);
+    n.pump();
+    let i = n
+        .sent
+        .iter()
+        .position(|(p, _)| p.addr == addr("192.0.2.40:5060"))
+        .expect("sent to the first address");
+    assert_eq!(
+        n.sent[i].1.request_uri_str(),
+        Some("sip:a@carrier.example.net")
+    );
+    // Its transport fails: the next address, not the next target.
+    let client = n.refs[i].unwrap();
+    n.txn
+        .handle_transport_error(client, rollover_txn::TransportError::Refused);
+    n.pump();
+    assert_eq!(n.sent_to("192.0.2.41:5060").len(), 1);
+    assert!(
+        !n.statuses_to("198.51.100.1:5060").iter().any(|s| *s >= 300),
+        "the call was not failed"
+    );
+    // A name with no address fails its target at once.
+    n.recv(udp("198.51.100.1:5060"), &invite("nx-call"));
+    let Some(Question::Resolve { id, .. }) = n.proxy.poll_question() else {
+        panic!("no question");
+    };
+    let now = n.now;
+    n.proxy.answer_resolve(now, id, vec![], &mut n.txn);
+    n.pump();
+    assert!(n.proxy.poll_question().is_none());
+    let nx: Vec<u16> = n
+        .sent
+        .iter()
+        .filter(|(_, m)| m.call_id().ok() == Some("nx-call"))
+        .filter_map(|(_, m)| m.status())
+        .filter(|s| *s >= 300)
+        .collect();
+    assert_eq!(
+        nx,
+        [500],
+        "unresolvable: the caller gets the failure at once"
     );
 }

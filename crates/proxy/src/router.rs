@@ -45,11 +45,33 @@ impl<F: Fn(&Message, &Peer) -> RouteDecision> Router for F {
     }
 }
 
-/// Turns a host into an address. The core calls it synchronously, so a driver resolves
-/// configured names ahead of time and answers from a cache.
+/// What a resolver knows of a host now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Its addresses, in the order to try them.
+    Addrs(Vec<SocketAddr>),
+    /// It has none (a negative answer).
+    NotFound,
+    /// Not known yet: the core asks its owner ([`crate::Question::Resolve`]) and carries on
+    /// with other calls; the answer comes back through [`crate::Proxy::answer_resolve`].
+    Ask,
+}
+
+/// Turns a host into addresses. The core asks synchronously; a resolver that must look a
+/// name up answers [`Resolved::Ask`] and the question goes to the driver.
 pub trait Resolver {
-    /// The address of `host` on `transport`, with `port` already defaulted.
+    /// The address of `host` on `transport`, with `port` already defaulted, when it is known
+    /// now (IP literals, cached answers).
     fn resolve(&self, host: &str, port: u16, transport: Transport) -> Option<SocketAddr>;
+
+    /// Every address of `host`, or [`Resolved::Ask`] when it must be looked up. The default
+    /// answers from [`Resolver::resolve`].
+    fn lookup(&self, host: &str, port: u16, transport: Transport) -> Resolved {
+        match self.resolve(host, port, transport) {
+            Some(a) => Resolved::Addrs(vec![a]),
+            None => Resolved::NotFound,
+        }
+    }
 }
 
 /// Resolves IP literals only.
@@ -74,8 +96,8 @@ pub fn default_port(transport: Transport) -> u16 {
     }
 }
 
-/// Where to send a request for `target`: its `maddr` if any, else its host and port.
-pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Peer> {
+/// The host (its `maddr` if any), port and transport a request for `target` goes to.
+pub(crate) fn next_hop(target: &Target) -> Option<(String, u16)> {
     let uri = target.sip_uri()?;
     let port = uri.port.unwrap_or(default_port(target.transport));
     let host = match (uri.maddr(), uri.host) {
@@ -83,6 +105,12 @@ pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Pe
         (None, Host::V6(ip)) => ip.to_string(),
         (None, h) => h.to_string(),
     };
+    Some((host, port))
+}
+
+/// Where to send a request for `target`, when the address is known now.
+pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Peer> {
+    let (host, port) = next_hop(target)?;
     let addr = resolver.resolve(&host, port, target.transport)?;
     Some(Peer {
         transport: target.transport,
