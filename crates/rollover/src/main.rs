@@ -17,6 +17,7 @@ macro_rules! say {
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod call_cmd;
+mod dns;
 mod parse_cmd;
 mod plan_cmd;
 pub(crate) mod proxy_cmd;

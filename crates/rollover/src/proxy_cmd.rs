@@ -1,16 +1,17 @@
 //! `rollover proxy`: the failover proxy on real sockets.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use rollover_dialplan::{Config, DialPlan, SecuritySettings};
 use rollover_net::{driver, ListenSpec, NetConfig, TlsFiles, Transports};
-use rollover_proxy::{Proxy, ProxyConfig, Resolver, Secret};
+use rollover_proxy::{Proxy, ProxyConfig, Question, Secret};
+
+use crate::dns::{self, DnsCache};
 use rollover_sip::Limits;
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
@@ -18,48 +19,6 @@ use tracing::{error, info};
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
-
-/// Resolves host names with the system resolver, caching answers (the core asks
-/// synchronously; configured targets are resolved once, at their first call).
-#[derive(Default)]
-struct CachingResolver {
-    cache: Mutex<HashMap<(String, u16), Option<SocketAddr>>>,
-    /// Where a TLS connection learns the SIP domain it must verify (RFC 5922).
-    tls_names: Option<rollover_net::TlsNames>,
-}
-
-impl Resolver for CachingResolver {
-    fn resolve(&self, host: &str, port: u16, transport: Transport) -> Option<SocketAddr> {
-        let found = self.lookup(host, port);
-        if let (Some(addr), Some(names)) = (found, &self.tls_names) {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if transport == Transport::Tls && bare.parse::<std::net::IpAddr>().is_err() {
-                names.insert(addr, bare);
-            }
-        }
-        found
-    }
-}
-
-impl CachingResolver {
-    fn lookup(&self, host: &str, port: u16) -> Option<SocketAddr> {
-        let key = (host.to_owned(), port);
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(hit) = cache.get(&key) {
-                return *hit;
-            }
-        }
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let found = (bare, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(key, found);
-        }
-        found
-    }
-}
 
 /// The secret our Route tokens and branch MACs are made with: `[security] secret` when
 /// written, else the secret file, made with 32 random bytes (mode 0600) on first start so
@@ -114,16 +73,30 @@ enum Cmd {
     Reload(Box<DialPlan>),
     /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
+    /// A name the core asked about was looked up.
+    Resolved {
+        id: u64,
+        host: String,
+        port: u16,
+        transport: Transport,
+        addrs: Vec<std::net::IpAddr>,
+        until: Instant,
+    },
 }
 
-/// The proxy core with what the process adds around it: the drain deadline.
+/// The proxy core with what the process adds around it: the drain deadline, and the
+/// answers to its questions (name look-ups, in tasks of their own).
 struct Server {
     proxy: Proxy<DialPlan>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
+    dns: DnsCache,
+    hickory: Option<Arc<hickory_resolver::TokioResolver>>,
+    tls_names: rollover_net::TlsNames,
+    cmds: tokio::sync::mpsc::Sender<Cmd>,
 }
 
 impl Server {
-    fn command(&mut self, now: Instant, cmd: Cmd, _: &mut TxnLayer) {
+    fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
             Cmd::Reload(plan) => {
                 self.proxy.set_router(*plan);
@@ -134,6 +107,58 @@ impl Server {
                 self.drain = Some((now + timeout, done));
                 self.check_drained(now);
             }
+            Cmd::Resolved {
+                id,
+                host,
+                port,
+                transport,
+                addrs,
+                until,
+            } => {
+                self.dns.insert(&host, addrs.clone(), until);
+                let addrs: Vec<SocketAddr> = addrs
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                if transport == Transport::Tls {
+                    // RFC 5922: the connection verifies the name the target gave.
+                    for a in &addrs {
+                        self.tls_names.insert(*a, &host);
+                    }
+                }
+                self.proxy.answer_resolve(now, id, addrs, txn);
+            }
+        }
+        self.ask();
+    }
+
+    /// Hands the core's questions to tasks: each name is looked up on its own.
+    fn ask(&mut self) {
+        while let Some(q) = self.proxy.poll_question() {
+            let Question::Resolve {
+                id,
+                host,
+                port,
+                transport,
+            } = q
+            else {
+                continue;
+            };
+            let hickory = self.hickory.clone();
+            let cmds = self.cmds.clone();
+            tokio::spawn(async move {
+                let (addrs, until) = dns::look_up(hickory.as_deref(), &host).await;
+                let _ = cmds
+                    .send(Cmd::Resolved {
+                        id,
+                        host,
+                        port,
+                        transport,
+                        addrs,
+                        until,
+                    })
+                    .await;
+            });
         }
     }
 
@@ -158,11 +183,13 @@ impl Server {
 impl TransactionUser for Server {
     fn handle_txn_event(&mut self, now: Instant, ev: rollover_txn::Event, txn: &mut TxnLayer) {
         self.proxy.handle_txn_event(now, ev, txn);
+        self.ask();
         self.check_drained(now);
     }
 
     fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
         self.proxy.handle_timeout(now, txn);
+        self.ask();
         self.check_drained(now);
     }
 
@@ -349,14 +376,25 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         max_message_size: s.max_message_size,
         ..Limits::default()
     };
-    let resolver = CachingResolver {
-        tls_names: Some(transports.tls_names()),
-        ..CachingResolver::default()
+    let dns = DnsCache::default();
+    let hickory = match hickory_resolver::Resolver::builder_tokio().and_then(|b| b.build()) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            error!("no DNS resolver ({e}): targets given by name cannot be called");
+            None
+        }
     };
-    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(resolver));
-    let mut server = Server { proxy, drain: None };
+    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(dns.clone()));
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
+    let mut server = Server {
+        proxy,
+        drain: None,
+        dns,
+        hickory,
+        tls_names: transports.tls_names(),
+        cmds: cmd_tx.clone(),
+    };
     let mut txn = TxnLayer::new(txn_cfg);
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(4);
     spawn_reloader(config_path, cmd_tx.clone())?;
     let drain_timeout = s.drain_timeout;
     let shutdown = async move {
