@@ -41,12 +41,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::inner::{Inbound, Inner};
 use crate::ratelog::RateLimit;
-use crate::table::{Conn, Direction, Refused};
-use crate::transport::{Inbound, Inner};
-
-/// Messages queued for one connection's writer; beyond it the connection is dropped.
-pub(crate) const WRITE_QUEUE: usize = 256;
+use crate::table::{Conn, Direction, Outgoing, Refused};
 
 /// Bytes read from a stream at a time, into the thread's shared read buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -60,17 +57,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// RFC 5626 §4.4.1: the pong answering a double-CRLF ping.
 const PONG: &[u8] = b"\r\n";
-
-/// One message waiting for a connection's writer.
-pub(crate) struct Outgoing {
-    bytes: Bytes,
-    txn: Option<TxnRef>,
-    /// A pong: its loss is nobody's send failure.
-    keepalive: bool,
-    /// The last thing sent: the connection is closed once it is written (the answer to a
-    /// message that broke the stream's framing).
-    last: bool,
-}
 
 /// Queues `bytes` on the connection to `dest`, opening one in the background if needed.
 pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<TxnRef>) {

@@ -18,7 +18,8 @@ use rollover_txn::{FrontDoor, TransactionUser, TxnLayer};
 use tokio::sync::mpsc::Receiver;
 use tracing::debug;
 
-use crate::transport::{Inbound, Transports};
+use crate::inner::Inbound;
+use crate::transport::Transports;
 
 /// Moves everything queued in the transaction layer: events to the user (which may queue
 /// more), transmits to the sockets.

@@ -67,6 +67,7 @@
 
 mod config;
 mod conn;
+mod inner;
 mod ratelog;
 mod table;
 mod tls;
@@ -75,4 +76,5 @@ mod transport;
 pub mod driver;
 
 pub use config::{ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles};
-pub use transport::{Inbound, TlsNames, Transports};
+pub use inner::{Inbound, TlsNames};
+pub use transport::Transports;

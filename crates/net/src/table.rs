@@ -9,11 +9,24 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rollover_txn::Peer;
+use bytes::Bytes;
+use rollover_txn::{Peer, TxnRef};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Outgoing, WRITE_QUEUE};
+/// Messages queued for one connection's writer; beyond it the connection is dropped.
+pub(crate) const WRITE_QUEUE: usize = 256;
+
+/// One message waiting for a connection's writer.
+pub(crate) struct Outgoing {
+    pub(crate) bytes: Bytes,
+    pub(crate) txn: Option<TxnRef>,
+    /// A pong: its loss is nobody's send failure.
+    pub(crate) keepalive: bool,
+    /// The last thing sent: the connection is closed once it is written (the answer to a
+    /// message that broke the stream's framing).
+    pub(crate) last: bool,
+}
 
 /// Which side opened a connection: each side has its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

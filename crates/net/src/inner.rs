@@ -1,0 +1,146 @@
+//! What every task of the transports shares: the [`Inner`] state, the [`Inbound`] events
+//! handed to the driver, and the [`TlsNames`] table. Its own module so that the connection
+//! code and the [`Transports`](crate::Transports) handle both depend on it, not on each
+//! other.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rollover_sip::Limits;
+use rollover_txn::{Peer, Transport, TransportError, TxnRef};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ratelog::Logs;
+use crate::table::{Budgets, ConnTable};
+use crate::tls::TlsContext;
+
+/// What the transports hand to the driver.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A message received. For UDP: one datagram; for TCP/TLS: one framed message.
+    /// `bytes` is exactly the message bytes; `local` is the listener address it came in on.
+    Message {
+        /// Who sent it (for TCP/TLS, the connection's remote address: sending to it reuses
+        /// the connection).
+        source: Peer,
+        /// The listener it came in on. For a connection we opened, the first listener of
+        /// its transport, or the connection's own local address if there is none.
+        local: SocketAddr,
+        /// The message.
+        bytes: Bytes,
+    },
+    /// A send for `txn` to `dest` failed: connection refused / reset / TLS failure / unreachable.
+    SendFailed {
+        /// Where the message was going.
+        dest: Peer,
+        /// The transaction that sent it, as given to [`Transports::send`].
+        txn: Option<TxnRef>,
+        /// Why it failed.
+        error: TransportError,
+    },
+    /// A stream carried bytes that cannot be framed (the connection is closed); for logging.
+    BadStream {
+        /// The connection's remote end.
+        source: Peer,
+        /// What the framer found wrong.
+        error: String,
+    },
+}
+
+/// State shared by the handle and every task.
+pub(crate) struct Inner {
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    pub(crate) limits: Limits,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) unused_timeout: Duration,
+    pub(crate) budgets: Budgets,
+    pub(crate) logs: Logs,
+    pub(crate) tls: Option<TlsContext>,
+    /// Cancelled by [`Transports::shutdown`] or when the inbound receiver is dropped;
+    /// every connection's token is a child of it.
+    pub(crate) stop: CancellationToken,
+    pub(crate) conns: ConnTable,
+    pub(crate) udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    pub(crate) locals: Vec<(Transport, SocketAddr)>,
+    /// The SIP domain a TLS peer address was reached by (RFC 5922): verified against its
+    /// certificate and sent as SNI. Addresses not here are verified as IP addresses.
+    pub(crate) tls_names: TlsNames,
+}
+
+/// Host names for TLS peers, by address, shared with whoever resolves names (see
+/// [`Transports::tls_names`]).
+#[derive(Clone, Default)]
+pub struct TlsNames(Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>);
+
+impl TlsNames {
+    /// Records that `addr` was reached by resolving `host`: a TLS connection to it then
+    /// verifies `host` and sends it as SNI. The last name recorded for an address wins.
+    pub fn insert(&self, addr: SocketAddr, host: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(addr, host.to_owned());
+        }
+    }
+
+    /// The name recorded for `addr`.
+    pub(crate) fn get(&self, addr: SocketAddr) -> Option<String> {
+        self.0.lock().ok()?.get(&addr).cloned()
+    }
+}
+
+impl fmt::Debug for TlsNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsNames(..)")
+    }
+}
+
+impl Inner {
+    /// First listener of a transport.
+    pub(crate) fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.locals
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| *a)
+    }
+
+    /// Queues an event without waiting; if the driver is behind, a task waits for room.
+    pub(crate) fn report(&self, event: Inbound) {
+        match self.inbound.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let inbound = self.inbound.clone();
+                let stop = self.stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = inbound.send(event) => {}
+                    }
+                });
+            }
+        }
+    }
+
+    /// Hands an event to the driver, waiting for room (back-pressure onto the socket).
+    /// False when `cancel` fired or the driver is gone: the caller stops.
+    pub(crate) async fn deliver(&self, event: Inbound, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            r = self.inbound.send(event) => r.is_ok(),
+        }
+    }
+
+    /// The UDP socket to send to `dest` from: the first listener of the same family.
+    pub(crate) fn udp_for(&self, dest: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        self.udp
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == dest.is_ipv4())
+            .map(|(_, s)| s)
+    }
+}
