@@ -31,6 +31,7 @@ use crate::guard::{Overload, Pike, Refusal, RefusalLog, SecurityConfig};
 use crate::policy::FailoverPolicy;
 use crate::router::{destination, next_hop, Resolved, Resolver, RouteDecision, Router};
 use crate::secret::Secret;
+use crate::stats::ProxyStats;
 use crate::target::Target;
 
 impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
@@ -155,6 +156,7 @@ pub struct Proxy<R> {
     overload: Overload,
     /// Shutting down: no new calls.
     draining: bool,
+    stats: ProxyStats,
     /// Questions for the owner not yet polled.
     questions: VecDeque<Question>,
     /// Branches waiting for a name to be resolved, by question id.
@@ -173,6 +175,7 @@ impl<R: Router> Proxy<R> {
             pike: Pike::new(&cfg.security),
             overload: Overload::new(cfg.security.overload_backlog),
             draining: false,
+            stats: ProxyStats::default(),
             questions: VecDeque::new(),
             resolving: HashMap::new(),
             next_query: 1,
@@ -192,6 +195,11 @@ impl<R: Router> Proxy<R> {
     /// Calls in progress (response contexts not yet released).
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// What the proxy has done since it started.
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
     }
 
     /// Calls still being set up: no final response sent to the caller yet (what a drain
@@ -242,7 +250,11 @@ impl<R: Router> Proxy<R> {
     /// flood limit) and not trusted. Its dropped requests still count towards its block.
     pub fn is_blocked(&mut self, now: Instant, source: &Peer) -> bool {
         let ip = source.addr.ip();
-        !self.cfg.security.is_trusted(ip) && self.pike.drop_if_blocked(now, ip)
+        let blocked = !self.cfg.security.is_trusted(ip) && self.pike.drop_if_blocked(now, ip);
+        if blocked {
+            self.stats.turned_away("flood");
+        }
+        blocked
     }
 
     /// The front door, asked for every well-formed message before the transaction layer
@@ -263,6 +275,7 @@ impl<R: Router> Proxy<R> {
                 Some(ip),
                 "refused with 403: source not in [security] allow",
             );
+            self.stats.turned_away("not_allowed");
             if *method == Method::Ack {
                 return Admit::Drop;
             }
@@ -270,6 +283,7 @@ impl<R: Router> Proxy<R> {
         }
         let new_request = msg.to_tag().is_none() && !matches!(method, Method::Cancel | Method::Ack);
         if self.draining && new_request {
+            self.stats.turned_away("draining");
             return Admit::Reply(self.busy_reply(msg));
         }
         if *method == Method::Ack || sec.is_trusted(ip) {
@@ -280,15 +294,18 @@ impl<R: Router> Proxy<R> {
             return Admit::Accept;
         }
         if !self.pike.admit(now, ip) {
+            self.stats.turned_away("flood");
             return Admit::Drop;
         }
         if new_request && self.overload.check(backlog) {
+            self.stats.turned_away("overload");
             return Admit::Reply(self.busy_reply(msg));
         }
         Admit::Accept
     }
 
     fn decide(&mut self, now: Instant, call_id: &str, d: Decision) {
+        self.stats.note(&d);
         match &d {
             Decision::Ringing { .. } | Decision::TimerArmed { .. } => {
                 debug!(call_id, "{d}")
@@ -401,6 +418,7 @@ impl<R: Router> Proxy<R> {
             status: code,
             reason: why,
         };
+        self.stats.note(&d);
         // Logged aggregated per source: a stranger's refusals must not flood the log.
         let ip = txn.peer(TxnRef::Server(server)).map(|p| p.addr.ip());
         self.refusals.note(
@@ -656,6 +674,7 @@ impl<R: Router> Proxy<R> {
                 Step::Decision(d) => {
                     let call_id = call.call_id.clone();
                     if call.fixed_hop.is_some() {
+                        self.stats.note(&d);
                         // In-dialog requests follow their route set: no roll-over to report.
                         debug!(
                             call_id,

@@ -34,6 +34,7 @@ mod reach;
 mod router;
 mod secret;
 pub mod sim;
+mod stats;
 mod target;
 
 pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question};
@@ -43,6 +44,7 @@ pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
 pub use reach::{never_a_target, Reach, ReachError};
 pub use router::{default_port, LiteralResolver, Resolved, Resolver, RouteDecision, Router};
 pub use secret::Secret;
+pub use stats::ProxyStats;
 pub use target::{Target, TargetError, TargetPlan, TargetProblem};
 
 #[cfg(test)]

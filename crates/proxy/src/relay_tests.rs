@@ -1038,3 +1038,24 @@ fn a_name_resolving_slowly_delays_only_its_own_call_and_every_address_is_tried()
         "unresolvable: the caller gets the failure at once"
     );
 }
+
+#[test]
+fn the_stats_count_what_the_proxy_did() {
+    let security = SecurityConfig {
+        pike_rate: 10,
+        pike_burst: 5,
+        ..SecurityConfig::default()
+    };
+    let mut n = Net::new(security);
+    let _ = call_through(&mut n, "stats-1");
+    for i in 0..10 {
+        let r = request("INVITE", "sip:premium@192.0.2.1", None, "")
+            .replace("z9hG4bK-INVITE-", &format!("z9hG4bK-s{i}-"));
+        n.recv(udp(ATTACKER), &r);
+    }
+    let s = n.proxy.stats();
+    assert_eq!((s.routed, s.branches), (1, 1));
+    assert_eq!(s.refusals.get(&404), Some(&5), "the burst: {s}");
+    assert_eq!(s.front_door.get("flood"), Some(&5), "{s}");
+    assert!(s.to_string().contains("refusals={404=5}"), "{s}");
+}

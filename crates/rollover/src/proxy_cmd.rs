@@ -73,6 +73,8 @@ enum Cmd {
     Reload(Box<DialPlan>),
     /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
+    /// SIGUSR1: log the counters.
+    Stats,
     /// A name the core asked about was looked up.
     Resolved {
         id: u64,
@@ -102,6 +104,7 @@ impl Server {
                 self.proxy.set_router(*plan);
                 info!("dial plan reloaded; calls under way keep the plan they started with");
             }
+            Cmd::Stats => self.log_stats(txn),
             Cmd::Drain(timeout, done) => {
                 self.proxy.drain();
                 self.drain = Some((now + timeout, done));
@@ -130,6 +133,16 @@ impl Server {
             }
         }
         self.ask();
+    }
+
+    /// The counters, with what is in progress now.
+    fn log_stats(&self, txn: &TxnLayer) {
+        info!(
+            "stats: {} calls_in_progress={} transactions={}",
+            self.proxy.stats(),
+            self.proxy.calls(),
+            txn.len()
+        );
     }
 
     /// Hands the core's questions to tasks: each name is looked up on its own.
@@ -223,7 +236,7 @@ async fn stop_signal() -> &'static str {
 }
 
 /// SIGHUP reloads the dial plan from the configuration file: a file that does not load is
-/// refused with its error and the running plan is kept.
+/// refused with its error and the running plan is kept. SIGUSR1 logs the counters.
 fn spawn_reloader(
     path: Option<PathBuf>,
     cmds: tokio::sync::mpsc::Sender<Cmd>,
@@ -232,6 +245,16 @@ fn spawn_reloader(
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let mut usr1 =
+            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+        let stats = cmds.clone();
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                if stats.send(Cmd::Stats).await.is_err() {
+                    return;
+                }
+            }
+        });
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let Some(p) = &path else {
@@ -427,6 +450,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         shutdown,
     )
     .await;
+    server.log_stats(&txn);
     transports.shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())
