@@ -48,6 +48,10 @@ pub use stats::ProxyStats;
 pub use target::{Target, TargetError, TargetPlan, TargetProblem};
 
 #[cfg(test)]
+mod call_tests;
+#[cfg(test)]
 mod relay_tests;
+#[cfg(test)]
+mod testnet;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,420 @@
+//! Calls through the proxy core on the virtual network: CANCEL crossing a 200, late answers,
+//! mixed transports, `udp_mtu`, names resolved later, the counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollover_sip::Message;
+use rollover_txn::{Peer, Transport};
+
+use crate::testnet::*;
+use crate::*;
+
+/// A caller's INVITE relayed to TARGET; returns the forwarded request.
+fn call_through(n: &mut Net, call_id: &str) -> (String, Message) {
+    const CALLER: &str = "198.51.100.1:5060";
+    let invite = format!(
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
+    );
+    n.recv(udp(CALLER), &invite);
+    let fwd = n.sent_to(TARGET).last().copied().unwrap().clone();
+    (invite, fwd)
+}
+
+fn cancel_of(invite: &str) -> String {
+    invite
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        .replace("Contact: <sip:alice@198.51.100.1:5060>\n", "")
+}
+
+fn statuses_with_method(n: &Net, to: &str) -> Vec<String> {
+    n.sent_to(to)
+        .iter()
+        .filter_map(|m| {
+            let c = m.cseq().ok()?;
+            Some(format!("{} {}", m.status()?, c.method.as_str()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_200_that_crosses_the_callers_cancel_answers_the_call_without_a_487() {
+    let mut n = Net::open();
+    let (invite, fwd) = call_through(&mut n, "crossed");
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(180, "Ringing").to_tag("bob").build(),
+    );
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    assert!(
+        n.sent_to(TARGET)
+            .iter()
+            .any(|m| m.method().is_some_and(|m| m.as_str() == "CANCEL")),
+        "the branch is CANCELled"
+    );
+    // The target's 200 was already on the wire: it answers the call.
+    n.recv_bytes(udp(TARGET), fwd.response(200, "OK").to_tag("bob").build());
+    n.run(Duration::from_secs(40));
+    assert_eq!(
+        statuses_with_method(&n, "198.51.100.1:5060"),
+        ["100 INVITE", "180 INVITE", "200 CANCEL", "200 INVITE"],
+        "no 487 before (or after) the 200"
+    );
+}
+
+#[test]
+fn a_cancelled_call_ends_with_the_targets_487_or_ours_after_a_bounded_wait() {
+    // The target answers the CANCEL with 487: the caller gets one 487, after the CANCEL.
+    let mut n = Net::open();
+    let (invite, fwd) = call_through(&mut n, "c487");
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(180, "Ringing").to_tag("bob").build(),
+    );
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    assert!(!statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+    n.recv_bytes(
+        udp(TARGET),
+        fwd.response(487, "Request Terminated")
+            .to_tag("bob")
+            .build(),
+    );
+    let got = statuses_with_method(&n, "198.51.100.1:5060");
+    assert_eq!(
+        got,
+        ["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"]
+    );
+    // A target that never sent a provisional cannot be CANCELled: our 487 comes after
+    // CANCEL_WAIT.
+    let mut n = Net::open();
+    let (invite, _) = call_through(&mut n, "silent");
+    n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
+    n.run(crate::engine::CANCEL_WAIT - Duration::from_millis(10));
+    assert!(!statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+    n.run(Duration::from_millis(20));
+    assert!(statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
+}
+
+#[test]
+fn mixed_transports_get_a_double_record_route_and_both_entries_are_popped() {
+    let caller = Peer {
+        transport: Transport::Tcp,
+        addr: addr("198.51.100.1:40000"),
+    };
+    let mut n = Net::open();
+    let invite = "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/TCP 198.51.100.1:40000;branch=z9hG4bK-tcp1\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: mixed@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1:40000;transport=tcp>\nContent-Length: 0\n\n";
+    n.recv(caller, invite);
+    let fwd = n.sent_to(TARGET)[0].clone();
+    let rrs: Vec<String> = fwd
+        .record_routes()
+        .map(|r| r.unwrap().uri_str.to_owned())
+        .collect();
+    assert_eq!(rrs.len(), 2, "{rrs:?}");
+    // The callee's route set starts with the entry facing it (UDP), the caller's (reversed)
+    // with the one facing the caller (TCP).
+    assert!(
+        rrs[0].starts_with(&format!("sip:{PROXY};lr;tk=")),
+        "{rrs:?}"
+    );
+    assert!(
+        rrs[1].starts_with(&format!("sip:{PROXY};transport=tcp;lr;tk=")),
+        "{rrs:?}"
+    );
+    // The callee's BYE carries both; both are ours and both are removed.
+    let bye = format!(
+        "BYE sip:alice@198.51.100.1:40000;transport=tcp SIP/2.0\nVia: SIP/2.0/UDP {TARGET};branch=z9hG4bK-bye\nMax-Forwards: 70\nRoute: <{}>, <{}>\nFrom: <sip:100@example.com>;tag=bob\nTo: <sip:alice@example.com>;tag=alice\nCall-ID: mixed@example.com\nCSeq: 1 BYE\nContent-Length: 0\n\n",
+        rrs[0], rrs[1]
+    );
+    n.recv(udp(TARGET), &bye);
+    let out: Vec<&Message> = n
+        .sent
+        .iter()
+        .filter(|(p, m)| p.addr == caller.addr && m.method().is_some())
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].routes().count(), 0);
+    let to_caller = n
+        .sent
+        .iter()
+        .find(|(_, m)| m.method().is_some_and(|m| m.as_str() == "BYE"))
+        .unwrap();
+    assert_eq!(
+        to_caller.0.transport,
+        Transport::Tcp,
+        "the caller is reached over TCP"
+    );
+    // Same transports both ways: one entry.
+    let mut n = Net::open();
+    let _ = call_through(&mut n, "same");
+    assert_eq!(n.sent_to(TARGET)[0].record_routes().count(), 1);
+}
+
+const SECOND: &str = "192.0.2.11:5060";
+
+/// Every call: TARGET first, SECOND when it fails.
+fn two_targets(_: &Message, _: &Peer) -> RouteDecision {
+    RouteDecision::Targets {
+        plan: TargetPlan::serial(vec![
+            Target::parse(&format!("sip:a@{TARGET}")).unwrap(),
+            Target::parse(&format!("sip:b@{SECOND}")).unwrap(),
+        ]),
+        policy: FailoverPolicy::default(),
+        rule: Arc::from("two"),
+    }
+}
+
+/// TARGET stays silent past its no-response timer, SECOND answers, then TARGET's 200
+/// arrives late. Returns the net and the late 200.
+fn late_answer(late: LateAnswer) -> (Net, bytes::Bytes) {
+    let mut n = Net::with(
+        ProxyConfig {
+            late_answer: late,
+            ..ProxyConfig::default()
+        },
+        two_targets,
+    );
+    let (_, first) = call_through(&mut n, "late-answer");
+    n.run(Duration::from_secs(11));
+    let second = n.sent_to(SECOND)[0].clone();
+    n.recv_bytes(
+        udp(SECOND),
+        second
+            .response(200, "OK")
+            .to_tag("second")
+            .header("Contact", &format!("<sip:b@{SECOND}>"))
+            .build(),
+    );
+    let late_ok = first
+        .response(200, "OK")
+        .to_tag("first")
+        .header("Contact", &format!("<sip:a@{TARGET}>"))
+        .build();
+    n.recv_bytes(udp(TARGET), late_ok.clone());
+    (n, late_ok)
+}
+
+#[test]
+fn a_late_answer_is_relayed_by_default_or_hung_up_by_the_proxy() {
+    let (n, _) = late_answer(LateAnswer::Relay);
+    let oks = statuses_with_method(&n, "198.51.100.1:5060")
+        .into_iter()
+        .filter(|s| s == "200 INVITE")
+        .count();
+    assert_eq!(oks, 2, "both answers reach the caller (RFC 3261 §16.7)");
+
+    let (mut n, late_ok) = late_answer(LateAnswer::Hangup);
+    let oks = statuses_with_method(&n, "198.51.100.1:5060")
+        .into_iter()
+        .filter(|s| s == "200 INVITE")
+        .count();
+    assert_eq!(oks, 1, "only the answer that won reaches the caller");
+    let to_first: Vec<String> = n
+        .sent_to(TARGET)
+        .iter()
+        .filter_map(|m| m.method().map(|x| x.as_str().to_owned()))
+        .collect();
+    assert!(
+        to_first.ends_with(&["ACK".to_owned(), "BYE".to_owned()]),
+        "{to_first:?}"
+    );
+    let bye = n
+        .sent_to(TARGET)
+        .into_iter()
+        .find(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        bye.request_uri_str(),
+        Some(format!("sip:a@{TARGET}").as_str())
+    );
+    assert_eq!(bye.to_tag(), Some("first"));
+    assert_eq!(bye.from_tag(), Some("alice"));
+    // Its retransmission is ACKed again, with no second BYE.
+    n.recv_bytes(udp(TARGET), late_ok);
+    let byes = n
+        .sent_to(TARGET)
+        .iter()
+        .filter(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .count();
+    assert_eq!(byes, 1);
+    let acks = n
+        .sent_to(TARGET)
+        .iter()
+        .filter(|m| m.method().is_some_and(|x| x.as_str() == "ACK"))
+        .count();
+    assert_eq!(acks, 2);
+}
+
+#[test]
+fn udp_mtu_tries_tcp_for_a_large_request_and_falls_back_to_udp() {
+    let big_invite = |n: &mut Net| {
+        let pad = format!("X-Pad: {}\n", "x".repeat(1400));
+        let inv = request("INVITE", "sip:100@192.0.2.1", None, &pad);
+        n.recv(udp("198.51.100.1:5060"), &inv);
+    };
+    // Off by default: a large request stays on UDP.
+    let mut n = Net::open();
+    big_invite(&mut n);
+    let (peer, fwd) = n.sent.iter().find(|(p, _)| p.addr == addr(TARGET)).unwrap();
+    assert_eq!(
+        (peer.transport, fwd.top_via().unwrap().transport),
+        (Transport::Udp, "UDP")
+    );
+    // With udp_mtu: TCP first; when TCP cannot connect, UDP, and the target is not failed.
+    let mut n = Net::with(
+        ProxyConfig {
+            udp_mtu: 1300,
+            ..ProxyConfig::default()
+        },
+        plan,
+    );
+    big_invite(&mut n);
+    let i = n
+        .sent
+        .iter()
+        .position(|(p, _)| p.addr == addr(TARGET))
+        .unwrap();
+    assert_eq!(n.sent[i].0.transport, Transport::Tcp);
+    assert_eq!(n.sent[i].1.top_via().unwrap().transport, "TCP");
+    let client = n.refs[i].unwrap();
+    n.txn
+        .handle_transport_error(client, rollover_txn::TransportError::Refused);
+    n.pump();
+    let (peer, fwd) = n.sent[i + 1..]
+        .iter()
+        .find(|(p, _)| p.addr == addr(TARGET))
+        .unwrap();
+    assert_eq!(
+        (peer.transport, fwd.top_via().unwrap().transport),
+        (Transport::Udp, "UDP")
+    );
+    assert!(
+        !n.statuses_to("198.51.100.1:5060").iter().any(|s| *s >= 300),
+        "the call was not failed"
+    );
+}
+
+/// Knows IP literals; any name must be looked up (the question goes to the owner).
+struct SlowNames;
+
+impl Resolver for SlowNames {
+    fn resolve(&self, host: &str, port: u16, t: Transport) -> Option<SocketAddr> {
+        LiteralResolver.resolve(host, port, t)
+    }
+
+    fn lookup(&self, host: &str, port: u16, t: Transport) -> Resolved {
+        match self.resolve(host, port, t) {
+            Some(a) => Resolved::Addrs(vec![a]),
+            None => Resolved::Ask,
+        }
+    }
+}
+
+/// `sip:100@…` goes to a target by name, anything else to TARGET.
+fn by_name(req: &Message, _: &Peer) -> RouteDecision {
+    let slow = req
+        .request_uri_str()
+        .is_some_and(|u| u.starts_with("sip:100@"));
+    let target = if slow {
+        "sip:a@carrier.example.net".to_owned()
+    } else {
+        format!("sip:b@{TARGET}")
+    };
+    RouteDecision::Targets {
+        plan: TargetPlan::serial(vec![Target::parse(&target).unwrap()]),
+        policy: FailoverPolicy::default(),
+        rule: Arc::from("by-name"),
+    }
+}
+
+#[test]
+fn a_name_resolving_slowly_delays_only_its_own_call_and_every_address_is_tried() {
+    let mut n = Net::with_resolver(ProxyConfig::default(), by_name, Box::new(SlowNames));
+    let invite = |call_id: &str| {
+        format!("INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContent-Length: 0\n\n")
+    };
+    n.recv(udp("198.51.100.1:5060"), &invite("slow-call"));
+    let q = n.proxy.poll_question();
+    let Some(Question::Resolve { id, host, port, .. }) = q else {
+        panic!("{q:?}");
+    };
+    assert_eq!((host.as_str(), port), ("carrier.example.net", 5060));
+    assert!(
+        n.sent_to("192.0.2.40:5060").is_empty(),
+        "nothing sent before the answer"
+    );
+    // Another call goes on meanwhile.
+    let other = "INVITE sip:200@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.2:5060;branch=z9hG4bK-other\nMax-Forwards: 70\nFrom: <sip:bob@example.com>;tag=bob\nTo: <sip:200@example.com>\nCall-ID: other\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
+    n.recv(udp("198.51.100.2:5060"), other);
+    assert_eq!(n.sent_to(TARGET).len(), 1, "the other call did not wait");
+    // The answer comes 2 s later: two addresses.
+    n.run(Duration::from_secs(2));
+    let addrs = vec![addr("192.0.2.40:5060"), addr("192.0.2.41:5060")];
+    let now = n.now;
+    n.proxy.answer_resolve(now, id, addrs, &mut n.txn);
+    n.pump();
+    let i = n
+        .sent
+        .iter()
+        .position(|(p, _)| p.addr == addr("192.0.2.40:5060"))
+        .expect("sent to the first address");
+    assert_eq!(
+        n.sent[i].1.request_uri_str(),
+        Some("sip:a@carrier.example.net")
+    );
+    // Its transport fails: the next address, not the next target.
+    let client = n.refs[i].unwrap();
+    n.txn
+        .handle_transport_error(client, rollover_txn::TransportError::Refused);
+    n.pump();
+    assert_eq!(n.sent_to("192.0.2.41:5060").len(), 1);
+    assert!(
+        !n.statuses_to("198.51.100.1:5060").iter().any(|s| *s >= 300),
+        "the call was not failed"
+    );
+    // A name with no address fails its target at once.
+    n.recv(udp("198.51.100.1:5060"), &invite("nx-call"));
+    let Some(Question::Resolve { id, .. }) = n.proxy.poll_question() else {
+        panic!("no question");
+    };
+    let now = n.now;
+    n.proxy.answer_resolve(now, id, vec![], &mut n.txn);
+    n.pump();
+    assert!(n.proxy.poll_question().is_none());
+    let nx: Vec<u16> = n
+        .sent
+        .iter()
+        .filter(|(_, m)| m.call_id().ok() == Some("nx-call"))
+        .filter_map(|(_, m)| m.status())
+        .filter(|s| *s >= 300)
+        .collect();
+    assert_eq!(
+        nx,
+        [500],
+        "unresolvable: the caller gets the failure at once"
+    );
+}
+
+#[test]
+fn the_stats_count_what_the_proxy_did() {
+    let security = SecurityConfig {
+        pike_rate: 10,
+        pike_burst: 5,
+        ..SecurityConfig::default()
+    };
+    let mut n = Net::new(security);
+    let _ = call_through(&mut n, "stats-1");
+    for i in 0..10 {
+        let r = request("INVITE", "sip:premium@192.0.2.1", None, "")
+            .replace("z9hG4bK-INVITE-", &format!("z9hG4bK-s{i}-"));
+        n.recv(udp(ATTACKER), &r);
+    }
+    let s = n.proxy.stats();
+    assert_eq!((s.routed, s.branches), (1, 1));
+    assert_eq!(s.refusals.get(&404), Some(&5), "the burst: {s}");
+    assert_eq!(s.front_door.get("flood"), Some(&5), "{s}");
+    assert!(s.to_string().contains("refusals={404=5}"), "{s}");
+}
