@@ -16,30 +16,14 @@
     missing_docs
 )]
 
-use std::net::{TcpListener, UdpSocket};
+mod support;
+
+use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// A free port on 127.0.0.1 for both UDP and TCP.
-fn port() -> u16 {
-    if NEXT_PORT.load(Ordering::SeqCst) == 0 {
-        // Away from tests/sipp.rs's range (21000 + …).
-        let base = 41000 + (std::process::id() % 400) as u16 * 50;
-        let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
-    }
-    loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        {
-            return p;
-        }
-    }
-}
+use support::*;
 
 /// Kamailio from the PATH, or where Debian puts it (/usr/sbin is not on every user's PATH).
 fn kamailio_bin() -> &'static str {
@@ -56,150 +40,8 @@ fn kamailio_bin() -> &'static str {
     }
 }
 
-/// Whether `program` runs; in CI its absence fails the test (scripts/test.sh installs it).
-fn available(program: &str, arg: &str, package: &str) -> bool {
-    let ok = Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{program} is required in CI (scripts/test.sh installs {package})"
-        );
-        eprintln!("{program} not installed: skipping");
-    }
-    ok
-}
-
 fn tools_available() -> bool {
-    available("sipp", "-v", "sip-tester") && available(kamailio_bin(), "-v", "kamailio")
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("rollover-kam-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-
-    /// A file from `tests/kamailio/` with `{{KEY}}` placeholders filled, written here.
-    fn fill(&self, template: &str, out: &str, vars: &[(&str, &str)]) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/kamailio")
-            .join(template);
-        let mut text = std::fs::read_to_string(src).unwrap();
-        for (k, v) in vars {
-            text = text.replace(&format!("{{{{{k}}}}}"), v);
-        }
-        assert!(!text.contains("{{"), "unfilled placeholder in {template}");
-        let p = self.path(out);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn read(&self, f: &str) -> String {
-        std::fs::read_to_string(self.path(f)).unwrap_or_default()
-    }
-}
-
-impl Drop for Dir {
-    /// Kept when the test failed, for a look at the logs and message traces.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// A child process killed (by PID) when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Waits for the process to exit by itself, up to `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not finish within {limit:?}", self.name);
-        None
-    }
-}
-
-struct Proxy {
-    _proc: Proc,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Proxy {
-    /// Starts `rollover proxy` with `config` (`{{PROXY}}` is its address) at `log_level`.
-    fn start(dir: &Dir, config: &str, log_level: &str) -> Proxy {
-        let port = port();
-        let cfg = config.replace("{{PROXY}}", &format!("127.0.0.1:{port}"));
-        let cfg_path = dir.path("rollover.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = dir.path("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
-            .args(["proxy", "--config"])
-            .arg(&cfg_path)
-            .current_dir(&dir.0) // its secret file goes there
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", log_level)
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path("proxy.err")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let p = Proxy {
-            _proc: Proc {
-                child,
-                name: "rollover".into(),
-            },
-            log,
-            port,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if p.log_text().contains("listening on udp") {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "proxy did not start: {}{}",
-            p.log_text(),
-            dir.read("proxy.err")
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    sipp_available() && available(kamailio_bin(), "-v", "kamailio")
 }
 
 /// Rollover's configuration: UDP on `{{PROXY}}`, every `sip:<digits>@…` to `target_host`
@@ -246,7 +88,7 @@ impl Kamailio {
         let port_s = port.to_string();
         let mut all: Vec<(&str, &str)> = vec![("PORT", &port_s)];
         all.extend_from_slice(vars);
-        let cfg = dir.fill(template, "kamailio.cfg", &all);
+        let cfg = dir.fill("kamailio", template, "kamailio.cfg", &all);
         let run = dir.path("kamailio-run");
         std::fs::create_dir_all(&run).unwrap();
         let log = dir.path("kamailio.log");
@@ -262,8 +104,8 @@ impl Kamailio {
             .arg("-Y")
             .arg(&run)
             .arg("-w")
-            .arg(&dir.0)
-            .current_dir(&dir.0)
+            .arg(dir.root())
+            .current_dir(dir.root())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
@@ -308,58 +150,40 @@ impl Kamailio {
     }
 }
 
-fn sipp(dir: &Dir, name: &str, args: &[String]) -> Proc {
-    let child = Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-i", "127.0.0.1", "-trace_err", "-error_file"])
-        .arg(dir.path(&format!("{name}.err")))
-        .args(["-trace_msg", "-message_file"])
-        .arg(dir.path(&format!("{name}.msg")))
-        .current_dir(&dir.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
-    Proc {
-        child,
-        name: name.into(),
-    }
+/// SIPp's arguments to trace its messages to `<name>.msg`.
+fn traced(dir: &Dir, name: &str) -> Vec<String> {
+    vec![
+        "-trace_msg".into(),
+        "-message_file".into(),
+        dir.path(&format!("{name}.msg")).display().to_string(),
+    ]
 }
 
 /// A callee SIPp on its own port running `scenario` for one call.
 fn callee(dir: &Dir, scenario: &Path) -> (Proc, u16) {
-    let p = port();
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario.display().to_string(),
-        "-p".into(),
-        p.to_string(),
-        "-m".into(),
-        "1".into(),
-        "-timeout".into(),
-        "30s".into(),
-    ];
-    (sipp(dir, "callee", &args), p)
+    sipp_callee(
+        dir,
+        "callee",
+        scenario,
+        1,
+        "u1",
+        "30s",
+        &traced(dir, "callee"),
+    )
 }
 
 /// Runs a caller SIPp for one call to `sip:100@127.0.0.1:port_to`; its exit code.
 fn caller(dir: &Dir, port_to: u16, scenario: &Path) -> Option<i32> {
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario.display().to_string(),
-        format!("127.0.0.1:{port_to}"),
-        "-s".into(),
-        "100".into(),
-        "-p".into(),
-        port().to_string(),
-        "-m".into(),
-        "1".into(),
-        "-timeout".into(),
-        "30s".into(),
-        "-timeout_error".into(),
-    ];
-    let mut p = sipp(dir, "caller", &args);
-    p.wait(Duration::from_secs(35))
+    Caller {
+        scenario,
+        service: "100",
+        calls: 1,
+        rate: 10, // SIPp's default
+        transport: "u1",
+        timeout: "30s",
+        extra: &traced(dir, "caller"),
+    }
+    .run(dir, "caller", port_to, Duration::from_secs(35))
 }
 
 /// Everything the processes said, for a failed assertion.
@@ -390,7 +214,7 @@ fn received(dir: &Dir, file: &str, method: &str) -> Vec<String> {
 /// reach the other party through both proxies (a Via of each), along the route set both
 /// recorded.
 fn reinvite_call(dir: &Dir, first_hop: u16, proxy: &Proxy, kam: &Kamailio, mut callee: Proc) {
-    let uac = dir.fill("uac_reinvite.xml", "uac.xml", &[]);
+    let uac = dir.fill("kamailio", "uac_reinvite.xml", "uac.xml", &[]);
     let code = caller(dir, first_hop, &uac);
     assert_eq!(code, Some(0), "caller failed\n{}", dump(dir, proxy, kam));
     assert_eq!(
@@ -453,9 +277,9 @@ fn kamailio_upstream_relays_a_call_through_rollover() {
         return;
     }
     let dir = Dir::new("upstream");
-    let uas = dir.fill("uas_reinvite_hangup.xml", "uas.xml", &[]);
+    let uas = dir.fill("kamailio", "uas_reinvite_hangup.xml", "uas.xml", &[]);
     let (callee, pb) = callee(&dir, &uas);
-    let proxy = Proxy::start(&dir, &rollover_config(&format!("127.0.0.1:{pb}")), "info");
+    let proxy = Proxy::start(&dir, &rollover_config(&format!("127.0.0.1:{pb}")));
     let next = format!("127.0.0.1:{}", proxy.port);
     let kam = Kamailio::start(&dir, "relay.cfg", &[("NEXT", &next)]);
     reinvite_call(&dir, kam.port, &proxy, &kam, callee);
@@ -475,15 +299,11 @@ fn kamailio_downstream_relays_a_call_from_rollover() {
         return;
     }
     let dir = Dir::new("downstream");
-    let uas = dir.fill("uas_reinvite_hangup.xml", "uas.xml", &[]);
+    let uas = dir.fill("kamailio", "uas_reinvite_hangup.xml", "uas.xml", &[]);
     let (callee, pb) = callee(&dir, &uas);
     let next = format!("127.0.0.1:{pb}");
     let kam = Kamailio::start(&dir, "relay.cfg", &[("NEXT", &next)]);
-    let proxy = Proxy::start(
-        &dir,
-        &rollover_config(&format!("127.0.0.1:{}", kam.port)),
-        "info",
-    );
+    let proxy = Proxy::start(&dir, &rollover_config(&format!("127.0.0.1:{}", kam.port)));
     reinvite_call(&dir, proxy.port, &proxy, &kam, callee);
     assert!(
         proxy
@@ -500,11 +320,13 @@ fn kamailio_dispatcher_pings_rollover_and_keeps_it_up() {
         return;
     }
     let dir = Dir::new("dispatcher");
-    let uas = dir.fill("uas_reinvite_hangup.xml", "uas.xml", &[]);
+    let uas = dir.fill("kamailio", "uas_reinvite_hangup.xml", "uas.xml", &[]);
     let (callee, pb) = callee(&dir, &uas);
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_with(
         &dir,
+        port(),
         &rollover_config(&format!("127.0.0.1:{pb}")),
+        &[],
         "info,rollover_proxy=debug",
     );
     let list = dir.path("dispatcher.list");

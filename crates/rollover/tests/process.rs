@@ -10,114 +10,12 @@
     missing_docs
 )]
 
+mod support;
+
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Proxy {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proxy {
-    fn start(dir: &Path, config: &Path, args: &[&str], port: u16) -> Proxy {
-        let log = dir.join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
-            .args(["proxy", "--config"])
-            .arg(config)
-            .args(args)
-            .current_dir(dir)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Proxy { child, log, port };
-        p.wait_log("listening on udp", Duration::from_secs(10));
-        p
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str, limit: Duration) {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if self.log_text().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("no {needle:?} in the log:\n{}", self.log_text());
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for the process to exit by itself; its exit code.
-    fn exit_code(&mut self, limit: Duration) -> Option<i32> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rollover-proc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn sock() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The next message on `s` that satisfies `want` (others, like retransmissions, skipped).
-fn recv_where(s: &UdpSocket, want: impl Fn(&str) -> bool) -> (String, std::net::SocketAddr) {
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut buf = [0u8; 8192];
-    while Instant::now() < end {
-        if let Ok((n, from)) = s.recv_from(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if want(&m) {
-                return (m, from);
-            }
-        }
-    }
-    panic!("nothing wanted arrived");
-}
+use std::process::Command;
+use std::time::Duration;
+use support::*;
 
 fn invite(caller: &UdpSocket, call_id: &str, user: &str, port: u16) -> String {
     let me = caller.local_addr().unwrap();
@@ -160,13 +58,17 @@ fn plan(port: u16, target: u16) -> String {
 
 #[test]
 fn a_wildcard_listen_advertises_the_given_address() {
-    let d = dir("advertise");
+    let d = Dir::new("advertise");
     let target = sock();
-    let port = free_port();
-    let cfg = d.join("c.toml");
-    std::fs::write(&cfg, plan(port, target.local_addr().unwrap().port())).unwrap();
+    let port = port();
     let listen = format!("udp:0.0.0.0:{port} advertise 127.0.0.5:{port}");
-    let p = Proxy::start(&d, &cfg, &["--listen", &listen], port);
+    let p = Proxy::start_with(
+        &d,
+        port,
+        &plan(port, target.local_addr().unwrap().port()),
+        &["--listen", &listen],
+        "info",
+    );
     let caller = sock();
     caller
         .send_to(
@@ -194,7 +96,7 @@ fn a_wildcard_listen_advertises_the_given_address() {
     // A wildcard without advertise is refused at start, saying what to write.
     let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
         .args(["proxy", "--listen", "udp:0.0.0.0:5999"])
-        .current_dir(&d)
+        .current_dir(d.root())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -204,12 +106,12 @@ fn a_wildcard_listen_advertises_the_given_address() {
 
 #[test]
 fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
-    let d = dir("reload");
+    let d = Dir::new("reload");
     let (a, b) = (sock(), sock());
-    let port = free_port();
-    let cfg = d.join("c.toml");
-    std::fs::write(&cfg, plan(port, a.local_addr().unwrap().port())).unwrap();
-    let p = Proxy::start(&d, &cfg, &[], port);
+    let port = port();
+    let plan_a = plan(port, a.local_addr().unwrap().port());
+    let p = Proxy::start_with(&d, port, &plan_a, &[], "info");
+    let cfg = p.config_path();
     let caller = sock();
     let to_proxy = ("127.0.0.1", p.port);
     // Call 1 rings at A.
@@ -221,7 +123,7 @@ fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
         .unwrap();
     recv_where(&caller, |m| status_of(m) == "180");
     // The plan now routes to B: SIGHUP.
-    std::fs::write(&cfg, plan(port, b.local_addr().unwrap().port())).unwrap();
+    std::fs::write(cfg, plan(port, b.local_addr().unwrap().port())).unwrap();
     p.signal("-HUP");
     p.wait_log("dial plan reloaded", Duration::from_secs(5));
     caller
@@ -239,7 +141,7 @@ fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
     p.signal("-USR1");
     p.wait_log("stats: routed=2", Duration::from_secs(5));
     // A file that does not load is refused; the running plan stays.
-    std::fs::write(&cfg, "[[route]]\nmode = \"sideways\"\n").unwrap();
+    std::fs::write(cfg, "[[route]]\nmode = \"sideways\"\n").unwrap();
     p.signal("-HUP");
     p.wait_log("reload refused", Duration::from_secs(5));
     caller
@@ -250,12 +152,11 @@ fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
 
 #[test]
 fn sigterm_drains_new_calls_get_503_and_the_ringing_call_completes() {
-    let d = dir("drain");
+    let d = Dir::new("drain");
     let a = sock();
-    let port = free_port();
-    let cfg = d.join("c.toml");
-    std::fs::write(&cfg, plan(port, a.local_addr().unwrap().port())).unwrap();
-    let mut p = Proxy::start(&d, &cfg, &[], port);
+    let port = port();
+    let plan_a = plan(port, a.local_addr().unwrap().port());
+    let mut p = Proxy::start_with(&d, port, &plan_a, &[], "info");
     let caller = sock();
     let to_proxy = ("127.0.0.1", p.port);
     caller
@@ -279,11 +180,6 @@ fn sigterm_drains_new_calls_get_503_and_the_ringing_call_completes() {
         .unwrap();
     recv_where(&caller, |m| status_of(m) == "200");
     // Then the process exits by itself, cleanly (Timer L/M with T1 = 100 ms: 6.4 s).
-    assert_eq!(
-        p.exit_code(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        p.log_text()
-    );
+    assert_eq!(p.wait(Duration::from_secs(15)), Some(0), "{}", p.log_text());
     assert!(p.log_text().contains("shutting down"));
 }

@@ -16,186 +16,15 @@
     missing_docs
 )]
 
+mod support;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// A free port on 127.0.0.1 for both UDP and TCP (a range apart from the one sipp.rs uses).
-fn port() -> u16 {
-    if NEXT_PORT.load(Ordering::SeqCst) == 0 {
-        let base = 42000 + (std::process::id() % 300) as u16 * 50;
-        let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
-    }
-    loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
-fn sipp_available() -> bool {
-    let ok = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "sipp is required in CI (scripts/test.sh installs sip-tester)"
-        );
-        eprintln!("sipp not installed: skipping");
-    }
-    ok
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("rollover-sec-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-
-    /// A scenario from `tests/sipp/` with `{{KEY}}` placeholders filled.
-    fn scenario(&self, template: &str, out: &str, vars: &[(&str, &str)]) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sipp")
-            .join(template);
-        let mut text = std::fs::read_to_string(src).unwrap();
-        for (k, v) in vars {
-            text = text.replace(&format!("{{{{{k}}}}}"), v);
-        }
-        assert!(!text.contains("{{"), "unfilled placeholder in {template}");
-        let p = self.path(out);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn read(&self, f: &str) -> String {
-        std::fs::read_to_string(self.path(f)).unwrap_or_default()
-    }
-}
-
-/// A child process killed (by PID) when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Waits for the process to exit by itself, up to `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not finish within {limit:?}", self.name);
-        None
-    }
-}
-
-/// The binary under test: `ROLLOVER_BIN` (e.g. a release build, for the flood test's
-/// figures) or the one cargo built with these tests.
-fn binary() -> PathBuf {
-    std::env::var_os("ROLLOVER_BIN")
-        .map_or_else(|| env!("CARGO_BIN_EXE_rollover").into(), PathBuf::from)
-}
-
-struct Proxy {
-    proc: Proc,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Proxy {
-    /// Starts `rollover proxy` with `config`, its `{{PROXY}}` replaced by 127.0.0.1:port.
-    fn start(dir: &Dir, config: &str) -> Proxy {
-        let port = port();
-        let cfg = config.replace("{{PROXY}}", &format!("127.0.0.1:{port}"));
-        let cfg_path = dir.path("rollover.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = dir.path("proxy.log");
-        let child = Command::new(binary())
-            .args(["proxy", "--config"])
-            .arg(&cfg_path)
-            .current_dir(&dir.0) // its secret file goes there
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path("proxy.err")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let p = Proxy {
-            proc: Proc {
-                child,
-                name: "rollover".into(),
-            },
-            log,
-            port,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if p.log_text().contains("listening on tcp") {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "proxy did not start: {}{}",
-            p.log_text(),
-            std::fs::read_to_string(dir.path("proxy.err")).unwrap_or_default()
-        );
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map_or(0, |m| m.len())
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.child.id()
-    }
-
-    /// Resident set size in kB.
-    fn rss_kb(&self) -> u64 {
-        rss_kb(self.pid())
-    }
-}
+use support::*;
 
 /// CPU time (user + system) a process has used, in clock ticks (1/100 s on Linux).
 fn cpu_ticks(pid: u32) -> u64 {
@@ -226,36 +55,6 @@ fn wait_fds(pid: u32, want: usize, limit: Duration) -> usize {
     }
 }
 
-/// VmRSS of a process in kB (0 when it is gone).
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn sipp(dir: &Dir, name: &str, args: &[String]) -> Proc {
-    let child = Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-i", "127.0.0.1", "-trace_err", "-error_file"])
-        .arg(dir.path(&format!("{name}.err")))
-        .current_dir(&dir.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
-    Proc {
-        child,
-        name: name.into(),
-    }
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 /// A callee SIPp on its own port running `scenario` for `calls` calls over `transport`
 /// (`u1` or `t1`), with `extra` arguments.
 fn callee(
@@ -266,73 +65,7 @@ fn callee(
     transport: &str,
     extra: &[String],
 ) -> (Proc, u16) {
-    let p = port();
-    let mut args = strings(&["-sf", &scenario.display().to_string()]);
-    args.extend(strings(&[
-        "-p",
-        &p.to_string(),
-        "-m",
-        &calls.to_string(),
-        "-t",
-        transport,
-        "-timeout",
-        "90s",
-    ]));
-    args.extend_from_slice(extra);
-    let proc_ = sipp(dir, name, &args);
-    if transport == "t1" {
-        // Up before a call is sent to it, or the connection is refused.
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end && std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    (proc_, p)
-}
-
-/// A caller SIPp calling `service` through 127.0.0.1:`to`.
-struct Caller<'a> {
-    scenario: &'a Path,
-    service: &'a str,
-    calls: u32,
-    rate: u32,
-    transport: &'a str,
-}
-
-impl Caller<'_> {
-    fn start(&self, dir: &Dir, name: &str, to: u16) -> Proc {
-        let mut args = strings(&["-sf", &self.scenario.display().to_string()]);
-        args.extend(strings(&[
-            &format!("127.0.0.1:{to}"),
-            "-s",
-            self.service,
-            "-p",
-            &port().to_string(),
-            "-m",
-            &self.calls.to_string(),
-            "-r",
-            &self.rate.to_string(),
-            "-t",
-            self.transport,
-            "-timeout",
-            "80s",
-            "-timeout_error",
-        ]));
-        sipp(dir, name, &args)
-    }
-
-    /// Runs to the end; the exit code (0: every call succeeded).
-    fn run(&self, dir: &Dir, name: &str, to: u16, limit: Duration) -> Option<i32> {
-        let mut p = self.start(dir, name, to);
-        let code = p.wait(limit);
-        if code != Some(0) {
-            eprintln!(
-                "{name} exit {code:?}; errors:\n{}",
-                dir.read(&format!("{name}.err"))
-            );
-        }
-        code
-    }
+    sipp_callee(dir, name, scenario, calls, transport, "90s", extra)
 }
 
 fn answer_scenario(dir: &Dir, file: &str) -> PathBuf {
@@ -809,6 +542,8 @@ fn dialogs_follow_the_signed_record_route_both_ways() {
         calls: 1,
         rate: 1,
         transport: "u1",
+        timeout: "80s",
+        extra: &[],
     }
     .run(&dir, "caller", proxy.port, Duration::from_secs(20));
     assert_eq!(code, Some(0), "{}", proxy.log_text());
@@ -836,6 +571,8 @@ fn dialogs_follow_the_signed_record_route_both_ways() {
         calls: 1,
         rate: 1,
         transport: "u1",
+        timeout: "80s",
+        extra: &[],
     }
     .run(&dir, "caller2", proxy.port, Duration::from_secs(20));
     assert_eq!(code, Some(0), "{}", proxy.log_text());
@@ -937,6 +674,8 @@ fn flood_and_junk_during_1500_calls_fail_no_call() {
         calls,
         rate: CPS,
         transport: "u1",
+        timeout: "80s",
+        extra: &[],
     };
 
     // Baseline: the same legitimate load, shorter, without the flood; RSS and log size are
@@ -1178,6 +917,8 @@ fn idle_and_slow_tcp_connections_leave_calls_working() {
         calls: 1,
         rate: 1,
         transport: "t1",
+        timeout: "80s",
+        extra: &[],
     }
     .run(&dir, "tcp-caller", proxy.port, Duration::from_secs(20));
     let to_tcp = Caller {
@@ -1186,6 +927,8 @@ fn idle_and_slow_tcp_connections_leave_calls_working() {
         calls: 1,
         rate: 1,
         transport: "u1",
+        timeout: "80s",
+        extra: &[],
     }
     .run(&dir, "to-tcp", proxy.port, Duration::from_secs(20));
     let calls_secs = t.elapsed().as_secs_f64();

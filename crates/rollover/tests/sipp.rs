@@ -12,205 +12,17 @@
     missing_docs
 )]
 
-use std::net::{TcpListener, UdpSocket};
+mod support;
+
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// A free port on 127.0.0.1 for both UDP and TCP.
-fn port() -> u16 {
-    if NEXT_PORT.load(Ordering::SeqCst) == 0 {
-        let base = 21000 + (std::process::id() % 400) as u16 * 50;
-        let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
-    }
-    loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
-fn sipp_available() -> bool {
-    let ok = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "sipp is required in CI (scripts/test.sh installs sip-tester)"
-        );
-        eprintln!("sipp not installed: skipping");
-    }
-    ok
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("rollover-it-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-
-    /// A scenario from `tests/sipp/` with `{{KEY}}` placeholders filled.
-    fn scenario(&self, template: &str, out: &str, vars: &[(&str, &str)]) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sipp")
-            .join(template);
-        let mut text = std::fs::read_to_string(src).unwrap();
-        for (k, v) in vars {
-            text = text.replace(&format!("{{{{{k}}}}}"), v);
-        }
-        assert!(!text.contains("{{"), "unfilled placeholder in {template}");
-        let p = self.path(out);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-/// A child process killed (by PID) when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Waits for the process to exit by itself, up to `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not finish within {limit:?}", self.name);
-        None
-    }
-}
-
-struct Proxy {
-    _proc: Proc,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Proxy {
-    fn start(dir: &Dir, config: &str) -> Proxy {
-        let port = port();
-        let cfg = config.replace("{{PROXY}}", &format!("127.0.0.1:{port}"));
-        let cfg_path = dir.path("rollover.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = dir.path("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
-            .args(["proxy", "--config"])
-            .arg(&cfg_path)
-            .current_dir(&dir.0) // its secret file goes there
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path("proxy.err")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let p = Proxy {
-            _proc: Proc {
-                child,
-                name: "rollover".into(),
-            },
-            log,
-            port,
-        };
-        // Ready when it logs its listeners.
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if p.log_text().contains("listening on tcp") {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "proxy did not start: {}{}",
-            p.log_text(),
-            std::fs::read_to_string(dir.path("proxy.err")).unwrap_or_default()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn sipp(dir: &Dir, name: &str, args: &[String]) -> Proc {
-    let child = Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-i", "127.0.0.1", "-trace_err", "-error_file"])
-        .arg(dir.path(&format!("{name}.err")))
-        .current_dir(&dir.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
-    Proc {
-        child,
-        name: name.into(),
-    }
-}
+use support::*;
 
 /// A callee SIPp on its own port running `scenario`, for `calls` calls.
 fn callee(dir: &Dir, name: &str, scenario: &Path, calls: u32, transport: &str) -> (Proc, u16) {
-    let p = port();
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario.display().to_string(),
-        "-p".into(),
-        p.to_string(),
-        "-m".into(),
-        calls.to_string(),
-        "-t".into(),
-        transport.into(),
-        "-timeout".into(),
-        "40s".into(),
-    ];
-    let proc_ = sipp(dir, name, &args);
-    if transport == "t1" {
-        wait_listening(p);
-    }
-    (proc_, p)
-}
-
-/// Waits (bounded) until a TCP listener accepts on 127.0.0.1:`port`: a SIPp callee over
-/// TCP must be up before a call is sent to it, or the connection is refused.
-fn wait_listening(port: u16) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sipp_callee(dir, name, scenario, calls, transport, "40s", &[])
 }
 
 /// Runs a caller SIPp for `calls` calls; true when every call succeeded.
@@ -224,30 +36,16 @@ fn caller(dir: &Dir, proxy: &Proxy, scenario: &Path, calls: u32, rate: u32) -> b
 
 /// Runs a caller SIPp against 127.0.0.1:`port`; true when every call succeeded.
 fn caller_to(dir: &Dir, port_to: u16, scenario: &Path, calls: u32, rate: u32) -> bool {
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario.display().to_string(),
-        format!("127.0.0.1:{port_to}"),
-        "-s".into(),
-        "100".into(),
-        "-p".into(),
-        port().to_string(),
-        "-m".into(),
-        calls.to_string(),
-        "-r".into(),
-        rate.to_string(),
-        "-timeout".into(),
-        "40s".into(),
-        "-timeout_error".into(),
-    ];
-    let mut p = sipp(dir, "caller", &args);
-    let code = p.wait(Duration::from_secs(45));
-    if code != Some(0) {
-        eprintln!(
-            "caller exit {code:?}; errors:\n{}",
-            std::fs::read_to_string(dir.path("caller.err")).unwrap_or_default()
-        );
+    let code = Caller {
+        scenario,
+        service: "100",
+        calls,
+        rate,
+        transport: "u1",
+        timeout: "40s",
+        extra: &[],
     }
+    .run(dir, "caller", port_to, Duration::from_secs(45));
     code == Some(0)
 }
 
@@ -689,8 +487,7 @@ fn a_target_that_dies_mid_run_is_rolled_over_on_every_later_call() {
     let proxy = Proxy::start(&dir, &config(&route));
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
-        let _ = a.child.kill(); // stop the process by its PID
-        let _ = a.child.wait();
+        a.kill(); // stop the process by its PID
     });
     // 12 calls over 3 s: the first ones reach a, the later ones roll over to b.
     assert!(caller(&dir, &proxy, &answered(&dir), 12, 4));

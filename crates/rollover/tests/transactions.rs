@@ -11,115 +11,36 @@
     missing_docs
 )]
 
+mod support;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::*;
 
-struct Proxy {
-    child: Child,
+/// The proxy under test, its address and its directory (its secret file and
+/// `rollover.toml` are there); the proxy stops before the directory goes.
+struct Running {
+    _proxy: Proxy,
     addr: SocketAddr,
-    /// Its directory (its secret file is there) and configuration file.
-    dir: std::path::PathBuf,
+    dir: Dir,
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn proxy(route: &str) -> Running {
+    let port = port();
+    let dir = Dir::new(&port.to_string());
+    let proxy = Proxy::start_with(
+        &dir,
+        port,
+        &format!("[server]\nlisten = [\"udp:{{{{PROXY}}}}\", \"tcp:{{{{PROXY}}}}\"]\n[failover]\nno_response_timeout = 5\n{route}"),
+        &[],
+        "info",
+    );
+    Running {
+        addr: proxy.addr(),
+        _proxy: proxy,
+        dir,
     }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-#[allow(clippy::zombie_processes)] // Proxy::drop kills and waits
-fn proxy(route: &str) -> Proxy {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("rollover-txn-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[server]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n[failover]\nno_response_timeout = 5\n{route}"),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rollover"))
-        .args(["proxy", "--config"])
-        .arg(&cfg)
-        .current_dir(&dir) // its secret file goes there
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    // Ready when it answers an OPTIONS (404: no rule matches OPTIONS to nobody).
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        let me = probe.local_addr().unwrap();
-        let opt = format!("OPTIONS sip:nobody@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe{}\r\nMax-Forwards: 70\r\nTo: <sip:nobody@x>\r\nFrom: <sip:p@x>;tag=1\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", end.elapsed().as_nanos());
-        probe.send_to(opt.as_bytes(), addr).unwrap();
-        let mut buf = [0u8; 2048];
-        if probe.recv_from(&mut buf).is_ok() {
-            return Proxy { child, addr, dir };
-        }
-    }
-    panic!("proxy did not start");
-}
-
-fn sock() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(3000)))
-        .unwrap();
-    s
-}
-
-fn recv(s: &UdpSocket) -> String {
-    let mut buf = [0u8; 8192];
-    let (n, _) = s.recv_from(&mut buf).expect("expected a message");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Nothing (but what `skip` accepts) arrives within `d`.
-fn quiet(s: &UdpSocket, d: Duration, skip: impl Fn(&str) -> bool) -> Option<String> {
-    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let end = Instant::now() + d;
-    let mut buf = [0u8; 8192];
-    while Instant::now() < end {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !skip(&m) {
-                s.set_read_timeout(Some(Duration::from_millis(3000)))
-                    .unwrap();
-                return Some(m);
-            }
-        }
-    }
-    s.set_read_timeout(Some(Duration::from_millis(3000)))
-        .unwrap();
-    None
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .map(|l| l[name.len() + 1..].trim())
-        .unwrap_or_else(|| panic!("no {name} in {msg}"))
 }
 
 fn invite(caller: &UdpSocket, proxy: SocketAddr, call: &str) -> String {
@@ -261,18 +182,6 @@ fn unparseable_requests_with_a_readable_via_get_400_or_513() {
     assert_eq!(quiet(&caller, Duration::from_millis(500), |_| false), None);
 }
 
-/// The next message on `s` that starts with `prefix` (others skipped), within 3 s.
-fn recv_starting(s: &UdpSocket, prefix: &str) -> String {
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
-        let m = recv(s);
-        if m.starts_with(prefix) {
-            return m;
-        }
-    }
-    panic!("no {prefix:?}");
-}
-
 #[test]
 fn a_200_crossing_the_callers_cancel_answers_the_call_and_nobody_is_left_half_open() {
     let callee = sock();
@@ -393,15 +302,15 @@ fn simulate_answers_malformed_and_forged_requests_as_the_live_proxy_does() {
         let live = recv_starting(&caller, "SIP/2.0");
         let live_line = live.lines().next().unwrap().to_owned();
         // …and the simulator's, for the same bytes from the same source.
-        let file = p.dir.join(format!("{name}.sip"));
+        let file = p.dir.path(&format!("{name}.sip"));
         std::fs::write(&file, &bytes).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_rollover"))
             .args(["simulate", "-c"])
-            .arg(p.dir.join("c.toml"))
+            .arg(p.dir.path("rollover.toml"))
             .arg("-r")
             .arg(&file)
             .args(["-w", "", "--source", &me.to_string()])
-            .current_dir(&p.dir)
+            .current_dir(p.dir.root())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);

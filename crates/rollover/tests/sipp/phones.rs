@@ -27,16 +27,9 @@ fn pjsua2_available() -> bool {
 /// A PJSUA2 peer process (`crates/ua/tests/pjsua2_peer.py`); its stdout lines arrive on a
 /// channel. Killed by PID on drop.
 struct Phone {
-    child: Child,
+    _proc: Proc,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
-}
-
-impl Drop for Phone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Phone {
@@ -57,7 +50,7 @@ impl Phone {
             }
         });
         let mut p = Phone {
-            child,
+            _proc: Proc::new(child, "pjsua2"),
             lines,
             seen: Vec::new(),
         };
@@ -141,20 +134,7 @@ fn a_pjsua2_udp_caller_reaches_a_pjsua2_tcp_callee_and_ack_and_bye_arrive() {
 }
 
 fn baresip_available() -> bool {
-    let ok = Command::new("baresip")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "baresip is required in CI (scripts/test.sh installs baresip-core)"
-        );
-        eprintln!("baresip not installed: skipping");
-    }
-    ok
+    available("baresip", "-h", "baresip-core")
 }
 
 #[test]

@@ -31,10 +31,6 @@ fn call(args: &[String], stdin: &str) -> (Option<i32>, String) {
     (None, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 #[test]
 fn primary_rejects_and_the_alternate_answers() {
     if !sipp_available() {
@@ -56,7 +52,7 @@ fn primary_rejects_and_the_alternate_answers() {
         "u1",
     );
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:perry@127.0.0.1:{pa}"),
             "--alt",
             &format!("sip:benny@127.0.0.1:{pb}"),
@@ -92,7 +88,7 @@ fn silent_primary_then_the_alternate_after_the_timeout() {
         "u1",
     );
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:a@127.0.0.1:{pa}"),
             "--alt",
             &format!("sip:b@127.0.0.1:{pb}"),
@@ -132,7 +128,7 @@ fn redirect_asked_at_the_terminal_second_contact_only() {
     );
     // Asked about high (q=1.0) first: reject; then low: accept.
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:r@127.0.0.1:{pr}"),
             "--redirect",
             "ask",
@@ -171,7 +167,7 @@ fn redirect_stopped_at_the_terminal_ends_with_the_3xx() {
         "u1",
     );
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:r@127.0.0.1:{pr}"),
             "--redirect",
             "ask",
@@ -201,7 +197,7 @@ fn digest_challenges_are_answered() {
         );
         let (_a, pa) = callee(&dir, "a", &scenario, 1, "u1");
         let (code, out) = call(
-            &args(&[
+            &strings(&[
                 &format!("sip:a@127.0.0.1:{pa}"),
                 "--auth-user",
                 "alice",
@@ -281,7 +277,7 @@ fn the_same_call_through_rollover_proxy() {
     let proxy = Proxy::start(&dir, &config(&route));
     let p = proxy.port;
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:100@127.0.0.1:{p}"),
             "--via-proxy",
             &format!("sip:127.0.0.1:{p}"),
@@ -314,7 +310,7 @@ fn redirect_ask_with_standard_input_at_its_end_stops() {
     );
     // No answer at all on standard input (end of file): nothing is accepted.
     let (code, out) = call(
-        &args(&[
+        &strings(&[
             &format!("sip:r@127.0.0.1:{pr}"),
             "--redirect",
             "ask",
@@ -343,7 +339,7 @@ fn a_tcp_target_is_called_over_tcp() {
         "t1",
     );
     let (code, out) = call(
-        &args(&[&format!("sip:b@127.0.0.1:{pb}/TCP"), "--hold", "0"]),
+        &strings(&[&format!("sip:b@127.0.0.1:{pb}/TCP"), "--hold", "0"]),
         "",
     );
     assert_eq!(code, Some(0), "{out}");
@@ -377,7 +373,7 @@ fn the_invite_carries_an_offer_and_a_late_offer_is_answered_in_the_ack() {
     );
     let (_a, pa) = callee(&dir, "a", &s, 1, "u1");
     let (code, out) = call(
-        &args(&[&format!("sip:a@127.0.0.1:{pa}"), "--hold", "0"]),
+        &strings(&[&format!("sip:a@127.0.0.1:{pa}"), "--hold", "0"]),
         "",
     );
     assert_eq!(code, Some(0), "{out}");
@@ -398,7 +394,7 @@ fn the_invite_carries_an_offer_and_a_late_offer_is_answered_in_the_ack() {
     );
     let (mut a, pa) = callee(&dir, "a", &s, 1, "u1");
     let (code, out) = call(
-        &args(&[&format!("sip:a@127.0.0.1:{pa}"), "--no-sdp", "--hold", "0"]),
+        &strings(&[&format!("sip:a@127.0.0.1:{pa}"), "--no-sdp", "--hold", "0"]),
         "",
     );
     assert_eq!(code, Some(0), "{out}");
