@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod attack;
+
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 /// A free port on 127.0.0.1 for both UDP and TCP, from a range that depends on the PID so
