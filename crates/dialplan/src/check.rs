@@ -127,14 +127,11 @@ pub(crate) fn unfenced_targets(
         if pinned || rule.policy.reach.as_ref().is_some_and(|r| r.explicit) {
             continue;
         }
-        let span = raw.get(i).map_or(0..0, Spanned::span);
-        let e = cx.err(span, &format!("route[{}]", i + 1), "");
-        out.push(ConfigWarning {
-            file: e.file,
-            line: e.line,
-            column: e.column,
-            key: e.key,
-            message: format!(
+        out.push(warn_at(
+            cx,
+            raw,
+            i,
+            format!(
                 "route[{}] {:?}: target {t:?} takes its host from the request, and nothing fences it: \
                  it is called only when that host is one the plan names. Pin the host in \
                  match.request_uri (e.g. '^sip:100@192\\.168\\.0\\.100(:5060)?$') or list the hosts \
@@ -142,9 +139,22 @@ pub(crate) fn unfenced_targets(
                 i + 1,
                 rule.name
             ),
-        });
+        ));
     }
     out
+}
+
+/// A warning about `route[i]`, located at its `[[route]]` line.
+fn warn_at(cx: &Ctx<'_>, raw: &[Spanned<RawRoute>], i: usize, message: String) -> ConfigWarning {
+    let span = raw.get(i).map_or(0..0, Spanned::span);
+    let e = cx.err(span, &format!("route[{}]", i + 1), "");
+    ConfigWarning {
+        file: e.file,
+        line: e.line,
+        column: e.column,
+        key: e.key,
+        message,
+    }
 }
 
 /// Rules that come after one matching everything they could: a warning each.
@@ -167,19 +177,16 @@ pub(crate) fn dead_rules(
         else {
             continue;
         };
-        let span = raw.get(j).map_or(0..0, Spanned::span);
-        let e = cx.err(span, &format!("route[{}]", j + 1), "");
-        out.push(ConfigWarning {
-            file: e.file,
-            line: e.line,
-            column: e.column,
-            key: e.key,
-            message: format!(
+        out.push(warn_at(
+            cx,
+            raw,
+            j,
+            format!(
                 "{} can never match: {} above it matches {what}",
                 label(j),
                 label(i)
             ),
-        });
+        ));
     }
     out
 }
