@@ -12,7 +12,7 @@ use crate::testnet::*;
 use crate::*;
 
 /// A caller's INVITE relayed to TARGET; returns the forwarded request.
-fn call_through(n: &mut Net, call_id: &str) -> (String, Message) {
+fn call_through<P: RoutePolicy>(n: &mut Net<P>, call_id: &str) -> (String, Message) {
     const CALLER: &str = "198.51.100.1:5060";
     let invite = format!(
         "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
@@ -417,4 +417,141 @@ fn the_stats_count_what_the_proxy_did() {
     assert_eq!(s.refusals.get(&404), Some(&5), "the burst: {s}");
     assert_eq!(s.front_door.get("flood"), Some(&5), "{s}");
     assert!(s.to_string().contains("refusals={404=5}"), "{s}");
+}
+
+/// A routing policy that uses every hook: the plan's targets, a failure route that answers
+/// later, a reply route that marks every reply, a branch route that marks one branch.
+struct Hooks {
+    failure: Failure,
+}
+
+impl RoutePolicy for Hooks {
+    fn on_request(&mut self, req: &Message, source: &Peer) -> RouteDecision {
+        // Two targets in parallel, so a branch route can tell them apart.
+        match plan(req, source) {
+            RouteDecision::Targets { policy, rule, .. } => RouteDecision::Targets {
+                plan: TargetPlan::parallel(vec![
+                    Target::parse(&format!("sip:a@{TARGET}")).unwrap(),
+                    Target::parse(&format!("sip:b@{SECOND}")).unwrap(),
+                ]),
+                policy,
+                rule,
+            },
+            other => other,
+        }
+    }
+
+    fn on_branch(&mut self, _: CallView<'_>, target: &Target, edits: &mut Edits) {
+        if target.uri.starts_with("sip:b@") {
+            edits.append_header("X-Branch", "b only");
+        }
+    }
+
+    fn on_reply(&mut self, _: CallView<'_>, _: &Target, reply: &Message, edits: &mut Edits) {
+        edits.append_header("X-Reply-Route", &reply.status().unwrap_or(0).to_string());
+    }
+
+    fn on_failure(&mut self, _: CallView<'_>, _: u16) -> Failure {
+        std::mem::replace(&mut self.failure, Failure::Reply)
+    }
+}
+
+fn hooks(failure: Failure) -> Net<Hooks> {
+    Net::with_policy(
+        ProxyConfig::default(),
+        Hooks { failure },
+        Box::new(LiteralResolver),
+    )
+}
+
+fn header_of(m: &Message, name: &str) -> Option<String> {
+    m.headers_by_name(name)
+        .next()
+        .map(|h| m.value_unfolded(h).into_owned())
+}
+
+#[test]
+fn a_branch_route_edits_only_its_branch() {
+    let mut n = hooks(Failure::Reply);
+    let (_, to_a) = call_through(&mut n, "branch-route");
+    let to_b = n.sent_to(SECOND)[0].clone();
+    assert_eq!(header_of(&to_a, "X-Branch"), None, "branch a untouched");
+    assert_eq!(header_of(&to_b, "X-Branch").as_deref(), Some("b only"));
+}
+
+#[test]
+fn a_reply_route_edits_the_reply_that_reaches_the_caller() {
+    let mut n = hooks(Failure::Reply);
+    let (_, to_a) = call_through(&mut n, "reply-route");
+    let to_b = n.sent_to(SECOND)[0].clone();
+    n.recv_bytes(
+        udp(TARGET),
+        to_a.response(180, "Ringing").to_tag("a").build(),
+    );
+    n.recv_bytes(
+        udp(TARGET),
+        to_a.response(486, "Busy Here").to_tag("a").build(),
+    );
+    n.recv_bytes(
+        udp(SECOND),
+        to_b.response(404, "Not Found").to_tag("b").build(),
+    );
+    let to_caller: Vec<&Message> = n
+        .sent_to("198.51.100.1:5060")
+        .into_iter()
+        .filter(|m| m.status().is_some_and(|s| s > 100))
+        .collect();
+    let marks: Vec<(u16, Option<String>)> = to_caller
+        .iter()
+        .map(|m| (m.status().unwrap(), header_of(m, "X-Reply-Route")))
+        .collect();
+    // The relayed 180 and the best final (404, the lower of two 4xx) carry the mark.
+    assert_eq!(
+        marks,
+        [(180, Some("180".into())), (404, Some("404".into()))]
+    );
+}
+
+#[test]
+fn a_failure_route_answered_later_starts_a_new_branch_in_the_same_call() {
+    let mut n = hooks(Failure::Later);
+    let (_, to_a) = call_through(&mut n, "failure-route");
+    let to_b = n.sent_to(SECOND)[0].clone();
+    n.recv_bytes(
+        udp(TARGET),
+        to_a.response(486, "Busy Here").to_tag("a").build(),
+    );
+    n.recv_bytes(
+        udp(SECOND),
+        to_b.response(480, "Unavailable").to_tag("b").build(),
+    );
+    // Every target failed: the question is asked, the caller hears nothing final yet.
+    let q = n.proxy.poll_question();
+    let Some(Question::Failure { id, best, .. }) = q else {
+        panic!("{q:?}");
+    };
+    assert_eq!(best, 480);
+    let finals = |n: &Net<Hooks>| {
+        n.statuses_to("198.51.100.1:5060")
+            .into_iter()
+            .filter(|s| *s >= 200)
+            .collect::<Vec<_>>()
+    };
+    assert!(finals(&n).is_empty());
+    // Another call goes on meanwhile; the answer comes 2 s later: voicemail.
+    n.run(Duration::from_secs(2));
+    const VOICEMAIL: &str = "192.0.2.30:5060";
+    let plan = TargetPlan::serial(vec![Target::parse(&format!("sip:vm@{VOICEMAIL}")).unwrap()]);
+    let now = n.now;
+    n.proxy
+        .answer_failure(now, id, Failure::Retry(plan, None), &mut n.txn);
+    n.pump();
+    let to_vm = n.sent_to(VOICEMAIL)[0].clone();
+    assert_eq!(to_vm.call_id().unwrap(), "failure-route", "the same call");
+    n.recv_bytes(
+        udp(VOICEMAIL),
+        to_vm.response(200, "OK").to_tag("vm").build(),
+    );
+    assert_eq!(finals(&n), [200], "the failed replies were never sent");
+    assert!(n.proxy.stats().to_string().contains("answered=1"));
 }

@@ -94,6 +94,11 @@ pub enum Decision {
         /// Where the request came from.
         source: String,
     },
+    /// Every target failed and the policy's failure route gave new ones.
+    FailureRoute {
+        /// How many.
+        targets: usize,
+    },
     /// A branch was started.
     Trying {
         /// The target.
@@ -196,6 +201,9 @@ impl fmt::Display for Decision {
                 "removed {entries} preloaded Route entr{} from {source} (not ours, source not trusted); the dial plan decides",
                 if *entries == 1 { "y" } else { "ies" }
             ),
+            Decision::FailureRoute { targets } => {
+                write!(f, "every target failed; the failure route gives {targets} more")
+            }
             Decision::Trying { target } => write!(f, "trying {target}"),
             Decision::TimerArmed {
                 target,

@@ -508,6 +508,21 @@ impl Engine {
         self.add_redirect_targets(now, &target, accepted, rejected);
     }
 
+    /// Every target failed and the owner's policy gives new ones (a failure route): they are
+    /// tried in this same call, under `policy` when given. The best response so far is
+    /// kept, so if these fail too the caller gets the best of all.
+    pub fn retry(&mut self, now: Instant, plan: TargetPlan, policy: Option<FailoverPolicy>) {
+        if self.answered || self.cancelled {
+            return;
+        }
+        if let Some(p) = policy {
+            self.policy = p;
+        }
+        self.done = false;
+        self.groups = plan.groups.into_iter().collect();
+        self.next_group(now);
+    }
+
     /// The owner stops the call (CANCEL from upstream, the application hangs up).
     ///
     /// RFC 3261 §16.10: the branches are CANCELled and the call ends when their final

@@ -51,8 +51,11 @@ pub(crate) fn plan(req: &Message, _: &Peer) -> RouteDecision {
     }
 }
 
-pub(crate) struct Net {
-    pub(crate) proxy: Proxy<fn(&Message, &Peer) -> RouteDecision>,
+/// A dial plan as a function.
+pub(crate) type Plan = fn(&Message, &Peer) -> RouteDecision;
+
+pub(crate) struct Net<P = Plan> {
+    pub(crate) proxy: Proxy<P>,
     pub(crate) txn: TxnLayer,
     pub(crate) now: Instant,
     /// Everything the proxy sent, with its destination.
@@ -78,9 +81,24 @@ impl Net {
 
     pub(crate) fn with_resolver(
         cfg: ProxyConfig,
-        plan: fn(&Message, &Peer) -> RouteDecision,
+        plan: Plan,
         resolver: Box<dyn Resolver + Send>,
     ) -> Net {
+        Net::with_policy(cfg, plan, resolver)
+    }
+
+    pub(crate) fn open() -> Net {
+        Net::new(SecurityConfig::default())
+    }
+}
+
+impl<P: RoutePolicy> Net<P> {
+    /// A proxy asking `policy` (any routing policy, not just a plan).
+    pub(crate) fn with_policy(
+        cfg: ProxyConfig,
+        policy: P,
+        resolver: Box<dyn Resolver + Send>,
+    ) -> Net<P> {
         let local = addr(PROXY);
         let cfg = ProxyConfig {
             local: vec![(Transport::Udp, local), (Transport::Tcp, local)],
@@ -89,16 +107,12 @@ impl Net {
         #[allow(clippy::disallowed_methods)] // an arbitrary origin; later times are virtual
         let now = Instant::now();
         Net {
-            proxy: Proxy::new(cfg, plan, resolver),
+            proxy: Proxy::new(cfg, policy, resolver),
             txn: TxnLayer::new(Config::default()),
             now,
             sent: Vec::new(),
             refs: Vec::new(),
         }
-    }
-
-    pub(crate) fn open() -> Net {
-        Net::new(SecurityConfig::default())
     }
 
     pub(crate) fn pump(&mut self) {

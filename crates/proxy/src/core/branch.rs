@@ -12,7 +12,8 @@ use super::Proxy;
 use crate::decision::Why;
 use crate::engine::BranchId;
 use crate::forward;
-use crate::router::{next_hop, Resolved, Router};
+use crate::policy_hooks::{CallView, Edits, RoutePolicy};
+use crate::router::{next_hop, Resolved};
 use crate::target::Target;
 
 /// A question the core asks its owner, who answers now or later (see
@@ -20,6 +21,17 @@ use crate::target::Target;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Question {
+    /// Every target failed: new targets, the reply, or a later answer? Answer with
+    /// [`Proxy::answer_failure`] and this `id` (asked when [`RoutePolicy::on_failure`]
+    /// answered [`crate::Failure::Later`]).
+    Failure {
+        /// The question's id.
+        id: u64,
+        /// The call's Call-ID.
+        call_id: String,
+        /// The status the caller would get now.
+        best: u16,
+    },
     /// Resolve `host`; answer with [`Proxy::answer_resolve`] and this `id`.
     Resolve {
         /// The question's id.
@@ -42,7 +54,7 @@ pub(super) struct Resolving {
     pub(super) udp_only: bool,
 }
 
-impl<R: Router> Proxy<R> {
+impl<R: RoutePolicy> Proxy<R> {
     /// Builds and sends the request of one branch; a failure rolls the call over.
     /// Resolves a branch's next hop and sends it; a name not known yet becomes a question
     /// for the owner, and only this branch waits for the answer.
@@ -204,6 +216,21 @@ impl<R: Router> Proxy<R> {
                 return Some((dest, req));
             }
             Some((dest, req))
+        });
+        // The branch route: edits for this branch's request only.
+        let built = built.map(|(dest, req)| {
+            let mut edits = Edits::default();
+            let view = CallView {
+                call_id: &call.call_id,
+                request: &call.request,
+                source: &call.source,
+            };
+            self.router.on_branch(view, &target, &mut edits);
+            let req = match edits.apply(&req) {
+                Ok(edited) => edited,
+                Err(_) => req,
+            };
+            (dest, req)
         });
         let started = built.and_then(|(dest, req)| match txn.send_request(now, req, dest) {
             Ok(c) => Some(c),

@@ -12,10 +12,11 @@ use super::Proxy;
 use crate::decision::Decision;
 use crate::forward;
 use crate::guard::Refusal;
-use crate::router::{destination, Router};
+use crate::policy_hooks::RoutePolicy;
+use crate::router::destination;
 use crate::target::Target;
 
-impl<R: Router> Proxy<R> {
+impl<R: RoutePolicy> Proxy<R> {
     /// `late_answer = "hangup"`: the late 2xx is ACKed and its dialog ended with a BYE by
     /// the proxy; the caller never sees it. A retransmission of it is only ACKed again.
     pub(super) fn hang_up_late(

@@ -9,9 +9,9 @@ use rollover_txn::{Admit, Peer, ServerTxn, TxnLayer, TxnRef};
 use super::Proxy;
 use crate::decision::Decision;
 use crate::guard::Refusal;
-use crate::router::Router;
+use crate::policy_hooks::RoutePolicy;
 
-impl<R: Router> Proxy<R> {
+impl<R: RoutePolicy> Proxy<R> {
     /// Whether every request from `source` is dropped unread: it is flooding (blocked by the
     /// flood limit) and not trusted. Its dropped requests still count towards its block.
     pub fn is_blocked(&mut self, now: Instant, source: &Peer) -> bool {

@@ -29,7 +29,8 @@ use crate::engine::{BranchId, End, Engine, RedirectMode, Step};
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
 use crate::policy::FailoverPolicy;
-use crate::router::{destination, Resolver, RouteDecision, Router};
+use crate::policy_hooks::{CallView, Edits, Failure, RoutePolicy};
+use crate::router::{destination, Resolver, RouteDecision};
 use crate::secret::Secret;
 use crate::stats::ProxyStats;
 
@@ -42,7 +43,7 @@ pub use branch::Question;
 use branch::Resolving;
 use door::{stateless_tag, ALLOW};
 
-impl<R: Router> rollover_txn::TransactionUser for Proxy<R> {
+impl<R: RoutePolicy> rollover_txn::TransactionUser for Proxy<R> {
     fn handle_txn_event(&mut self, now: Instant, ev: Event, txn: &mut TxnLayer) {
         Proxy::handle_txn_event(self, now, ev, txn);
     }
@@ -138,6 +139,8 @@ struct Call {
     answered_by: Option<BranchId>,
     /// Late answers already hung up (To tags), so a retransmitted 2xx is only ACKed.
     hung_up: Vec<String>,
+    /// The failure question was asked; the call waits for its answer.
+    awaiting_failure: bool,
     /// Branches moved off UDP by `udp_mtu`: a transport failure sends them over UDP.
     switched: Vec<BranchId>,
     /// A branch's target's addresses not tried yet, in order.
@@ -169,13 +172,16 @@ pub struct Proxy<R> {
     questions: VecDeque<Question>,
     /// Branches waiting for a name to be resolved, by question id.
     resolving: HashMap<u64, Resolving>,
+    /// Calls waiting for the failure question's answer, by question id.
+    failing: HashMap<u64, u64>,
     next_query: u64,
     /// Refusals logged per kind, so a flood cannot flood the log.
     pub(crate) refusals: RefusalLog,
 }
 
-impl<R: Router> Proxy<R> {
-    /// A proxy with a router (the dial plan) and a resolver for host names.
+impl<R: RoutePolicy> Proxy<R> {
+    /// A proxy with a routing policy (a dial plan, or anything implementing [`RoutePolicy`])
+    /// and a resolver for host names.
     pub fn new(cfg: ProxyConfig, router: R, resolver: Box<dyn Resolver + Send>) -> Proxy<R> {
         Proxy {
             local: Local::new(&cfg.local, cfg.secret.clone()),
@@ -186,6 +192,7 @@ impl<R: Router> Proxy<R> {
             stats: ProxyStats::default(),
             questions: VecDeque::new(),
             resolving: HashMap::new(),
+            failing: HashMap::new(),
             next_query: 1,
             refusals: RefusalLog::default(),
             cfg,
@@ -465,7 +472,7 @@ impl<R: Router> Proxy<R> {
                 }
             }
         } else {
-            match self.router.route(&request, &source) {
+            match self.router.on_request(&request, &source) {
                 RouteDecision::Targets { plan, policy, rule } => (None, plan.groups, policy, rule),
                 RouteDecision::Reject {
                     status,
@@ -535,6 +542,7 @@ impl<R: Router> Proxy<R> {
             answered_by: None,
             hung_up: Vec::new(),
             switched: Vec::new(),
+            awaiting_failure: false,
             alternates: HashMap::new(),
             live_clients: 0,
             server_done: false,
@@ -592,9 +600,26 @@ impl<R: Router> Proxy<R> {
                     call.answered_by = Some(b);
                 }
                 Step::Done(end) => {
-                    if call.final_sent {
+                    if call.final_sent || call.awaiting_failure {
                         continue;
                     }
+                    if end == End::Failed {
+                        // The failure route: the policy may start new branches in this
+                        // transaction, answer later, or let the best reply go.
+                        let view = CallView {
+                            call_id: &call.call_id,
+                            request: &call.request,
+                            source: &call.source,
+                        };
+                        let best = call.engine.best_status();
+                        let answer = self.router.on_failure(view, best);
+                        if self.after_failure(now, cid, answer) {
+                            continue;
+                        }
+                    }
+                    let Some(call) = self.calls.get_mut(&cid) else {
+                        return;
+                    };
                     let (status, bytes) = if end == End::Cancelled {
                         let resp = call.request.response(487, "Request Terminated");
                         (487, resp.to_tag(&call.to_tag).build())
@@ -613,6 +638,66 @@ impl<R: Router> Proxy<R> {
         }
     }
 
+    /// Carries out the policy's answer to the failure question. True when the call goes on
+    /// (new branches started, or the answer comes later); false to send the best reply.
+    fn after_failure(&mut self, now: Instant, cid: u64, answer: Failure) -> bool {
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return true;
+        };
+        match answer {
+            Failure::Retry(plan, policy) if !plan.groups.is_empty() => {
+                let targets = plan.groups.iter().map(Vec::len).sum();
+                let call_id = call.call_id.clone();
+                call.engine.retry(now, plan, policy);
+                self.decide(now, &call_id, Decision::FailureRoute { targets });
+                true
+            }
+            Failure::Later => {
+                let id = self.next_query;
+                self.next_query += 1;
+                call.awaiting_failure = true;
+                self.questions.push_back(Question::Failure {
+                    id,
+                    call_id: call.call_id.clone(),
+                    best: call.engine.best_status(),
+                });
+                self.failing.insert(id, cid);
+                true
+            }
+            Failure::Retry(..) | Failure::Reply => false,
+        }
+    }
+
+    /// The owner's answer to [`Question::Failure`], given when it came (a store look-up,
+    /// a script that waited). The call had waited; every other call went on.
+    pub fn answer_failure(&mut self, now: Instant, id: u64, answer: Failure, txn: &mut TxnLayer) {
+        let Some(cid) = self.failing.remove(&id) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
+        call.awaiting_failure = false;
+        let answer = match answer {
+            // Asking again would wait forever: a later answer is a final one.
+            Failure::Later => Failure::Reply,
+            a => a,
+        };
+        if !self.after_failure(now, cid, answer) {
+            let Some(call) = self.calls.get_mut(&cid) else {
+                return;
+            };
+            if !call.final_sent {
+                let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
+                call.final_sent = true;
+                let _ = txn.send_response(now, call.server, bytes);
+                let call_id = call.call_id.clone();
+                self.decide(now, &call_id, Decision::Final { status });
+            }
+        }
+        self.drive(now, cid, txn);
+    }
+
     fn on_response(&mut self, now: Instant, client: ClientTxn, resp: Message, txn: &mut TxnLayer) {
         let Some(&(cid, b)) = self.by_client.get(&client) else {
             return;
@@ -620,6 +705,20 @@ impl<R: Router> Proxy<R> {
         let Some(code) = resp.status() else { return };
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
+        };
+        // The reply route: edits apply to what is relayed and to what is ranked.
+        let mut edits = Edits::default();
+        if let Some(target) = call.engine.target(b) {
+            let view = CallView {
+                call_id: &call.call_id,
+                request: &call.request,
+                source: &call.source,
+            };
+            self.router.on_reply(view, target, &resp, &mut edits);
+        }
+        let resp = match edits.apply(&resp) {
+            Ok(edited) => edited,
+            Err(_) => resp,
         };
         if code < 200 {
             let relay = call.engine.on_provisional(now, b, code);

@@ -1,0 +1,124 @@
+//! The routing policy: the questions the proxy core asks about a call, after OpenSIPS's and
+//! Kamailio's routes. A dial plan answers only the first (`on_request`); a script or an
+//! application can answer the others:
+//!
+//! | hook | OpenSIPS | asked | may |
+//! |---|---|---|---|
+//! | [`RoutePolicy::on_request`] | `route` | once per initial request | route, reject |
+//! | [`RoutePolicy::on_branch`] | `branch_route` | before each branch is sent | edit that branch's request only |
+//! | [`RoutePolicy::on_reply`] | `onreply_route` | for each reply received | edit the reply (what is relayed, or ranked for the final) |
+//! | [`RoutePolicy::on_failure`] | `failure_route` | when every target failed | start new branches in the same transaction, or let the best reply go |
+//!
+//! `on_failure` may answer later ([`Failure::Later`]): the core asks
+//! [`crate::Question::Failure`] and only that call waits for
+//! [`crate::Proxy::answer_failure`].
+
+use rollover_sip::{Message, ParseError};
+use rollover_txn::Peer;
+
+use crate::policy::FailoverPolicy;
+use crate::router::{RouteDecision, Router};
+use crate::target::{Target, TargetPlan};
+
+/// What the hooks see of a call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallView<'a> {
+    /// Its Call-ID.
+    pub call_id: &'a str,
+    /// The request as received (after Route processing).
+    pub request: &'a Message,
+    /// Where it came from.
+    pub source: &'a Peer,
+}
+
+/// Header edits to one message: added lines and removed names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// Header lines to add, as `(name, value)`.
+    pub add: Vec<(String, String)>,
+    /// Header names to remove (every line of each).
+    pub remove: Vec<String>,
+}
+
+impl Edits {
+    /// Adds `name: value`.
+    pub fn append_header(&mut self, name: &str, value: &str) {
+        self.add.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Removes every `name` header.
+    pub fn remove_header(&mut self, name: &str) {
+        self.remove.push(name.to_owned());
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// The message with the edits applied.
+    pub fn apply(&self, msg: &Message) -> Result<Message, ParseError> {
+        if self.is_empty() {
+            return Ok(msg.clone());
+        }
+        let mut e = msg.edit();
+        for name in &self.remove {
+            let lines: Vec<_> = msg.headers_by_name(name).copied().collect();
+            for h in &lines {
+                e.remove_header(h);
+            }
+        }
+        for (n, v) in &self.add {
+            e.add_header(n, v);
+        }
+        Message::parse(e.finish())
+    }
+}
+
+/// The answer to [`RoutePolicy::on_failure`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Send the best final response (the default).
+    Reply,
+    /// Try these targets in the same transaction (the failed replies are not sent), with
+    /// this policy, or the call's own when `None`.
+    Retry(TargetPlan, Option<FailoverPolicy>),
+    /// Answer later, with [`crate::Proxy::answer_failure`].
+    Later,
+}
+
+/// The routing policy the proxy core asks. Every hook but `on_request` has a default that
+/// does what the proxy did without it; any [`Router`] (a dial plan) is a policy.
+pub trait RoutePolicy {
+    /// A new request: where to send it (the request route).
+    fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision;
+
+    /// A branch is about to be sent to `target`: edits for this branch's request only.
+    fn on_branch(&mut self, call: CallView<'_>, target: &Target, edits: &mut Edits) {
+        let _ = (call, target, edits);
+    }
+
+    /// A reply arrived from `target`: edits to it, applied before it is relayed or ranked.
+    fn on_reply(
+        &mut self,
+        call: CallView<'_>,
+        target: &Target,
+        reply: &Message,
+        edits: &mut Edits,
+    ) {
+        let _ = (call, target, reply, edits);
+    }
+
+    /// Every target failed, `best` is the status the caller would get: new targets, the
+    /// reply, or an answer later.
+    fn on_failure(&mut self, call: CallView<'_>, best: u16) -> Failure {
+        let _ = (call, best);
+        Failure::Reply
+    }
+}
+
+impl<R: Router> RoutePolicy for R {
+    fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision {
+        self.route(request, source)
+    }
+}
