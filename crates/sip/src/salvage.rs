@@ -3,8 +3,8 @@
 //! From, To, Call-ID and CSeq lines can still be read, the sender gets the status RFC 3261
 //! asks for (400, 513 Message Too Large, 505) instead of silence.
 //!
-//! The answer is built only from lines of the request itself, so it is never larger than
-//! the request: a forged source gains nothing by provoking it.
+//! The answer is built only from lines of the request itself and is sent only when it is
+//! no larger than the request: a forged source gains nothing by provoking it.
 //!
 //! [`Message`]: crate::Message
 
@@ -69,29 +69,39 @@ pub fn refusal_for_unparsed(bytes: &[u8], err: &ParseError) -> Option<Bytes> {
         | ErrorKind::TooManyValues { .. } => 513,
         _ => err.status(),
     };
-    let reason = match status {
+    let detailed = match status {
         513 => "Message Too Large".to_owned(),
         505 => "Version Not Supported".to_owned(),
         416 => "Unsupported URI Scheme".to_owned(),
         _ => err.reason_phrase(),
     };
-    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
-    for v in vias {
-        out.push_str(v);
+    let build = |reason: &str| {
+        let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+        for v in &vias {
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        out.push_str(from);
         out.push_str("\r\n");
-    }
-    out.push_str(from);
-    out.push_str("\r\n");
-    out.push_str(to);
-    if !to.to_ascii_lowercase().contains(";tag=") {
-        out.push_str(";tag=rl-bad");
-    }
-    out.push_str("\r\n");
-    out.push_str(call_id);
-    out.push_str("\r\n");
-    out.push_str(cseq);
-    out.push_str("\r\nContent-Length: 0\r\n\r\n");
-    Some(Bytes::from(out))
+        out.push_str(to);
+        if !to.to_ascii_lowercase().contains(";tag=") {
+            out.push_str(";tag=rl-bad");
+        }
+        out.push_str("\r\n");
+        out.push_str(call_id);
+        out.push_str("\r\n");
+        out.push_str(cseq);
+        out.push_str("\r\nContent-Length: 0\r\n\r\n");
+        out
+    };
+    // Never larger than what came in (a forged source gains nothing by provoking it): the
+    // reason that says what and where, else the bare one, else no answer.
+    let answer = [detailed.as_str(), "Bad Request"]
+        .into_iter()
+        .map(build)
+        .find(|out| out.len() <= bytes.len())
+        .map(Bytes::from);
+    answer
 }
 
 #[cfg(test)]
@@ -127,6 +137,26 @@ mod tests {
         let long = format!("X-Long: {}\r\n", "x".repeat(9000));
         let r = answer(&request(&long, 0, ""), &Limits::default()).unwrap();
         assert_eq!(r.status(), Some(513));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_never_amplifies(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            extra in "[a-zA-Z:;= \r\n]{0,80}",
+        ) {
+            // Arbitrary bytes, and a request with arbitrary trailing lines.
+            let framed = format!("{}{extra}", request("", 100, ""));
+            for input in [bytes.clone(), framed.into_bytes()] {
+                let input = Bytes::from(input);
+                if let Err(e) = Message::parse_with(input.clone(), &Limits::default()) {
+                    if let Some(out) = refusal_for_unparsed(&input, &e) {
+                        proptest::prop_assert!(out.len() <= input.len());
+                        proptest::prop_assert!(Message::parse(out).is_ok());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
