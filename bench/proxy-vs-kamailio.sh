@@ -8,6 +8,9 @@
 # 0 failed calls, and SIPp's INVITE→200 response-time percentiles.
 #
 # Usage: bench/proxy-vs-kamailio.sh [FIXED_RATE] [FIXED_SECONDS] [MAX_RATE_STEPS...]
+# PROXIES="rollover" runs one side only; ROLLOVER_BIN=path measures another Rollover build
+# (for a before/after comparison; ROLLOVER_TOML=template for a build that predates a config
+# key); without it the release build is made and used.
 # Every load step is bounded in calls and seconds; every process is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +31,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p rollover
+if [ -z "${ROLLOVER_BIN:-}" ]; then
+  cargo build --release -q -p rollover
+  ROLLOVER_BIN=./target/release/rollover
+fi
 
 WORK=$(mktemp -d /tmp/rollover-bench.XXXXXX)
 echo "work dir: $WORK"
@@ -68,8 +74,8 @@ start_proxy() {
       fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
       kamailio -f "$WORK/kamailio.cfg" -DD -E -m 256 -M 32 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
-      fill bench/rollover.toml.in > "$WORK/rollover.toml"
-      RUST_LOG=warn ./target/release/rollover proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
+      fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
+      RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)
   sleep 1
@@ -115,7 +121,7 @@ PY
 }
 
 declare -A CPU MAXRATE P50 P90 P99 OKCALLS
-for proxy in kamailio rollover; do
+for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
   before=$(ticks $PROXY)
@@ -139,8 +145,10 @@ done
 echo
 echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps | calls ok/failed | max rate with 0 failures (cps) | INVITE→200 p50 / p90 / p99 (ms) |"
 echo "|---|---|---|---|---|"
-for proxy in kamailio rollover; do
+for proxy in ${PROXIES:-kamailio rollover}; do
   echo "| $proxy | ${CPU[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
-python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f}')"
-echo "max rate, rollover / kamailio: ${MAXRATE[rollover]} / ${MAXRATE[kamailio]}"
+if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
+  python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f}')"
+  echo "max rate, rollover / kamailio: ${MAXRATE[rollover]} / ${MAXRATE[kamailio]}"
+fi
