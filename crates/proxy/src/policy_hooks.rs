@@ -56,10 +56,10 @@ impl Edits {
         self.add.is_empty() && self.remove.is_empty()
     }
 
-    /// The message with the edits applied.
-    pub fn apply(&self, msg: &Message) -> Result<Message, ParseError> {
+    /// The message with the edits applied (`msg` itself, not a copy, when there are none).
+    pub fn apply(&self, msg: Message) -> Result<Message, ParseError> {
         if self.is_empty() {
-            return Ok(msg.clone());
+            return Ok(msg);
         }
         let mut e = msg.edit();
         for name in &self.remove {

@@ -226,9 +226,10 @@ impl<R: RoutePolicy> Proxy<R> {
                 source: &call.source,
             };
             self.router.on_branch(view, &target, &mut edits);
-            let req = match edits.apply(&req) {
-                Ok(edited) => edited,
-                Err(_) => req,
+            let req = if edits.is_empty() {
+                req
+            } else {
+                edits.apply(req.clone()).unwrap_or(req)
             };
             (dest, req)
         });

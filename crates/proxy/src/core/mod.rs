@@ -716,9 +716,10 @@ impl<R: RoutePolicy> Proxy<R> {
             };
             self.router.on_reply(view, target, &resp, &mut edits);
         }
-        let resp = match edits.apply(&resp) {
-            Ok(edited) => edited,
-            Err(_) => resp,
+        let resp = if edits.is_empty() {
+            resp
+        } else {
+            edits.apply(resp.clone()).unwrap_or(resp)
         };
         if code < 200 {
             let relay = call.engine.on_provisional(now, b, code);
