@@ -11,9 +11,10 @@ use rollover_txn::{Peer, Transport};
 use crate::testnet::*;
 use crate::*;
 
+const CALLER: &str = "198.51.100.1:5060";
+
 /// A caller's INVITE relayed to TARGET; returns the forwarded request.
 fn call_through<P: RoutePolicy>(n: &mut Net<P>, call_id: &str) -> (String, Message) {
-    const CALLER: &str = "198.51.100.1:5060";
     let invite = format!(
         "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
     );
@@ -554,4 +555,134 @@ fn a_failure_route_answered_later_starts_a_new_branch_in_the_same_call() {
     );
     assert_eq!(finals(&n), [200], "the failed replies were never sent");
     assert!(n.proxy.stats().to_string().contains("answered=1"));
+}
+
+/// A request route that answers later for Call-IDs starting with "later" (a store look-up),
+/// and at once for the rest.
+struct LaterRoute;
+
+impl RoutePolicy for LaterRoute {
+    fn on_request(&mut self, req: &Message, source: &Peer) -> RouteDecision {
+        if req.call_id().is_ok_and(|c| c.starts_with("later")) {
+            RouteDecision::Later
+        } else {
+            plan(req, source)
+        }
+    }
+}
+
+fn later_route() -> Net<LaterRoute> {
+    Net::with_policy(
+        ProxyConfig::default(),
+        LaterRoute,
+        Box::new(LiteralResolver),
+    )
+}
+
+fn invite_from_caller(call_id: &str) -> String {
+    format!(
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1:5060>\nContent-Length: 0\n\n"
+    )
+}
+
+fn route_question<P: RoutePolicy>(n: &mut Net<P>) -> (u64, Message) {
+    match n.proxy.poll_question() {
+        Some(Question::Route { id, request, .. }) => (id, request),
+        q => panic!("expected a routing question, got {q:?}"),
+    }
+}
+
+#[test]
+fn a_request_route_answered_later_suspends_only_that_call() {
+    let mut n = later_route();
+    n.recv(udp(CALLER), &invite_from_caller("later-1"));
+    let (id, asked) = route_question(&mut n);
+    assert_eq!(asked.call_id().unwrap(), "later-1");
+    assert_eq!(
+        n.statuses_to(CALLER),
+        [100],
+        "100 Trying while the answer is pending"
+    );
+    assert!(n.sent_to(TARGET).is_empty());
+    // Another call is routed at once meanwhile.
+    n.recv(udp(CALLER), &invite_from_caller("now-1"));
+    assert_eq!(n.sent_to(TARGET).len(), 1);
+    // A retransmission of the waiting INVITE is absorbed, not asked about again.
+    n.recv(udp(CALLER), &invite_from_caller("later-1"));
+    assert!(n.proxy.poll_question().is_none());
+    // The answer comes 2 s later.
+    n.run(Duration::from_secs(2));
+    let now = n.now;
+    let decision = plan(&asked, &udp(CALLER));
+    n.proxy.answer_route(now, id, decision, &mut n.txn);
+    n.pump();
+    let mut sent: Vec<&str> = n
+        .sent_to(TARGET)
+        .iter()
+        .map(|m| m.call_id().unwrap())
+        .collect();
+    sent.dedup(); // Timer A's retransmissions of the first
+    assert_eq!(sent, ["now-1", "later-1"]);
+    let fwd = n.sent_to(TARGET).last().copied().unwrap().clone();
+    n.recv_bytes(udp(TARGET), fwd.response(200, "OK").to_tag("t").build());
+    assert!(n.statuses_to(CALLER).contains(&200));
+}
+
+#[test]
+fn a_request_route_answered_later_can_reject_through_the_transaction() {
+    let mut n = later_route();
+    n.recv(udp(CALLER), &invite_from_caller("later-2"));
+    let (id, _) = route_question(&mut n);
+    let now = n.now;
+    let busy = RouteDecision::Reject {
+        status: 486,
+        reason: "Busy Here".into(),
+        rule: "store".into(),
+    };
+    n.proxy.answer_route(now, id, busy, &mut n.txn);
+    n.pump();
+    assert_eq!(n.statuses_to(CALLER), [100, 486]);
+    // The transaction absorbs a retransmission and repeats the final; nothing is re-asked.
+    n.recv(udp(CALLER), &invite_from_caller("later-2"));
+    assert!(n.proxy.poll_question().is_none());
+    assert_eq!(n.statuses_to(CALLER), [100, 486, 486]);
+}
+
+#[test]
+fn a_cancel_while_the_route_is_pending_ends_the_wait() {
+    let mut n = later_route();
+    let invite = invite_from_caller("later-3");
+    n.recv(udp(CALLER), &invite);
+    let (id, asked) = route_question(&mut n);
+    n.recv(udp(CALLER), &cancel_of(&invite));
+    let got = statuses_with_method_of(&n, CALLER);
+    assert_eq!(got, ["100 INVITE", "200 CANCEL", "487 INVITE"]);
+    // The late answer routes nothing.
+    let now = n.now;
+    let decision = plan(&asked, &udp(CALLER));
+    n.proxy.answer_route(now, id, decision, &mut n.txn);
+    n.pump();
+    assert!(n.sent_to(TARGET).is_empty());
+}
+
+#[test]
+fn an_unanswered_route_question_is_answered_500_after_the_timeout() {
+    let mut n = later_route();
+    n.recv(udp(CALLER), &invite_from_caller("later-4"));
+    let _ = route_question(&mut n);
+    n.run(ROUTE_ANSWER_TIMEOUT - Duration::from_secs(1));
+    assert_eq!(n.statuses_to(CALLER), [100]);
+    n.run(Duration::from_millis(1100));
+    // The 500 goes through the INVITE's transaction: Timer G repeats it until the ACK.
+    assert_eq!(n.statuses_to(CALLER)[..2], [100, 500]);
+}
+
+fn statuses_with_method_of<P: RoutePolicy>(n: &Net<P>, to: &str) -> Vec<String> {
+    n.sent_to(to)
+        .iter()
+        .filter_map(|m| {
+            let c = m.cseq().ok()?;
+            Some(format!("{} {}", m.status()?, c.method.as_str()))
+        })
+        .collect()
 }

@@ -38,7 +38,7 @@ pub mod sim;
 mod stats;
 mod target;
 
-pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question};
+pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question, ROUTE_ANSWER_TIMEOUT};
 pub use decision::{fmt_duration, Decision, Why};
 pub use guard::{Cidr, CidrError, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};

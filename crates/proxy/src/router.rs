@@ -31,6 +31,10 @@ pub enum RouteDecision {
         /// The rule's name, for logs.
         rule: Arc<str>,
     },
+    /// The answer comes later (a store look-up, a script waiting on something): the core
+    /// asks [`crate::Question::Route`] and the owner answers with
+    /// [`crate::Proxy::answer_route`]. Only this request waits.
+    Later,
 }
 
 /// Decides the targets of a request that is not inside a dialog (the dial plan).

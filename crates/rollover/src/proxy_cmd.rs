@@ -15,7 +15,7 @@ use crate::dns::{self, DnsCache};
 use rollover_sip::Limits;
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -155,6 +155,9 @@ impl Server {
                 transport,
             } = q
             else {
+                // The dial plan answers routing and failure at once; a policy that answers
+                // later gets its own answerer.
+                warn!("question left unanswered: {q:?}");
                 continue;
             };
             let hickory = self.hickory.clone();

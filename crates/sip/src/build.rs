@@ -95,6 +95,11 @@ impl Message {
             body: None,
         }
     }
+
+    /// Starts a response with the code's canonical reason phrase.
+    pub fn reply(&self, code: crate::StatusCode) -> ResponseBuilder<'_> {
+        self.response(code.as_u16(), code.reason())
+    }
 }
 
 impl ResponseBuilder<'_> {

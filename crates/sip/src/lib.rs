@@ -36,6 +36,7 @@ mod params;
 mod parse;
 mod salvage;
 pub mod scan;
+mod status;
 mod uri;
 mod validate;
 
@@ -51,4 +52,5 @@ pub use method::Method;
 pub use name::HeaderName;
 pub use params::{unquote, BadParam, Params, ParamsIter};
 pub use salvage::refusal_for_unparsed;
+pub use status::{InvalidStatusCode, StatusClass, StatusCode};
 pub use uri::{Host, SipUri, TelUri, Uri, UriError};

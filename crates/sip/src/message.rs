@@ -141,6 +141,12 @@ impl Message {
         }
     }
 
+    /// The status code as a [`crate::StatusCode`], for a response (the parser accepts only
+    /// 100–699).
+    pub fn status_code(&self) -> Option<crate::StatusCode> {
+        self.status().and_then(|c| crate::StatusCode::new(c).ok())
+    }
+
     /// The reason phrase (may be empty or UTF-8), for a response.
     pub fn reason_phrase(&self) -> Option<Cow<'_, str>> {
         match self.start_line {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rollover_sip::Method;
+use rollover_sip::{Message, Method};
 use rollover_txn::{ClientTxn, Peer, Transport, TxnLayer};
 use tracing::{debug, info};
 
@@ -31,6 +31,17 @@ pub enum Question {
         call_id: String,
         /// The status the caller would get now.
         best: u16,
+    },
+    /// Route this request: the policy answered [`crate::RouteDecision::Later`]. Answer with
+    /// [`Proxy::answer_route`] and this `id` within [`super::ROUTE_ANSWER_TIMEOUT`].
+    Route {
+        /// The question's id.
+        id: u64,
+        /// The request as the policy saw it (our Route entries popped, a stranger's
+        /// removed).
+        request: Message,
+        /// Where it came from.
+        source: Peer,
     },
     /// Resolve `host`; answer with [`Proxy::answer_resolve`] and this `id`.
     Resolve {

@@ -64,6 +64,11 @@ impl<R: RoutePolicy> Proxy<R> {
         cancels: Option<ServerTxn>,
         txn: &mut TxnLayer,
     ) {
+        if let Some(s) = cancels {
+            if self.cancel_pending_route(now, server, s, cancel, txn) {
+                return;
+            }
+        }
         let cid = cancels.and_then(|s| self.by_server.get(&s).copied());
         let Some(cid) = cid else {
             let resp = cancel

@@ -93,6 +93,22 @@ impl<R: RoutePolicy> Proxy<R> {
         why: String,
         txn: &mut TxnLayer,
     ) {
+        let bytes = self.refusal(now, server, req, code, reason, why, txn);
+        txn.reply_stateless(server, bytes);
+    }
+
+    /// Logs and counts a refusal and builds its response.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refusal(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        why: String,
+        txn: &TxnLayer,
+    ) -> bytes::Bytes {
         let call_id = req.call_id().unwrap_or("-").to_owned();
         let d = Decision::Rejected {
             status: code,
@@ -118,7 +134,7 @@ impl<R: RoutePolicy> Proxy<R> {
         if code == 405 {
             b = b.header("Allow", ALLOW);
         }
-        txn.reply_stateless(server, b.build());
+        b.build()
     }
 }
 

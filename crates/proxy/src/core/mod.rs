@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollover_sip::{HeaderName, Message, Method};
+use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_txn::{Admit, ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
 use tracing::{debug, info};
 
@@ -37,11 +37,14 @@ use crate::stats::ProxyStats;
 mod branch;
 mod dialog;
 mod door;
+mod routing;
 
 use crate::target::Target;
 pub use branch::Question;
 use branch::Resolving;
 use door::{stateless_tag, ALLOW};
+use routing::Routing;
+pub use routing::ROUTE_ANSWER_TIMEOUT;
 
 impl<R: RoutePolicy> rollover_txn::TransactionUser for Proxy<R> {
     fn handle_txn_event(&mut self, now: Instant, ev: Event, txn: &mut TxnLayer) {
@@ -174,6 +177,11 @@ pub struct Proxy<R> {
     resolving: HashMap<u64, Resolving>,
     /// Calls waiting for the failure question's answer, by question id.
     failing: HashMap<u64, u64>,
+    /// Requests waiting for their routing answer, by question id.
+    routing: HashMap<u64, Routing>,
+    routing_by_server: HashMap<ServerTxn, u64>,
+    /// (deadline, question id), in the order asked (every wait is as long).
+    routing_deadlines: VecDeque<(Instant, u64)>,
     next_query: u64,
     /// Refusals logged per kind, so a flood cannot flood the log.
     pub(crate) refusals: RefusalLog,
@@ -193,6 +201,9 @@ impl<R: RoutePolicy> Proxy<R> {
             questions: VecDeque::new(),
             resolving: HashMap::new(),
             failing: HashMap::new(),
+            routing: HashMap::new(),
+            routing_by_server: HashMap::new(),
+            routing_deadlines: VecDeque::new(),
             next_query: 1,
             refusals: RefusalLog::default(),
             cfg,
@@ -244,10 +255,14 @@ impl<R: RoutePolicy> Proxy<R> {
 
     /// The next proxy timer (no-response, ring, Timer C, the flood table's sweep).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let pike = [self.pike.poll_timeout(), self.refusals.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let pike = [
+            self.pike.poll_timeout(),
+            self.refusals.poll_timeout(),
+            self.routing_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             let live = self
                 .calls
@@ -482,6 +497,9 @@ impl<R: RoutePolicy> Proxy<R> {
                     let why = format!("rule {rule:?}: {reason}");
                     return self.refuse(now, server, &request, status, &reason, why, txn);
                 }
+                RouteDecision::Later => {
+                    return self.ask_route(now, server, request, source, call_id, txn);
+                }
             }
         };
         if let Some(hop) = &fixed_hop {
@@ -505,8 +523,31 @@ impl<R: RoutePolicy> Proxy<R> {
         }
         if request.method() == Some(&Method::Invite) {
             // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
-            let _ = txn.send_response(now, server, request.response(100, "Trying").build());
+            let trying = request.reply(StatusCode::TRYING).build();
+            if let Err(e) = txn.send_response(now, server, trying) {
+                debug!(call_id, "100 Trying not sent: {e}");
+            }
         }
+        self.start_call(
+            now, server, request, source, call_id, fixed_hop, plan, policy, rule, txn,
+        );
+    }
+
+    /// Creates the response context of a routed request and starts its first branches.
+    #[allow(clippy::too_many_arguments)]
+    fn start_call(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        request: Message,
+        source: Peer,
+        call_id: String,
+        fixed_hop: Option<Target>,
+        plan: Vec<Vec<Target>>,
+        policy: FailoverPolicy,
+        rule: Arc<str>,
+        txn: &mut TxnLayer,
+    ) {
         let targets = plan.iter().map(Vec::len).sum();
         if fixed_hop.is_none() {
             self.decide(
@@ -769,6 +810,7 @@ impl<R: RoutePolicy> Proxy<R> {
     pub fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
         self.pike.handle_timeout(now);
         self.refusals.flush(now);
+        self.expire_routes(now, txn);
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             if at > now {
                 break;
