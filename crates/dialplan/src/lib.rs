@@ -36,9 +36,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
+use rollover_net::{ListenSpec, NetConfig, TlsFiles};
 use rollover_proxy::{
-    Cidr, FailoverPolicy, LateAnswer, Reach, ResponsePattern, RouteDecision, Router,
-    SecurityConfig, Target, TargetPlan,
+    Cidr, FailoverPolicy, LateAnswer, ProxyConfig, Reach, ResponsePattern, RouteDecision, Router,
+    Secret, SecurityConfig, Target, TargetPlan,
 };
 use rollover_sip::{HeaderName, Message};
 use rollover_txn::{Peer, Transport};
@@ -109,6 +110,76 @@ pub struct ServerSettings {
     pub udp_mtu: usize,
     /// The transport tried for them.
     pub udp_mtu_try: Transport,
+}
+
+impl ServerSettings {
+    /// The transaction layer's configuration (T1, T2, T4; the rest at their defaults).
+    pub fn txn_config(&self) -> rollover_txn::Config {
+        rollover_txn::Config {
+            t1: self.t1,
+            t2: self.t2,
+            t4: self.t4,
+            ..rollover_txn::Config::default()
+        }
+    }
+
+    /// The sockets' configuration: listeners, TLS files, sizes and connection limits.
+    pub fn net_config(&self) -> NetConfig {
+        let c = &self.connections;
+        NetConfig {
+            listen: self
+                .listen
+                .iter()
+                .map(|&(transport, addr)| ListenSpec { transport, addr })
+                .collect(),
+            tls: self.tls.as_ref().map(|(cert, key)| TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            max_message_size: self.max_message_size,
+            connection_idle_timeout: c.idle_timeout,
+            max_incoming_connections: c.max_incoming,
+            max_outgoing_connections: c.max_outgoing,
+            max_connections_per_ip: c.max_per_ip,
+            header_timeout: c.header_timeout,
+            unused_connection_timeout: c.unused_timeout,
+            ..NetConfig::default()
+        }
+    }
+
+    /// The parser's limits (the message size; the rest at their defaults).
+    pub fn limits(&self) -> rollover_sip::Limits {
+        rollover_sip::Limits {
+            max_message_size: self.max_message_size,
+            ..rollover_sip::Limits::default()
+        }
+    }
+}
+
+impl Config {
+    /// The proxy core's configuration. `local` is every address that is this proxy
+    /// (advertised first: Via and Record-Route use the first per transport); `secret`
+    /// signs Record-Route and branches; `seed` seeds branch ids and tags.
+    pub fn proxy_config(
+        &self,
+        local: Vec<(Transport, SocketAddr)>,
+        secret: Secret,
+        seed: u64,
+    ) -> ProxyConfig {
+        let s = &self.server;
+        ProxyConfig {
+            local,
+            record_route: s.record_route,
+            timer_c: s.timer_c,
+            seed,
+            secret,
+            security: self.security.limits.clone(),
+            late_answer: s.late_answer,
+            udp_mtu: s.udp_mtu,
+            udp_mtu_try: s.udp_mtu_try,
+            ..ProxyConfig::default()
+        }
+    }
 }
 
 /// `[server]` limits on TCP/TLS connections (see `rollover_net::NetConfig` for each).
@@ -451,16 +522,20 @@ impl Config {
                 "a tls: listener needs server.tls_cert and server.tls_key",
             ));
         }
+        // Each default lives with the layer that uses it.
+        let txn_d = rollover_txn::Config::default();
+        let proxy_d = ProxyConfig::default();
+        let net_d = NetConfig::default();
         let server = ServerSettings {
             listen,
             advertise,
-            record_route: s.record_route.unwrap_or(true),
-            t1: cx.duration(&s.t1, "server.t1", Duration::from_millis(500))?,
-            t2: cx.duration(&s.t2, "server.t2", Duration::from_secs(4))?,
-            t4: cx.duration(&s.t4, "server.t4", Duration::from_secs(5))?,
-            timer_c: cx.duration(&s.timer_c, "server.timer_c", Duration::from_secs(181))?,
+            record_route: s.record_route.unwrap_or(proxy_d.record_route),
+            t1: cx.duration(&s.t1, "server.t1", txn_d.t1)?,
+            t2: cx.duration(&s.t2, "server.t2", txn_d.t2)?,
+            t4: cx.duration(&s.t4, "server.t4", txn_d.t4)?,
+            timer_c: cx.duration(&s.timer_c, "server.timer_c", proxy_d.timer_c)?,
             max_message_size: match &s.max_message_size {
-                None => 65536,
+                None => net_d.max_message_size,
                 Some(m) => usize::try_from(*m.get_ref())
                     .ok()
                     .filter(|n| (1024..=1 << 24).contains(n))
@@ -474,7 +549,7 @@ impl Config {
             },
             tls,
             late_answer: match &s.late_answer {
-                None => LateAnswer::Relay,
+                None => proxy_d.late_answer,
                 Some(v) => match v.get_ref().as_str() {
                     "relay" => LateAnswer::Relay,
                     "hangup" => LateAnswer::Hangup,
@@ -487,9 +562,9 @@ impl Config {
                     }
                 },
             },
-            udp_mtu: cx.count(&s.udp_mtu, "server.udp_mtu", 0, 65_535, 0)?,
+            udp_mtu: cx.count(&s.udp_mtu, "server.udp_mtu", 0, 65_535, proxy_d.udp_mtu)?,
             udp_mtu_try: match &s.udp_mtu_try {
-                None => Transport::Tcp,
+                None => proxy_d.udp_mtu_try,
                 Some(v) => match Transport::from_token(v.get_ref()) {
                     Some(t @ (Transport::Tcp | Transport::Tls)) => t,
                     _ => {
@@ -510,38 +585,38 @@ impl Config {
                 idle_timeout: cx.duration(
                     &s.connection_idle_timeout,
                     "server.connection_idle_timeout",
-                    Duration::from_secs(120),
+                    net_d.connection_idle_timeout,
                 )?,
                 max_incoming: cx.count(
                     &s.max_incoming_connections,
                     "server.max_incoming_connections",
                     1,
                     1_000_000,
-                    4096,
+                    net_d.max_incoming_connections,
                 )?,
                 max_outgoing: cx.count(
                     &s.max_outgoing_connections,
                     "server.max_outgoing_connections",
                     1,
                     1_000_000,
-                    1024,
+                    net_d.max_outgoing_connections,
                 )?,
                 max_per_ip: cx.count(
                     &s.max_connections_per_ip,
                     "server.max_connections_per_ip",
                     1,
                     1_000_000,
-                    32,
+                    net_d.max_connections_per_ip,
                 )?,
                 header_timeout: cx.duration(
                     &s.header_timeout,
                     "server.header_timeout",
-                    Duration::from_secs(20),
+                    net_d.header_timeout,
                 )?,
                 unused_timeout: cx.duration(
                     &s.unused_connection_timeout,
                     "server.unused_connection_timeout",
-                    Duration::from_secs(30),
+                    net_d.unused_connection_timeout,
                 )?,
             },
         };

@@ -555,3 +555,39 @@ fn a_ruri_target_reaches_only_a_pinned_host_or_one_in_reach() {
     let e = Config::parse("bad.toml", "[failover]\nreach = [\"not a host!\"]\n").unwrap_err();
     assert_eq!(e.key, "failover.reach");
 }
+
+#[test]
+fn an_empty_server_section_gives_each_layers_own_defaults() {
+    let cfg = Config::parse("t.toml", "").unwrap();
+    let s = &cfg.server;
+    assert_eq!(s.txn_config(), rollover_txn::Config::default());
+    let (net, d) = (s.net_config(), rollover_net::NetConfig::default());
+    assert_eq!(net.max_message_size, d.max_message_size);
+    assert_eq!(net.connection_idle_timeout, d.connection_idle_timeout);
+    assert_eq!(net.max_incoming_connections, d.max_incoming_connections);
+    assert_eq!(net.max_outgoing_connections, d.max_outgoing_connections);
+    assert_eq!(net.max_connections_per_ip, d.max_connections_per_ip);
+    assert_eq!(net.header_timeout, d.header_timeout);
+    assert_eq!(net.unused_connection_timeout, d.unused_connection_timeout);
+    assert_eq!(s.limits(), rollover_sip::Limits::default());
+    let p = cfg.proxy_config(Vec::new(), rollover_proxy::Secret::new(b"k"), 1);
+    let d = rollover_proxy::ProxyConfig::default();
+    assert_eq!(p.record_route, d.record_route);
+    assert_eq!(p.timer_c, d.timer_c);
+    assert_eq!(p.late_answer, d.late_answer);
+    assert_eq!((p.udp_mtu, p.udp_mtu_try), (d.udp_mtu, d.udp_mtu_try));
+}
+
+#[test]
+fn server_settings_reach_the_layers() {
+    let cfg = Config::parse(
+        "t.toml",
+        "[server]\nt1 = \"250ms\"\ntimer_c = \"90s\"\nmax_message_size = 8192\nmax_connections_per_ip = 4\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.server.txn_config().t1, Duration::from_millis(250));
+    assert_eq!(cfg.server.net_config().max_connections_per_ip, 4);
+    assert_eq!(cfg.server.limits().max_message_size, 8192);
+    let p = cfg.proxy_config(Vec::new(), rollover_proxy::Secret::new(b"k"), 1);
+    assert_eq!(p.timer_c, Duration::from_secs(90));
+}

@@ -138,7 +138,7 @@ impl Default for NetConfig {
         NetConfig {
             listen: Vec::new(),
             tls: None,
-            max_message_size: 65536,
+            max_message_size: rollover_sip::Limits::default().max_message_size,
             connection_idle_timeout: Duration::from_secs(120),
             max_incoming_connections: 4096,
             max_outgoing_connections: 1024,

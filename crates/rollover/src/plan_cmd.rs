@@ -83,23 +83,17 @@ fn proxy_config(cfg: &Config, req: Option<&Message>) -> anyhow::Result<ProxyConf
             cfg.security.secret_file.display()
         );
     }
+    let local = cfg
+        .server
+        .advertise
+        .iter()
+        .chain(&cfg.server.listen)
+        .copied()
+        .collect();
     let d = ProxyConfig::default();
     Ok(ProxyConfig {
-        local: cfg
-            .server
-            .advertise
-            .iter()
-            .chain(&cfg.server.listen)
-            .copied()
-            .collect(),
-        record_route: cfg.server.record_route,
-        timer_c: cfg.server.timer_c,
-        secret: secret.unwrap_or(d.secret),
-        security: cfg.security.limits.clone(),
-        late_answer: cfg.server.late_answer,
-        udp_mtu: cfg.server.udp_mtu,
-        udp_mtu_try: cfg.server.udp_mtu_try,
-        ..d
+        keep_decisions: d.keep_decisions,
+        ..cfg.proxy_config(local, secret.unwrap_or(d.secret), d.seed)
     })
 }
 

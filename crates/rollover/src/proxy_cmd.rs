@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use rollover_dialplan::{Config, DialPlan, SecuritySettings};
-use rollover_net::{driver, ListenSpec, NetConfig, TlsFiles, Transports};
-use rollover_proxy::{Proxy, ProxyConfig, Question, Secret};
+use rollover_net::{driver, Transports};
+use rollover_proxy::{Proxy, Question, Secret};
 
 use crate::dns::{self, DnsCache};
-use rollover_sip::Limits;
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -321,28 +320,7 @@ pub fn run(config: Option<&Path>, log: &str, listen: &[String]) -> anyhow::Resul
 
 async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let s = &cfg.server;
-    let net = NetConfig {
-        listen: s
-            .listen
-            .iter()
-            .map(|(transport, addr)| ListenSpec {
-                transport: *transport,
-                addr: *addr,
-            })
-            .collect(),
-        tls: s.tls.as_ref().map(|(cert, key)| TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
-        max_message_size: s.max_message_size,
-        connection_idle_timeout: s.connections.idle_timeout,
-        max_incoming_connections: s.connections.max_incoming,
-        max_outgoing_connections: s.connections.max_outgoing,
-        max_connections_per_ip: s.connections.max_per_ip,
-        header_timeout: s.connections.header_timeout,
-        unused_connection_timeout: s.connections.unused_timeout,
-        ..NetConfig::default()
-    };
+    let net = s.net_config();
     let (transports, mut inbound) = Transports::bind(net).await.map_err(|e| anyhow!("{e}"))?;
     let local: Vec<(Transport, SocketAddr)> = [Transport::Udp, Transport::Tcp, Transport::Tls]
         .into_iter()
@@ -380,28 +358,9 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         sec.pike_burst,
         sec.overload_backlog
     );
-    let proxy_cfg = ProxyConfig {
-        local,
-        record_route: s.record_route,
-        timer_c: s.timer_c,
-        seed,
-        keep_decisions: false,
-        secret,
-        security: cfg.security.limits.clone(),
-        late_answer: s.late_answer,
-        udp_mtu: s.udp_mtu,
-        udp_mtu_try: s.udp_mtu_try,
-    };
-    let txn_cfg = rollover_txn::Config {
-        t1: s.t1,
-        t2: s.t2,
-        t4: s.t4,
-        ..rollover_txn::Config::default()
-    };
-    let limits = Limits {
-        max_message_size: s.max_message_size,
-        ..Limits::default()
-    };
+    let proxy_cfg = cfg.proxy_config(local, secret, seed);
+    let txn_cfg = s.txn_config();
+    let limits = s.limits();
     let dns = DnsCache::default();
     let hickory = match hickory_resolver::Resolver::builder_tokio().and_then(|b| b.build()) {
         Ok(r) => Some(Arc::new(r)),
