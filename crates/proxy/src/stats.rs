@@ -27,6 +27,9 @@ pub struct ProxyStats {
     /// Requests turned away at the front door, by reason (`not_allowed`, `flood`,
     /// `overload`, `draining`).
     pub front_door: BTreeMap<&'static str, u64>,
+    /// Messages the proxy meant to send that its transaction layer refused (the
+    /// transaction had ended), by kind (`response`, `cancel`, `bye`).
+    pub unsent: BTreeMap<&'static str, u64>,
 }
 
 impl Why {
@@ -61,6 +64,11 @@ impl ProxyStats {
         }
     }
 
+    /// Counts a message the transaction layer would not send.
+    pub(crate) fn unsent(&mut self, what: &'static str) {
+        *self.unsent.entry(what).or_default() += 1;
+    }
+
     /// Counts one request turned away at the front door.
     pub(crate) fn turned_away(&mut self, why: &'static str) {
         *self.front_door.entry(why).or_default() += 1;
@@ -76,7 +84,7 @@ impl fmt::Display for ProxyStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "routed={} relayed={} branches={} answered={} finals={} rollovers={} refusals={} front_door={}",
+            "routed={} relayed={} branches={} answered={} finals={} rollovers={} refusals={} front_door={} unsent={}",
             self.routed,
             self.relayed,
             self.branches,
@@ -84,7 +92,8 @@ impl fmt::Display for ProxyStats {
             map(&self.finals),
             map(&self.rollovers),
             map(&self.refusals),
-            map(&self.front_door)
+            map(&self.front_door),
+            map(&self.unsent)
         )
     }
 }

@@ -422,7 +422,11 @@ impl TxnLayer {
         self.scratch = out;
         self.settle(id);
         if let Some(reason) = cancel_now {
-            let _ = self.send_cancel(now, ClientTxn(id), reason.as_deref());
+            // The CANCEL held back until a provisional (§9.1); the INVITE transaction is
+            // alive, as it just took this response, so a failure here is a send error.
+            if let Err(e) = self.send_cancel(now, ClientTxn(id), reason.as_deref()) {
+                tracing::debug!("held-back CANCEL not sent: {e}");
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use rollover_sip::{HeaderName, Message};
+use rollover_sip::{HeaderName, Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, Transport, TxnLayer};
 use tracing::{debug, info};
 
@@ -52,7 +52,10 @@ impl<R: RoutePolicy> Proxy<R> {
         if !call.hung_up.contains(&tag) {
             call.hung_up.push(tag);
             info!(call_id, "late 2xx from {hop}: answered elsewhere already; ACKed and hung up with a BYE (late_answer = hangup)");
-            let _ = txn.send_request(now, bye, dest);
+            if let Err(e) = txn.send_request(now, bye, dest) {
+                self.stats.unsent("bye");
+                debug!(call_id, "BYE for the late answer not sent: {e}");
+            }
         }
     }
 
@@ -78,7 +81,10 @@ impl<R: RoutePolicy> Proxy<R> {
             return;
         };
         // §16.10: answer the CANCEL, then cancel every pending branch.
-        let _ = txn.send_response(now, server, cancel.response(200, "OK").build());
+        if let Err(e) = txn.send_response(now, server, cancel.reply(StatusCode::OK).build()) {
+            self.stats.unsent("response");
+            debug!("200 for a CANCEL not sent: {e}");
+        }
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };

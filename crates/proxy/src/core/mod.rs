@@ -609,7 +609,13 @@ impl<R: RoutePolicy> Proxy<R> {
                 Step::Cancel { branch, reason } => {
                     if let Some(Some(c)) = call.clients.get(branch) {
                         // The transaction sends it now, or when a provisional arrives (§9.1).
-                        let _ = txn.cancel(now, *c, reason.as_deref());
+                        if let Err(e) = txn.cancel(now, *c, reason.as_deref()) {
+                            self.stats.unsent("cancel");
+                            debug!(
+                                call_id = call.call_id,
+                                "CANCEL of branch {branch} not sent: {e}"
+                            );
+                        }
                     }
                 }
                 Step::Abandon { branch } => {
@@ -668,7 +674,10 @@ impl<R: RoutePolicy> Proxy<R> {
                         call.engine.best().build(&call.request, &call.to_tag)
                     };
                     call.final_sent = true;
-                    let _ = txn.send_response(now, call.server, bytes);
+                    if let Err(e) = txn.send_response(now, call.server, bytes) {
+                        self.stats.unsent("response");
+                        debug!(call_id = call.call_id, "final {status} not sent: {e}");
+                    }
                     let call_id = call.call_id.clone();
                     self.decide(now, &call_id, Decision::Final { status });
                 }
@@ -731,7 +740,10 @@ impl<R: RoutePolicy> Proxy<R> {
             if !call.final_sent {
                 let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
                 call.final_sent = true;
-                let _ = txn.send_response(now, call.server, bytes);
+                if let Err(e) = txn.send_response(now, call.server, bytes) {
+                    self.stats.unsent("response");
+                    debug!(call_id = call.call_id, "final {status} not sent: {e}");
+                }
                 let call_id = call.call_id.clone();
                 self.decide(now, &call_id, Decision::Final { status });
             }
@@ -765,7 +777,11 @@ impl<R: RoutePolicy> Proxy<R> {
         if code < 200 {
             let relay = call.engine.on_provisional(now, b, code);
             if relay && !call.final_sent {
-                let _ = txn.send_response(now, call.server, forward::response(&resp));
+                let bytes = forward::response(&resp);
+                if let Err(e) = txn.send_response(now, call.server, bytes) {
+                    self.stats.unsent("response");
+                    debug!(call_id = call.call_id, "{code} not relayed: {e}");
+                }
             }
         } else {
             let late = call.answered_by.is_some_and(|a| a != b);
