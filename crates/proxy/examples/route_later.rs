@@ -7,6 +7,8 @@
 //! cargo run -p rollover-proxy --example route_later
 //! ```
 
+#![allow(clippy::expect_used, clippy::panic)] // an example: a broken invariant should stop it loudly
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
