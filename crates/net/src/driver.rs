@@ -115,7 +115,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                         txn.handle_transport_error(r, error);
                     }
                     Some(Inbound::SendFailed { txn: None, error, dest }) => debug!(%dest, "stateless send failed: {error}"),
-                    Some(Inbound::BadStream { source, error }) => door.note_bad_stream(now, source, &error),
+                    Some(Inbound::BadStream { source, error }) => door.note_bad_stream(now, txn, source, &error),
                 }
             }
             cmd = commands.recv() => {

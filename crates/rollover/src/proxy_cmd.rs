@@ -142,6 +142,7 @@ impl Server {
             self.proxy.calls(),
             txn.len()
         );
+        info!("stats: {}", txn.stats());
     }
 
     /// Hands the core's questions to tasks: each name is looked up on its own.

@@ -28,6 +28,41 @@ pub struct FrontDoor {
     noise: NoiseLog,
 }
 
+/// What the front door did with what arrived, for operators and a metrics exporter. Kept
+/// in the transaction layer's [`crate::TxnStats`] (`front`): the door is that layer's
+/// entrance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FrontStats {
+    /// Messages passed to the transaction layer.
+    pub admitted: u64,
+    /// Messages that did not parse (answered 400/513 when their lines allowed it).
+    pub unparseable: u64,
+    /// Parsed messages that failed `validate()` (a request answered 4xx/5xx).
+    pub invalid: u64,
+    /// Requests from a blocked source dropped before parsing, and messages the user dropped.
+    pub dropped: u64,
+    /// Requests the user answered itself (allow list, overload, draining).
+    pub refused: u64,
+    /// Streams closed because their bytes could not be framed.
+    pub bad_streams: u64,
+}
+
+impl std::fmt::Display for FrontStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "admitted={} unparseable={} invalid={} dropped={} refused={} bad_streams={}",
+            self.admitted,
+            self.unparseable,
+            self.invalid,
+            self.dropped,
+            self.refused,
+            self.bad_streams
+        )
+    }
+}
+
 impl FrontDoor {
     /// A door with these limits on message size and shape.
     pub fn new(limits: Limits) -> FrontDoor {
@@ -52,6 +87,7 @@ impl FrontDoor {
         // A request from a blocked source is dropped before it costs a parse; responses always
         // go on (they may belong to transactions of ours).
         if !bytes.starts_with(b"SIP/2.0 ") && user.is_blocked(now, &source) {
+            txn.stats_mut().front.dropped += 1;
             return;
         }
         let msg = match Message::parse_with(bytes.clone(), limits) {
@@ -71,6 +107,7 @@ impl FrontDoor {
                     rollover_sip::Located(&e, &bytes)
                 );
                 noise.note(now, source.addr.ip(), &what);
+                txn.stats_mut().front.unparseable += 1;
                 if let Some(resp) = answer {
                     txn.send_stateless(source, resp);
                 }
@@ -78,6 +115,7 @@ impl FrontDoor {
             }
         };
         if let Err(e) = msg.validate() {
+            txn.stats_mut().front.invalid += 1;
             if msg.is_request() && msg.method() != Some(&Method::Ack) && msg.top_via().is_ok() {
                 noise.note(
                     now,
@@ -100,14 +138,21 @@ impl FrontDoor {
             msg
         };
         match user.admit(now, &source, &msg, backlog) {
-            Admit::Accept => txn.handle_message(now, source, msg),
-            Admit::Drop => {}
-            Admit::Reply(bytes) => txn.send_stateless(source, bytes),
+            Admit::Accept => {
+                txn.stats_mut().front.admitted += 1;
+                txn.handle_message(now, source, msg)
+            }
+            Admit::Drop => txn.stats_mut().front.dropped += 1,
+            Admit::Reply(bytes) => {
+                txn.stats_mut().front.refused += 1;
+                txn.send_stateless(source, bytes)
+            }
         }
     }
 
     /// A stream that could not be framed was closed: counted like other bad input.
-    pub fn note_bad_stream(&mut self, now: Instant, source: Peer, error: &str) {
+    pub fn note_bad_stream(&mut self, now: Instant, txn: &mut TxnLayer, source: Peer, error: &str) {
+        txn.stats_mut().front.bad_streams += 1;
         self.noise.note(
             now,
             source.addr.ip(),

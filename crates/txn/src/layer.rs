@@ -169,6 +169,49 @@ impl Entry {
     }
 }
 
+/// What the transaction layer has done since it started, for operators and a metrics
+/// exporter: read with [`TxnLayer::stats`], never reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TxnStats {
+    /// Server transactions created (new requests, ACK excluded).
+    pub server_started: u64,
+    /// Client transactions created (requests sent).
+    pub client_started: u64,
+    /// Retransmitted requests absorbed by their server transaction.
+    pub absorbed: u64,
+    /// Messages sent again by a timer (Timers A, E and G).
+    pub retransmitted: u64,
+    /// Client transactions that timed out (Timers B and F).
+    pub timeouts: u64,
+    /// Transactions that saw a transport error.
+    pub transport_errors: u64,
+    /// Responses that matched no client transaction.
+    pub stray_responses: u64,
+    /// Responses sent statelessly (a refused request, no transaction kept).
+    pub stateless_replies: u64,
+    /// The front door's counters.
+    pub front: crate::FrontStats,
+}
+
+impl std::fmt::Display for TxnStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} server_started={} client_started={} absorbed={} retransmitted={} timeouts={} transport_errors={} stray_responses={} stateless_replies={}",
+            self.front,
+            self.server_started,
+            self.client_started,
+            self.absorbed,
+            self.retransmitted,
+            self.timeouts,
+            self.transport_errors,
+            self.stray_responses,
+            self.stateless_replies
+        )
+    }
+}
+
 /// The transaction layer. See the module docs for the polling order.
 #[derive(Debug)]
 pub struct TxnLayer {
@@ -184,6 +227,7 @@ pub struct TxnLayer {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<Action>,
+    stats: TxnStats,
 }
 
 impl TxnLayer {
@@ -200,7 +244,17 @@ impl TxnLayer {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::with_capacity(4),
+            stats: TxnStats::default(),
         }
+    }
+
+    /// What the layer (and its front door) has done since it started.
+    pub fn stats(&self) -> &TxnStats {
+        &self.stats
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut TxnStats {
+        &mut self.stats
     }
 
     /// The timer configuration.
@@ -299,8 +353,14 @@ impl TxnLayer {
                         self.events.push_back(Event::Response { txn, response });
                     }
                 }
-                Action::Timeout => self.events.push_back(Event::Timeout(r)),
-                Action::TransportError(e) => self.events.push_back(Event::TransportError(r, e)),
+                Action::Timeout => {
+                    self.stats.timeouts += u64::from(matches!(r, TxnRef::Client(_)));
+                    self.events.push_back(Event::Timeout(r))
+                }
+                Action::TransportError(e) => {
+                    self.stats.transport_errors += 1;
+                    self.events.push_back(Event::TransportError(r, e))
+                }
             }
         }
         self.scratch = actions;
@@ -341,6 +401,7 @@ impl TxnLayer {
                     _ => {}
                 }
             }
+            self.stats.absorbed += u64::from(!is_ack);
             self.scratch = out;
             self.settle(id);
             if pass_ack {
@@ -383,6 +444,7 @@ impl TxnLayer {
             machine,
         });
         self.table.insert(key, id);
+        self.stats.server_started += 1;
         self.settle(id);
         self.events.push_back(Event::Request {
             txn: ServerTxn(id),
@@ -397,6 +459,7 @@ impl TxnLayer {
         let found = client_key(&msg, &mut key).and_then(|()| self.table.get(key.as_str()).copied());
         self.key_buf = key;
         let Some(id) = found else {
+            self.stats.stray_responses += 1;
             self.events.push_back(Event::StrayResponse {
                 response: msg,
                 source,
@@ -469,6 +532,7 @@ impl TxnLayer {
             machine,
         });
         self.table.insert(key, id);
+        self.stats.client_started += 1;
         self.settle(id);
         Ok(ClientTxn(id))
     }
@@ -599,6 +663,9 @@ impl TxnLayer {
                 }
                 _ => false, // stale entry: the timer was reset or the transaction is gone
             };
+            // Whatever a timer sends is a retransmission (Timers A, E, G).
+            let resent = out.iter().filter(|a| matches!(a, Action::Send(_))).count();
+            self.stats.retransmitted += resent as u64;
             self.scratch = out;
             if fired {
                 self.settle(id);
@@ -615,6 +682,7 @@ impl TxnLayer {
             return;
         };
         let dest = entry.peer;
+        self.stats.stateless_replies += 1;
         self.transmits.push_back(Transmit {
             dest,
             bytes,

@@ -28,8 +28,8 @@ mod transport;
 
 pub use client::{InviteClientState, NonInviteClientState};
 pub use config::Config;
-pub use front::{stamp_via, FrontDoor};
-pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRef};
+pub use front::{stamp_via, FrontDoor, FrontStats};
+pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRef, TxnStats};
 pub use server::{InviteServerState, NonInviteServerState, SendError};
 pub use timer::Slot;
 pub use transport::{Peer, Transport, TransportError};

@@ -615,3 +615,59 @@ fn stale_handles_are_refused() {
         .send_response(h.now, txn, response_to(&opt, 200))
         .is_err());
 }
+
+#[test]
+fn stats_count_what_the_layer_and_its_front_door_did() {
+    struct AcceptAll;
+    impl TransactionUser for AcceptAll {
+        fn handle_txn_event(&mut self, _: Instant, _: Event, _: &mut TxnLayer) {}
+        fn handle_timeout(&mut self, _: Instant, _: &mut TxnLayer) {}
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            None
+        }
+    }
+    let mut h = Harness::new();
+    // A client INVITE that times out: 6 retransmissions, one timeout.
+    let inv = request(Method::Invite, "z9hG4bK-s1", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv, peer(Transport::Udp))
+        .unwrap();
+    h.run_until(Duration::from_secs(40));
+    // A server transaction with one retransmission absorbed.
+    let opts = request(Method::Options, "z9hG4bK-s2", Transport::Udp);
+    let bytes = opts.as_bytes().clone();
+    h.recv(Transport::Udp, bytes.clone());
+    h.recv(Transport::Udp, bytes);
+    // A response nobody asked for.
+    h.recv(Transport::Udp, response_to(&opts, 200));
+    // Through the front door: one admitted, one unparseable, one invalid.
+    let mut door = FrontDoor::new(rollover_sip::Limits::default());
+    let mut user = AcceptAll;
+    let reg = request(Method::Register, "z9hG4bK-s3", Transport::Udp);
+    let reg = reg.as_bytes().clone();
+    let (now, src) = (h.now, peer(Transport::Udp));
+    door.handle(now, &mut user, &mut h.layer, src, reg, 0);
+    door.handle(
+        now,
+        &mut user,
+        &mut h.layer,
+        src,
+        Bytes::from_static(b"\x00junk"),
+        0,
+    );
+    let no_call_id = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-s4\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    door.handle(now, &mut user, &mut h.layer, src, no_call_id.into(), 0);
+    let s = h.layer.stats();
+    assert_eq!(
+        (s.client_started, s.retransmitted, s.timeouts),
+        (1, 6, 1),
+        "{s}"
+    );
+    assert_eq!((s.server_started, s.absorbed), (2, 1), "{s}");
+    assert_eq!(s.stray_responses, 1, "{s}");
+    assert_eq!(
+        (s.front.admitted, s.front.unparseable, s.front.invalid),
+        (1, 1, 1),
+        "{s}"
+    );
+}
