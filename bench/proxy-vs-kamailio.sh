@@ -11,6 +11,7 @@
 # PROXIES="rollover" runs one side only; ROLLOVER_BIN=path measures another Rollover build
 # (for a before/after comparison; ROLLOVER_TOML=template for a build that predates a config
 # key); without it the release build is made and used.
+# PERF=1 records a profile of each proxy during the fixed-rate run.
 # Every load step is bounded in calls and seconds; every process is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,8 +126,16 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
   before=$(ticks $PROXY)
+  if [ -n "${PERF:-}" ]; then
+    # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
+    perf record -q -F 999 -g -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
+  fi
   read -r ok bad < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
   after=$(ticks $PROXY)
+  if [ -n "${PERF:-}" ]; then
+    wait $PERF_PID || true
+    echo "   profile: perf report -i $WORK/perf-$proxy.data"
+  fi
   read -r p50 p90 p99 < <(percentiles)
   cpu_us=$(python3 -c "print(f'{($after - $before) / $CLK / max($ok, 1) * 1e6:.1f}')")
   echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"

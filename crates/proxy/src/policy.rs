@@ -6,15 +6,20 @@
 //! pattern names it explicitly.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use regex::Regex;
 
 /// A regular expression over the three-digit status code, anchored at both ends.
+///
+/// Compiled once into the set of the 600 codes it matches, so a response costs a bit test
+/// and a call's copy of the policy costs no regex.
 #[derive(Clone)]
 pub struct ResponsePattern {
-    source: String,
-    re: Regex,
+    source: Arc<str>,
+    /// Bit `c - 100` is set when the pattern matches status `c` (100–699).
+    codes: [u64; 10],
     catch_all: bool,
 }
 
@@ -38,18 +43,40 @@ impl ResponsePattern {
             pattern: pattern.to_owned(),
             reason: e.to_string(),
         })?;
-        let catch_all = ["300", "400", "500", "600"].iter().all(|c| re.is_match(c));
-        Ok(ResponsePattern {
-            source: pattern.to_owned(),
-            re,
-            catch_all,
-        })
+        let mut codes = [0u64; 10];
+        for code in 100u16..700 {
+            if re.is_match(&code.to_string()) {
+                let i = usize::from(code - 100);
+                if let Some(w) = codes.get_mut(i / 64) {
+                    *w |= 1 << (i % 64);
+                }
+            }
+        }
+        let mut p = ResponsePattern {
+            source: Arc::from(pattern),
+            codes,
+            catch_all: false,
+        };
+        p.catch_all = [300, 400, 500, 600].iter().all(|&c| p.matches(c));
+        Ok(p)
     }
 
     /// A pattern that matches no status: nothing rolls over.
-    #[allow(clippy::expect_used)] // a constant pattern, compiled by the unit tests
     pub fn never() -> ResponsePattern {
-        ResponsePattern::new("").expect("the empty pattern compiles")
+        ResponsePattern {
+            source: Arc::from(""),
+            codes: [0; 10],
+            catch_all: false,
+        }
+    }
+
+    fn matches(&self, status: u16) -> bool {
+        let Some(i) = status.checked_sub(100).map(usize::from) else {
+            return false;
+        };
+        self.codes
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// The pattern as written.
@@ -63,18 +90,19 @@ impl ResponsePattern {
     /// matches 300, 400, 500 and 600 alike, such as Brekeke's `.+`): write `6..` or `603`
     /// to roll over on a global failure.
     pub fn rolls_over(&self, status: u16) -> bool {
-        let code = status.to_string();
-        if !self.re.is_match(&code) {
-            return false;
-        }
-        status < 600 || !self.catch_all
+        self.matches(status) && (status < 600 || !self.catch_all)
     }
 }
 
 impl Default for ResponsePattern {
     #[allow(clippy::expect_used)] // a constant pattern, compiled by the unit tests
     fn default() -> Self {
-        ResponsePattern::new(Self::DEFAULT).expect("the default pattern compiles")
+        static DEFAULT: OnceLock<ResponsePattern> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                ResponsePattern::new(Self::DEFAULT).expect("the default pattern compiles")
+            })
+            .clone()
     }
 }
 
@@ -166,6 +194,9 @@ mod tests {
         let p = ResponsePattern::default();
         assert!(p.rolls_over(486) && p.rolls_over(302) && p.rolls_over(503));
         assert!(!p.rolls_over(603));
+        let never = ResponsePattern::never();
+        assert!(!(100..700).any(|c| never.rolls_over(c)));
+        assert!(!p.rolls_over(99) && !p.rolls_over(700));
         let p = ResponsePattern::new("4..").unwrap();
         assert!(p.rolls_over(404) && !p.rolls_over(503));
         let p = ResponsePattern::new("5..|408").unwrap();
