@@ -16,8 +16,10 @@ use regex::Regex;
 /// Compiled once into the set of the 600 codes it matches, so a response costs a bit test
 /// and a call's copy of the policy costs no regex.
 #[derive(Clone)]
-pub struct ResponsePattern {
-    source: Arc<str>,
+pub struct ResponsePattern(Arc<Compiled>);
+
+struct Compiled {
+    source: String,
     /// Bit `c - 100` is set when the pattern matches status `c` (100–699).
     codes: [u64; 10],
     catch_all: bool,
@@ -52,36 +54,32 @@ impl ResponsePattern {
                 }
             }
         }
-        let mut p = ResponsePattern {
-            source: Arc::from(pattern),
+        let mut p = Compiled {
+            source: pattern.to_owned(),
             codes,
             catch_all: false,
         };
         p.catch_all = [300, 400, 500, 600].iter().all(|&c| p.matches(c));
-        Ok(p)
+        Ok(ResponsePattern(Arc::new(p)))
     }
 
     /// A pattern that matches no status: nothing rolls over.
     pub fn never() -> ResponsePattern {
-        ResponsePattern {
-            source: Arc::from(""),
-            codes: [0; 10],
-            catch_all: false,
-        }
-    }
-
-    fn matches(&self, status: u16) -> bool {
-        let Some(i) = status.checked_sub(100).map(usize::from) else {
-            return false;
-        };
-        self.codes
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        static NEVER: OnceLock<ResponsePattern> = OnceLock::new();
+        NEVER
+            .get_or_init(|| {
+                ResponsePattern(Arc::new(Compiled {
+                    source: String::new(),
+                    codes: [0; 10],
+                    catch_all: false,
+                }))
+            })
+            .clone()
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
-        &self.source
+        &self.0.source
     }
 
     /// Whether a final response with this status rolls the call over.
@@ -90,7 +88,18 @@ impl ResponsePattern {
     /// matches 300, 400, 500 and 600 alike, such as Brekeke's `.+`): write `6..` or `603`
     /// to roll over on a global failure.
     pub fn rolls_over(&self, status: u16) -> bool {
-        self.matches(status) && (status < 600 || !self.catch_all)
+        self.0.matches(status) && (status < 600 || !self.0.catch_all)
+    }
+}
+
+impl Compiled {
+    fn matches(&self, status: u16) -> bool {
+        let Some(i) = status.checked_sub(100).map(usize::from) else {
+            return false;
+        };
+        self.codes
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 }
 
@@ -108,13 +117,13 @@ impl Default for ResponsePattern {
 
 impl fmt::Debug for ResponsePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResponsePattern({:?})", self.source)
+        write!(f, "ResponsePattern({:?})", self.0.source)
     }
 }
 
 impl PartialEq for ResponsePattern {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
+        self.0.source == other.0.source
     }
 }
 
