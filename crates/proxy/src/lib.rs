@@ -49,4 +49,3 @@ pub use router::{default_port, LiteralResolver, Resolved, Resolver, RouteDecisio
 pub use secret::Secret;
 pub use stats::ProxyStats;
 pub use target::{Target, TargetError, TargetPlan, TargetProblem};
-

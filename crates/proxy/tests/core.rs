@@ -6,8 +6,8 @@ use std::time::Duration;
 use rollover_sip::Message;
 use rollover_txn::Peer;
 
-use rollover_testkit::{self as sim, Outcome, World};
 use rollover_proxy::*;
+use rollover_testkit::{self as sim, Outcome, World};
 
 fn targets(list: &[&str]) -> Vec<Target> {
     list.iter().map(|t| Target::parse(t).unwrap()).collect()

@@ -383,10 +383,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
     assert!(n.proxy.is_blocked(n.now, &udp(ATTACKER)));
     assert!(!n.proxy.is_blocked(n.now, &udp("198.51.100.1:5060")));
     // Its refusals were logged aggregated: one window for the source, every one counted.
-    assert_eq!(
-        n.proxy.refusals_noted(Refusal::Request),
-        answered as u64
-    );
+    assert_eq!(n.proxy.refusals_noted(Refusal::Request), answered as u64);
     n.recv(
         udp("198.51.100.1:5060"),
         &request("INVITE", "sip:100@192.0.2.1", None, ""),

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rollover_proxy::{Decision, Proxy, ProxyConfig, Resolver, RoutePolicy, Router};
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder};
-use rollover_txn::{Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer, TxnRef};
+use rollover_txn::{
+    Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer, TxnRef,
+};
 
 use crate::link::{Link, Rng};
 use crate::targets::{Reception, Targets};
@@ -170,11 +172,7 @@ impl<P: RoutePolicy> Net<P> {
     }
 
     /// A proxy with exactly these settings (its own addresses, secret, `[security]`).
-    pub fn from_config(
-        cfg: ProxyConfig,
-        policy: P,
-        resolver: Box<dyn Resolver + Send>,
-    ) -> Net<P> {
+    pub fn from_config(cfg: ProxyConfig, policy: P, resolver: Box<dyn Resolver + Send>) -> Net<P> {
         #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
         let now = Instant::now();
         Net {
@@ -272,7 +270,8 @@ impl<P: RoutePolicy> Net<P> {
         let link = self.link_to(from.addr.ip());
         if from.transport == Transport::Udp && self.rng.chance(link.loss) {
             self.lost += 1;
-            self.lines.push((self.now, format!("  ✗ lost on the way from {}", from.addr)));
+            self.lines
+                .push((self.now, format!("  ✗ lost on the way from {}", from.addr)));
             return;
         }
         let ev = Event::ToProxy { from, bytes };
@@ -342,8 +341,10 @@ impl<P: RoutePolicy> Net<P> {
         if t.dest.transport == Transport::Udp && self.rng.chance(link.loss) {
             self.lost += 1;
             let line = String::from_utf8_lossy(msg.start_line_bytes()).into_owned();
-            self.lines
-                .push((self.now, format!("  ✗ lost on the way to {}: {line}", t.dest.addr)));
+            self.lines.push((
+                self.now,
+                format!("  ✗ lost on the way to {}: {line}", t.dest.addr),
+            ));
             return;
         }
         let ev = Event::FromProxy {
@@ -377,7 +378,8 @@ impl<P: RoutePolicy> Net<P> {
                     let r = targets.receive(now, to, local, &msg);
                     self.lines.append(&mut targets.lines);
                     if let (Reception::Unreachable, Some(txn)) = (r, txn) {
-                        self.txn.handle_transport_error(txn, TransportError::Refused);
+                        self.txn
+                            .handle_transport_error(txn, TransportError::Refused);
                     }
                 }
             }

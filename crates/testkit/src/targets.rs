@@ -3,7 +3,9 @@
 //! requests through a [`TxnLayer`] can be tested against them.
 //!
 //! A target that receives CANCEL before its final answers 200 and 487; a BYE gets 200; a
-//! target says nothing after its final (or after a CANCEL).
+//! target says nothing after its final (or after a CANCEL), but answers a retransmitted
+//! INVITE with the last response it sent, as a server transaction does (so a response a
+//! lossy link dropped is recovered by the sender's retransmissions).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -23,6 +25,8 @@ struct Due {
     bytes: Bytes,
     branch: String,
     target: String,
+    /// A response sent again for a retransmitted request (not subject to the script).
+    again: bool,
 }
 
 /// A response a target sends.
@@ -55,6 +59,8 @@ pub struct Targets {
     /// INVITE branch → final sent (or cancelled).
     invites: HashMap<String, bool>,
     cancelled: HashMap<String, bool>,
+    /// INVITE branch → the last response sent for it, with the target it came from.
+    last: HashMap<String, (Bytes, String)>,
     /// What happened, for a timeline: (time, text). Whoever drives the targets takes them.
     pub lines: Vec<(Instant, String)>,
 }
@@ -69,6 +75,7 @@ impl Targets {
             seq: 0,
             invites: HashMap::new(),
             cancelled: HashMap::new(),
+            last: HashMap::new(),
             lines: Vec::new(),
         }
     }
@@ -86,7 +93,13 @@ impl Targets {
 
     /// A request arriving at `at_target` from `from`, at `now`: the target's responses are
     /// scheduled (see [`Targets::next_due`] and [`Targets::fire_next`]).
-    pub fn receive(&mut self, now: Instant, at_target: Peer, from: Peer, msg: &Message) -> Reception {
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        at_target: Peer,
+        from: Peer,
+        msg: &Message,
+    ) -> Reception {
         let Some(method) = msg.method().cloned() else {
             return Reception::Taken;
         };
@@ -102,6 +115,7 @@ impl Targets {
             bytes,
             branch,
             target,
+            again: false,
         };
         match method {
             Method::Invite => {
@@ -114,6 +128,12 @@ impl Targets {
                 };
                 self.lines.push((now, format!("→ INVITE {uri}{note}")));
                 if retrans {
+                    // As a server transaction does (§17.2.1): the last response again.
+                    if let Some((bytes, target)) = self.last.get(&branch).cloned() {
+                        let mut d = due(bytes, branch, target);
+                        d.again = true;
+                        self.push(now, d);
+                    }
                     return Reception::Taken;
                 }
                 self.invites.insert(branch.clone(), false);
@@ -196,10 +216,21 @@ impl Targets {
             bytes,
             branch,
             target,
+            again,
         } = self.due.remove(&id)?;
-        let resp = Message::parse(bytes).ok()?;
+        let resp = Message::parse(bytes.clone()).ok()?;
         let code = resp.status().unwrap_or(0);
         let is_invite_resp = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
+        if again {
+            let start_line = String::from_utf8_lossy(resp.start_line_bytes()).into_owned();
+            self.lines
+                .push((now, format!("← {start_line} from {target} (again)")));
+            return Some(Reply {
+                from: at_target,
+                to: reply_to,
+                message: resp,
+            });
+        }
         if is_invite_resp && !branch.is_empty() {
             // Nothing after a final or a CANCEL.
             if self.invites.get(&branch).copied().unwrap_or(false)
@@ -216,6 +247,9 @@ impl Targets {
             let start_line = String::from_utf8_lossy(resp.start_line_bytes()).into_owned();
             self.lines
                 .push((now, format!("← {start_line} from {target}")));
+            if !branch.is_empty() {
+                self.last.insert(branch, (bytes, target));
+            }
         }
         Some(Reply {
             from: at_target,
@@ -290,5 +324,65 @@ pub fn reason(code: u16) -> &'static str {
         600 => "Busy Everywhere",
         603 => "Decline",
         _ => "Scripted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rollover_sip::RequestBuilder;
+    use rollover_txn::{Config, Event, Transport};
+
+    use super::*;
+
+    /// An element without a proxy (here a bare client transaction) against the targets.
+    #[test]
+    fn a_client_transaction_gets_the_scripted_answers() {
+        let world = World::parse("a=180,486@1s").unwrap();
+        let mut targets = Targets::new(&world);
+        let mut txn = TxnLayer::new(Config::default());
+        #[allow(clippy::disallowed_methods)] // an arbitrary origin; later times are virtual
+        let start = Instant::now();
+        let invite = RequestBuilder::new(Method::Invite, "sip:a@192.0.2.10")
+            .via("SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-t1")
+            .from("<sip:alice@example.com>;tag=t1")
+            .to("<sip:a@example.com>")
+            .call_id("t1@example.com")
+            .cseq(1)
+            .build()
+            .unwrap();
+        let dest = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.10:5060".parse().unwrap(),
+        };
+        txn.send_request(start, Message::parse(invite).unwrap(), dest)
+            .unwrap();
+        let mut now = start;
+        let mut statuses = vec![];
+        loop {
+            while let Some(t) = txn.poll_transmit() {
+                let msg = Message::parse(t.bytes.clone()).unwrap();
+                targets.on_request(now, &t, &msg, &mut txn);
+            }
+            while let Some(ev) = txn.poll_event() {
+                if let Event::Response { response, .. } = ev {
+                    statuses.push(((now - start).as_secs_f64(), response.status().unwrap()));
+                }
+            }
+            match targets.next_due() {
+                Some(t) => {
+                    now = t;
+                    targets.fire(now, &mut txn);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(statuses, [(0.0, 180), (1.0, 486)]);
+        assert!(targets
+            .lines
+            .iter()
+            .any(|(_, l)| l == "→ ACK sip:a@192.0.2.10"));
+        assert!(now - start <= Duration::from_secs(1));
     }
 }

@@ -60,7 +60,11 @@ pub fn net_with(cfg: ProxyConfig, plan: Plan) -> Net<Plan> {
     net_with_resolver(cfg, plan, Box::new(LiteralResolver))
 }
 
-pub fn net_with_resolver(cfg: ProxyConfig, plan: Plan, resolver: Box<dyn Resolver + Send>) -> Net<Plan> {
+pub fn net_with_resolver(
+    cfg: ProxyConfig,
+    plan: Plan,
+    resolver: Box<dyn Resolver + Send>,
+) -> Net<Plan> {
     Net::with_policy(cfg, plan, resolver)
 }
 
