@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! Calls through the proxy core on the virtual network: CANCEL crossing a 200, late answers,
 //! mixed transports, `udp_mtu`, names resolved later, the counters.
 

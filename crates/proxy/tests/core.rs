@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! The proxy core in virtual time: every timer, pattern kind, redirect rule, fork and race.
 
 use std::sync::Arc;

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! The proxy as an attacker tries it: every way of getting a request relayed somewhere the
 //! dial plan never named, of making the proxy amplify, and of using it as a reflector; and
 //! the legitimate dialogs that must keep working beside those refusals.

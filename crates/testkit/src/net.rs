@@ -369,7 +369,7 @@ impl<P: RoutePolicy> Net<P> {
             }
             Event::FromProxy { to, msg, txn } => {
                 if let Some(i) = self.callers.iter().position(|c| c.peer == to) {
-                    self.to_caller(i, &msg);
+                    self.at_caller(i, &msg);
                 } else if self.targets.is_some() {
                     let local = self.proxy_peer(to.transport).unwrap_or(to);
                     let Some(targets) = &mut self.targets else {
@@ -408,7 +408,7 @@ impl<P: RoutePolicy> Net<P> {
         Some(Peer { transport, addr })
     }
 
-    fn to_caller(&mut self, i: usize, msg: &Message) {
+    fn at_caller(&mut self, i: usize, msg: &Message) {
         self.lines.push((
             self.now,
             format!(

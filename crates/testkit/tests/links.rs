@@ -1,7 +1,13 @@
+#![cfg(feature = "proxy")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! The network's controls: a lossy link the transaction layer's retransmissions get
 //! through, a slow link that outlasts the no-response timer, reproducible runs.
-
-#![cfg(feature = "proxy")]
 
 use std::sync::Arc;
 use std::time::Duration;
