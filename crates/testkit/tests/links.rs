@@ -1,4 +1,3 @@
-#![cfg(feature = "proxy")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
