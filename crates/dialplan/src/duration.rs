@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Parses a duration as the configuration writes it: `10` (seconds), `1.5s`, `800ms`,
+/// `2m`. For command-line flags, so they read like the file.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    RawDuration::Text(s.to_owned()).to_duration().ok()
+}
+
 /// A duration value before checking.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -53,5 +59,20 @@ impl std::fmt::Display for RawDuration {
             RawDuration::Float(v) => write!(f, "{v}"),
             RawDuration::Text(s) => write!(f, "{s:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_like_the_file() {
+        assert_eq!(parse_duration("800ms"), Some(Duration::from_millis(800)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-1s"), None);
     }
 }

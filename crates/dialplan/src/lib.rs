@@ -25,6 +25,7 @@ mod security;
 mod shadow;
 
 use check::{dead_rules, dynamic_host, host_pinned, key_path, unfenced_targets, Captures};
+pub use duration::parse_duration;
 pub use listen::{parse_listen, Listen};
 use security::compile_security;
 

@@ -318,9 +318,9 @@ impl Overload {
     }
 }
 
-/// Kinds of refusal whose log lines are aggregated.
+/// Kinds of refusal whose log lines are aggregated (see [`crate::Proxy::refusals_noted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// A source outside `[security] allow`.
     NotAllowed,
     /// An ACK with neither a transaction nor a route set of ours.
@@ -356,7 +356,6 @@ pub(crate) struct RefusalLog {
 
 impl RefusalLog {
     /// How many refusals of `kind` the open windows counted.
-    #[cfg(test)]
     pub fn noted(&self, kind: Refusal) -> u64 {
         self.windows
             .iter()

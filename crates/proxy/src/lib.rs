@@ -20,8 +20,8 @@
 //! - a late 2xx on a branch already left behind is still relayed, and the branches started
 //!   after it are CANCELled with `Reason: SIP;cause=200`.
 //!
-//! Time is always an argument; ids come from a seeded generator. [`sim`] runs the core
-//! against scripted targets in virtual time.
+//! Time is always an argument; ids come from a seeded generator. `rollover-testkit` runs
+//! the core between scripted callers and targets in virtual time (the tests in `tests/`).
 
 mod best;
 mod core;
@@ -34,13 +34,14 @@ mod policy_hooks;
 mod reach;
 mod router;
 mod secret;
+#[doc(hidden)]
 pub mod sim;
 mod stats;
 mod target;
 
 pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question, ROUTE_ANSWER_TIMEOUT};
 pub use decision::{fmt_duration, Decision, Why};
-pub use guard::{Cidr, CidrError, SecurityConfig};
+pub use guard::{Cidr, CidrError, Refusal, SecurityConfig};
 pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
 pub use policy_hooks::{CallView, Edits, Failure, RoutePolicy};
 pub use reach::{never_a_target, Reach, ReachError};
@@ -48,12 +49,3 @@ pub use router::{default_port, LiteralResolver, Resolved, Resolver, RouteDecisio
 pub use secret::Secret;
 pub use stats::ProxyStats;
 pub use target::{Target, TargetError, TargetPlan, TargetProblem};
-
-#[cfg(test)]
-mod call_tests;
-#[cfg(test)]
-mod relay_tests;
-#[cfg(test)]
-mod testnet;
-#[cfg(test)]
-mod tests;

@@ -1,37 +1,14 @@
-//! Runs the real proxy core and transaction layer against scripted targets in virtual
-//! time: "what will my plan do when carrier B returns 503 after 2 s", without sockets.
-//!
-//! A world says how each target behaves, one entry per target, separated by white space
-//! or new lines (`#` starts a comment):
-//!
-//! ```text
-//! a=100,silence        a sends 100 Trying, then nothing
-//! b=180@2s,486@5s      b rings after 2 s and rejects at 5 s (times from the INVITE)
-//! c=302(sip:d@h;q=0.5,sip:e@h;q=1)   c redirects (Contacts in parentheses)
-//! e=200@1s             e answers after 1 s
-//! d=unreachable        the transport to d fails at once
-//! f=silence            f never answers (the default for a target the world does not name)
-//! ```
-//!
-//! `caller=cancel@3s` makes the caller CANCEL its INVITE after 3 s.
-//!
-//! A name matches a target when it equals the target URI's user part, its host, or the
-//! whole URI. A target that receives CANCEL before its final answers 200 and 487.
+//! Transitional: the scripted targets the user agent's tests still use. They live in
+//! `rollover-testkit` now (`Targets`, `World`, same API, no proxy needed); once the user
+//! agent's tests import them from there, this module is deleted. Not part of the API.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
-use rollover_txn::{Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer};
-
-use crate::core::{Proxy, ProxyConfig};
-use crate::decision::Decision;
-use crate::router::{Resolver, Router};
+use rollover_sip::{HeaderName, Message, Method, Uri};
+use rollover_txn::{Peer, Transmit, TransportError, TxnLayer};
 
 /// One scripted response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +48,7 @@ pub struct World {
 }
 
 /// Parses `2s`, `1.5s`, `800ms` or bare seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if let Some(ms) = s.strip_suffix("ms") {
         return ms.trim().parse::<u64>().ok().map(Duration::from_millis);
@@ -200,20 +177,6 @@ impl World {
     }
 }
 
-/// Maps every host to a stable documentation address: nothing leaves the simulation.
-struct SimResolver;
-
-impl Resolver for SimResolver {
-    fn resolve(&self, host: &str, port: u16, _: Transport) -> Option<SocketAddr> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        host.hash(&mut h);
-        let last = 10 + (h.finish() % 200) as u8;
-        Some(SocketAddr::from(([192, 0, 2, last], port)))
-    }
-}
-
-const CALLER: ([u8; 4], u16) = ([198, 51, 100, 1], 5060);
-
 /// A response a scripted target will send.
 #[derive(Debug)]
 struct Due {
@@ -223,43 +186,8 @@ struct Due {
     target: String,
 }
 
-/// One line of the timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// Time since the request arrived.
-    pub at: Duration,
-    /// What happened.
-    pub text: String,
-}
-
-/// The result of a simulation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Everything, in order.
-    pub timeline: Vec<Line>,
-    /// The final status the caller received, if any.
-    pub final_status: Option<u16>,
-    /// Every decision, in order.
-    pub decisions: Vec<Decision>,
-    /// Response contexts and transactions still held when the simulation ended (0 once every
-    /// timer has run: nothing is kept forever).
-    pub leftover: (usize, usize),
-}
-
-impl Outcome {
-    /// The timeline as text, one line each: `  12.500s  text`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for l in &self.timeline {
-            let _ = writeln!(out, "{:>9.3}s  {}", l.at.as_secs_f64(), l.text);
-        }
-        out
-    }
-}
-
 /// The scripted targets at work: they take what the element under test sends them and
-/// answer as the world says, on the virtual clock. Shared by `run` (a proxy) and the user
-/// agent's tests.
+/// answer as the world says, on the virtual clock.
 #[derive(Debug)]
 pub struct Targets<'w> {
     world: &'w World,
@@ -457,166 +385,6 @@ impl<'w> Targets<'w> {
     }
 }
 
-/// Runs `request` through a proxy with `router` against `world`, for at most `limit` of
-/// virtual time.
-pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Duration) -> Outcome {
-    let local = SocketAddr::from(([192, 0, 2, 1], 5060));
-    let cfg = ProxyConfig {
-        local: vec![
-            (Transport::Udp, local),
-            (Transport::Tcp, local),
-            (Transport::Tls, SocketAddr::from(([192, 0, 2, 1], 5061))),
-        ],
-        ..ProxyConfig::default()
-    };
-    let caller = Peer {
-        transport: Transport::Udp,
-        addr: SocketAddr::from(CALLER),
-    };
-    run_from(
-        cfg,
-        router,
-        request.as_bytes().clone(),
-        caller,
-        world,
-        limit,
-    )
-}
-
-/// Like [`run`], with the proxy's own settings (its addresses, secret and `[security]`)
-/// and the request's bytes arriving from `caller`: they take the live proxy's path through
-/// the same [`FrontDoor`] (parse, validate, stateless refusals, Via stamping, flood limit,
-/// route sets), so a malformed or forged request is answered as the server answers it.
-pub fn run_from<R: Router>(
-    cfg: ProxyConfig,
-    router: R,
-    bytes: Bytes,
-    caller: Peer,
-    world: &World,
-    limit: Duration,
-) -> Outcome {
-    let parsed = Message::parse(bytes.clone()).ok();
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin; all later times are virtual
-    let start = Instant::now();
-    let cfg = ProxyConfig {
-        keep_decisions: true,
-        ..cfg
-    };
-    let mut proxy = Proxy::new(cfg, router, Box::new(SimResolver));
-    let mut txn = TxnLayer::new(Config::default());
-    let mut out = Outcome {
-        timeline: Vec::new(),
-        final_status: None,
-        decisions: Vec::new(),
-        leftover: (0, 0),
-    };
-    let mut targets = Targets::new(world);
-    let mut caller_cancel = world.caller_cancel.map(|at| start + at);
-    let mut now = start;
-    let mut lines: Vec<(Instant, String)> = Vec::new();
-    let first_line = bytes
-        .split(|&b| b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or_default();
-    lines.push((
-        now,
-        format!("caller → {}", String::from_utf8_lossy(first_line)),
-    ));
-    let mut door = FrontDoor::new(rollover_sip::Limits::default());
-    door.handle(now, &mut proxy, &mut txn, caller, bytes, 0);
-
-    loop {
-        // Pump: events into the proxy, transmits into the world, until quiet.
-        loop {
-            let mut busy = false;
-            while let Some(ev) = txn.poll_event() {
-                busy = true;
-                proxy.handle_txn_event(now, ev, &mut txn);
-            }
-            while let Some((_, _, d)) = proxy.poll_decision() {
-                busy = true;
-                if !matches!(d, Decision::Trying { .. }) {
-                    lines.push((now, format!("  {d}")));
-                }
-                out.decisions.push(d);
-            }
-            while let Some(t) = txn.poll_transmit() {
-                busy = true;
-                let Ok(msg) = Message::parse(t.bytes.clone()) else {
-                    continue;
-                };
-                if t.dest != caller {
-                    targets.on_request(now, &t, &msg, &mut txn);
-                    lines.append(&mut targets.lines);
-                    continue;
-                }
-                lines.push((
-                    now,
-                    format!(
-                        "caller ← {}",
-                        String::from_utf8_lossy(msg.start_line_bytes())
-                    ),
-                ));
-                let for_invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
-                if let Some(code) = msg.status().filter(|c| *c >= 200 && for_invite) {
-                    out.final_status.get_or_insert(code);
-                    if let Some(ack) = parsed.as_ref().and_then(|r| caller_ack(r, &msg)) {
-                        txn.handle_message(now, caller, ack);
-                    }
-                }
-            }
-            if !busy {
-                break;
-            }
-        }
-        let next = [
-            caller_cancel,
-            targets.next_due(),
-            txn.poll_timeout(),
-            proxy.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(next) = next else { break };
-        if next - start > limit {
-            lines.push((start + limit, "simulation time limit reached".to_owned()));
-            break;
-        }
-        now = next.max(now);
-        if caller_cancel == Some(next) {
-            caller_cancel = None;
-            if out.final_status.is_none() {
-                if let Some(c) = parsed
-                    .as_ref()
-                    .and_then(|r| r.cancel(None).ok())
-                    .and_then(|b| Message::parse(b).ok())
-                {
-                    lines.push((now, "caller → CANCEL".to_owned()));
-                    txn.handle_message(now, caller, c);
-                }
-            }
-            continue;
-        }
-        if targets.next_due() == Some(next) {
-            targets.fire(now, &mut txn);
-            lines.append(&mut targets.lines);
-            continue;
-        }
-        txn.handle_timeout(now);
-        proxy.handle_timeout(now, &mut txn);
-    }
-    out.timeline = lines
-        .into_iter()
-        .map(|(at, text)| Line {
-            at: at - start,
-            text,
-        })
-        .collect();
-    out.leftover = (proxy.calls(), txn.len());
-    out
-}
-
 /// `sip:d@h;q=0.5` → `<sip:d@h>;q=0.5` (q is a Contact parameter, not a URI one).
 fn contact_value(contact: &str) -> String {
     match contact.split_once(";q=") {
@@ -644,43 +412,6 @@ fn fix_cseq(m: &Message, method: &str) -> Option<Bytes> {
     )
 }
 
-/// What the caller sends after a final: the ACK (same branch for a non-2xx, §17.1.1.3; a
-/// new one for a 2xx, §13.2.2.4).
-fn caller_ack(invite: &Message, resp: &Message) -> Option<Message> {
-    let code = resp.status()?;
-    if code >= 300 {
-        return Message::parse(invite.ack_for(resp).ok()?).ok();
-    }
-    let target = resp
-        .contacts()
-        .next()
-        .and_then(Result::ok)
-        .map(|c| c.uri_str.to_owned())
-        .or_else(|| invite.request_uri_str().map(str::to_owned))?;
-    let mut b = RequestBuilder::new(Method::Ack, &target)
-        .via(&format!(
-            "SIP/2.0/UDP {}.{}.{}.{}:{};branch=z9hG4bK-caller-ack",
-            CALLER.0[0], CALLER.0[1], CALLER.0[2], CALLER.0[3], CALLER.1
-        ))
-        .from(&String::from_utf8_lossy(
-            invite.value_bytes(invite.header(HeaderName::From)?),
-        ))
-        .to(&String::from_utf8_lossy(
-            resp.value_bytes(resp.header(HeaderName::To)?),
-        ))
-        .call_id(invite.call_id().ok()?)
-        .cseq(invite.cseq().ok()?.seq);
-    let rr: Vec<String> = resp
-        .record_routes()
-        .filter_map(Result::ok)
-        .map(|r| format!("<{}>", r.uri_str))
-        .collect();
-    for r in rr.iter().rev() {
-        b = b.header("Route", r);
-    }
-    Message::parse(b.build().ok()?).ok()
-}
-
 fn reason(code: u16) -> &'static str {
     match code {
         100 => "Trying",
@@ -700,67 +431,5 @@ fn reason(code: u16) -> &'static str {
         600 => "Busy Everywhere",
         603 => "Decline",
         _ => "Scripted",
-    }
-}
-
-/// A minimal INVITE from the caller to `uri`, for simulations given a URI, not a file.
-pub fn invite_to(uri: &str) -> Option<Message> {
-    let b = RequestBuilder::new(Method::Invite, uri)
-        .via(&format!(
-            "SIP/2.0/UDP {}.{}.{}.{}:{};branch=z9hG4bK-caller-1",
-            CALLER.0[0], CALLER.0[1], CALLER.0[2], CALLER.0[3], CALLER.1
-        ))
-        .from("<sip:caller@example.com>;tag=caller")
-        .to(&format!("<{uri}>"))
-        .call_id("simulated-call@example.com")
-        .cseq(1)
-        .header("Contact", "<sip:caller@198.51.100.1:5060>")
-        .build()
-        .ok()?;
-    Message::parse(b).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn world_grammar() {
-        let w = World::parse("a=100,silence b=180@2s,486@5s c=302(sip:d@h;q=0.5,sip:e@h;q=1)\n# comment\ne=200@1.5s d=unreachable").unwrap();
-        assert_eq!(
-            w.behaviour("sip:a@10.0.0.1"),
-            Some(&Behaviour::Script(vec![Step {
-                status: 100,
-                at: Duration::ZERO,
-                contacts: vec![]
-            }]))
-        );
-        assert_eq!(
-            w.behaviour("sip:b@h"),
-            Some(&Behaviour::Script(vec![
-                Step {
-                    status: 180,
-                    at: Duration::from_secs(2),
-                    contacts: vec![]
-                },
-                Step {
-                    status: 486,
-                    at: Duration::from_secs(5),
-                    contacts: vec![]
-                },
-            ]))
-        );
-        match w.behaviour("sip:c@h") {
-            Some(Behaviour::Script(s)) => {
-                assert_eq!(s[0].contacts, ["sip:d@h;q=0.5", "sip:e@h;q=1"])
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(w.behaviour("sip:d@h"), Some(&Behaviour::Unreachable));
-        assert!(World::parse("x").is_err());
-        assert!(World::parse("x=999").is_err());
-        assert!(World::parse("x=200@soon").is_err());
-        assert_eq!(parse_duration("800ms"), Some(Duration::from_millis(800)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
     }
 }

@@ -145,7 +145,7 @@ async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
         move |offer: &[u8]| answer_to(offer, ip, media_port),
     )));
     let duration = |flag: &str, v: &str| {
-        rollover_proxy::sim::parse_duration(v)
+        rollover_dialplan::parse_duration(v)
             .ok_or_else(|| anyhow!("{flag} {v:?}: expected 10, 1.5s or 800ms"))
     };
     opts.policy.no_response_timeout = duration("--no-response-timeout", &args.no_response_timeout)?;

@@ -9,9 +9,9 @@ use anyhow::{anyhow, Context};
 use bytes::Bytes;
 
 use rollover_dialplan::Config;
-use rollover_proxy::sim::{self, World};
 use rollover_proxy::{Decision, ProxyConfig, RouteDecision};
 use rollover_sip::Message;
+use rollover_testkit::{self as sim, World};
 use rollover_txn::{Peer, Transport};
 
 fn load(config: &Path) -> anyhow::Result<Config> {

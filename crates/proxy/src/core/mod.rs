@@ -228,6 +228,12 @@ impl<R: RoutePolicy> Proxy<R> {
         &self.stats
     }
 
+    /// How many refusals of `kind` the current log windows counted (each window's first is
+    /// logged in full, the rest in one line when it ends).
+    pub fn refusals_noted(&self, kind: crate::Refusal) -> u64 {
+        self.refusals.noted(kind)
+    }
+
     /// Calls still being set up: no final response sent to the caller yet (what a drain
     /// waits for; answered calls only linger to absorb retransmissions).
     pub fn calls_in_setup(&self) -> usize {

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! Calls through the proxy core on the virtual network: CANCEL crossing a 200, late answers,
 //! mixed transports, `udp_mtu`, names resolved later, the counters.
 
@@ -8,8 +15,9 @@ use std::time::Duration;
 use rollover_sip::Message;
 use rollover_txn::{Peer, Transport};
 
-use crate::testnet::*;
-use crate::*;
+mod common;
+use common::*;
+use rollover_proxy::*;
 
 const CALLER: &str = "198.51.100.1:5060";
 
@@ -30,7 +38,7 @@ fn cancel_of(invite: &str) -> String {
         .replace("Contact: <sip:alice@198.51.100.1:5060>\n", "")
 }
 
-fn statuses_with_method(n: &Net, to: &str) -> Vec<String> {
+fn statuses_with_method(n: &Net<Plan>, to: &str) -> Vec<String> {
     n.sent_to(to)
         .iter()
         .filter_map(|m| {
@@ -42,7 +50,7 @@ fn statuses_with_method(n: &Net, to: &str) -> Vec<String> {
 
 #[test]
 fn a_200_that_crosses_the_callers_cancel_answers_the_call_without_a_487() {
-    let mut n = Net::open();
+    let mut n = open();
     let (invite, fwd) = call_through(&mut n, "crossed");
     n.recv_bytes(
         udp(TARGET),
@@ -68,7 +76,7 @@ fn a_200_that_crosses_the_callers_cancel_answers_the_call_without_a_487() {
 #[test]
 fn a_cancelled_call_ends_with_the_targets_487_or_ours_after_a_bounded_wait() {
     // The target answers the CANCEL with 487: the caller gets one 487, after the CANCEL.
-    let mut n = Net::open();
+    let mut n = open();
     let (invite, fwd) = call_through(&mut n, "c487");
     n.recv_bytes(
         udp(TARGET),
@@ -89,10 +97,10 @@ fn a_cancelled_call_ends_with_the_targets_487_or_ours_after_a_bounded_wait() {
     );
     // A target that never sent a provisional cannot be CANCELled: our 487 comes after
     // CANCEL_WAIT.
-    let mut n = Net::open();
+    let mut n = open();
     let (invite, _) = call_through(&mut n, "silent");
     n.recv(udp("198.51.100.1:5060"), &cancel_of(&invite));
-    n.run(crate::engine::CANCEL_WAIT - Duration::from_millis(10));
+    n.run(rollover_proxy::engine::CANCEL_WAIT - Duration::from_millis(10));
     assert!(!statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
     n.run(Duration::from_millis(20));
     assert!(statuses_with_method(&n, "198.51.100.1:5060").contains(&"487 INVITE".to_owned()));
@@ -104,7 +112,7 @@ fn mixed_transports_get_a_double_record_route_and_both_entries_are_popped() {
         transport: Transport::Tcp,
         addr: addr("198.51.100.1:40000"),
     };
-    let mut n = Net::open();
+    let mut n = open();
     let invite = "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/TCP 198.51.100.1:40000;branch=z9hG4bK-tcp1\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: mixed@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1:40000;transport=tcp>\nContent-Length: 0\n\n";
     n.recv(caller, invite);
     let fwd = n.sent_to(TARGET)[0].clone();
@@ -148,7 +156,7 @@ fn mixed_transports_get_a_double_record_route_and_both_entries_are_popped() {
         "the caller is reached over TCP"
     );
     // Same transports both ways: one entry.
-    let mut n = Net::open();
+    let mut n = open();
     let _ = call_through(&mut n, "same");
     assert_eq!(n.sent_to(TARGET)[0].record_routes().count(), 1);
 }
@@ -169,8 +177,8 @@ fn two_targets(_: &Message, _: &Peer) -> RouteDecision {
 
 /// TARGET stays silent past its no-response timer, SECOND answers, then TARGET's 200
 /// arrives late. Returns the net and the late 200.
-fn late_answer(late: LateAnswer) -> (Net, bytes::Bytes) {
-    let mut n = Net::with(
+fn late_answer(late: LateAnswer) -> (Net<Plan>, bytes::Bytes) {
+    let mut n = net_with(
         ProxyConfig {
             late_answer: late,
             ..ProxyConfig::default()
@@ -251,13 +259,13 @@ fn a_late_answer_is_relayed_by_default_or_hung_up_by_the_proxy() {
 
 #[test]
 fn udp_mtu_tries_tcp_for_a_large_request_and_falls_back_to_udp() {
-    let big_invite = |n: &mut Net| {
+    let big_invite = |n: &mut Net<Plan>| {
         let pad = format!("X-Pad: {}\n", "x".repeat(1400));
         let inv = request("INVITE", "sip:100@192.0.2.1", None, &pad);
         n.recv(udp("198.51.100.1:5060"), &inv);
     };
     // Off by default: a large request stays on UDP.
-    let mut n = Net::open();
+    let mut n = open();
     big_invite(&mut n);
     let (peer, fwd) = n.sent.iter().find(|(p, _)| p.addr == addr(TARGET)).unwrap();
     assert_eq!(
@@ -265,7 +273,7 @@ fn udp_mtu_tries_tcp_for_a_large_request_and_falls_back_to_udp() {
         (Transport::Udp, "UDP")
     );
     // With udp_mtu: TCP first; when TCP cannot connect, UDP, and the target is not failed.
-    let mut n = Net::with(
+    let mut n = net_with(
         ProxyConfig {
             udp_mtu: 1300,
             ..ProxyConfig::default()
@@ -333,7 +341,7 @@ fn by_name(req: &Message, _: &Peer) -> RouteDecision {
 
 #[test]
 fn a_name_resolving_slowly_delays_only_its_own_call_and_every_address_is_tried() {
-    let mut n = Net::with_resolver(ProxyConfig::default(), by_name, Box::new(SlowNames));
+    let mut n = net_with_resolver(ProxyConfig::default(), by_name, Box::new(SlowNames));
     let invite = |call_id: &str| {
         format!("INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContent-Length: 0\n\n")
     };
@@ -406,7 +414,7 @@ fn the_stats_count_what_the_proxy_did() {
         pike_burst: 5,
         ..SecurityConfig::default()
     };
-    let mut n = Net::new(security);
+    let mut n = net(security);
     let _ = call_through(&mut n, "stats-1");
     for i in 0..10 {
         let r = request("INVITE", "sip:premium@192.0.2.1", None, "")

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! The proxy as an attacker tries it: every way of getting a request relayed somewhere the
 //! dial plan never named, of making the proxy amplify, and of using it as a reflector; and
 //! the legitimate dialogs that must keep working beside those refusals.
@@ -7,12 +14,13 @@ use std::time::Duration;
 use rollover_sip::Message;
 use rollover_txn::Admit;
 
-use crate::testnet::*;
-use crate::*;
+mod common;
+use common::*;
+use rollover_proxy::*;
 
 #[test]
 fn a_route_to_the_victim_is_removed_and_the_plan_decides() {
-    let mut n = Net::open();
+    let mut n = open();
     n.recv(
         udp(ATTACKER),
         &request(
@@ -22,7 +30,7 @@ fn a_route_to_the_victim_is_removed_and_the_plan_decides() {
             &format!("Route: <sip:{VICTIM};lr>\n"),
         ),
     );
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     let to_target = n.sent_to(TARGET);
     assert_eq!(to_target.len(), 1, "the plan routed it");
     assert_eq!(
@@ -31,7 +39,7 @@ fn a_route_to_the_victim_is_removed_and_the_plan_decides() {
         "the foreign Route is gone"
     );
     // The same with a number the plan does not route: 404, and still nothing relayed.
-    let mut n = Net::open();
+    let mut n = open();
     let r = request(
         "INVITE",
         &format!("sip:premium@{VICTIM}"),
@@ -39,31 +47,31 @@ fn a_route_to_the_victim_is_removed_and_the_plan_decides() {
         &format!("Route: <sip:{VICTIM};lr;transport=tcp>\n"),
     );
     n.recv(udp(ATTACKER), &r);
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     assert_eq!(n.statuses_to(ATTACKER), [404]);
 }
 
 #[test]
 fn our_address_on_top_without_our_token_is_not_ours() {
-    let mut n = Net::open();
+    let mut n = open();
     let route = format!("Route: <sip:{PROXY};lr>, <sip:{VICTIM};lr>\n");
     n.recv(
         udp(ATTACKER),
         &request("INVITE", &format!("sip:x@{VICTIM}"), None, &route),
     );
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     // A token from another installation (or a guess) does not pass either.
     let route = format!("Route: <sip:{PROXY};lr;tk=0123456789abcdef>, <sip:{VICTIM};lr>\n");
     n.recv(
         udp(ATTACKER),
         &request("OPTIONS", &format!("sip:x@{VICTIM}"), Some("t"), &route),
     );
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
 }
 
 #[test]
 fn the_strict_route_trick_goes_nowhere() {
-    let mut n = Net::open();
+    let mut n = open();
     let route = format!("Route: <sip:198.51.100.9;lr>, <sip:x@{VICTIM}>\n");
     n.recv(
         udp(ATTACKER),
@@ -73,21 +81,21 @@ fn the_strict_route_trick_goes_nowhere() {
         udp(ATTACKER),
         &request("BYE", &format!("sip:{PROXY};lr"), Some("t1"), &route),
     );
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     assert!(n.sent_to("198.51.100.9:5060").is_empty());
 }
 
 #[test]
 fn in_dialog_requests_without_our_route_get_404_statelessly() {
     for method in ["INVITE", "BYE", "OPTIONS", "MESSAGE", "REFER"] {
-        let mut n = Net::open();
+        let mut n = open();
         n.recv(
             udp(ATTACKER),
             &request(method, &format!("sip:x@{VICTIM}"), Some("t1"), ""),
         );
         let maddr = format!("sip:x@198.51.100.200;maddr={}", addr(VICTIM).ip());
         n.recv(udp(ATTACKER), &request(method, &maddr, Some("t2"), ""));
-        n.nothing_to_victim();
+        nothing_to_victim(&n);
         n.run(Duration::from_secs(40));
         assert_eq!(
             n.statuses_to(ATTACKER),
@@ -100,20 +108,20 @@ fn in_dialog_requests_without_our_route_get_404_statelessly() {
 #[test]
 fn other_methods_with_a_route_are_not_relayed() {
     for method in ["MESSAGE", "OPTIONS", "REGISTER", "SUBSCRIBE"] {
-        let mut n = Net::open();
+        let mut n = open();
         let route = format!("Route: <sip:{VICTIM};lr>\n");
         n.recv(
             udp(ATTACKER),
             &request(method, &format!("sip:x@{VICTIM}"), None, &route),
         );
-        n.nothing_to_victim();
+        nothing_to_victim(&n);
         assert_eq!(n.statuses_to(ATTACKER), [404], "{method}");
     }
 }
 
 #[test]
 fn an_ack_without_a_transaction_or_our_route_is_dropped() {
-    let mut n = Net::open();
+    let mut n = open();
     n.recv(
         udp(ATTACKER),
         &request("ACK", &format!("sip:x@{VICTIM}"), Some("t1"), ""),
@@ -123,25 +131,25 @@ fn an_ack_without_a_transaction_or_our_route_is_dropped() {
         udp(ATTACKER),
         &request("ACK", &format!("sip:x@{VICTIM}"), Some("t1"), &route),
     );
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     assert!(n.sent.is_empty(), "an ACK is never answered: {:?}", n.sent);
 }
 
 #[test]
 fn a_stray_2xx_with_a_forged_branch_is_not_reflected() {
-    let mut n = Net::open();
+    let mut n = open();
     // Our address and prefix, which anyone can write: not a branch we signed.
     let text = format!(
         "SIP/2.0 200 OK\nVia: SIP/2.0/UDP {PROXY};branch=z9hG4bKrl12345678.1abcdef.0011223344556677\nVia: SIP/2.0/UDP {VICTIM};branch=z9hG4bK-v\nFrom: <sip:a@example.com>;tag=a\nTo: <sip:b@example.com>;tag=b\nCall-ID: stray@example.com\nCSeq: 1 INVITE\nContent-Length: 0\n\n"
     );
     n.recv(udp(ATTACKER), &text);
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
     assert!(n.sent.is_empty());
 }
 
 #[test]
 fn an_unrouted_invite_gets_exactly_one_datagram_back() {
-    let mut n = Net::open();
+    let mut n = open();
     let inv = request("INVITE", "sip:premium@192.0.2.1", None, "");
     n.recv(udp(ATTACKER), &inv);
     n.run(Duration::from_secs(40));
@@ -152,7 +160,7 @@ fn an_unrouted_invite_gets_exactly_one_datagram_back() {
     assert_eq!(n.statuses_to(ATTACKER), [404, 404]);
     assert_eq!(n.txn.len(), 0, "no transaction kept");
     // Max-Forwards: 0 and Proxy-Require alike.
-    let mut n = Net::open();
+    let mut n = open();
     n.recv(
         udp(ATTACKER),
         &request("INVITE", "sip:100@192.0.2.1", None, "")
@@ -172,7 +180,7 @@ fn an_unrouted_invite_gets_exactly_one_datagram_back() {
 #[test]
 fn a_record_routed_dialog_works_in_both_directions() {
     const CALLER: &str = "198.51.100.1:5060";
-    let mut n = Net::open();
+    let mut n = open();
     let invite = format!(
         "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c1;rport\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: dialog@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
     );
@@ -276,13 +284,13 @@ fn a_record_routed_dialog_works_in_both_directions() {
     )
     .replace("Call-ID: dialog@", "Call-ID: other@");
     n.recv(udp(ATTACKER), &other);
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
 }
 
 #[test]
 fn a_stray_2xx_for_our_branch_is_relayed_only_to_where_the_invite_came_from() {
     const CALLER: &str = "198.51.100.1:5060";
-    let mut n = Net::open();
+    let mut n = open();
     let invite = format!(
         "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c1\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: late@example.com\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
     );
@@ -307,7 +315,7 @@ fn a_stray_2xx_for_our_branch_is_relayed_only_to_where_the_invite_came_from() {
     );
     assert_ne!(forged, text);
     n.recv_bytes(udp(ATTACKER), forged.into());
-    n.nothing_to_victim();
+    nothing_to_victim(&n);
 }
 
 #[test]
@@ -316,7 +324,7 @@ fn a_trusted_upstream_may_preload_a_route() {
         trusted: vec!["198.51.100.0/24".parse().unwrap()],
         ..SecurityConfig::default()
     };
-    let mut n = Net::new(security);
+    let mut n = net(security);
     n.recv(
         udp(ATTACKER),
         &request(
@@ -342,7 +350,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
         allow: vec!["192.0.2.0/24".parse().unwrap()],
         ..SecurityConfig::default()
     };
-    let mut n = Net::new(security);
+    let mut n = net(security);
     n.recv(
         udp(ATTACKER),
         &request("INVITE", "sip:100@192.0.2.1", None, ""),
@@ -370,7 +378,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
         pike_burst: 20,
         ..SecurityConfig::default()
     };
-    let mut n = Net::new(security);
+    let mut n = net(security);
     for i in 0..500 {
         let r = request("INVITE", "sip:premium@192.0.2.1", None, "")
             .replace("z9hG4bK-INVITE-", &format!("z9hG4bK-{i}-"));
@@ -382,10 +390,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
     assert!(n.proxy.is_blocked(n.now, &udp(ATTACKER)));
     assert!(!n.proxy.is_blocked(n.now, &udp("198.51.100.1:5060")));
     // Its refusals were logged aggregated: one window for the source, every one counted.
-    assert_eq!(
-        n.proxy.refusals.noted(crate::guard::Refusal::Request),
-        answered as u64
-    );
+    assert_eq!(n.proxy.refusals_noted(Refusal::Request), answered as u64);
     n.recv(
         udp("198.51.100.1:5060"),
         &request("INVITE", "sip:100@192.0.2.1", None, ""),
@@ -394,7 +399,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
 
     // Overload: a new INVITE gets 503 with Retry-After; a request of a call under way
     // (a CANCEL) is still served.
-    let mut n = Net::open();
+    let mut n = open();
     let inv = request("INVITE", "sip:100@192.0.2.1", None, "");
     let msg = Message::parse(inv.replace('\n', "\r\n").into_bytes()).unwrap();
     match n.proxy.admit(n.now, &udp(ATTACKER), &msg, 10_000) {
@@ -419,7 +424,7 @@ fn the_front_door_allows_limits_and_sheds_load() {
 
 #[test]
 fn options_to_the_proxy_is_answered_and_register_gets_405() {
-    let mut n = Net::open();
+    let mut n = open();
     n.recv(
         udp(ATTACKER),
         &request("OPTIONS", &format!("sip:{PROXY}"), None, ""),
@@ -447,7 +452,7 @@ fn options_to_the_proxy_is_answered_and_register_gets_405() {
     assert!(not_allowed.contains("\r\nAllow: INVITE"), "{not_allowed}");
     assert!(n.sent_to(TARGET).is_empty());
     // OPTIONS to a user is not for the proxy: the plan decides (here: 404).
-    let mut n = Net::open();
+    let mut n = open();
     n.recv(
         udp(ATTACKER),
         &request("OPTIONS", "sip:alice@192.0.2.1", None, ""),
@@ -457,7 +462,7 @@ fn options_to_the_proxy_is_answered_and_register_gets_405() {
 
 #[test]
 fn the_ack_for_a_stateless_refusal_is_absorbed_quietly() {
-    let mut n = Net::open();
+    let mut n = open();
     let inv = request("INVITE", "sip:premium@192.0.2.1", None, "");
     n.recv(udp(ATTACKER), &inv);
     let refusal = n.sent_to(ATTACKER)[0].clone();
@@ -465,10 +470,10 @@ fn the_ack_for_a_stateless_refusal_is_absorbed_quietly() {
     let ack = inv_msg.ack_for(&refusal).unwrap();
     n.recv_bytes(udp(ATTACKER), ack);
     assert_eq!(
-        n.proxy.refusals.noted(crate::guard::Refusal::Ack),
+        n.proxy.refusals_noted(Refusal::Ack),
         0,
         "not counted as a stray ACK"
     );
-    assert_eq!(n.proxy.refusals.noted(crate::guard::Refusal::Request), 1);
-    n.nothing_to_victim();
+    assert_eq!(n.proxy.refusals_noted(Refusal::Request), 1);
+    nothing_to_victim(&n);
 }

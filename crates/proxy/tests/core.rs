@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 //! The proxy core in virtual time: every timer, pattern kind, redirect rule, fork and race.
 
 use std::sync::Arc;
@@ -6,8 +13,8 @@ use std::time::Duration;
 use rollover_sip::Message;
 use rollover_txn::Peer;
 
-use crate::sim::{self, Outcome, World};
-use crate::*;
+use rollover_proxy::*;
+use rollover_testkit::{self as sim, Outcome, World};
 
 fn targets(list: &[&str]) -> Vec<Target> {
     list.iter().map(|t| Target::parse(t).unwrap()).collect()
