@@ -30,8 +30,9 @@ use rollover_sip::{HeaderName, Message, Method, RequestBuilder, Uri};
 use rollover_txn::{Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer};
 
 use crate::core::{Proxy, ProxyConfig};
-use crate::decision::Decision;
-use crate::router::{Resolver, Router};
+use crate::router::Router;
+use rollover_failover::Decision;
+use rollover_failover::Resolver;
 
 /// One scripted response.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::decision::{Decision, Why};
+use rollover_failover::Decision;
 
 /// What the proxy has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,23 +27,6 @@ pub struct ProxyStats {
     /// Requests turned away at the front door, by reason (`not_allowed`, `flood`,
     /// `overload`, `draining`).
     pub front_door: BTreeMap<&'static str, u64>,
-}
-
-impl Why {
-    /// A short name for the reason, for counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Why::NoResponse(_) => "no_response",
-            Why::RingTimeout(_) => "ring_timeout",
-            Why::TimerC => "timer_c",
-            Why::TransactionTimeout => "transaction_timeout",
-            Why::Status { .. } => "status",
-            Why::Transport(_) => "transport",
-            Why::Unresolvable => "unresolvable",
-            Why::NeverATarget => "never_a_target",
-            Why::Redirected(_) => "redirected",
-        }
-    }
 }
 
 impl ProxyStats {

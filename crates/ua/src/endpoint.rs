@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
+use rollover_failover::{Resolver, Why};
 use rollover_net::{driver, ListenSpec, NetConfig, NetError, Transports};
-use rollover_proxy::{Resolver, Why};
 use rollover_sip::{Limits, Method};
 use rollover_txn::{Event, TransactionUser, Transport, TxnLayer, TxnRef};
 use tokio::sync::mpsc;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rollover_failover::{FailoverPolicy, LiteralResolver, Target, TargetPlan, Why};
 use rollover_proxy::sim::{Targets, World};
-use rollover_proxy::{FailoverPolicy, LiteralResolver, Target, TargetPlan, Why};
 use rollover_sip::{HeaderName, Message, Method};
 use rollover_txn::{Config, Event, TxnLayer, TxnRef};
 
