@@ -107,7 +107,7 @@ pub enum Step {
 pub enum End {
     /// This branch answered (2xx).
     Answered(BranchId),
-    /// Every target failed; [`Engine::best_outcome`] says how.
+    /// Every target failed; [`Engine::best`] says how.
     Failed,
     /// The call was cancelled by its owner.
     Cancelled,
