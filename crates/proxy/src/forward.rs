@@ -8,8 +8,8 @@ use bytes::Bytes;
 use rollover_sip::{HeaderName, Host, Message, ParseError, SipUri, Uri, Via};
 use rollover_txn::{Peer, Transport};
 
-use crate::router::default_port;
 use crate::secret::Secret;
+use rollover_failover::default_port;
 
 /// Every branch we create starts with this, so our own Vias can be told apart.
 const BRANCH_PREFIX: &str = "z9hG4bKrl";

@@ -1,7 +1,9 @@
 //! # rollover-proxy
 //!
-//! The RFC 3261 §16 proxy core and Rollover's failover engine, as a sans-IO state machine
-//! driven together with the transaction layer (`rollover-txn`).
+//! The RFC 3261 §16 proxy core, as a sans-IO state machine driven together with the
+//! transaction layer (`rollover-txn`). Which target to try and when to leave it is decided
+//! by the failover engine (`rollover-failover`), which the user agent shares; its types are
+//! re-exported here under their old paths.
 //!
 //! ```text
 //!   TxnLayer events ──▶ Proxy::handle_txn_event(now) ──▶ commands back into the TxnLayer
@@ -23,29 +25,23 @@
 //! Time is always an argument; ids come from a seeded generator. `rollover-testkit` runs
 //! the core between scripted callers and targets in virtual time (the tests in `tests/`).
 
-mod best;
 mod core;
-mod decision;
-pub mod engine;
 mod forward;
 mod guard;
-mod policy;
 mod policy_hooks;
-mod reach;
 mod router;
 mod secret;
-#[doc(hidden)]
-pub mod sim;
 mod stats;
-mod target;
 
 pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question, ROUTE_ANSWER_TIMEOUT};
-pub use decision::{fmt_duration, Decision, Why};
-pub use guard::{Cidr, CidrError, Refusal, SecurityConfig};
-pub use policy::{FailoverPolicy, PatternError, ResponsePattern};
+pub use guard::{Refusal, SecurityConfig};
 pub use policy_hooks::{CallView, Edits, Failure, RoutePolicy};
-pub use reach::{never_a_target, Reach, ReachError};
-pub use router::{default_port, LiteralResolver, Resolved, Resolver, RouteDecision, Router};
+pub use rollover_failover::engine;
+pub use rollover_failover::{
+    default_port, fmt_duration, never_a_target, Cidr, CidrError, Decision, FailoverPolicy,
+    LiteralResolver, PatternError, Reach, ReachError, Resolved, Resolver, ResponsePattern,
+    StartFailure, Target, TargetError, TargetPlan, TargetProblem, Why,
+};
+pub use router::{RouteDecision, Router};
 pub use secret::Secret;
 pub use stats::ProxyStats;
-pub use target::{Target, TargetError, TargetPlan, TargetProblem};

@@ -16,9 +16,9 @@
 use rollover_sip::{Message, ParseError};
 use rollover_txn::Peer;
 
-use crate::policy::FailoverPolicy;
 use crate::router::{RouteDecision, Router};
-use crate::target::{Target, TargetPlan};
+use rollover_failover::FailoverPolicy;
+use rollover_failover::{Target, TargetPlan};
 
 /// What the hooks see of a call.
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::decision::{Decision, Why};
+use rollover_failover::Decision;
 
 /// What the proxy has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,23 +30,6 @@ pub struct ProxyStats {
     /// Messages the proxy meant to send that its transaction layer refused (the
     /// transaction had ended), by kind (`response`, `cancel`, `bye`).
     pub unsent: BTreeMap<&'static str, u64>,
-}
-
-impl Why {
-    /// A short name for the reason, for counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Why::NoResponse(_) => "no_response",
-            Why::RingTimeout(_) => "ring_timeout",
-            Why::TimerC => "timer_c",
-            Why::TransactionTimeout => "transaction_timeout",
-            Why::Status { .. } => "status",
-            Why::Transport(_) => "transport",
-            Why::Unresolvable => "unresolvable",
-            Why::NeverATarget => "never_a_target",
-            Why::Redirected(_) => "redirected",
-        }
-    }
 }
 
 impl ProxyStats {

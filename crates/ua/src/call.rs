@@ -1,12 +1,14 @@
 //! One outgoing call: the failover engine decides which target to try and when to leave it;
 //! this builds each INVITE, asks the application about redirects, and reports progress.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_proxy::engine::{BranchId, End, Engine, RedirectMode, Step};
-use rollover_proxy::{default_port, Decision, FailoverPolicy, Resolver, Target, TargetPlan, Why};
+use rollover_failover::{
+    default_port, BranchId, Decision, End, Engine, FailoverPolicy, RedirectMode, Resolver,
+    StartFailure, Step, Target, TargetPlan, Why,
+};
 use rollover_sip::{Message, Method, RequestBuilder};
 use rollover_txn::{ClientTxn, Peer, TxnLayer};
 
@@ -82,6 +84,10 @@ pub struct CallOptions {
     pub call_id: String,
     /// Our From tag, shared likewise.
     pub from_tag: String,
+    /// Timer C: a target that keeps ringing (or stays at 100 Trying) without a final
+    /// response is left after this long, restarted by each provisional above 100 (RFC
+    /// 3261 §16.6 step 11: more than 3 minutes; [`TIMER_C`] by default).
+    pub timer_c: Duration,
     /// Answers 401/407 challenges, once per target (digest, MD5 or SHA-256, qop=auth).
     pub credentials: Option<crate::digest::Credentials>,
     /// When the INVITE carried no offer and the 2xx does, the answer for the ACK (RFC 3261
@@ -89,6 +95,10 @@ pub struct CallOptions {
     /// none, and no media can be set up.
     pub answer: Option<SdpAnswerer>,
 }
+
+/// The default Timer C of a call: 3 minutes and 1 second, as RFC 3261 asks for more than
+/// 3 minutes (the proxy's default too).
+pub const TIMER_C: Duration = Duration::from_secs(181);
 
 /// Given an SDP offer, the answer (or `None` to send none).
 pub type AnswerFn = dyn Fn(&[u8]) -> Option<Bytes> + Send + Sync;
@@ -125,6 +135,7 @@ impl CallOptions {
             sdp: None,
             headers: Vec::new(),
             redirect_timeout: Duration::from_secs(30),
+            timer_c: TIMER_C,
             call_id: call_id.to_owned(),
             from_tag: from_tag.to_owned(),
             credentials: None,
@@ -208,7 +219,10 @@ pub struct OutgoingCall {
     cseq: u32,
     /// The To header for new INVITEs (the original target, or an `AcceptReplace`d one).
     to: String,
-    branches: Vec<Option<(ClientTxn, Message)>>,
+    /// The INVITE transaction of each branch started (the latest, after a challenge).
+    branches: HashMap<BranchId, ClientTxn>,
+    /// And the branch of each of those transactions.
+    clients: HashMap<ClientTxn, BranchId>,
     pending: Option<PendingRedirect>,
     attempts: Vec<Attempt>,
     answered_by: Option<Target>,
@@ -255,13 +269,7 @@ impl OutgoingCall {
         if matches!(redirects, Redirects::Reject) {
             policy.follow_redirects = false;
         }
-        let engine = Engine::new(
-            opts.targets.clone(),
-            policy,
-            true,
-            Duration::from_secs(181),
-            mode,
-        );
+        let engine = Engine::new(opts.targets.clone(), policy, true, opts.timer_c, mode);
         let mut call = OutgoingCall {
             opts,
             engine,
@@ -269,7 +277,8 @@ impl OutgoingCall {
             resolver,
             cseq: 0,
             to,
-            branches: Vec::new(),
+            branches: HashMap::new(),
+            clients: HashMap::new(),
             pending: None,
             attempts: Vec::new(),
             answered_by: None,
@@ -365,9 +374,13 @@ impl OutgoingCall {
     }
 
     fn branch_of(&self, client: ClientTxn) -> Option<BranchId> {
-        self.branches
-            .iter()
-            .position(|b| b.as_ref().is_some_and(|(c, _)| *c == client))
+        self.clients.get(&client).copied()
+    }
+
+    /// The client transactions of this call (its INVITEs and its BYE), for an owner that
+    /// routes transaction events to calls by key.
+    pub fn transactions(&self) -> impl Iterator<Item = ClientTxn> + '_ {
+        self.clients.keys().copied().chain(self.bye)
     }
 
     /// The next progress event.
@@ -538,12 +551,12 @@ impl OutgoingCall {
             match step {
                 Step::Start { branch, target } => self.start_branch(now, branch, target, txn),
                 Step::Cancel { branch, reason } => {
-                    if let Some(Some((c, _))) = self.branches.get(branch) {
+                    if let Some(c) = self.branches.get(&branch) {
                         let _ = txn.cancel(now, *c, reason.as_deref());
                     }
                 }
                 Step::Abandon { branch } => {
-                    if let Some(Some((c, _))) = self.branches.get(branch) {
+                    if let Some(c) = self.branches.get(&branch) {
                         txn.abandon(*c);
                     }
                 }
@@ -566,7 +579,7 @@ impl OutgoingCall {
                     });
                     self.ask(now);
                 }
-                Step::Decision(d) => self.note(d),
+                Step::Decision { branch, decision } => self.note(branch, decision),
                 Step::Done(end) => {
                     self.ended = true;
                     let status = match end {
@@ -589,64 +602,32 @@ impl OutgoingCall {
         }
     }
 
-    /// Records decisions as attempts and events.
-    fn note(&mut self, d: Decision) {
-        let find = |s: &str| Target::parse(s.split(" (").next().unwrap_or(s)).ok();
-        match d {
-            Decision::Trying { target } => {
-                if let Some(t) = find(&target) {
-                    self.events.push_back(CallEvent::Trying(t));
-                }
+    /// Records decisions as attempts and events, with the branch's own target.
+    fn note(&mut self, branch: Option<BranchId>, d: Decision) {
+        let Some(t) = branch.and_then(|b| self.engine.target(b)).cloned() else {
+            return;
+        };
+        let how = match d {
+            Decision::Trying { .. } => {
+                self.events.push_back(CallEvent::Trying(t));
+                return;
             }
-            Decision::Ringing { target, status } => {
-                if let Some(t) = find(&target) {
-                    self.events.push_back(CallEvent::Ringing(t, status));
-                }
+            Decision::Ringing { status, .. } => {
+                self.events.push_back(CallEvent::Ringing(t, status));
+                return;
             }
-            Decision::RolledOver { target, why } => {
-                if let Some(t) = find(&target) {
-                    self.attempts.push(Attempt {
-                        target: t.clone(),
-                        how: why.to_string(),
-                    });
-                    self.events
-                        .push_back(CallEvent::RolledOver(t, why.to_string()));
-                }
+            Decision::RolledOver { why, .. } => {
+                self.events
+                    .push_back(CallEvent::RolledOver(t.clone(), why.to_string()));
+                why.to_string()
             }
-            Decision::Stopped { target, status } => {
-                if let Some(t) = find(&target) {
-                    self.attempts.push(Attempt {
-                        target: t,
-                        how: format!("{status}, final"),
-                    });
-                }
-            }
-            Decision::Redirected { target, added, .. } => {
-                if let Some(t) = find(&target) {
-                    self.attempts.push(Attempt {
-                        target: t,
-                        how: format!("redirected to [{}]", added.join(", ")),
-                    });
-                }
-            }
-            Decision::Answered { target, status } => {
-                if let Some(t) = find(&target) {
-                    self.attempts.push(Attempt {
-                        target: t,
-                        how: format!("answered {status}"),
-                    });
-                }
-            }
-            Decision::Cancelled { target, reason } => {
-                if let Some(t) = find(&target) {
-                    self.attempts.push(Attempt {
-                        target: t,
-                        how: format!("cancelled ({reason})"),
-                    });
-                }
-            }
-            _ => {}
-        }
+            Decision::Stopped { status, .. } => format!("{status}, final"),
+            Decision::Redirected { added, .. } => format!("redirected to [{}]", added.join(", ")),
+            Decision::Answered { status, .. } => format!("answered {status}"),
+            Decision::Cancelled { reason, .. } => format!("cancelled ({reason})"),
+            _ => return,
+        };
+        self.attempts.push(Attempt { target: t, how });
     }
 
     /// Asks the handler about the remaining candidates of the pending redirect.
@@ -749,12 +730,13 @@ impl OutgoingCall {
         let Some(dest) = self.dest_for(&target.uri) else {
             return false;
         };
-        let Ok(client) = txn.send_request(now, invite.clone(), dest) else {
+        let Ok(client) = txn.send_request(now, invite, dest) else {
             return false;
         };
-        if let Some(slot) = self.branches.get_mut(b) {
-            *slot = Some((client, invite));
+        if let Some(old) = self.branches.insert(b, client) {
+            self.clients.remove(&old);
         }
+        self.clients.insert(client, b);
         self.authed.push(b);
         true
     }
@@ -770,21 +752,19 @@ impl OutgoingCall {
             self.next_branch,
             None,
         );
-        let started = invite.and_then(|inv| {
-            let dest = self.dest_of(target.clone())?;
-            let client = txn.send_request(now, inv.clone(), dest).ok()?;
-            Some((client, inv))
+        let started = invite.ok_or(StartFailure::Unbuildable).and_then(|inv| {
+            let dest = self
+                .dest_of(target.clone())
+                .ok_or(StartFailure::Unresolvable)?;
+            txn.send_request(now, inv, dest)
+                .map_err(StartFailure::Transaction)
         });
-        if self.branches.len() <= b {
-            self.branches.resize_with(b + 1, || None);
-        }
         match started {
-            Some(s) => {
-                if let Some(slot) = self.branches.get_mut(b) {
-                    *slot = Some(s);
-                }
+            Ok(client) => {
+                self.branches.insert(b, client);
+                self.clients.insert(client, b);
             }
-            None => self.engine.start_failed(now, b, Why::Unresolvable),
+            Err(failure) => self.engine.start_failed(now, b, failure),
         }
     }
 }

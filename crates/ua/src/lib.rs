@@ -11,25 +11,33 @@
 //!             redirected, rolled over, answered, ended)
 //! ```
 //!
-//! The target logic is the proxy's failover engine (`rollover_proxy::engine`), not a second
-//! implementation: the same timers, response patterns, redirect rules, serial and parallel
-//! groups. Every INVITE of a call shares the Call-ID and From tag; each new one has a new
-//! branch, a CSeq one higher and a To without tag.
+//! The target logic is the failover engine the proxy uses too (`rollover_failover::Engine`),
+//! not a second implementation: the same timers, response patterns, redirect rules, serial
+//! and parallel groups. Every INVITE of a call shares the Call-ID and From tag; each new one
+//! has a new branch, a CSeq one higher and a To without tag.
 //!
-//! Sans-IO like the proxy: time is an argument; `rollover_proxy::sim::Targets` drives it
-//! against scripted targets in the tests. The async endpoint and `rollover call` are built
-//! on top of this.
+//! Sans-IO like the proxy: time is an argument. [`OutgoingCall`] is one call (the client
+//! side); [`UaCore`] holds every call of an endpoint, outgoing and incoming (the server
+//! side: the 2xx retransmitted at T1…T2 until the ACK, BYE, CANCEL), finds them by key, and
+//! takes its timers from [`UaConfig`]. The tests drive both in virtual time against
+//! scripted targets. The async [`Endpoint`] is a thin tokio driver around [`UaCore`], and
+//! `rollover call` is built on it.
 
 mod call;
+mod core;
 mod digest;
 mod endpoint;
 
+pub use crate::core::{Answer, CallRef, IncomingEnd, UaConfig, UaCore, UaEvent};
 pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
-    Redirects, SdpAnswerer,
+    Redirects, SdpAnswerer, TIMER_C,
 };
 pub use digest::{authorization, Credentials};
-pub use endpoint::{Answer, CallHandle, Endpoint, IncomingCall, SystemResolver};
+pub use endpoint::{CallHandle, Endpoint, IncomingCall, SystemResolver};
+pub use rollover_failover::{FailoverPolicy, LiteralResolver, Resolver, Target, TargetPlan, Why};
 
+#[cfg(test)]
+mod core_tests;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rollover_proxy::sim::{Targets, World};
-use rollover_proxy::{FailoverPolicy, LiteralResolver, Target, TargetPlan, Why};
+use rollover_failover::{FailoverPolicy, LiteralResolver, Target, TargetPlan, Why};
 use rollover_sip::{HeaderName, Message, Method};
+use rollover_testkit::{Targets, World};
 use rollover_txn::{Config, Event, TxnLayer, TxnRef};
 
 use crate::*;
@@ -538,4 +538,64 @@ fn the_ack_carries_the_applications_answer_when_the_2xx_carried_the_offer() {
     opts.sdp = Some(bytes::Bytes::from_static(b"v=0\r\n"));
     let (_, ack) = call::ack_for_2xx(&opts, &offer_200(&invite), &mut n).unwrap();
     assert!(Message::parse(ack).unwrap().body().is_empty());
+}
+
+#[test]
+fn the_configured_timer_c_leaves_a_target_that_rings_forever() {
+    let mut opts = options(targets(&["sip:a@192.0.2.10", "sip:b@192.0.2.11"]));
+    opts.policy.ring_timeout = Duration::from_secs(600);
+    opts.timer_c = Duration::from_secs(30);
+    let r = run(opts, Redirects::Follow, "a=180 b=200", vec![], None);
+    let (t, why) = r
+        .events
+        .iter()
+        .find_map(|(t, e)| match e {
+            CallEvent::RolledOver(_, why) => Some((*t, why.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(t, 30.0);
+    assert_eq!(why, Why::TimerC.to_string());
+    assert_eq!(r.invites[1].0, 30.0);
+    assert_eq!(answered(&r).as_deref(), Some("sip:b@192.0.2.11"));
+    assert_eq!(
+        options(targets(&["sip:a@192.0.2.10"])).timer_c,
+        Duration::from_secs(181),
+        "more than 3 minutes by default"
+    );
+}
+
+#[test]
+fn a_target_that_cannot_be_resolved_says_so_and_the_call_rolls_over() {
+    let r = run(
+        options(targets(&["sip:a@unknown.invalid", "sip:b@192.0.2.11"])),
+        Redirects::Follow,
+        "b=200",
+        vec![],
+        None,
+    );
+    let o = r.outcome.clone().unwrap();
+    assert_eq!(o.attempts[0].target.uri, "sip:a@unknown.invalid");
+    assert_eq!(o.attempts[0].how, Why::Unresolvable.to_string());
+    assert_eq!(answered(&r).as_deref(), Some("sip:b@192.0.2.11"));
+}
+
+#[test]
+fn events_carry_the_engines_targets_with_their_transport() {
+    let r = run(
+        options(targets(&["sip:a@192.0.2.10/TCP"])),
+        Redirects::Follow,
+        "a=486",
+        vec![],
+        None,
+    );
+    let tried = r.events.iter().find_map(|(_, e)| match e {
+        CallEvent::Trying(t) => Some(t.clone()),
+        _ => None,
+    });
+    assert_eq!(tried, Some(Target::parse("sip:a@192.0.2.10/TCP").unwrap()));
+    assert_eq!(
+        r.outcome.unwrap().attempts[0].target.transport,
+        rollover_txn::Transport::Tcp
+    );
 }

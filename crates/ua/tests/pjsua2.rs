@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rollover_proxy::{Target, TargetPlan};
+use rollover_failover::{Target, TargetPlan};
 use rollover_ua::{Answer, CallEvent, CallOptions, Endpoint, Redirects};
 
 fn pjsua2_available() -> bool {

@@ -9,12 +9,13 @@ use rollover_txn::{ClientTxn, Peer, Transport, TxnLayer};
 use tracing::{debug, info};
 
 use super::Proxy;
-use crate::decision::Why;
-use crate::engine::BranchId;
 use crate::forward;
 use crate::policy_hooks::{CallView, Edits, RoutePolicy};
-use crate::router::{next_hop, Resolved};
-use crate::target::Target;
+use crate::router::next_hop;
+use rollover_failover::engine::BranchId;
+use rollover_failover::Resolved;
+use rollover_failover::StartFailure;
+use rollover_failover::Target;
 
 /// A question the core asks its owner, who answers now or later (see
 /// [`Proxy::poll_question`]); the call that asked waits, every other call goes on.
@@ -83,20 +84,20 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let hop = call.fixed_hop.clone().unwrap_or_else(|| target.clone());
         let Some((host, port)) = next_hop(&hop) else {
-            return call.engine.start_failed(now, b, Why::Unresolvable);
+            return call.engine.start_failed(now, b, StartFailure::Unresolvable);
         };
         // Never a multicast, broadcast or unspecified address, as written or as resolved.
         if host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(crate::reach::never_a_target)
+            .is_ok_and(rollover_failover::never_a_target)
         {
-            return call.engine.start_failed(now, b, Why::NeverATarget);
+            return call.engine.start_failed(now, b, StartFailure::NotAllowed);
         }
         match self.resolver.lookup(&host, port, hop.transport) {
             Resolved::Addrs(addrs) => {
                 self.send_branch_to(now, cid, b, target, addrs, udp_only, txn)
             }
-            Resolved::NotFound => call.engine.start_failed(now, b, Why::Unresolvable),
+            Resolved::NotFound => call.engine.start_failed(now, b, StartFailure::Unresolvable),
             Resolved::Ask => {
                 let id = self.next_query;
                 self.next_query += 1;
@@ -140,7 +141,8 @@ impl<R: RoutePolicy> Proxy<R> {
             return;
         }
         if addrs.is_empty() {
-            call.engine.start_failed(now, r.branch, Why::Unresolvable);
+            call.engine
+                .start_failed(now, r.branch, StartFailure::Unresolvable);
         } else {
             self.send_branch_to(now, r.cid, r.branch, r.target, addrs, r.udp_only, txn);
         }
@@ -169,11 +171,11 @@ impl<R: RoutePolicy> Proxy<R> {
             return;
         };
         if addrs.is_empty() {
-            return call.engine.start_failed(now, b, Why::Unresolvable);
+            return call.engine.start_failed(now, b, StartFailure::Unresolvable);
         }
         let first = addrs.remove(0);
-        if crate::reach::never_a_target(first.ip()) {
-            return call.engine.start_failed(now, b, Why::NeverATarget);
+        if rollover_failover::never_a_target(first.ip()) {
+            return call.engine.start_failed(now, b, StartFailure::NotAllowed);
         }
         if addrs.is_empty() {
             call.alternates.remove(&b);
@@ -244,28 +246,29 @@ impl<R: RoutePolicy> Proxy<R> {
             };
             (dest, req)
         });
-        let started = built.and_then(|(dest, req)| match txn.send_request(now, req, dest) {
-            Ok(c) => Some(c),
-            Err(e) => {
+        let started = match built {
+            None => Err(StartFailure::Unbuildable),
+            Some((dest, req)) => txn.send_request(now, req, dest).map_err(|e| {
                 debug!(
                     call_id = call.call_id,
                     "could not start a client transaction: {e}"
                 );
-                None
-            }
-        });
+                StartFailure::Transaction(e)
+            }),
+        };
         match started {
-            Some(client) => {
-                if call.clients.len() <= b {
-                    call.clients.resize(b + 1, None);
+            Ok(client) => {
+                let i = b.index();
+                if call.clients.len() <= i {
+                    call.clients.resize(i + 1, None);
                 }
-                if let Some(slot) = call.clients.get_mut(b) {
+                if let Some(slot) = call.clients.get_mut(i) {
                     *slot = Some(client);
                 }
                 call.live_clients += 1;
                 self.by_client.insert(client, (cid, b));
             }
-            None => call.engine.start_failed(now, b, Why::Unresolvable),
+            Err(failure) => call.engine.start_failed(now, b, failure),
         }
     }
 

@@ -9,12 +9,12 @@ use tracing::{debug, info};
 
 use super::door::stateless_tag;
 use super::Proxy;
-use crate::decision::Decision;
 use crate::forward;
 use crate::guard::Refusal;
 use crate::policy_hooks::RoutePolicy;
 use crate::router::destination;
-use crate::target::Target;
+use rollover_failover::Decision;
+use rollover_failover::Target;
 
 impl<R: RoutePolicy> Proxy<R> {
     /// `late_answer = "hangup"`: the late 2xx is ACKed and its dialog ended with a BYE by
@@ -141,7 +141,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .and_then(|h| Target::parse(&h).ok())
             .and_then(|t| destination(&t, self.resolver.as_ref()))
             .filter(|d| {
-                !self.local.is_local_addr(d.addr) && !crate::reach::never_a_target(d.addr.ip())
+                !self.local.is_local_addr(d.addr) && !rollover_failover::never_a_target(d.addr.ip())
             })
         else {
             debug!(%source, "ACK with no usable next hop dropped");

@@ -7,9 +7,9 @@ use rollover_sip::{HeaderName, Message, Method};
 use rollover_txn::{Admit, Peer, ServerTxn, TxnLayer, TxnRef};
 
 use super::Proxy;
-use crate::decision::Decision;
 use crate::guard::Refusal;
 use crate::policy_hooks::RoutePolicy;
+use rollover_failover::Decision;
 
 impl<R: RoutePolicy> Proxy<R> {
     /// Whether every request from `source` is dropped unread: it is flooding (blocked by the

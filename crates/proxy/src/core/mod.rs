@@ -24,25 +24,26 @@ use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_txn::{Admit, ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
 use tracing::{debug, info};
 
-use crate::decision::{Decision, Why};
-use crate::engine::{BranchId, End, Engine, RedirectMode, Step};
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
-use crate::policy::FailoverPolicy;
 use crate::policy_hooks::{CallView, Edits, Failure, RoutePolicy};
-use crate::router::{destination, Resolver, RouteDecision};
+use crate::router::{destination, RouteDecision};
 use crate::secret::Secret;
 use crate::stats::ProxyStats;
+use rollover_failover::engine::{BranchId, End, Engine, RedirectMode, Step};
+use rollover_failover::FailoverPolicy;
+use rollover_failover::Resolver;
+use rollover_failover::{Decision, Why};
 
 mod branch;
 mod dialog;
 mod door;
 mod routing;
 
-use crate::target::Target;
 pub use branch::Question;
 use branch::Resolving;
 use door::{stateless_tag, ALLOW};
+use rollover_failover::Target;
 use routing::Routing;
 pub use routing::ROUTE_ANSWER_TIMEOUT;
 
@@ -569,7 +570,7 @@ impl<R: RoutePolicy> Proxy<R> {
         self.next_call += 1;
         let is_invite = request.method() == Some(&Method::Invite);
         let mut engine = Engine::new(
-            crate::target::TargetPlan { groups: plan },
+            rollover_failover::TargetPlan { groups: plan },
             policy,
             is_invite,
             self.cfg.timer_c,
@@ -613,7 +614,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     self.start_branch(now, cid, branch, target, false, txn)
                 }
                 Step::Cancel { branch, reason } => {
-                    if let Some(Some(c)) = call.clients.get(branch) {
+                    if let Some(Some(c)) = call.clients.get(branch.index()) {
                         // The transaction sends it now, or when a provisional arrives (§9.1).
                         if let Err(e) = txn.cancel(now, *c, reason.as_deref()) {
                             self.stats.unsent("cancel");
@@ -625,13 +626,13 @@ impl<R: RoutePolicy> Proxy<R> {
                     }
                 }
                 Step::Abandon { branch } => {
-                    if let Some(Some(c)) = call.clients.get(branch) {
+                    if let Some(Some(c)) = call.clients.get(branch.index()) {
                         txn.abandon(*c);
                     }
                 }
                 // A proxy follows every redirect: the engine never asks.
                 Step::Redirect { .. } => {}
-                Step::Decision(d) => {
+                Step::Decision { decision: d, .. } => {
                     let call_id = call.call_id.clone();
                     if call.fixed_hop.is_some() {
                         self.stats.note(&d);

@@ -11,9 +11,9 @@ use rollover_txn::{Peer, ServerTxn, TxnLayer};
 use tracing::{debug, info};
 
 use super::{Proxy, Question};
-use crate::decision::Decision;
 use crate::policy_hooks::RoutePolicy;
 use crate::router::RouteDecision;
+use rollover_failover::Decision;
 
 /// How long the core waits for a routing answer before it answers 500 itself: 64·T1, the
 /// time a caller's non-INVITE transaction would give up anyway.

@@ -12,20 +12,36 @@
 //!  poll_step() ◀──────────────────────── one step at a time; poll_timeout() for the next deadline
 //! ```
 //!
-//! Branch ids are indices: the n-th `Start` is branch n.
+//! Branch ids are handed out in order: the n-th `Start` is branch n
+//! ([`BranchId::index`]), so an owner may keep its branches in a `Vec`.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use rollover_sip::Message;
 
 use crate::best::{BestResponse, Outcome};
-use crate::decision::{Decision, Why};
+use crate::decision::{Decision, StartFailure, Why};
 use crate::policy::FailoverPolicy;
 use crate::target::{Target, TargetPlan};
 
 /// A branch of a call: the n-th target started.
-pub type BranchId = usize;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BranchId(usize);
+
+impl BranchId {
+    /// Its place in the order branches were started, from 0.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for BranchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "branch {}", self.0)
+    }
+}
 
 /// The `Reason` a CANCEL carries after another branch answered (RFC 3326).
 pub const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
@@ -76,7 +92,12 @@ pub enum Step {
         candidates: Vec<Target>,
     },
     /// A decision, for logs and timelines.
-    Decision(Decision),
+    Decision {
+        /// The branch it is about, if it is about one (its target is [`Engine::target`]).
+        branch: Option<BranchId>,
+        /// What was decided.
+        decision: Decision,
+    },
     /// The call is over.
     Done(End),
 }
@@ -86,7 +107,7 @@ pub enum Step {
 pub enum End {
     /// This branch answered (2xx).
     Answered(BranchId),
-    /// Every target failed; [`Engine::best_outcome`] says how.
+    /// Every target failed; [`Engine::best`] says how.
     Failed,
     /// The call was cancelled by its owner.
     Cancelled,
@@ -201,12 +222,12 @@ impl Engine {
 
     /// The target of a branch.
     pub fn target(&self, b: BranchId) -> Option<&Target> {
-        self.branches.get(b).map(|br| &br.target)
+        self.branches.get(b.0).map(|br| &br.target)
     }
 
     /// Whether a branch is still waiting to be sent or answered (not left behind or done).
     pub fn is_pending(&self, b: BranchId) -> bool {
-        self.branches.get(b).is_some_and(Branch::is_active)
+        self.branches.get(b.0).is_some_and(Branch::is_active)
     }
 
     /// Whether a branch answered.
@@ -234,7 +255,7 @@ impl Engine {
     }
 
     /// The best final outcome so far (RFC 3261 §16.7 step 6).
-    pub(crate) fn best(&self) -> &BestResponse {
+    pub fn best(&self) -> &BestResponse {
         &self.best
     }
 
@@ -243,13 +264,13 @@ impl Engine {
         self.best.status()
     }
 
-    fn decide(&mut self, d: Decision) {
-        self.steps.push_back(Step::Decision(d));
+    fn decide(&mut self, branch: Option<BranchId>, decision: Decision) {
+        self.steps.push_back(Step::Decision { branch, decision });
     }
 
     fn name(&self, b: BranchId) -> String {
         self.branches
-            .get(b)
+            .get(b.0)
             .map(|br| br.target.to_string())
             .unwrap_or_default()
     }
@@ -271,14 +292,17 @@ impl Engine {
         for target in group {
             if self.targets_used >= self.policy.max_targets {
                 self.groups.clear();
-                self.decide(Decision::TargetLimit {
-                    max_targets: self.policy.max_targets,
-                });
+                self.decide(
+                    None,
+                    Decision::TargetLimit {
+                        max_targets: self.policy.max_targets,
+                    },
+                );
                 break;
             }
             self.targets_used += 1;
             self.seen.push(target.identity());
-            let branch = self.branches.len();
+            let branch = BranchId(self.branches.len());
             self.branches.push(Branch {
                 target: target.clone(),
                 group: self.group,
@@ -287,14 +311,20 @@ impl Engine {
                 ring_at: None,
                 timer_c_at: self.invite.then(|| now + self.timer_c),
             });
-            self.decide(Decision::Trying {
-                target: target.to_string(),
-            });
-            self.decide(Decision::TimerArmed {
-                target: target.to_string(),
-                timer: "no-response",
-                after: self.policy.no_response_timeout,
-            });
+            self.decide(
+                Some(branch),
+                Decision::Trying {
+                    target: target.to_string(),
+                },
+            );
+            self.decide(
+                Some(branch),
+                Decision::TimerArmed {
+                    target: target.to_string(),
+                    timer: "no-response",
+                    after: self.policy.no_response_timeout,
+                },
+            );
             self.steps.push_back(Step::Start { branch, target });
         }
         if !self.branches.iter().any(|b| b.group == self.group) {
@@ -302,24 +332,25 @@ impl Engine {
         }
     }
 
-    /// The owner could not start a branch (unresolvable host, no transaction): it counts as
-    /// a 503 and the call rolls over.
-    pub fn start_failed(&mut self, now: Instant, b: BranchId, why: Why) {
-        let Some(branch) = self.branches.get_mut(b) else {
+    /// The owner could not start a branch (unresolvable host, an address never called, no
+    /// transaction): it counts as a 503 and the call rolls over; the decision says why.
+    pub fn start_failed(&mut self, now: Instant, b: BranchId, failure: StartFailure) {
+        let Some(branch) = self.branches.get_mut(b.0) else {
             return;
         };
         branch.state = State::Completed;
         branch.clear_timers();
         self.best.offer(Outcome::Synthetic(503));
         let target = self.name(b);
-        self.decide(Decision::RolledOver { target, why });
+        let why = Why::from(failure);
+        self.decide(Some(b), Decision::RolledOver { target, why });
         self.advance(now);
     }
 
     /// A provisional arrived on a branch. Returns whether to relay it upstream.
     pub fn on_provisional(&mut self, now: Instant, b: BranchId, code: u16) -> bool {
         let (policy_ring, timer_c, invite) = (self.policy.ring_timeout, self.timer_c, self.invite);
-        let Some(branch) = self.branches.get_mut(b) else {
+        let Some(branch) = self.branches.get_mut(b.0) else {
             return false;
         };
         branch.no_response_at = None;
@@ -350,17 +381,23 @@ impl Engine {
         let relay = code != 100 && branch.state != State::Cancelled && !self.answered;
         let target = self.name(b);
         if armed {
-            self.decide(Decision::TimerArmed {
-                target: target.clone(),
-                timer: "ring",
-                after: policy_ring,
-            });
+            self.decide(
+                Some(b),
+                Decision::TimerArmed {
+                    target: target.clone(),
+                    timer: "ring",
+                    after: policy_ring,
+                },
+            );
         }
         if relay {
-            self.decide(Decision::Ringing {
-                target,
-                status: code,
-            });
+            self.decide(
+                Some(b),
+                Decision::Ringing {
+                    target,
+                    status: code,
+                },
+            );
         }
         relay && !self.done
     }
@@ -369,7 +406,7 @@ impl Engine {
     /// 2xx goes up, RFC 3261 §16.7 step 5).
     pub fn on_final(&mut self, now: Instant, b: BranchId, resp: &Message) {
         let code = resp.status().unwrap_or(500);
-        let Some(branch) = self.branches.get_mut(b) else {
+        let Some(branch) = self.branches.get_mut(b.0) else {
             return;
         };
         branch.clear_timers();
@@ -398,10 +435,13 @@ impl Engine {
         if (300..400).contains(&code) && self.policy.follow_redirects {
             let (candidates, dropped, refused) = self.redirect_candidates(b, resp);
             for contact in refused {
-                self.decide(Decision::OutsideReach {
-                    target: target.clone(),
-                    contact,
-                });
+                self.decide(
+                    Some(b),
+                    Decision::OutsideReach {
+                        target: target.clone(),
+                        contact,
+                    },
+                );
             }
             if self.mode == RedirectMode::Ask && !candidates.is_empty() {
                 self.pending_redirects += 1;
@@ -415,15 +455,18 @@ impl Engine {
                 return;
             }
             if !candidates.is_empty() {
-                return self.add_redirect_targets(now, &target, candidates, dropped);
+                return self.add_redirect_targets(now, b, candidates, dropped);
             }
             if dropped > 0 {
                 // Every Contact was a duplicate, already tried, or over max_targets.
-                self.decide(Decision::Redirected {
-                    target: target.clone(),
-                    added: vec![],
-                    dropped,
-                });
+                self.decide(
+                    Some(b),
+                    Decision::Redirected {
+                        target: target.clone(),
+                        added: vec![],
+                        dropped,
+                    },
+                );
             }
         }
         self.best.offer(Outcome::Response(resp.clone()));
@@ -433,13 +476,16 @@ impl Engine {
                 status: code,
                 pattern: pattern.as_str().to_owned(),
             };
-            self.decide(Decision::RolledOver { target, why });
+            self.decide(Some(b), Decision::RolledOver { target, why });
         } else {
             self.groups.clear();
-            self.decide(Decision::Stopped {
-                target,
-                status: code,
-            });
+            self.decide(
+                Some(b),
+                Decision::Stopped {
+                    target,
+                    status: code,
+                },
+            );
             if code >= 600 {
                 // A global failure: nothing else is worth ringing (§16.7 step 5).
                 self.cancel_active(None, "6xx received");
@@ -451,10 +497,11 @@ impl Engine {
     fn add_redirect_targets(
         &mut self,
         now: Instant,
-        target: &str,
+        b: BranchId,
         added: Vec<Target>,
         dropped: usize,
     ) {
+        let target = self.name(b);
         let names = added.iter().map(Target::to_string).collect();
         for t in &added {
             self.seen.push(t.identity());
@@ -463,11 +510,14 @@ impl Engine {
         for t in added.into_iter().rev() {
             self.groups.push_front(vec![t]);
         }
-        self.decide(Decision::Redirected {
-            target: target.to_owned(),
-            added: names,
-            dropped,
-        });
+        self.decide(
+            Some(b),
+            Decision::Redirected {
+                target,
+                added: names,
+                dropped,
+            },
+        );
         self.advance(now);
     }
 
@@ -487,25 +537,28 @@ impl Engine {
         }
         let target = self.name(b);
         if accepted.is_empty() {
-            self.decide(Decision::Redirected {
-                target: target.clone(),
-                added: vec![],
-                dropped: rejected,
-            });
+            self.decide(
+                Some(b),
+                Decision::Redirected {
+                    target: target.clone(),
+                    added: vec![],
+                    dropped: rejected,
+                },
+            );
             let pattern = &self.policy.on_response;
             if pattern.rolls_over(status) {
                 let why = Why::Status {
                     status,
                     pattern: pattern.as_str().to_owned(),
                 };
-                self.decide(Decision::RolledOver { target, why });
+                self.decide(Some(b), Decision::RolledOver { target, why });
             } else {
                 self.groups.clear();
-                self.decide(Decision::Stopped { target, status });
+                self.decide(Some(b), Decision::Stopped { target, status });
             }
             return self.advance(now);
         }
-        self.add_redirect_targets(now, &target, accepted, rejected);
+        self.add_redirect_targets(now, b, accepted, rejected);
     }
 
     /// Every target failed and the owner's policy gives new ones (a failure route): they are
@@ -541,7 +594,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, b)| b.is_active())
-            .map(|(i, _)| i)
+            .map(|(i, _)| BranchId(i))
             .collect();
         self.cancel_by = Some(now + CANCEL_WAIT);
         self.cancel_active(reason, why);
@@ -563,7 +616,7 @@ impl Engine {
     /// A branch failed without a final response: transaction timeout (ranked 408) or
     /// transport error (ranked 503).
     pub fn on_failure(&mut self, now: Instant, b: BranchId, why: Why, synthetic: u16) {
-        let Some(branch) = self.branches.get_mut(b) else {
+        let Some(branch) = self.branches.get_mut(b.0) else {
             return;
         };
         let was_active = branch.is_active();
@@ -575,7 +628,7 @@ impl Engine {
         self.best.offer(Outcome::Synthetic(synthetic));
         if !self.answered && !self.done && !self.cancelled {
             let target = self.name(b);
-            self.decide(Decision::RolledOver { target, why });
+            self.decide(Some(b), Decision::RolledOver { target, why });
         }
         self.advance(now);
         self.finish_if_idle();
@@ -587,10 +640,13 @@ impl Engine {
         self.groups.clear();
         if first {
             let target = self.name(b);
-            self.decide(Decision::Answered {
-                target,
-                status: code,
-            });
+            self.decide(
+                Some(b),
+                Decision::Answered {
+                    target,
+                    status: code,
+                },
+            );
             self.cancel_active(
                 Some(COMPLETED_ELSEWHERE.to_owned()),
                 "call completed elsewhere",
@@ -609,7 +665,7 @@ impl Engine {
             .enumerate()
             .filter(|(_, b)| b.is_active())
         {
-            steps.push((i, br.target.to_string()));
+            steps.push((BranchId(i), br.target.to_string()));
             // A 100 Trying is a provisional too: the CANCEL may go (§9.1).
             br.state = if matches!(br.state, State::Ringing | State::Heard) {
                 State::Cancelled
@@ -624,10 +680,13 @@ impl Engine {
                 branch,
                 reason: reason.clone(),
             });
-            self.decide(Decision::Cancelled {
-                target,
-                reason: why.to_owned(),
-            });
+            self.decide(
+                Some(branch),
+                Decision::Cancelled {
+                    target,
+                    reason: why.to_owned(),
+                },
+            );
         }
     }
 
@@ -645,7 +704,7 @@ impl Engine {
         let mut refused = Vec::new();
         let own_host = self
             .branches
-            .get(b)
+            .get(b.0)
             .and_then(|br| br.target.sip_uri().map(|u| crate::reach::host_of(&u)));
         for c in resp.contacts() {
             match c
@@ -704,7 +763,7 @@ impl Engine {
         let branches = &self.branches;
         self.awaiting.retain(|&b| {
             branches
-                .get(b)
+                .get(b.0)
                 .is_some_and(|br| br.state != State::Completed)
         });
         let waiting = self.branches.iter().any(Branch::is_active)
@@ -731,8 +790,9 @@ impl Engine {
             self.awaiting.clear();
             self.finish_if_idle();
         }
-        for b in 0..self.branches.len() {
-            let Some(branch) = self.branches.get_mut(b) else {
+        for i in 0..self.branches.len() {
+            let b = BranchId(i);
+            let Some(branch) = self.branches.get_mut(i) else {
                 continue;
             };
             if !branch.is_active() {
@@ -767,7 +827,7 @@ impl Engine {
             });
             self.best.offer(Outcome::Synthetic(408));
             let target = self.name(b);
-            self.decide(Decision::RolledOver { target, why });
+            self.decide(Some(b), Decision::RolledOver { target, why });
             self.advance(now);
             self.finish_if_idle();
         }

@@ -49,16 +49,16 @@ fn rank(status: u16, synthetic: bool) -> u32 {
     bucket * 10_000 + u32::from(synthetic) * 1_000 + u32::from(status)
 }
 
-/// The collected final outcomes of one call.
+/// The collected final outcomes of one call ([`crate::Engine::best`]).
 #[derive(Debug, Default)]
-pub(crate) struct BestResponse {
+pub struct BestResponse {
     best: Option<(u32, Outcome)>,
     /// Challenge header lines (name, value) of every 401/407 received.
     challenges: Vec<(&'static str, String)>,
 }
 
 impl BestResponse {
-    pub fn offer(&mut self, outcome: Outcome) {
+    pub(crate) fn offer(&mut self, outcome: Outcome) {
         let status = outcome.status();
         if let Outcome::Response(m) = &outcome {
             if status == 401 || status == 407 {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use rollover_sip::{Host, SipUri};
 
-use crate::guard::Cidr;
+use crate::cidr::Cidr;
 
 /// Address blocks and host names a target may name.
 ///

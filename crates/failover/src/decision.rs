@@ -1,10 +1,38 @@
-//! The record of what the proxy decided and why: one entry per decision, for logs and for
-//! `rollover simulate`'s timeline.
+//! The record of what was decided and why: one entry per decision, for logs and for
+//! `rollover simulate`'s timeline. The engine makes most of them; the proxy core adds its
+//! own (routing, refusals, the final response).
 
 use std::fmt;
 use std::time::Duration;
 
-use rollover_txn::TransportError;
+use rollover_txn::{TransportError, TxnError};
+
+/// Why the owner could not start a branch ([`crate::Engine::start_failed`]). Each kind is
+/// kept in the [`Why`] it becomes, so a log says what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartFailure {
+    /// The target names no host to send to, or its host has no address.
+    Unresolvable,
+    /// The target or its address is not allowed: a multicast, broadcast or unspecified
+    /// address is never called.
+    NotAllowed,
+    /// No request could be built for the target.
+    Unbuildable,
+    /// The transaction layer refused the request.
+    Transaction(TxnError),
+}
+
+impl From<StartFailure> for Why {
+    fn from(f: StartFailure) -> Why {
+        match f {
+            StartFailure::Unresolvable => Why::Unresolvable,
+            StartFailure::NotAllowed => Why::NeverATarget,
+            StartFailure::Unbuildable => Why::Unbuildable,
+            StartFailure::Transaction(e) => Why::NotSent(e),
+        }
+    }
+}
 
 /// Why a target was left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +61,29 @@ pub enum Why {
     NeverATarget,
     /// A 3xx: its Contacts were added as targets.
     Redirected(u16),
+    /// No request could be built for the target.
+    Unbuildable,
+    /// The transaction layer refused the request.
+    NotSent(TxnError),
+}
+
+impl Why {
+    /// A short name for the reason, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Why::NoResponse(_) => "no_response",
+            Why::RingTimeout(_) => "ring_timeout",
+            Why::TimerC => "timer_c",
+            Why::TransactionTimeout => "transaction_timeout",
+            Why::Status { .. } => "status",
+            Why::Transport(_) => "transport",
+            Why::Unresolvable => "unresolvable",
+            Why::NeverATarget => "never_a_target",
+            Why::Redirected(_) => "redirected",
+            Why::Unbuildable => "unbuildable",
+            Why::NotSent(_) => "not_sent",
+        }
+    }
 }
 
 impl fmt::Display for Why {
@@ -52,6 +103,8 @@ impl fmt::Display for Why {
                 f.write_str("a multicast, broadcast or unspecified address is never a target")
             }
             Why::Redirected(s) => write!(f, "redirected by {s}"),
+            Why::Unbuildable => f.write_str("no request could be built for it"),
+            Why::NotSent(e) => write!(f, "request not sent: {e}"),
         }
     }
 }
