@@ -3,9 +3,12 @@
 # driven by SIPp on 127.0.0.1. caller → proxy → target 1 answers 486 → target 2 answers 200
 # → ACK → BYE.
 #
-# Reports per proxy, in one run: CPU time per completed call at a fixed rate (utime+stime of
-# all the proxy's processes from /proc, divided by calls), the highest rate sustained with
-# 0 failed calls, and SIPp's INVITE→200 response-time percentiles.
+# Reports per proxy, in one run: CPU time per completed call at a fixed rate (utime and stime
+# of all the proxy's processes from /proc, divided by calls, total and apart), its memory
+# after that run (Rollover's RSS; Kamailio's PSS summed over its processes), the highest
+# rate sustained with 0 failed calls, and SIPp's INVITE→200 response-time percentiles.
+# Kamailio runs tuned as operators run it: -x tlsf -m 1024 -M 16, children=CHILDREN (1),
+# maxbuffer=4194304, debug=1, UDP only (bench/kamailio/failover.cfg.in).
 #
 # Usage: bench/proxy-vs-kamailio.sh [FIXED_RATE] [FIXED_SECONDS] [MAX_RATE_STEPS...]
 # PROXIES="rollover" runs one side only; ROLLOVER_BIN=path measures another Rollover build
@@ -22,7 +25,7 @@ shift $(( $# > 2 ? 2 : $# ))
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(400 600 800 1000 1300 1600 2000 2500 3000)
 STEP_SECONDS=${STEP_SECONDS:-4}
-CHILDREN=${CHILDREN:-2}
+CHILDREN=${CHILDREN:-1}  # Kamailio's UDP workers: 1 for the single-core comparison
 
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
@@ -51,16 +54,38 @@ sed -e 's/{{RING_MS}}/0/; s/{{ANSWER_MS}}/1/' crates/rollover/tests/sipp/uas_ans
 fill() { sed -e "s/@PROXY_PORT@/$PROXY_PORT/g; s/@TARGET1@/127.0.0.1:$T1/g; s/@TARGET2@/127.0.0.1:$T2/g; s/@CHILDREN@/$CHILDREN/g" "$1"; }
 
 CLK=$(getconf CLK_TCK)
-# utime+stime (ticks) of a process and all its descendants.
-ticks() {
-  local total=0 p kids
+# The PIDs of a process and all its descendants.
+tree() {
+  local p kids
   for p in "$@"; do
     [ -r "/proc/$p/stat" ] || continue
-    total=$(( total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat") ))
+    echo "$p"
     kids=$(cat /proc/"$p"/task/*/children 2>/dev/null | tr '\n' ' ')
-    [ -n "${kids// /}" ] && total=$(( total + $(ticks $kids) ))
+    [ -n "${kids// /}" ] && tree $kids
   done
-  echo "$total"
+}
+# "utime stime" (ticks, /proc/PID/stat fields 14 and 15) summed over a process tree.
+ticks() {
+  local u=0 s=0 p a b
+  for p in $(tree "$@"); do
+    read -r a b < <(awk '{ sub(/.*\) /, ""); print $12, $13 }' "/proc/$p/stat" 2>/dev/null || echo "0 0")
+    u=$(( u + a )); s=$(( s + b ))
+  done
+  echo "$u $s"
+}
+# Memory in MB: RSS for a single process (Rollover), summed PSS over Kamailio's processes
+# (they share memory, so their RSS would count it once per process).
+memory_mb() {
+  local kb=0 p v
+  if [ "$1" = kamailio ]; then
+    for p in $(tree "$2"); do
+      v=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+      kb=$(( kb + ${v:-0} ))
+    done
+  else
+    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$2/status")
+  fi
+  echo $(( kb / 1024 ))
 }
 
 start_callees() {
@@ -73,7 +98,8 @@ start_proxy() {
   case "$1" in
     kamailio)
       fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
-      kamailio -f "$WORK/kamailio.cfg" -DD -E -m 256 -M 32 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
+      # TLSF: Debian's default allocator (q_malloc with memory debugging) is ~3x slower.
+      kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
       RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
@@ -121,25 +147,26 @@ print(f"{p(0.5):.2f} {p(0.9):.2f} {p(0.99):.2f}")
 PY
 }
 
-declare -A CPU MAXRATE P50 P90 P99 OKCALLS
+declare -A CPU USR SYS MEM MAXRATE P50 P90 P99 OKCALLS
 for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
-  before=$(ticks $PROXY)
+  read -r u0 s0 < <(ticks $PROXY)
   if [ -n "${PERF:-}" ]; then
     # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
     perf record -q -F 999 -g -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
   fi
   read -r ok bad < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
-  after=$(ticks $PROXY)
+  read -r u1 s1 < <(ticks $PROXY)
+  mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
     wait $PERF_PID || true
     echo "   profile: perf report -i $WORK/perf-$proxy.data"
   fi
   read -r p50 p90 p99 < <(percentiles)
-  cpu_us=$(python3 -c "print(f'{($after - $before) / $CLK / max($ok, 1) * 1e6:.1f}')")
-  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
-  CPU[$proxy]=$cpu_us; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
+  read -r cpu_us usr_us sys_us < <(python3 -c "n = max($ok, 1) / 1e6 * $CLK; print(f'{($u1 - $u0 + $s1 - $s0) / n:.1f} {($u1 - $u0) / n:.1f} {($s1 - $s0) / n:.1f}')")
+  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  CPU[$proxy]=$cpu_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
   best=0
   for rate in "${STEPS[@]}"; do
     read -r ok bad < <(run_load "$rate" $(( rate * STEP_SECONDS )))
@@ -152,12 +179,12 @@ for proxy in ${PROXIES:-kamailio rollover}; do
 done
 
 echo
-echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps | calls ok/failed | max rate with 0 failures (cps) | INVITE→200 p50 / p90 / p99 (ms) |"
-echo "|---|---|---|---|---|"
+echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | INVITE→200 p50 / p90 / p99 (ms) |"
+echo "|---|---|---|---|---|---|"
 for proxy in ${PROXIES:-kamailio rollover}; do
-  echo "| $proxy | ${CPU[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
+  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
 if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
-  python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f}')"
+  python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {ru/ku:.2f})')"
   echo "max rate, rollover / kamailio: ${MAXRATE[rollover]} / ${MAXRATE[kamailio]}"
 fi
