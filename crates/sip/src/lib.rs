@@ -35,7 +35,10 @@ pub mod oracles;
 mod params;
 mod parse;
 mod salvage;
+/// Byte scanning helpers, public for the fuzz targets only.
+#[doc(hidden)]
 pub mod scan;
+mod stamp;
 mod status;
 mod uri;
 mod validate;

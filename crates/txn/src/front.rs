@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_sip::{Host, Limits, Message, Method};
+use rollover_sip::{Limits, Message, Method};
 use tracing::{debug, warn};
 
 use crate::{Admit, Peer, TransactionUser, TxnLayer};
@@ -222,52 +222,7 @@ impl NoiseLog {
 /// Adds `received` when the sent-by is not the source address, and fills an empty `rport`
 /// (RFC 3261 §18.2.1, RFC 3581). Re-parses only when something changed.
 pub fn stamp_via(msg: Message, source: &Peer) -> Message {
-    let (needs_received, needs_rport) = match msg.top_via() {
-        Ok(v) => {
-            let same_ip = match v.host {
-                Host::V4(ip) => IpAddr::from(ip) == source.addr.ip(),
-                Host::V6(ip) => IpAddr::from(ip) == source.addr.ip(),
-                Host::Domain(_) => false,
-            };
-            (!same_ip && v.received().is_none(), v.rport() == Some(None))
-        }
-        Err(_) => return msg,
-    };
-    if !needs_received && !needs_rport {
-        return msg;
-    }
-    let Some(h) = msg.header(rollover_sip::HeaderName::Via).copied() else {
-        return msg;
-    };
-    let Ok(value) = msg.value_str(&h) else {
-        return msg;
-    };
-    // The first value of the top Via line, with its parameters completed.
-    let (first, rest) = match rollover_sip::scan::find_top_level(value.as_bytes(), b',') {
-        Some(i) => (
-            value.get(..i).unwrap_or(value),
-            value.get(i..).unwrap_or(""),
-        ),
-        None => (value, ""),
-    };
-    let mut first = first.trim_end().to_owned();
-    if needs_rport {
-        // ";rport" becomes ";rport=PORT"
-        if let Some(pos) = first.to_ascii_lowercase().find(";rport") {
-            let after = pos + ";rport".len();
-            let tail = first.get(after..).unwrap_or("").to_owned();
-            first.truncate(after);
-            first.push_str(&format!("={}{tail}", source.addr.port()));
-        }
-    }
-    if needs_received || needs_rport {
-        first.push_str(&format!(";received={}", source.addr.ip()));
-    }
-    let edited = msg
-        .edit()
-        .replace_value(&h, &format!("{first}{rest}"))
-        .finish();
-    Message::parse(edited).unwrap_or(msg)
+    msg.stamp_via(source.addr)
 }
 
 #[cfg(test)]
