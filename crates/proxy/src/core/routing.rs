@@ -110,7 +110,7 @@ impl<R: RoutePolicy> Proxy<R> {
             RouteDecision::Later => {
                 let why = "the routing policy answered Later to its own question".into();
                 let e = StatusCode::SERVER_INTERNAL_ERROR;
-                self.reply_pending(now, r, e.as_u16(), e.reason(), why, txn);
+                self.reply_pending(now, r, e, e.reason(), why, txn);
             }
         }
     }
@@ -147,7 +147,13 @@ impl<R: RoutePolicy> Proxy<R> {
             call_id = r.call_id,
             "cancelled upstream while its routing answer was pending"
         );
-        self.decide(now, &r.call_id, Decision::Final { status: 487 });
+        self.decide(
+            now,
+            &r.call_id,
+            Decision::Final {
+                status: StatusCode::REQUEST_TERMINATED,
+            },
+        );
         true
     }
 
@@ -164,7 +170,7 @@ impl<R: RoutePolicy> Proxy<R> {
             self.routing_by_server.remove(&r.server);
             let why = format!("no routing answer in {} s", ROUTE_ANSWER_TIMEOUT.as_secs());
             let e = StatusCode::SERVER_INTERNAL_ERROR;
-            self.reply_pending(now, r, e.as_u16(), e.reason(), why, txn);
+            self.reply_pending(now, r, e, e.reason(), why, txn);
         }
     }
 
@@ -185,7 +191,7 @@ impl<R: RoutePolicy> Proxy<R> {
         &mut self,
         now: Instant,
         r: Routing,
-        status: u16,
+        status: StatusCode,
         reason: &str,
         why: String,
         txn: &mut TxnLayer,
