@@ -83,7 +83,10 @@ impl<R: RoutePolicy> Proxy<R> {
         // §16.10: answer the CANCEL, then cancel every pending branch.
         if let Err(e) = txn.send_response(now, server, cancel.reply(StatusCode::OK).build()) {
             self.stats.unsent("response");
-            debug!("200 for a CANCEL not sent: {e}");
+            debug!(
+                call_id = cancel.call_id().unwrap_or("-"),
+                "200 for a CANCEL not sent: {e}"
+            );
         }
         let Some(call) = self.calls.get_mut(&cid) else {
             return;

@@ -586,6 +586,7 @@ impl<R: RoutePolicy> Proxy<R> {
             // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
             let trying = request.reply(StatusCode::TRYING).build();
             if let Err(e) = txn.send_response(now, server, trying) {
+                self.stats.unsent("response");
                 debug!(call_id, "100 Trying not sent: {e}");
             }
         }

@@ -45,6 +45,7 @@ impl<R: RoutePolicy> Proxy<R> {
             // The answer may take a while: stop the caller's retransmissions now.
             let trying = request.reply(StatusCode::TRYING).build();
             if let Err(e) = txn.send_response(now, server, trying) {
+                self.stats.unsent("response");
                 debug!(call_id, "100 Trying not sent: {e}");
             }
         }
@@ -133,6 +134,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let ok = cancel.reply(StatusCode::OK).build();
         if let Err(e) = txn.send_response(now, cancel_server, ok) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "200 for the CANCEL not sent: {e}");
         }
         let terminated = r
@@ -141,6 +143,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .to_tag(&self.ids.tag())
             .build();
         if let Err(e) = txn.send_response(now, r.server, terminated) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "487 not sent: {e}");
         }
         info!(
@@ -198,6 +201,7 @@ impl<R: RoutePolicy> Proxy<R> {
     ) {
         let bytes = self.refusal(now, r.server, &r.request, status, reason, why, txn);
         if let Err(e) = txn.send_response(now, r.server, bytes) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "final response not sent: {e}");
         }
     }
