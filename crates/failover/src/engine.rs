@@ -359,7 +359,7 @@ impl Engine {
             branch.state,
             State::Trying | State::Heard | State::Abandoned
         ) {
-            branch.state = if code == 100 {
+            branch.state = if code == StatusCode::TRYING {
                 State::Heard
             } else {
                 State::Ringing
@@ -374,12 +374,13 @@ impl Engine {
                 branch.ring_at = Some(now + policy_ring);
                 armed = true;
             }
-            if code != 100 {
+            if code != StatusCode::TRYING {
                 // Timer C restarts with every provisional above 100 (§16.7 step 2).
                 branch.timer_c_at = Some(now + timer_c);
             }
         }
-        let relay = code != 100 && branch.state != State::Cancelled && !self.answered;
+        let relay =
+            code != StatusCode::TRYING && branch.state != State::Cancelled && !self.answered;
         let target = self.name(b);
         if armed {
             self.decide(
