@@ -43,7 +43,7 @@ use rollover_proxy::{
     Cidr, FailoverPolicy, LateAnswer, ProxyConfig, Reach, ResponsePattern, RouteDecision, Router,
     SecurityConfig, Target, TargetPlan,
 };
-use rollover_sip::{HeaderName, Message};
+use rollover_sip::{HeaderName, Message, StatusCode};
 use rollover_txn::{Peer, Transport};
 use toml::Spanned;
 
@@ -124,7 +124,7 @@ enum Cond {
 enum Action {
     /// Groups of target templates, tried in order, each forked in parallel.
     Targets(Vec<Vec<String>>),
-    Reject(u16, String),
+    Reject(StatusCode, String),
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ impl Rule {
 pub struct DialPlan {
     rules: Vec<Rule>,
     defaults: FailoverPolicy,
-    no_match: (u16, String),
+    no_match: (StatusCode, String),
 }
 
 struct Ctx<'a> {
@@ -504,7 +504,7 @@ impl Config {
         };
         let no_match = match &s.no_match {
             None => (
-                404,
+                StatusCode::NOT_FOUND,
                 s.no_match_reason
                     .clone()
                     .unwrap_or_else(|| "Not Found".into()),
@@ -512,7 +512,8 @@ impl Config {
             Some(c) => {
                 let code = u16::try_from(*c.get_ref())
                     .ok()
-                    .filter(|c| (400..700).contains(c));
+                    .filter(|c| (400..700).contains(c))
+                    .and_then(|c| StatusCode::new(c).ok());
                 let code = code.ok_or_else(|| {
                     cx.err(
                         c.span(),
@@ -689,6 +690,7 @@ fn compile_rule(
         let c = u16::try_from(*code.get_ref())
             .ok()
             .filter(|c| (300..700).contains(c))
+            .and_then(|c| StatusCode::new(c).ok())
             .ok_or_else(|| {
                 cx.err(
                     code.span(),
@@ -696,10 +698,7 @@ fn compile_rule(
                     "expected a status from 300 to 699",
                 )
             })?;
-        Action::Reject(
-            c,
-            r.reason.clone().unwrap_or_else(|| default_reason(c).into()),
-        )
+        Action::Reject(c, r.reason.clone().unwrap_or_else(|| c.reason().into()))
     } else {
         return Err(cx.err(
             0..0,
@@ -717,18 +716,6 @@ fn compile_rule(
         action,
         policy: cx.policy(&r.failover, defaults, &format!("{prefix}.failover."))?,
     })
-}
-
-fn default_reason(code: u16) -> &'static str {
-    match code {
-        403 => "Forbidden",
-        404 => "Not Found",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        503 => "Service Unavailable",
-        603 => "Decline",
-        _ => "Rejected",
-    }
 }
 
 /// The outcome of matching one request, for `rollover route` and the router.
@@ -812,8 +799,8 @@ impl DialPlan {
             return Match {
                 rule: None,
                 decision: RouteDecision::Reject {
-                    status: 405,
-                    reason: "Method Not Allowed".into(),
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    reason: StatusCode::METHOD_NOT_ALLOWED.reason().into(),
                     rule: Arc::from("(no registrar)"),
                 },
             };

@@ -85,7 +85,12 @@ fn first_matching_rule_with_captures_and_overrides() {
         Duration::from_secs(20),
         "inherited from [failover]"
     );
-    assert!(policy.on_response.rolls_over(404) && !policy.on_response.rolls_over(503));
+    assert!(
+        policy.on_response.rolls_over(StatusCode::NOT_FOUND)
+            && !policy
+                .on_response
+                .rolls_over(StatusCode::SERVICE_UNAVAILABLE)
+    );
 }
 
 #[test]
@@ -126,7 +131,7 @@ fn reject_and_no_match() {
         .decision
     {
         RouteDecision::Reject { status, reason, .. } => {
-            assert_eq!((status, reason.as_str()), (480, "Gone Fishing"))
+            assert_eq!((status.as_u16(), reason.as_str()), (480, "Gone Fishing"))
         }
         other => panic!("{other:?}"),
     }
@@ -233,7 +238,7 @@ fn rules_without_a_method_route_invites_only_and_register_gets_405() {
     };
     let status = |m: Method| match cfg.plan.route(&req(m), &udp()) {
         RouteDecision::Targets { .. } => 0,
-        RouteDecision::Reject { status, .. } => status,
+        RouteDecision::Reject { status, .. } => status.as_u16(),
         RouteDecision::Later => unreachable!("a dial plan answers at once"),
     };
     assert_eq!(status(Method::Invite), 0);
@@ -492,7 +497,7 @@ fn targets_of(cfg: &Config, uri: &str) -> Result<Vec<String>, u16> {
             .flatten()
             .map(|t| t.uri.clone())
             .collect()),
-        RouteDecision::Reject { status, .. } => Err(status),
+        RouteDecision::Reject { status, .. } => Err(status.as_u16()),
         RouteDecision::Later => unreachable!("a dial plan answers at once"),
     }
 }

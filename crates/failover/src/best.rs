@@ -14,7 +14,7 @@
 //! hide a 486 from another.
 
 use bytes::Bytes;
-use rollover_sip::{HeaderName, Message};
+use rollover_sip::{HeaderName, Message, StatusCode};
 
 /// How a branch ended, for ranking.
 #[derive(Debug, Clone)]
@@ -23,13 +23,13 @@ pub(crate) enum Outcome {
     Response(Message),
     /// No final response: the target timed out, was unreachable, or its ring timer fired.
     /// Ranked as the given synthetic status (408, 503).
-    Synthetic(u16),
+    Synthetic(StatusCode),
 }
 
 impl Outcome {
-    fn status(&self) -> u16 {
+    fn status(&self) -> StatusCode {
         match self {
-            Outcome::Response(m) => m.status().unwrap_or(500),
+            Outcome::Response(m) => m.status_code().unwrap_or(StatusCode::SERVER_INTERNAL_ERROR),
             Outcome::Synthetic(c) => *c,
         }
     }
@@ -38,7 +38,8 @@ impl Outcome {
 /// Lower is better: the class bucket first, then a response a target sent before one the
 /// proxy made itself (a target's 486 beats our 408: the caller hears "busy", not
 /// "timeout"), then the code.
-fn rank(status: u16, synthetic: bool) -> u32 {
+fn rank(status: StatusCode, synthetic: bool) -> u32 {
+    let status = status.as_u16();
     let bucket = match status {
         600..=699 => 0,
         300..=399 => 1,
@@ -81,41 +82,46 @@ impl BestResponse {
 
     /// The status the caller would get now (408 when nothing was offered; a 503 counts as
     /// itself here, and becomes 500 only on the wire).
-    pub fn status(&self) -> u16 {
-        self.best.as_ref().map_or(408, |(_, o)| o.status())
+    pub fn status(&self) -> StatusCode {
+        self.best
+            .as_ref()
+            .map_or(StatusCode::REQUEST_TIMEOUT, |(_, o)| o.status())
     }
 
     /// The response bytes to send upstream. `request` is the original request (for
     /// synthesised responses), `to_tag` the tag we use when we synthesise.
-    pub fn build(&self, request: &Message, to_tag: &str) -> (u16, Bytes) {
+    pub fn build(&self, request: &Message, to_tag: &str) -> (StatusCode, Bytes) {
         match &self.best {
             None => (
-                408,
+                StatusCode::REQUEST_TIMEOUT,
                 request
-                    .response(408, "Request Timeout")
+                    .reply(StatusCode::REQUEST_TIMEOUT)
                     .to_tag(to_tag)
                     .build(),
             ),
             Some((_, Outcome::Synthetic(code))) => {
                 // A 503 was about the next hop, not us: it goes up as 500 (§16.7 step 6).
-                let code = if *code == 503 { 500 } else { *code };
-                let reason = match code {
-                    408 => "Request Timeout",
-                    480 => "Temporarily Unavailable",
-                    _ => "Server Internal Error",
+                let code = if *code == StatusCode::SERVICE_UNAVAILABLE {
+                    StatusCode::SERVER_INTERNAL_ERROR
+                } else {
+                    *code
                 };
-                (code, request.response(code, reason).to_tag(to_tag).build())
+                (code, request.reply(code).to_tag(to_tag).build())
             }
             Some((_, Outcome::Response(resp))) => {
-                let status = resp.status().unwrap_or(500);
+                let status = resp
+                    .status_code()
+                    .unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
                 let mut edit = resp.edit();
                 edit.pop_via();
                 let mut status_out = status;
-                if status == 503 {
+                if status == StatusCode::SERVICE_UNAVAILABLE {
                     edit.set_status(500, "Server Internal Error");
-                    status_out = 500;
+                    status_out = StatusCode::SERVER_INTERNAL_ERROR;
                 }
-                if status == 401 || status == 407 {
+                if status == StatusCode::UNAUTHORIZED
+                    || status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                {
                     let own: Vec<String> = resp
                         .headers_named(HeaderName::WwwAuthenticate)
                         .chain(resp.headers_named(HeaderName::ProxyAuthenticate))
@@ -168,7 +174,7 @@ mod tests {
         Outcome::Response(Message::parse(b.build()).unwrap())
     }
 
-    fn pick(outcomes: Vec<Outcome>) -> (u16, Message) {
+    fn pick(outcomes: Vec<Outcome>) -> (StatusCode, Message) {
         let mut best = BestResponse::default();
         for o in outcomes {
             best.offer(o);
@@ -189,7 +195,14 @@ mod tests {
             404
         );
         assert_eq!(pick(vec![resp(486, &[]), resp(302, &[])]).0, 302);
-        assert_eq!(pick(vec![Outcome::Synthetic(408), resp(500, &[])]).0, 408);
+        assert_eq!(
+            pick(vec![
+                Outcome::Synthetic(StatusCode::REQUEST_TIMEOUT),
+                resp(500, &[])
+            ])
+            .0,
+            408
+        );
         assert_eq!(
             pick(vec![resp(486, &[]), resp(401, &[])]).0,
             401,
@@ -204,7 +217,7 @@ mod tests {
         assert_eq!(m.status(), Some(500));
         assert_eq!(m.vias().count(), 1);
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-up"));
-        let (code, m) = pick(vec![Outcome::Synthetic(503)]);
+        let (code, m) = pick(vec![Outcome::Synthetic(StatusCode::SERVICE_UNAVAILABLE)]);
         assert_eq!(code, 500);
         assert!(
             m.start_line_bytes().ends_with(b"500 Server Internal Error"),
@@ -236,16 +249,40 @@ mod tests {
     #[test]
     fn a_target_s_answer_beats_one_the_proxy_made_in_the_same_class() {
         // A silent target (our 408) and a busy one (its 486): the caller hears busy.
-        assert_eq!(pick(vec![Outcome::Synthetic(408), resp(486, &[])]).0, 486);
-        assert_eq!(pick(vec![resp(486, &[]), Outcome::Synthetic(408)]).0, 486);
-        // An unreachable target (our 503) and a target's 500.
-        let (code, m) = pick(vec![Outcome::Synthetic(503), resp(500, &[])]);
         assert_eq!(
-            (code, m.top_via().unwrap().branch()),
+            pick(vec![
+                Outcome::Synthetic(StatusCode::REQUEST_TIMEOUT),
+                resp(486, &[])
+            ])
+            .0,
+            486
+        );
+        assert_eq!(
+            pick(vec![
+                resp(486, &[]),
+                Outcome::Synthetic(StatusCode::REQUEST_TIMEOUT)
+            ])
+            .0,
+            486
+        );
+        // An unreachable target (our 503) and a target's 500.
+        let (code, m) = pick(vec![
+            Outcome::Synthetic(StatusCode::SERVICE_UNAVAILABLE),
+            resp(500, &[]),
+        ]);
+        assert_eq!(
+            (code.as_u16(), m.top_via().unwrap().branch()),
             (500, Some("z9hG4bK-up"))
         );
         // Classes still come first: our 408 beats a target's 500.
-        assert_eq!(pick(vec![resp(500, &[]), Outcome::Synthetic(408)]).0, 408);
+        assert_eq!(
+            pick(vec![
+                resp(500, &[]),
+                Outcome::Synthetic(StatusCode::REQUEST_TIMEOUT)
+            ])
+            .0,
+            408
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use rollover_sip::StatusCode;
 use rollover_txn::{TransportError, TxnError};
 
 /// Why the owner could not start a branch ([`crate::Engine::start_failed`]). Each kind is
@@ -49,7 +50,7 @@ pub enum Why {
     /// A final response that matches the failover pattern (or a 503, which always does).
     Status {
         /// The status.
-        status: u16,
+        status: StatusCode,
         /// The pattern that matched.
         pattern: String,
     },
@@ -60,7 +61,7 @@ pub enum Why {
     /// The target's address is multicast, broadcast or unspecified: never called.
     NeverATarget,
     /// A 3xx: its Contacts were added as targets.
-    Redirected(u16),
+    Redirected(StatusCode),
     /// No request could be built for the target.
     Unbuildable,
     /// The transaction layer refused the request.
@@ -93,7 +94,7 @@ impl fmt::Display for Why {
             Why::RingTimeout(d) => write!(f, "ring timeout after {}", fmt_duration(*d)),
             Why::TimerC => f.write_str("Timer C fired"),
             Why::TransactionTimeout => f.write_str("transaction timed out"),
-            Why::Status { status, pattern } if *status == 503 => {
+            Why::Status { status, pattern } if *status == StatusCode::SERVICE_UNAVAILABLE => {
                 write!(f, "503 (always rolls over; pattern {pattern:?})")
             }
             Why::Status { status, pattern } => write!(f, "{status} matched pattern {pattern:?}"),
@@ -123,7 +124,7 @@ pub enum Decision {
     /// The request was answered without forwarding.
     Rejected {
         /// The status sent.
-        status: u16,
+        status: StatusCode,
         /// Why.
         reason: String,
     },
@@ -171,7 +172,7 @@ pub enum Decision {
         /// The target.
         target: String,
         /// The status.
-        status: u16,
+        status: StatusCode,
     },
     /// A target was left and the call rolls over.
     RolledOver {
@@ -201,7 +202,7 @@ pub enum Decision {
         /// The target.
         target: String,
         /// The status.
-        status: u16,
+        status: StatusCode,
     },
     /// `max_targets` reached.
     TargetLimit {
@@ -213,7 +214,7 @@ pub enum Decision {
         /// The target.
         target: String,
         /// The status.
-        status: u16,
+        status: StatusCode,
     },
     /// A pending branch was cancelled.
     Cancelled {
@@ -225,7 +226,7 @@ pub enum Decision {
     /// The final response sent upstream.
     Final {
         /// The status.
-        status: u16,
+        status: StatusCode,
     },
 }
 

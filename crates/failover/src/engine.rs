@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rollover_sip::Message;
+use rollover_sip::{Message, StatusClass, StatusCode};
 
 use crate::best::{BestResponse, Outcome};
 use crate::decision::{Decision, StartFailure, Why};
@@ -260,7 +260,7 @@ impl Engine {
     }
 
     /// The status the caller gets when every target failed.
-    pub fn best_status(&self) -> u16 {
+    pub fn best_status(&self) -> StatusCode {
         self.best.status()
     }
 
@@ -340,7 +340,8 @@ impl Engine {
         };
         branch.state = State::Completed;
         branch.clear_timers();
-        self.best.offer(Outcome::Synthetic(503));
+        self.best
+            .offer(Outcome::Synthetic(StatusCode::SERVICE_UNAVAILABLE));
         let target = self.name(b);
         let why = Why::from(failure);
         self.decide(Some(b), Decision::RolledOver { target, why });
@@ -348,7 +349,7 @@ impl Engine {
     }
 
     /// A provisional arrived on a branch. Returns whether to relay it upstream.
-    pub fn on_provisional(&mut self, now: Instant, b: BranchId, code: u16) -> bool {
+    pub fn on_provisional(&mut self, now: Instant, b: BranchId, code: StatusCode) -> bool {
         let (policy_ring, timer_c, invite) = (self.policy.ring_timeout, self.timer_c, self.invite);
         let Some(branch) = self.branches.get_mut(b.0) else {
             return false;
@@ -358,7 +359,7 @@ impl Engine {
             branch.state,
             State::Trying | State::Heard | State::Abandoned
         ) {
-            branch.state = if code == 100 {
+            branch.state = if code == StatusCode::TRYING {
                 State::Heard
             } else {
                 State::Ringing
@@ -373,12 +374,13 @@ impl Engine {
                 branch.ring_at = Some(now + policy_ring);
                 armed = true;
             }
-            if code != 100 {
+            if code != StatusCode::TRYING {
                 // Timer C restarts with every provisional above 100 (§16.7 step 2).
                 branch.timer_c_at = Some(now + timer_c);
             }
         }
-        let relay = code != 100 && branch.state != State::Cancelled && !self.answered;
+        let relay =
+            code != StatusCode::TRYING && branch.state != State::Cancelled && !self.answered;
         let target = self.name(b);
         if armed {
             self.decide(
@@ -405,13 +407,15 @@ impl Engine {
     /// A final response arrived on a branch (the owner relays a 2xx upstream itself: every
     /// 2xx goes up, RFC 3261 §16.7 step 5).
     pub fn on_final(&mut self, now: Instant, b: BranchId, resp: &Message) {
-        let code = resp.status().unwrap_or(500);
+        let code = resp
+            .status_code()
+            .unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
         let Some(branch) = self.branches.get_mut(b.0) else {
             return;
         };
         branch.clear_timers();
         let previous = std::mem::replace(&mut branch.state, State::Completed);
-        if (200..300).contains(&code) {
+        if code.is_success() {
             return self.on_answer(b, code);
         }
         match previous {
@@ -432,7 +436,7 @@ impl Engine {
             return self.finish_if_idle();
         }
         let target = self.name(b);
-        if (300..400).contains(&code) && self.policy.follow_redirects {
+        if code.class() == StatusClass::Redirection && self.policy.follow_redirects {
             let (candidates, dropped, refused) = self.redirect_candidates(b, resp);
             for contact in refused {
                 self.decide(
@@ -471,7 +475,7 @@ impl Engine {
         }
         self.best.offer(Outcome::Response(resp.clone()));
         let pattern = &self.policy.on_response;
-        if code == 503 || pattern.rolls_over(code) {
+        if code == StatusCode::SERVICE_UNAVAILABLE || pattern.rolls_over(code) {
             let why = Why::Status {
                 status: code,
                 pattern: pattern.as_str().to_owned(),
@@ -486,7 +490,7 @@ impl Engine {
                     status: code,
                 },
             );
-            if code >= 600 {
+            if code.class() == StatusClass::GlobalFailure {
                 // A global failure: nothing else is worth ringing (§16.7 step 5).
                 self.cancel_active(None, "6xx received");
             }
@@ -527,7 +531,7 @@ impl Engine {
         &mut self,
         now: Instant,
         b: BranchId,
-        status: u16,
+        status: StatusCode,
         accepted: Vec<Target>,
         rejected: usize,
     ) {
@@ -615,7 +619,7 @@ impl Engine {
 
     /// A branch failed without a final response: transaction timeout (ranked 408) or
     /// transport error (ranked 503).
-    pub fn on_failure(&mut self, now: Instant, b: BranchId, why: Why, synthetic: u16) {
+    pub fn on_failure(&mut self, now: Instant, b: BranchId, why: Why, synthetic: StatusCode) {
         let Some(branch) = self.branches.get_mut(b.0) else {
             return;
         };
@@ -634,7 +638,7 @@ impl Engine {
         self.finish_if_idle();
     }
 
-    fn on_answer(&mut self, b: BranchId, code: u16) {
+    fn on_answer(&mut self, b: BranchId, code: StatusCode) {
         let first = !self.answered;
         self.answered = true;
         self.groups.clear();
@@ -825,7 +829,8 @@ impl Engine {
                 // §9.1: no CANCEL before a provisional; stop retransmitting instead.
                 Step::Abandon { branch: b }
             });
-            self.best.offer(Outcome::Synthetic(408));
+            self.best
+                .offer(Outcome::Synthetic(StatusCode::REQUEST_TIMEOUT));
             let target = self.name(b);
             self.decide(Some(b), Decision::RolledOver { target, why });
             self.advance(now);

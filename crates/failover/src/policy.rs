@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use regex::Regex;
+use rollover_sip::StatusCode;
 
 /// A regular expression over the three-digit status code, anchored at both ends.
 ///
@@ -87,7 +88,8 @@ impl ResponsePattern {
     /// A 6xx rolls over only when the pattern matches it and is not a catch-all (one that
     /// matches 300, 400, 500 and 600 alike, such as Brekeke's `.+`): write `6..` or `603`
     /// to roll over on a global failure.
-    pub fn rolls_over(&self, status: u16) -> bool {
+    pub fn rolls_over(&self, status: StatusCode) -> bool {
+        let status = status.as_u16();
         self.0.matches(status) && (status < 600 || !self.0.catch_all)
     }
 }
@@ -198,25 +200,29 @@ impl FailoverPolicy {
 mod tests {
     use super::*;
 
+    fn code(c: u16) -> StatusCode {
+        StatusCode::new(c).unwrap()
+    }
+
     #[test]
     fn patterns() {
         let p = ResponsePattern::default();
-        assert!(p.rolls_over(486) && p.rolls_over(302) && p.rolls_over(503));
-        assert!(!p.rolls_over(603));
+        assert!(p.rolls_over(code(486)) && p.rolls_over(code(302)) && p.rolls_over(code(503)));
+        assert!(!p.rolls_over(code(603)));
         let never = ResponsePattern::never();
-        assert!(!(100..700).any(|c| never.rolls_over(c)));
-        assert!(!p.rolls_over(99) && !p.rolls_over(700));
+        assert!(!(100..700).any(|c| never.rolls_over(code(c))));
+        assert!(!p.0.matches(99) && !p.0.matches(700));
         let p = ResponsePattern::new("4..").unwrap();
-        assert!(p.rolls_over(404) && !p.rolls_over(503));
+        assert!(p.rolls_over(code(404)) && !p.rolls_over(code(503)));
         let p = ResponsePattern::new("5..|408").unwrap();
-        assert!(p.rolls_over(408) && p.rolls_over(500) && !p.rolls_over(404));
+        assert!(p.rolls_over(code(408)) && p.rolls_over(code(500)) && !p.rolls_over(code(404)));
         let brekeke = ResponsePattern::new(".+").unwrap();
         assert!(
-            brekeke.rolls_over(486) && !brekeke.rolls_over(603),
+            brekeke.rolls_over(code(486)) && !brekeke.rolls_over(code(603)),
             "catch-all never names 6xx"
         );
         let six = ResponsePattern::new("6..|486").unwrap();
-        assert!(six.rolls_over(603));
+        assert!(six.rolls_over(code(603)));
         assert!(ResponsePattern::new("4(").is_err());
     }
 }

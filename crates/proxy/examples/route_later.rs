@@ -17,7 +17,7 @@ use rollover_proxy::{
     FailoverPolicy, LiteralResolver, Proxy, ProxyConfig, Question, RouteDecision, RoutePolicy,
     Target, TargetPlan,
 };
-use rollover_sip::{Limits, Message};
+use rollover_sip::{Limits, Message, StatusCode};
 use rollover_txn::{Config, FrontDoor, Peer, Transport, TxnLayer};
 
 /// Every INVITE needs the store: answer later.
@@ -79,8 +79,8 @@ fn main() {
             rule: "location".into(),
         },
         None => RouteDecision::Reject {
-            status: 404,
-            reason: "Not Found".into(),
+            status: StatusCode::NOT_FOUND,
+            reason: StatusCode::NOT_FOUND.reason().into(),
             rule: "location".into(),
         },
     };

@@ -13,7 +13,7 @@
 //! [`crate::Question::Failure`] and only that call waits for
 //! [`crate::Proxy::answer_failure`].
 
-use rollover_sip::{Message, ParseError};
+use rollover_sip::{Message, ParseError, StatusCode};
 use rollover_txn::Peer;
 
 use crate::router::{RouteDecision, Router};
@@ -111,7 +111,7 @@ pub trait RoutePolicy {
 
     /// Every target failed, `best` is the status the caller would get: new targets, the
     /// reply, or an answer later.
-    fn on_failure(&mut self, call: CallView<'_>, best: u16) -> Failure {
+    fn on_failure(&mut self, call: CallView<'_>, best: StatusCode) -> Failure {
         let _ = (call, best);
         Failure::Reply
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rollover_failover::{default_port, FailoverPolicy, Resolver, Target, TargetPlan};
-use rollover_sip::{Host, Message};
+use rollover_sip::{Host, Message, StatusCode};
 use rollover_txn::Peer;
 
 /// The routing decision for a new request.
@@ -23,7 +23,7 @@ pub enum RouteDecision {
     /// Answer the request with this status.
     Reject {
         /// The status code.
-        status: u16,
+        status: StatusCode,
         /// The reason phrase.
         reason: String,
         /// The rule's name, for logs.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use rollover_failover::Decision;
+use rollover_sip::StatusCode;
 
 /// What the proxy has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,11 +20,11 @@ pub struct ProxyStats {
     /// Calls answered.
     pub answered: u64,
     /// Final responses sent upstream when no target answered, by status.
-    pub finals: BTreeMap<u16, u64>,
+    pub finals: BTreeMap<StatusCode, u64>,
     /// Targets left behind, by reason (`no_response`, `ring_timeout`, `status`, …).
     pub rollovers: BTreeMap<&'static str, u64>,
     /// Requests refused before routing, by status.
-    pub refusals: BTreeMap<u16, u64>,
+    pub refusals: BTreeMap<StatusCode, u64>,
     /// Requests turned away at the front door, by reason (`not_allowed`, `flood`,
     /// `overload`, `draining`).
     pub front_door: BTreeMap<&'static str, u64>,

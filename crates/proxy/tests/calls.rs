@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_sip::Message;
+use rollover_sip::{Message, StatusCode};
 use rollover_txn::{Peer, Transport};
 
 mod common;
@@ -423,7 +423,11 @@ fn the_stats_count_what_the_proxy_did() {
     }
     let s = n.proxy.stats();
     assert_eq!((s.routed, s.branches), (1, 1));
-    assert_eq!(s.refusals.get(&404), Some(&5), "the burst: {s}");
+    assert_eq!(
+        s.refusals.get(&StatusCode::NOT_FOUND),
+        Some(&5),
+        "the burst: {s}"
+    );
     assert_eq!(s.front_door.get("flood"), Some(&5), "{s}");
     assert!(s.to_string().contains("refusals={404=5}"), "{s}");
 }
@@ -460,7 +464,7 @@ impl RoutePolicy for Hooks {
         edits.append_header("X-Reply-Route", &reply.status().unwrap_or(0).to_string());
     }
 
-    fn on_failure(&mut self, _: CallView<'_>, _: u16) -> Failure {
+    fn on_failure(&mut self, _: CallView<'_>, _: StatusCode) -> Failure {
         std::mem::replace(&mut self.failure, Failure::Reply)
     }
 }
@@ -643,7 +647,7 @@ fn a_request_route_answered_later_can_reject_through_the_transaction() {
     let (id, _) = route_question(&mut n);
     let now = n.now;
     let busy = RouteDecision::Reject {
-        status: 486,
+        status: StatusCode::BUSY_HERE,
         reason: "Busy Here".into(),
         rule: "store".into(),
     };

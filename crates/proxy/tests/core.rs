@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_sip::Message;
+use rollover_sip::{Message, StatusCode};
 use rollover_txn::Peer;
 
 use rollover_proxy::*;
@@ -81,7 +81,10 @@ fn error_response_rolls_over_to_the_next_target() {
     assert!(out.decisions.iter().any(|d| matches!(
         d,
         Decision::RolledOver {
-            why: Why::Status { status: 486, .. },
+            why: Why::Status {
+                status: StatusCode::BUSY_HERE,
+                ..
+            },
             ..
         }
     )));

@@ -217,7 +217,7 @@ async fn place(args: CallArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(match status {
-        Some(s) if (200..300).contains(&s) => ExitCode::SUCCESS,
+        Some(s) if s.is_success() => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
 }

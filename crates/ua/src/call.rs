@@ -9,8 +9,9 @@ use rollover_failover::{
     default_port, BranchId, Decision, End, Engine, FailoverPolicy, RedirectMode, Resolver,
     StartFailure, Step, Target, TargetPlan, Why,
 };
-use rollover_sip::{Message, Method, RequestBuilder};
+use rollover_sip::{Message, Method, RequestBuilder, StatusCode};
 use rollover_txn::{ClientTxn, Peer, TxnLayer};
+use tracing::debug;
 
 /// The application's answer about one redirect target (PJSUA's `pjsip_redirect_op`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +160,7 @@ pub struct CallOutcome {
     /// The target that answered, if one did.
     pub answered_by: Option<Target>,
     /// The final status: the 2xx, or the best failure (RFC 3261 §16.7 rules).
-    pub status: u16,
+    pub status: StatusCode,
     /// Every target tried, in order, with how it ended.
     pub attempts: Vec<Attempt>,
 }
@@ -171,7 +172,7 @@ pub enum CallEvent {
     /// An INVITE went to this target.
     Trying(Target),
     /// A target is ringing (or sent another provisional).
-    Ringing(Target, u16),
+    Ringing(Target, StatusCode),
     /// A 3xx from this target offered these new targets.
     Redirected(Target, Vec<Target>),
     /// The application's decision on this redirect target is awaited.
@@ -348,7 +349,13 @@ impl OutgoingCall {
             .ok()
             .and_then(|bytes| Message::parse(bytes).ok())
             .zip(self.dest_for(&hop))
-            .and_then(|(bye, dest)| txn.send_request(now, bye, dest).ok());
+            .and_then(|(bye, dest)| match txn.send_request(now, bye, dest) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    debug!(call_id = self.opts.call_id, "BYE not sent: {e}");
+                    None
+                }
+            });
         match sent {
             Some(c) => self.bye = Some(c),
             None => {
@@ -366,7 +373,9 @@ impl OutgoingCall {
         bye: &Message,
         txn: &mut TxnLayer,
     ) {
-        let _ = txn.send_response(now, server, bye.response(200, "OK").build());
+        if let Err(e) = txn.send_response(now, server, bye.reply(StatusCode::OK).build()) {
+            debug!(call_id = self.call_id(), "200 for the BYE not sent: {e}");
+        }
         if !self.hung_up {
             self.hung_up = true;
             self.events.push_back(CallEvent::HungUp { remote: true });
@@ -407,9 +416,11 @@ impl OutgoingCall {
         resp: Message,
         txn: &mut TxnLayer,
     ) {
-        let Some(code) = resp.status() else { return };
+        let Some(code) = resp.status_code() else {
+            return;
+        };
         if self.bye == Some(client) {
-            if code >= 200 && !self.hung_up {
+            if code.is_final() && !self.hung_up {
                 self.hung_up = true;
                 self.events.push_back(CallEvent::HungUp { remote: false });
             }
@@ -418,16 +429,18 @@ impl OutgoingCall {
         let Some(b) = self.branch_of(client) else {
             return;
         };
-        if (code == 401 || code == 407) && self.answer_challenge(now, b, &resp, txn) {
+        let challenged =
+            code == StatusCode::UNAUTHORIZED || code == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+        if challenged && self.answer_challenge(now, b, &resp, txn) {
             // The target answered; the same branch goes on with the authenticated INVITE.
-            self.engine.on_provisional(now, b, 100);
+            self.engine.on_provisional(now, b, StatusCode::TRYING);
             self.drive(now, txn);
             return;
         }
-        if code < 200 {
+        if code.is_provisional() {
             self.engine.on_provisional(now, b, code);
         } else {
-            if (200..300).contains(&code) {
+            if code.is_success() {
                 self.acknowledge(&resp, txn);
                 if self.answered_by.is_none() {
                     let target = self.target(b);
@@ -448,7 +461,7 @@ impl OutgoingCall {
         now: Instant,
         client: ClientTxn,
         why: Why,
-        synthetic: u16,
+        synthetic: StatusCode,
         txn: &mut TxnLayer,
     ) {
         if self.bye == Some(client) {
@@ -552,7 +565,12 @@ impl OutgoingCall {
                 Step::Start { branch, target } => self.start_branch(now, branch, target, txn),
                 Step::Cancel { branch, reason } => {
                     if let Some(c) = self.branches.get(&branch) {
-                        let _ = txn.cancel(now, *c, reason.as_deref());
+                        if let Err(e) = txn.cancel(now, *c, reason.as_deref()) {
+                            debug!(
+                                call_id = self.opts.call_id,
+                                "CANCEL of {branch} not sent: {e}"
+                            );
+                        }
                     }
                 }
                 Step::Abandon { branch } => {
@@ -583,14 +601,14 @@ impl OutgoingCall {
                 Step::Done(end) => {
                     self.ended = true;
                     let status = match end {
-                        End::Answered(_) => 200,
-                        End::Cancelled => 487,
+                        End::Answered(_) => StatusCode::OK,
+                        End::Cancelled => StatusCode::REQUEST_TERMINATED,
                         End::Failed => self.engine.best_status(),
                     };
                     let outcome = CallOutcome {
                         answered_by: self.answered_by.clone(),
                         status: if self.answered_by.is_some() {
-                            200
+                            StatusCode::OK
                         } else {
                             status
                         },
@@ -639,7 +657,10 @@ impl OutgoingCall {
             let Some(candidate) = p.candidates.get(p.next).cloned() else {
                 let p = self.pending.take();
                 if let Some(p) = p {
-                    let status = p.response.status().unwrap_or(300);
+                    let status = p
+                        .response
+                        .status_code()
+                        .unwrap_or(StatusCode::MULTIPLE_CHOICES);
                     self.engine
                         .redirect(now, p.branch, status, p.accepted, p.rejected);
                 }

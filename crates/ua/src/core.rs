@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rollover_failover::{Resolver, Why};
-use rollover_sip::{Message, Method};
+use rollover_sip::{Message, Method, StatusCode};
 use rollover_txn::{ClientTxn, Event, Peer, ServerTxn, TransactionUser, TxnLayer, TxnRef};
+use tracing::debug;
 
 use crate::call::{CallEvent, CallOptions, OutgoingCall, RedirectDecision, Redirects};
 
@@ -72,7 +73,7 @@ pub enum Answer {
     /// 200 OK, with this SDP answer.
     Accept(Option<Bytes>),
     /// A final failure (486, 603…) with its reason phrase.
-    Reject(u16, String),
+    Reject(StatusCode, String),
     /// 302 with these Contacts (`sip:…` URIs, with `;q=` if wanted): the library as a
     /// redirect server (PJSUA sends one by hanging up with a Contact list).
     Redirect(Vec<String>),
@@ -265,7 +266,7 @@ impl UaCore {
         let resp = match answer {
             Answer::Accept(sdp) => {
                 let b = req
-                    .response(200, "OK")
+                    .reply(StatusCode::OK)
                     .to_tag(tag)
                     .copy_record_route()
                     .header("Contact", &format!("<sip:rollover@{}>", self.local));
@@ -274,9 +275,11 @@ impl UaCore {
                     None => b.build(),
                 }
             }
-            Answer::Reject(code, reason) => req.response(code, &reason).to_tag(tag).build(),
+            Answer::Reject(code, reason) => {
+                req.response(code.as_u16(), &reason).to_tag(tag).build()
+            }
             Answer::Redirect(contacts) => {
-                let mut b = req.response(302, "Moved Temporarily").to_tag(tag);
+                let mut b = req.reply(StatusCode::MOVED_TEMPORARILY).to_tag(tag);
                 for c in &contacts {
                     let value = match c.split_once(";q=") {
                         Some((uri, q)) => format!("<{uri}>;q={q}"),
@@ -287,7 +290,12 @@ impl UaCore {
                 b.build()
             }
         };
-        let _ = txn.send_response(now, call.server, resp.clone());
+        if let Err(e) = txn.send_response(now, call.server, resp.clone()) {
+            debug!(
+                call_id = call.key.call_id,
+                "answer to the INVITE not sent: {e}"
+            );
+        }
         self.invites.remove(&call.server);
         if accepted {
             call.answered = true;
@@ -358,7 +366,7 @@ impl UaCore {
         now: Instant,
         c: ClientTxn,
         why: Why,
-        synthetic: u16,
+        synthetic: StatusCode,
         txn: &mut TxnLayer,
     ) {
         let Some(&r) = self.clients.get(&c) else {
@@ -396,7 +404,13 @@ impl UaCore {
                     call.handle_bye(now, server, &request, txn);
                     return self.settle(r);
                 }
-                let _ = txn.send_response(now, server, request.response(200, "OK").build());
+                let ok = request.reply(StatusCode::OK).build();
+                if let Err(e) = txn.send_response(now, server, ok) {
+                    debug!(
+                        call_id = request.call_id().unwrap_or("-"),
+                        "200 for the BYE not sent: {e}"
+                    );
+                }
                 self.end_incoming(r);
                 self.events
                     .push_back(UaEvent::IncomingEnded(r, IncomingEnd::HungUp));
@@ -425,17 +439,25 @@ impl UaCore {
                 self.events.push_back(UaEvent::Incoming(r, request));
             }
             Some(Method::Cancel) if !ours => {
-                let _ = txn.send_response(now, server, request.response(200, "OK").build());
+                let ok = request.reply(StatusCode::OK).build();
+                if let Err(e) = txn.send_response(now, server, ok) {
+                    debug!(
+                        call_id = request.call_id().unwrap_or("-"),
+                        "200 for the CANCEL not sent: {e}"
+                    );
+                }
                 let Some(r) = cancels.and_then(|s| self.invites.get(&s)).copied() else {
                     return;
                 };
                 if let Some(call) = self.incoming.get(&r) {
                     let resp = call
                         .request
-                        .response(487, "Request Terminated")
+                        .reply(StatusCode::REQUEST_TERMINATED)
                         .to_tag(&call.key.local_tag)
                         .build();
-                    let _ = txn.send_response(now, call.server, resp);
+                    if let Err(e) = txn.send_response(now, call.server, resp) {
+                        debug!(call_id = call.key.call_id, "487 not sent: {e}");
+                    }
                 }
                 self.end_incoming(r);
                 self.events
@@ -444,9 +466,11 @@ impl UaCore {
             // Nothing else is taken: re-INVITEs, other methods, our own INVITE looped back.
             _ => {
                 let resp = request
-                    .response(480, "Temporarily Unavailable")
+                    .reply(StatusCode::TEMPORARILY_UNAVAILABLE)
                     .to_tag("rollover-ua");
-                let _ = txn.send_response(now, server, resp.build());
+                if let Err(e) = txn.send_response(now, server, resp.build()) {
+                    debug!(call_id, "480 not sent: {e}");
+                }
             }
         }
     }
@@ -464,12 +488,20 @@ impl TransactionUser for UaCore {
                 }
                 self.settle(r);
             }
-            Event::Timeout(TxnRef::Client(c)) => {
-                self.on_client_failure(now, c, Why::TransactionTimeout, 408, txn)
-            }
-            Event::TransportError(TxnRef::Client(c), e) => {
-                self.on_client_failure(now, c, Why::Transport(e), 503, txn)
-            }
+            Event::Timeout(TxnRef::Client(c)) => self.on_client_failure(
+                now,
+                c,
+                Why::TransactionTimeout,
+                StatusCode::REQUEST_TIMEOUT,
+                txn,
+            ),
+            Event::TransportError(TxnRef::Client(c), e) => self.on_client_failure(
+                now,
+                c,
+                Why::Transport(e),
+                StatusCode::SERVICE_UNAVAILABLE,
+                txn,
+            ),
             Event::Terminated(TxnRef::Client(c)) => {
                 self.clients.remove(&c);
             }

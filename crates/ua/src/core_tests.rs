@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rollover_sip::{Message, Method, RequestBuilder};
+use rollover_sip::{Message, Method, RequestBuilder, StatusCode};
 use rollover_testkit::{Targets, World};
 use rollover_txn::{Peer, TransactionUser, Transport, TxnLayer};
 
@@ -278,7 +278,7 @@ fn a_rejected_call_is_over_and_a_cancel_after_it_only_gets_200() {
     let mut b = Bench::new(UaConfig::default());
     b.deliver(invite());
     let r = b.incoming();
-    b.answer(r, Answer::Reject(486, "Busy Here".into()));
+    b.answer(r, Answer::Reject(StatusCode::BUSY_HERE, "Busy Here".into()));
     assert_eq!(b.times(486, Method::Invite), [0.0]);
     assert!(!b.core.contains(r));
     b.deliver(request(Method::Cancel, "z9hG4bK-in1", 1, None));

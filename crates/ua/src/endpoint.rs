@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rollover_failover::Resolver;
 use rollover_net::{driver, ListenSpec, NetConfig, NetError, Transports};
-use rollover_sip::Limits;
+use rollover_sip::{Limits, StatusCode};
 use rollover_txn::{Event, TransactionUser, Transport, TxnLayer};
 use tokio::sync::mpsc;
 
@@ -73,7 +73,10 @@ impl Driver {
                         commands: self.commands.clone(),
                     };
                     if self.incoming_tx.send(handle).is_err() {
-                        let busy = Answer::Reject(480, "Temporarily Unavailable".to_owned());
+                        let busy = Answer::Reject(
+                            StatusCode::TEMPORARILY_UNAVAILABLE,
+                            StatusCode::TEMPORARILY_UNAVAILABLE.reason().to_owned(),
+                        );
                         self.core.answer(now, r, busy, txn);
                     }
                 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rollover_failover::{FailoverPolicy, LiteralResolver, Target, TargetPlan, Why};
-use rollover_sip::{HeaderName, Message, Method};
+use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_testkit::{Targets, World};
 use rollover_txn::{Config, Event, TxnLayer, TxnRef};
 
@@ -78,12 +78,20 @@ fn run(
                     Event::Response { txn: c, response } => {
                         call.handle_response(now, c, response, &mut txn)
                     }
-                    Event::Timeout(TxnRef::Client(c)) => {
-                        call.handle_failure(now, c, Why::TransactionTimeout, 408, &mut txn)
-                    }
-                    Event::TransportError(TxnRef::Client(c), e) => {
-                        call.handle_failure(now, c, Why::Transport(e), 503, &mut txn)
-                    }
+                    Event::Timeout(TxnRef::Client(c)) => call.handle_failure(
+                        now,
+                        c,
+                        Why::TransactionTimeout,
+                        StatusCode::REQUEST_TIMEOUT,
+                        &mut txn,
+                    ),
+                    Event::TransportError(TxnRef::Client(c), e) => call.handle_failure(
+                        now,
+                        c,
+                        Why::Transport(e),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &mut txn,
+                    ),
                     _ => {}
                 }
             }

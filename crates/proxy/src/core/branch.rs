@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rollover_sip::{Message, Method};
+use rollover_sip::{Message, Method, StatusCode};
 use rollover_txn::{ClientTxn, Peer, Transport, TxnLayer};
 use tracing::{debug, info};
 
-use super::Proxy;
+use super::{CallKey, Proxy};
 use crate::forward;
 use crate::policy_hooks::{CallView, Edits, RoutePolicy};
 use crate::router::next_hop;
@@ -31,7 +31,7 @@ pub enum Question {
         /// The call's Call-ID.
         call_id: String,
         /// The status the caller would get now.
-        best: u16,
+        best: StatusCode,
     },
     /// Route this request: the policy answered [`crate::RouteDecision::Later`]. Answer with
     /// [`Proxy::answer_route`] and this `id` within [`super::ROUTE_ANSWER_TIMEOUT`].
@@ -60,7 +60,7 @@ pub enum Question {
 /// A branch waiting for its name to be resolved.
 #[derive(Debug)]
 pub(super) struct Resolving {
-    pub(super) cid: u64,
+    pub(super) cid: CallKey,
     pub(super) branch: BranchId,
     pub(super) target: Target,
     pub(super) udp_only: bool,
@@ -73,7 +73,7 @@ impl<R: RoutePolicy> Proxy<R> {
     pub(super) fn start_branch(
         &mut self,
         now: Instant,
-        cid: u64,
+        cid: CallKey,
         b: BranchId,
         target: Target,
         udp_only: bool,
@@ -160,7 +160,7 @@ impl<R: RoutePolicy> Proxy<R> {
     pub(super) fn send_branch_to(
         &mut self,
         now: Instant,
-        cid: u64,
+        cid: CallKey,
         b: BranchId,
         target: Target,
         mut addrs: Vec<SocketAddr>,

@@ -8,7 +8,7 @@ use rollover_txn::{Peer, ServerTxn, Transport, TxnLayer};
 use tracing::{debug, info};
 
 use super::door::stateless_tag;
-use super::Proxy;
+use super::{CallKey, Proxy};
 use crate::forward;
 use crate::guard::Refusal;
 use crate::policy_hooks::RoutePolicy;
@@ -22,7 +22,7 @@ impl<R: RoutePolicy> Proxy<R> {
     pub(super) fn hang_up_late(
         &mut self,
         now: Instant,
-        cid: u64,
+        cid: CallKey,
         transport: Transport,
         resp: &Message,
         call_id: &str,
@@ -75,7 +75,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let cid = cancels.and_then(|s| self.by_server.get(&s).copied());
         let Some(cid) = cid else {
             let resp = cancel
-                .response(481, "Call/Transaction Does Not Exist")
+                .reply(StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST)
                 .to_tag(&stateless_tag(cancel));
             txn.reply_stateless(server, resp.build());
             return;
@@ -83,7 +83,10 @@ impl<R: RoutePolicy> Proxy<R> {
         // §16.10: answer the CANCEL, then cancel every pending branch.
         if let Err(e) = txn.send_response(now, server, cancel.reply(StatusCode::OK).build()) {
             self.stats.unsent("response");
-            debug!("200 for a CANCEL not sent: {e}");
+            debug!(
+                call_id = cancel.call_id().unwrap_or("-"),
+                "200 for a CANCEL not sent: {e}"
+            );
         }
         let Some(call) = self.calls.get_mut(&cid) else {
             return;

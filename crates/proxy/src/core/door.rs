@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use rollover_sip::{HeaderName, Message, Method};
+use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_txn::{Admit, Peer, ServerTxn, TxnLayer, TxnRef};
 
 use super::Proxy;
@@ -45,7 +45,7 @@ impl<R: RoutePolicy> Proxy<R> {
             if *method == Method::Ack {
                 return Admit::Drop;
             }
-            return Admit::Reply(stateless(msg, 403, "Forbidden"));
+            return Admit::Reply(stateless(msg, StatusCode::FORBIDDEN));
         }
         let new_request = msg.to_tag().is_none() && !matches!(method, Method::Cancel | Method::Ack);
         if self.draining && new_request {
@@ -73,7 +73,7 @@ impl<R: RoutePolicy> Proxy<R> {
     /// The stateless 503 of admission control and draining.
     pub(super) fn busy_reply(&self, msg: &Message) -> bytes::Bytes {
         let retry = self.cfg.security.retry_after.to_string();
-        msg.response(503, "Service Unavailable")
+        msg.reply(StatusCode::SERVICE_UNAVAILABLE)
             .to_tag(&stateless_tag(msg))
             .header("Retry-After", &retry)
             .build()
@@ -81,14 +81,29 @@ impl<R: RoutePolicy> Proxy<R> {
 
     /// Answers a request the proxy refuses before routing it, statelessly: one response
     /// for each request received, no retransmission, no transaction kept (Kamailio's
-    /// `sl_send_reply`), so a forged source cannot make the proxy amplify.
-    #[allow(clippy::too_many_arguments)]
+    /// `sl_send_reply`), so a forged source cannot make the proxy amplify. The reason
+    /// phrase is the code's own.
     pub(super) fn refuse(
         &mut self,
         now: Instant,
         server: ServerTxn,
         req: &Message,
-        code: u16,
+        code: StatusCode,
+        why: String,
+        txn: &mut TxnLayer,
+    ) {
+        self.refuse_with_reason(now, server, req, code, code.reason(), why, txn);
+    }
+
+    /// [`Proxy::refuse`] with a reason phrase of its own (a dial plan's, or one that says
+    /// more than the code's: "Not Here", "Bad Route").
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_with_reason(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        req: &Message,
+        code: StatusCode,
         reason: &str,
         why: String,
         txn: &mut TxnLayer,
@@ -104,7 +119,7 @@ impl<R: RoutePolicy> Proxy<R> {
         now: Instant,
         server: ServerTxn,
         req: &Message,
-        code: u16,
+        code: StatusCode,
         reason: &str,
         why: String,
         txn: &TxnLayer,
@@ -126,12 +141,14 @@ impl<R: RoutePolicy> Proxy<R> {
         if self.cfg.keep_decisions {
             self.decisions.push_back((now, call_id, d));
         }
-        let mut b = req.response(code, reason).to_tag(&stateless_tag(req));
-        if code == 420 {
+        let mut b = req
+            .response(code.as_u16(), reason)
+            .to_tag(&stateless_tag(req));
+        if code == StatusCode::BAD_EXTENSION {
             let tags: Vec<&str> = req.tokens(HeaderName::ProxyRequire).collect();
             b = b.header("Unsupported", &tags.join(", "));
         }
-        if code == 405 {
+        if code == StatusCode::METHOD_NOT_ALLOWED {
             b = b.header("Allow", ALLOW);
         }
         b.build()
@@ -154,8 +171,6 @@ pub(super) fn stateless_tag(req: &Message) -> String {
 }
 
 /// A stateless response to a request the front door refuses.
-pub(super) fn stateless(req: &Message, code: u16, reason: &str) -> bytes::Bytes {
-    req.response(code, reason)
-        .to_tag(&stateless_tag(req))
-        .build()
+pub(super) fn stateless(req: &Message, code: StatusCode) -> bytes::Bytes {
+    req.reply(code).to_tag(&stateless_tag(req)).build()
 }

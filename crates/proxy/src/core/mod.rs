@@ -126,6 +126,11 @@ impl Default for ProxyConfig {
     }
 }
 
+/// A call (one response context) in the core's tables: its own number, not a question id
+/// or anything the owner sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CallKey(u64);
+
 #[derive(Debug)]
 struct Call {
     server: ServerTxn,
@@ -159,11 +164,11 @@ pub struct Proxy<R> {
     local: Local,
     router: R,
     resolver: Box<dyn Resolver + Send>,
-    calls: HashMap<u64, Call>,
-    by_server: HashMap<ServerTxn, u64>,
-    by_client: HashMap<ClientTxn, (u64, BranchId)>,
+    calls: HashMap<CallKey, Call>,
+    by_server: HashMap<ServerTxn, CallKey>,
+    by_client: HashMap<ClientTxn, (CallKey, BranchId)>,
     /// (deadline, call): each call's next engine deadline, lazily invalidated.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, CallKey)>>,
     next_call: u64,
     ids: forward::Ids,
     decisions: VecDeque<(Instant, String, Decision)>,
@@ -177,7 +182,7 @@ pub struct Proxy<R> {
     /// Branches waiting for a name to be resolved, by question id.
     resolving: HashMap<u64, Resolving>,
     /// Calls waiting for the failure question's answer, by question id.
-    failing: HashMap<u64, u64>,
+    failing: HashMap<u64, CallKey>,
     /// Requests waiting for their routing answer, by question id.
     routing: HashMap<u64, Routing>,
     routing_by_server: HashMap<ServerTxn, u64>,
@@ -319,9 +324,13 @@ impl<R: RoutePolicy> Proxy<R> {
             Event::StrayResponse { response, source } => {
                 self.forward_stray(now, response, source, txn)
             }
-            Event::Timeout(TxnRef::Client(client)) => {
-                self.on_branch_failure(now, client, Why::TransactionTimeout, 408, txn)
-            }
+            Event::Timeout(TxnRef::Client(client)) => self.on_branch_failure(
+                now,
+                client,
+                Why::TransactionTimeout,
+                StatusCode::REQUEST_TIMEOUT,
+                txn,
+            ),
             Event::TransportError(TxnRef::Client(client), e) => {
                 // udp_mtu's fallback first, then the target's other addresses, then failover.
                 let cid = self.by_client.get(&client).map(|&(cid, _)| cid);
@@ -332,7 +341,13 @@ impl<R: RoutePolicy> Proxy<R> {
                         self.drive(now, cid, txn);
                     }
                 } else {
-                    self.on_branch_failure(now, client, Why::Transport(e), 503, txn)
+                    self.on_branch_failure(
+                        now,
+                        client,
+                        Why::Transport(e),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        txn,
+                    )
                 }
             }
             Event::Terminated(TxnRef::Client(client)) => {
@@ -357,7 +372,7 @@ impl<R: RoutePolicy> Proxy<R> {
         }
     }
 
-    fn maybe_release(&mut self, cid: u64) {
+    fn maybe_release(&mut self, cid: CallKey) {
         let done = self
             .calls
             .get(&cid)
@@ -385,7 +400,7 @@ impl<R: RoutePolicy> Proxy<R> {
             match request.method() {
                 Some(Method::Options) => {
                     let resp = request
-                        .response(200, "OK")
+                        .reply(StatusCode::OK)
                         .to_tag(&stateless_tag(&request))
                         .header("Allow", ALLOW)
                         .header("Accept", "application/sdp")
@@ -396,7 +411,14 @@ impl<R: RoutePolicy> Proxy<R> {
                 }
                 Some(Method::Register) => {
                     let why = "REGISTER to the proxy: no registrar".into();
-                    return self.refuse(now, server, &request, 405, "Method Not Allowed", why, txn);
+                    return self.refuse(
+                        now,
+                        server,
+                        &request,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        why,
+                        txn,
+                    );
                 }
                 _ => {}
             }
@@ -404,21 +426,29 @@ impl<R: RoutePolicy> Proxy<R> {
         // RFC 3261 §16.3: Max-Forwards, loops, Proxy-Require.
         if request.max_forwards().ok().flatten() == Some(0) {
             let why = "Max-Forwards is 0".into();
-            return self.refuse(now, server, &request, 483, "Too Many Hops", why, txn);
+            return self.refuse(now, server, &request, StatusCode::TOO_MANY_HOPS, why, txn);
         }
         if self.local.is_loop(&request) {
             let why = "request looped".into();
-            return self.refuse(now, server, &request, 482, "Loop Detected", why, txn);
+            return self.refuse(now, server, &request, StatusCode::LOOP_DETECTED, why, txn);
         }
         if request.tokens(HeaderName::ProxyRequire).next().is_some() {
             let why = "Proxy-Require names an extension we lack".into();
-            return self.refuse(now, server, &request, 420, "Bad Extension", why, txn);
+            return self.refuse(now, server, &request, StatusCode::BAD_EXTENSION, why, txn);
         }
         let routed = match self.local.preprocess_route(&request) {
             Ok(r) => r,
             Err(_) => {
                 let why = "Route header does not parse".into();
-                return self.refuse(now, server, &request, 400, "Bad Route", why, txn);
+                return self.refuse_with_reason(
+                    now,
+                    server,
+                    &request,
+                    StatusCode::BAD_REQUEST,
+                    "Bad Route",
+                    why,
+                    txn,
+                );
             }
         };
         let trusted = self.cfg.security.is_trusted(source.addr.ip());
@@ -434,7 +464,15 @@ impl<R: RoutePolicy> Proxy<R> {
                 // route set it recorded: it is not ours to relay (an open relay otherwise).
                 let why =
                     format!("in-dialog {method} from {source} without a Route this proxy recorded");
-                return self.refuse(now, server, &routed.request, 404, "Not Here", why, txn);
+                return self.refuse_with_reason(
+                    now,
+                    server,
+                    &routed.request,
+                    StatusCode::NOT_FOUND,
+                    "Not Here",
+                    why,
+                    txn,
+                );
             }
             true
         } else if routed.foreign > 0 && trusted {
@@ -459,7 +497,15 @@ impl<R: RoutePolicy> Proxy<R> {
                 }
                 Err(_) => {
                     let why = "Route header does not parse".into();
-                    return self.refuse(now, server, &request, 400, "Bad Route", why, txn);
+                    return self.refuse_with_reason(
+                        now,
+                        server,
+                        &request,
+                        StatusCode::BAD_REQUEST,
+                        "Bad Route",
+                        why,
+                        txn,
+                    );
                 }
             }
         } else {
@@ -486,8 +532,7 @@ impl<R: RoutePolicy> Proxy<R> {
                         now,
                         server,
                         &request,
-                        416,
-                        "Unsupported URI Scheme",
+                        StatusCode::UNSUPPORTED_URI_SCHEME,
                         why,
                         txn,
                     );
@@ -502,7 +547,8 @@ impl<R: RoutePolicy> Proxy<R> {
                     rule,
                 } => {
                     let why = format!("rule {rule:?}: {reason}");
-                    return self.refuse(now, server, &request, status, &reason, why, txn);
+                    return self
+                        .refuse_with_reason(now, server, &request, status, &reason, why, txn);
                 }
                 RouteDecision::Later => {
                     return self.ask_route(now, server, request, source, call_id, txn);
@@ -515,7 +561,15 @@ impl<R: RoutePolicy> Proxy<R> {
             if to_us {
                 // Its next hop is this proxy: nowhere to go.
                 let why = format!("{method} addressed to this proxy, without a Route");
-                return self.refuse(now, server, &request, 404, "Not Here", why, txn);
+                return self.refuse_with_reason(
+                    now,
+                    server,
+                    &request,
+                    StatusCode::NOT_FOUND,
+                    "Not Here",
+                    why,
+                    txn,
+                );
             }
             self.decide(
                 now,
@@ -532,6 +586,7 @@ impl<R: RoutePolicy> Proxy<R> {
             // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
             let trying = request.reply(StatusCode::TRYING).build();
             if let Err(e) = txn.send_response(now, server, trying) {
+                self.stats.unsent("response");
                 debug!(call_id, "100 Trying not sent: {e}");
             }
         }
@@ -566,7 +621,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 },
             );
         }
-        let cid = self.next_call;
+        let cid = CallKey(self.next_call);
         self.next_call += 1;
         let is_invite = request.method() == Some(&Method::Invite);
         let mut engine = Engine::new(
@@ -601,7 +656,7 @@ impl<R: RoutePolicy> Proxy<R> {
     }
 
     /// Carries out the engine's steps for a call, then schedules its next deadline.
-    fn drive(&mut self, now: Instant, cid: u64, txn: &mut TxnLayer) {
+    fn drive(&mut self, now: Instant, cid: CallKey, txn: &mut TxnLayer) {
         loop {
             let Some(call) = self.calls.get_mut(&cid) else {
                 return;
@@ -675,8 +730,11 @@ impl<R: RoutePolicy> Proxy<R> {
                         return;
                     };
                     let (status, bytes) = if end == End::Cancelled {
-                        let resp = call.request.response(487, "Request Terminated");
-                        (487, resp.to_tag(&call.to_tag).build())
+                        let resp = call.request.reply(StatusCode::REQUEST_TERMINATED);
+                        (
+                            StatusCode::REQUEST_TERMINATED,
+                            resp.to_tag(&call.to_tag).build(),
+                        )
                     } else {
                         call.engine.best().build(&call.request, &call.to_tag)
                     };
@@ -697,7 +755,7 @@ impl<R: RoutePolicy> Proxy<R> {
 
     /// Carries out the policy's answer to the failure question. True when the call goes on
     /// (new branches started, or the answer comes later); false to send the best reply.
-    fn after_failure(&mut self, now: Instant, cid: u64, answer: Failure) -> bool {
+    fn after_failure(&mut self, now: Instant, cid: CallKey, answer: Failure) -> bool {
         let Some(call) = self.calls.get_mut(&cid) else {
             return true;
         };
@@ -762,7 +820,9 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(&(cid, b)) = self.by_client.get(&client) else {
             return;
         };
-        let Some(code) = resp.status() else { return };
+        let Some(code) = resp.status_code() else {
+            return;
+        };
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
@@ -781,7 +841,7 @@ impl<R: RoutePolicy> Proxy<R> {
         } else {
             edits.apply(resp.clone()).unwrap_or(resp)
         };
-        if code < 200 {
+        if code.is_provisional() {
             let relay = call.engine.on_provisional(now, b, code);
             if relay && !call.final_sent {
                 let bytes = forward::response(&resp);
@@ -792,14 +852,14 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         } else {
             let late = call.answered_by.is_some_and(|a| a != b);
-            if (200..300).contains(&code) && late && self.cfg.late_answer == LateAnswer::Hangup {
+            if code.is_success() && late && self.cfg.late_answer == LateAnswer::Hangup {
                 let call_id = call.call_id.clone();
                 let transport = txn
                     .peer(TxnRef::Client(client))
                     .map_or(Transport::Udp, |p| p.transport);
                 return self.hang_up_late(now, cid, transport, &resp, &call_id, txn);
             }
-            if (200..300).contains(&code) {
+            if code.is_success() {
                 // Every 2xx goes upstream (§16.7 step 5), even after a final was sent: a late
                 // answer is never lost. Outside the transaction it goes statelessly.
                 let bytes = forward::response(&resp);
@@ -817,7 +877,7 @@ impl<R: RoutePolicy> Proxy<R> {
         now: Instant,
         client: ClientTxn,
         why: Why,
-        synthetic: u16,
+        synthetic: StatusCode,
         txn: &mut TxnLayer,
     ) {
         let Some(&(cid, b)) = self.by_client.get(&client) else {

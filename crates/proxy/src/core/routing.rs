@@ -45,6 +45,7 @@ impl<R: RoutePolicy> Proxy<R> {
             // The answer may take a while: stop the caller's retransmissions now.
             let trying = request.reply(StatusCode::TRYING).build();
             if let Err(e) = txn.send_response(now, server, trying) {
+                self.stats.unsent("response");
                 debug!(call_id, "100 Trying not sent: {e}");
             }
         }
@@ -110,7 +111,7 @@ impl<R: RoutePolicy> Proxy<R> {
             RouteDecision::Later => {
                 let why = "the routing policy answered Later to its own question".into();
                 let e = StatusCode::SERVER_INTERNAL_ERROR;
-                self.reply_pending(now, r, e.as_u16(), e.reason(), why, txn);
+                self.reply_pending(now, r, e, e.reason(), why, txn);
             }
         }
     }
@@ -133,6 +134,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let ok = cancel.reply(StatusCode::OK).build();
         if let Err(e) = txn.send_response(now, cancel_server, ok) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "200 for the CANCEL not sent: {e}");
         }
         let terminated = r
@@ -141,13 +143,20 @@ impl<R: RoutePolicy> Proxy<R> {
             .to_tag(&self.ids.tag())
             .build();
         if let Err(e) = txn.send_response(now, r.server, terminated) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "487 not sent: {e}");
         }
         info!(
             call_id = r.call_id,
             "cancelled upstream while its routing answer was pending"
         );
-        self.decide(now, &r.call_id, Decision::Final { status: 487 });
+        self.decide(
+            now,
+            &r.call_id,
+            Decision::Final {
+                status: StatusCode::REQUEST_TERMINATED,
+            },
+        );
         true
     }
 
@@ -164,7 +173,7 @@ impl<R: RoutePolicy> Proxy<R> {
             self.routing_by_server.remove(&r.server);
             let why = format!("no routing answer in {} s", ROUTE_ANSWER_TIMEOUT.as_secs());
             let e = StatusCode::SERVER_INTERNAL_ERROR;
-            self.reply_pending(now, r, e.as_u16(), e.reason(), why, txn);
+            self.reply_pending(now, r, e, e.reason(), why, txn);
         }
     }
 
@@ -185,13 +194,14 @@ impl<R: RoutePolicy> Proxy<R> {
         &mut self,
         now: Instant,
         r: Routing,
-        status: u16,
+        status: StatusCode,
         reason: &str,
         why: String,
         txn: &mut TxnLayer,
     ) {
         let bytes = self.refusal(now, r.server, &r.request, status, reason, why, txn);
         if let Err(e) = txn.send_response(now, r.server, bytes) {
+            self.stats.unsent("response");
             debug!(call_id = r.call_id, "final response not sent: {e}");
         }
     }

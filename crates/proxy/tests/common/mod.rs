@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use rollover_proxy::*;
-use rollover_sip::Message;
+use rollover_sip::{Message, StatusCode};
 use rollover_txn::Peer;
 
 pub use rollover_testkit::{addr, udp, Net, PROXY};
@@ -34,7 +34,7 @@ pub fn plan(req: &Message, _: &Peer) -> RouteDecision {
             }
         }
         _ => RouteDecision::Reject {
-            status: 404,
+            status: StatusCode::NOT_FOUND,
             reason: "Not Found".into(),
             rule: Arc::from("(no match)"),
         },
