@@ -135,6 +135,49 @@ struct Incoming {
 }
 
 /// Every call of a user agent, sans-IO. See the module docs.
+/// What a user agent has done since it started, for an application's logs or metrics:
+/// read with [`UaCore::stats`], never reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UaStats {
+    /// Outgoing calls placed.
+    pub calls: u64,
+    /// INVITEs sent to a target (each target of each call).
+    pub targets_tried: u64,
+    /// Targets left behind (the call rolled over).
+    pub rolled_over: u64,
+    /// 3xx responses that offered new targets.
+    pub redirects: u64,
+    /// Outgoing calls a target answered.
+    pub answered: u64,
+    /// Outgoing calls that ended unanswered (every target failed, or cancelled).
+    pub unanswered: u64,
+    /// Incoming INVITEs taken as new calls.
+    pub incoming: u64,
+    /// Incoming calls the application accepted.
+    pub incoming_accepted: u64,
+    /// Incoming calls cancelled by the caller before an answer.
+    pub incoming_cancelled: u64,
+}
+
+impl std::fmt::Display for UaStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "calls={} targets_tried={} rolled_over={} redirects={} answered={} unanswered={} incoming={} incoming_accepted={} incoming_cancelled={}",
+            self.calls,
+            self.targets_tried,
+            self.rolled_over,
+            self.redirects,
+            self.answered,
+            self.unanswered,
+            self.incoming,
+            self.incoming_accepted,
+            self.incoming_cancelled
+        )
+    }
+}
+
 pub struct UaCore {
     cfg: UaConfig,
     /// Our address, for the Contact of our 2xx.
@@ -154,6 +197,7 @@ pub struct UaCore {
     /// Incoming INVITEs not answered yet, by server transaction (a CANCEL names it).
     invites: HashMap<ServerTxn, CallRef>,
     events: VecDeque<UaEvent>,
+    stats: UaStats,
 }
 
 impl std::fmt::Debug for UaCore {
@@ -180,12 +224,18 @@ impl UaCore {
             clients: HashMap::new(),
             invites: HashMap::new(),
             events: VecDeque::new(),
+            stats: UaStats::default(),
         }
     }
 
     /// The timers in force.
     pub fn config(&self) -> &UaConfig {
         &self.cfg
+    }
+
+    /// What this user agent has done since it started.
+    pub fn stats(&self) -> &UaStats {
+        &self.stats
     }
 
     /// Whether a call is still known: an outgoing call not yet finished, or an incoming
@@ -209,6 +259,7 @@ impl UaCore {
         txn: &mut TxnLayer,
     ) -> CallRef {
         let r = self.new_ref();
+        self.stats.calls += 1;
         let key = DialogKey {
             call_id: opts.call_id.clone(),
             local_tag: opts.from_tag.clone(),
@@ -263,6 +314,7 @@ impl UaCore {
         let req = &call.request;
         let tag = &call.key.local_tag;
         let accepted = matches!(answer, Answer::Accept(_));
+        self.stats.incoming_accepted += u64::from(accepted);
         let resp = match answer {
             Answer::Accept(sdp) => {
                 let b = req
@@ -337,6 +389,15 @@ impl UaCore {
             return;
         };
         while let Some(e) = call.poll_event() {
+            let st = &mut self.stats;
+            match &e {
+                CallEvent::Trying(_) => st.targets_tried += 1,
+                CallEvent::RolledOver(..) => st.rolled_over += 1,
+                CallEvent::Redirected(..) => st.redirects += 1,
+                CallEvent::Ended(o) if o.answered_by.is_some() => st.answered += 1,
+                CallEvent::Ended(_) => st.unanswered += 1,
+                _ => {}
+            }
             self.events.push_back(UaEvent::Call(r, e));
         }
         for c in call.transactions() {
@@ -436,6 +497,7 @@ impl UaCore {
                         resend: None,
                     },
                 );
+                self.stats.incoming += 1;
                 self.events.push_back(UaEvent::Incoming(r, request));
             }
             Some(Method::Cancel) if !ours => {
@@ -462,6 +524,7 @@ impl UaCore {
                 self.end_incoming(r);
                 self.events
                     .push_back(UaEvent::IncomingEnded(r, IncomingEnd::Cancelled));
+                self.stats.incoming_cancelled += 1;
             }
             // Nothing else is taken: re-INVITEs, other methods, our own INVITE looped back.
             _ => {

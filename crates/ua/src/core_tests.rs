@@ -271,6 +271,12 @@ fn a_cancel_before_the_answer_gets_200_and_the_invite_487() {
     assert!(b.sent[before..]
         .iter()
         .all(|(_, m)| m.status() != Some(200)));
+    let s = b.core.stats();
+    assert_eq!(
+        (s.incoming, s.incoming_cancelled, s.incoming_accepted),
+        (1, 1, 0),
+        "{s}"
+    );
 }
 
 #[test]
@@ -350,4 +356,16 @@ fn an_outgoing_call_through_the_core_reports_by_its_handle_and_finishes() {
         .any(|e| matches!(e, CallEvent::HungUp { remote: false })));
     assert!(b.events.contains(&UaEvent::Finished(r)), "{:?}", b.events);
     assert!(!b.core.contains(r));
+    let s = b.core.stats();
+    assert_eq!(
+        (
+            s.calls,
+            s.targets_tried,
+            s.rolled_over,
+            s.answered,
+            s.unanswered
+        ),
+        (1, 2, 1, 1, 0),
+        "{s}"
+    );
 }

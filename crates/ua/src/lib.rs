@@ -28,7 +28,7 @@ mod core;
 mod digest;
 mod endpoint;
 
-pub use crate::core::{Answer, CallRef, IncomingEnd, UaConfig, UaCore, UaEvent};
+pub use crate::core::{Answer, CallRef, IncomingEnd, UaConfig, UaCore, UaEvent, UaStats};
 pub use call::{
     Attempt, CallEvent, CallOptions, CallOutcome, OutgoingCall, RedirectDecision, RedirectHandler,
     Redirects, SdpAnswerer, TIMER_C,
