@@ -134,7 +134,6 @@ struct Incoming {
     resend: Option<Resend>,
 }
 
-/// Every call of a user agent, sans-IO. See the module docs.
 /// What a user agent has done since it started, for an application's logs or metrics:
 /// read with [`UaCore::stats`], never reset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,6 +177,7 @@ impl std::fmt::Display for UaStats {
     }
 }
 
+/// Every call of a user agent, sans-IO. See the module docs.
 pub struct UaCore {
     cfg: UaConfig,
     /// Our address, for the Contact of our 2xx.
