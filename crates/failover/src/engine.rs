@@ -259,6 +259,17 @@ impl Engine {
         &self.best
     }
 
+    /// Drops what only choosing the final response needed (the responses ranked so far,
+    /// the targets not tried, the identities seen), once the owner has sent that final:
+    /// a call that only lingers to relay a retransmitted 2xx keeps its branches' targets
+    /// and nothing else.
+    pub fn forget_responses(&mut self) {
+        self.best = BestResponse::default();
+        self.groups = VecDeque::new();
+        self.seen = Vec::new();
+        self.steps.shrink_to_fit();
+    }
+
     /// The status the caller gets when every target failed.
     pub fn best_status(&self) -> StatusCode {
         self.best.status()

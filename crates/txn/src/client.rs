@@ -57,7 +57,9 @@ pub enum InviteClientState {
 #[derive(Debug)]
 pub(crate) struct InviteClient {
     pub state: InviteClientState,
-    pub request: Message,
+    /// For retransmissions, the ACK and a CANCEL; dropped at the final response, after
+    /// which the transaction only lingers (Timer D or M) and needs at most the ACK.
+    pub request: Option<Message>,
     pub reliable: bool,
     pub interval: Duration,
     pub timers: Timers,
@@ -82,7 +84,7 @@ impl InviteClient {
     ) -> Self {
         let mut t = InviteClient {
             state: InviteClientState::Calling,
-            request,
+            request: Some(request),
             reliable,
             interval: cfg.t1,
             timers: Timers::default(),
@@ -92,7 +94,9 @@ impl InviteClient {
             pending_cancel: None,
             cancel_sent: false,
         };
-        out.push(Action::Send(t.request.as_bytes().clone()));
+        if let Some(r) = &t.request {
+            out.push(Action::Send(r.as_bytes().clone()));
+        }
         if !reliable {
             t.timers.set(Slot::Retransmit, now + cfg.t1);
         }
@@ -105,7 +109,9 @@ impl InviteClient {
         match (slot, &self.state) {
             (Slot::Retransmit, Calling) if !self.abandoned => {
                 // Timer A: resend, interval doubles (§17.1.1.2).
-                out.push(Action::Send(self.request.as_bytes().clone()));
+                if let Some(r) = &self.request {
+                    out.push(Action::Send(r.as_bytes().clone()));
+                }
                 self.interval *= 2;
                 self.timers.set(Slot::Retransmit, now + self.interval);
             }
@@ -143,6 +149,7 @@ impl InviteClient {
             }
             (Calling | Proceeding, 200..=299) => {
                 self.state = Accepted;
+                self.request = None;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
                 self.timers.set(Slot::Linger, now + cfg.t1x64());
@@ -154,7 +161,7 @@ impl InviteClient {
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
                 // ACK built here, with the response's To tag (§17.1.1.3).
-                if let Ok(ack) = self.request.ack_for(&resp) {
+                if let Some(Ok(ack)) = self.request.take().map(|r| r.ack_for(&resp)) {
                     out.push(Action::Send(ack.clone()));
                     self.ack = Some(ack);
                 }
@@ -297,6 +304,8 @@ impl NonInviteClient {
             }
             (Trying | Proceeding, _) => {
                 self.state = Completed;
+                // Only lingers now (Timer K): nothing left to resend.
+                self.request = Bytes::new();
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
                 let k = if self.reliable {

@@ -597,7 +597,10 @@ impl TxnLayer {
         if m.state != crate::client::InviteClientState::Proceeding {
             return Ok(txn);
         }
-        let cancel = m.request.cancel(reason).map_err(|_| TxnError::Unkeyed)?;
+        let Some(request) = &m.request else {
+            return Ok(txn);
+        };
+        let cancel = request.cancel(reason).map_err(|_| TxnError::Unkeyed)?;
         let cancel = Message::parse(cancel).map_err(|_| TxnError::Unkeyed)?;
         let cfg = self.cfg;
         if let Some(Entry {

@@ -97,6 +97,8 @@ impl InviteServer {
         match self.state {
             InviteServerState::Completed => {
                 self.state = InviteServerState::Confirmed;
+                // Confirmed only absorbs ACKs (Timer I): the final is not needed again.
+                self.last_response = None;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
                 let i = if self.reliable {

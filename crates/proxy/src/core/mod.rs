@@ -706,6 +706,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 }
                 Step::Done(End::Answered(b)) => {
                     call.final_sent = true;
+                    call.engine.forget_responses();
                     call.answered_by = Some(b);
                 }
                 Step::Done(end) => {
@@ -739,6 +740,7 @@ impl<R: RoutePolicy> Proxy<R> {
                         call.engine.best().build(&call.request, &call.to_tag)
                     };
                     call.final_sent = true;
+                    call.engine.forget_responses();
                     if let Err(e) = txn.send_response(now, call.server, bytes) {
                         self.stats.unsent("response");
                         debug!(call_id = call.call_id, "final {status} not sent: {e}");
@@ -805,6 +807,7 @@ impl<R: RoutePolicy> Proxy<R> {
             if !call.final_sent {
                 let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
                 call.final_sent = true;
+                call.engine.forget_responses();
                 if let Err(e) = txn.send_response(now, call.server, bytes) {
                     self.stats.unsent("response");
                     debug!(call_id = call.call_id, "final {status} not sent: {e}");
