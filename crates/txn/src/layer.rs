@@ -318,6 +318,27 @@ impl TxnLayer {
         }
     }
 
+    /// Deadlines queued, live or stale (for tests of the compaction).
+    #[doc(hidden)]
+    pub fn heap_len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drops stale deadlines (a Timer B cleared by a response, a timer reset) once they
+    /// outnumber four per live transaction: otherwise each stays until it is due.
+    fn compact_heap(&mut self) {
+        if self.heap.len() <= 4 * self.table.len() + 1024 {
+            return;
+        }
+        let slots = &self.slots;
+        self.heap.retain(|Reverse((at, id, slot))| {
+            slots
+                .get(id.index as usize)
+                .and_then(Option::as_deref)
+                .is_some_and(|e| e.gen == id.gen && timers_of(e).get(*slot) == Some(*at))
+        });
+    }
+
     /// Applies the actions a machine produced, schedules its timers, reaps it when done.
     fn settle(&mut self, id: Id) {
         let mut actions = std::mem::take(&mut self.scratch);
@@ -341,6 +362,7 @@ impl TxnLayer {
             self.heap.push(Reverse((at, id, slot)));
         }
         let done = entry.is_terminated();
+        self.compact_heap();
         for a in actions.drain(..) {
             match a {
                 Action::Send(bytes) => self.transmits.push_back(Transmit {

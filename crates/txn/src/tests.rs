@@ -671,3 +671,36 @@ fn stats_count_what_the_layer_and_its_front_door_did() {
         "{s}"
     );
 }
+
+#[test]
+fn stale_deadlines_are_compacted_and_live_ones_kept() {
+    let mut h = Harness::new();
+    // 1,000 OPTIONS over UDP never answered: they must still retransmit and time out at
+    // 64·T1 whatever is compacted around them. Their Timer E (at T1) stays on top of the
+    // deadline heap, so what is stale below it is not dropped on the way.
+    for i in 0..1000 {
+        let req = request(Method::Options, &format!("z9hG4bK-u{i}"), Transport::Udp);
+        h.layer
+            .send_request(h.now, req, peer(Transport::Udp))
+            .unwrap();
+    }
+    // 5,000 over TCP answered at once: each leaves its Timer F behind, stale.
+    for i in 0..5000 {
+        let req = request(Method::Options, &format!("z9hG4bK-a{i}"), Transport::Tcp);
+        h.layer
+            .send_request(h.now, req.clone(), peer(Transport::Tcp))
+            .unwrap();
+        h.recv(Transport::Tcp, response_to(&req, 200));
+    }
+    h.run_until(Duration::from_millis(1));
+    assert_eq!(h.layer.len(), 1000);
+    assert!(
+        h.layer.heap_len() <= 4 * h.layer.len() + 1024,
+        "{} deadlines for {} transactions",
+        h.layer.heap_len(),
+        h.layer.len()
+    );
+    h.run_until(Duration::from_secs(40));
+    assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 1000);
+    assert!(h.layer.is_empty());
+}

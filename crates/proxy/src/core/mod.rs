@@ -164,7 +164,9 @@ pub struct Proxy<R> {
     local: Local,
     router: R,
     resolver: Box<dyn Resolver + Send>,
-    calls: HashMap<CallKey, Call>,
+    /// Boxed: a call lingers 32 s after its final (RFC 6026), so the table holds tens of
+    /// thousands; boxed, its spare capacity costs a pointer per slot, not a whole call.
+    calls: HashMap<CallKey, Box<Call>>,
     by_server: HashMap<ServerTxn, CallKey>,
     by_client: HashMap<ClientTxn, (CallKey, BranchId)>,
     /// (deadline, call): each call's next engine deadline, lazily invalidated.
@@ -370,6 +372,21 @@ impl<R: RoutePolicy> Proxy<R> {
             Event::Timeout(TxnRef::Server(_)) | Event::TransportError(TxnRef::Server(_), _) => {}
             _ => {}
         }
+    }
+
+    /// Drops stale deadlines from the timer heap once they outnumber the live ones: a
+    /// deadline left behind (a branch answered before its Timer C) would otherwise stay
+    /// until it is due, up to 3 minutes, for every call.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.calls.len() + 1024 {
+            return;
+        }
+        let calls = &self.calls;
+        self.timers.retain(|Reverse((at, cid))| {
+            calls
+                .get(cid)
+                .is_some_and(|c| c.engine.poll_timeout() == Some(*at))
+        });
     }
 
     fn maybe_release(&mut self, cid: CallKey) {
@@ -650,7 +667,7 @@ impl<R: RoutePolicy> Proxy<R> {
             live_clients: 0,
             server_done: false,
         };
-        self.calls.insert(cid, call);
+        self.calls.insert(cid, Box::new(call));
         self.by_server.insert(server, cid);
         self.drive(now, cid, txn);
     }
@@ -752,6 +769,7 @@ impl<R: RoutePolicy> Proxy<R> {
         }
         if let Some(at) = self.calls.get(&cid).and_then(|c| c.engine.poll_timeout()) {
             self.timers.push(Reverse((at, cid)));
+            self.compact_timers();
         }
     }
 
