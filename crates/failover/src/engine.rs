@@ -268,6 +268,7 @@ impl Engine {
         self.groups = VecDeque::new();
         self.seen = Vec::new();
         self.steps.shrink_to_fit();
+        self.branches.shrink_to_fit();
     }
 
     /// The status the caller gets when every target failed.

@@ -133,6 +133,12 @@ impl Message {
         Some(crate::uri::Uri::parse(s).map_err(|_| ErrorKind::RequestUri.at(offset)))
     }
 
+    /// Gives back the header index's spare capacity: for a message kept long after it was
+    /// parsed (a request whose call lingers).
+    pub fn shrink_to_fit(&mut self) {
+        self.headers.shrink_to_fit();
+    }
+
     /// The status code, for a response.
     pub fn status(&self) -> Option<u16> {
         match self.start_line {

@@ -389,6 +389,16 @@ impl<R: RoutePolicy> Proxy<R> {
         });
     }
 
+    /// Forgets a call whose transactions still run: their events then find no call.
+    fn release_now(&mut self, cid: CallKey) {
+        if let Some(call) = self.calls.remove(&cid) {
+            self.by_server.remove(&call.server);
+            for c in call.clients.iter().flatten() {
+                self.by_client.remove(c);
+            }
+        }
+    }
+
     fn maybe_release(&mut self, cid: CallKey) {
         let done = self
             .calls
@@ -724,6 +734,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 Step::Done(End::Answered(b)) => {
                     call.final_sent = true;
                     call.engine.forget_responses();
+                    call.request.shrink_to_fit();
                     call.answered_by = Some(b);
                 }
                 Step::Done(end) => {
@@ -758,6 +769,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     };
                     call.final_sent = true;
                     call.engine.forget_responses();
+                    call.request.shrink_to_fit();
                     if let Err(e) = txn.send_response(now, call.server, bytes) {
                         self.stats.unsent("response");
                         debug!(call_id = call.call_id, "final {status} not sent: {e}");
@@ -766,6 +778,15 @@ impl<R: RoutePolicy> Proxy<R> {
                     self.decide(now, &call_id, Decision::Final { status });
                 }
             }
+        }
+        let finished = self.calls.get(&cid).is_some_and(|c| {
+            c.final_sent && c.engine.is_done() && c.request.method() != Some(&Method::Invite)
+        });
+        if finished {
+            // A non-INVITE's final is sent: its transactions absorb retransmissions on
+            // their own (a non-INVITE has no late 2xx to relay), so the call goes now
+            // rather than lingering with them for Timer J.
+            return self.release_now(cid);
         }
         if let Some(at) = self.calls.get(&cid).and_then(|c| c.engine.poll_timeout()) {
             self.timers.push(Reverse((at, cid)));
@@ -826,6 +847,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
                 call.final_sent = true;
                 call.engine.forget_responses();
+                call.request.shrink_to_fit();
                 if let Err(e) = txn.send_response(now, call.server, bytes) {
                     self.stats.unsent("response");
                     debug!(call_id = call.call_id, "final {status} not sent: {e}");
