@@ -318,6 +318,20 @@ impl TxnLayer {
         }
     }
 
+    /// Gives memory back after a peak of load: a table or queue holding a quarter of its
+    /// capacity is shrunk to twice what it holds.
+    fn shrink_after_peak(&mut self) {
+        let n = self.table.len();
+        if self.table.capacity() > 4096 && n < self.table.capacity() / 4 {
+            self.table.shrink_to(n * 2);
+        }
+        let h = self.heap.len();
+        if self.heap.capacity() > 4096 && h < self.heap.capacity() / 4 {
+            self.heap.shrink_to(h * 2);
+        }
+        // The slab keeps its length: a slot's generation must outlive every handle to it.
+    }
+
     /// Deadlines queued, live or stale (for tests of the compaction).
     #[doc(hidden)]
     pub fn heap_len(&self) -> usize {
@@ -668,6 +682,7 @@ impl TxnLayer {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.shrink_after_peak();
         while let Some(&Reverse((at, id, slot))) = self.heap.peek() {
             if at > now {
                 break;

@@ -389,6 +389,23 @@ impl<R: RoutePolicy> Proxy<R> {
         });
     }
 
+    /// Gives memory back after a peak of load: a table holding a quarter of its capacity is
+    /// shrunk to twice what it holds.
+    fn shrink_after_peak(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4096 && m.len() < m.capacity() / 4 {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        shrink(&mut self.calls);
+        shrink(&mut self.by_server);
+        shrink(&mut self.by_client);
+        let t = self.timers.len();
+        if self.timers.capacity() > 4096 && t < self.timers.capacity() / 4 {
+            self.timers.shrink_to(t * 2);
+        }
+    }
+
     /// Forgets a call whose transactions still run: their events then find no call.
     fn release_now(&mut self, cid: CallKey) {
         if let Some(call) = self.calls.remove(&cid) {
@@ -937,6 +954,7 @@ impl<R: RoutePolicy> Proxy<R> {
         self.pike.handle_timeout(now);
         self.refusals.flush(now);
         self.expire_routes(now, txn);
+        self.shrink_after_peak();
         while let Some(&Reverse((at, cid))) = self.timers.peek() {
             if at > now {
                 break;
