@@ -224,35 +224,3 @@ impl NoiseLog {
 pub fn stamp_via(msg: Message, source: &Peer) -> Message {
     msg.stamp_via(source.addr)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Transport;
-
-    fn req(via: &str) -> Message {
-        let text = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {via}\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n");
-        Message::parse(text.into_bytes()).unwrap()
-    }
-
-    #[test]
-    fn received_and_rport() {
-        let src = Peer {
-            transport: Transport::Udp,
-            addr: "192.0.2.7:5999".parse().unwrap(),
-        };
-        let m = stamp_via(
-            req("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP x"),
-            &src,
-        );
-        let v = m.top_via().unwrap();
-        assert_eq!(v.received(), Some("192.0.2.7"));
-        assert_eq!(v.rport(), Some(Some(5999)));
-        assert_eq!(v.branch(), Some("z9hG4bK1"));
-        assert_eq!(m.vias().count(), 2);
-        // Nothing to do: untouched, same bytes.
-        let same = req("SIP/2.0/UDP 192.0.2.7:5999;branch=z9hG4bK1");
-        let out = stamp_via(same.clone(), &src);
-        assert_eq!(out.as_bytes(), same.as_bytes());
-    }
-}

@@ -389,6 +389,38 @@ impl<R: RoutePolicy> Proxy<R> {
         });
     }
 
+    /// Our own 100 Trying for an INVITE (§16.2), which stops the caller's retransmissions.
+    fn send_trying(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        request: &Message,
+        call_id: &str,
+        txn: &mut TxnLayer,
+    ) {
+        if request.method() != Some(&Method::Invite) {
+            return;
+        }
+        let trying = request.reply(StatusCode::TRYING).build();
+        if let Err(e) = txn.send_response(now, server, trying) {
+            self.stats.unsent("response");
+            debug!(call_id, "100 Trying not sent: {e}");
+        }
+    }
+
+    /// 400 Bad Route: a Route header that does not parse.
+    fn refuse_bad_route(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        request: &Message,
+        txn: &mut TxnLayer,
+    ) {
+        let why = "Route header does not parse".into();
+        let code = StatusCode::BAD_REQUEST;
+        self.refuse_with_reason(now, server, request, code, "Bad Route", why, txn);
+    }
+
     /// Gives memory back after a peak of load: a table holding a quarter of its capacity is
     /// shrunk to twice what it holds.
     fn shrink_after_peak(&mut self) {
@@ -482,18 +514,7 @@ impl<R: RoutePolicy> Proxy<R> {
         }
         let routed = match self.local.preprocess_route(&request) {
             Ok(r) => r,
-            Err(_) => {
-                let why = "Route header does not parse".into();
-                return self.refuse_with_reason(
-                    now,
-                    server,
-                    &request,
-                    StatusCode::BAD_REQUEST,
-                    "Bad Route",
-                    why,
-                    txn,
-                );
-            }
+            Err(_) => return self.refuse_bad_route(now, server, &request, txn),
         };
         let trusted = self.cfg.security.is_trusted(source.addr.ip());
         let in_dialog = routed.request.to_tag().is_some();
@@ -539,18 +560,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     );
                     r
                 }
-                Err(_) => {
-                    let why = "Route header does not parse".into();
-                    return self.refuse_with_reason(
-                        now,
-                        server,
-                        &request,
-                        StatusCode::BAD_REQUEST,
-                        "Bad Route",
-                        why,
-                        txn,
-                    );
-                }
+                Err(_) => return self.refuse_bad_route(now, server, &request, txn),
             }
         } else {
             routed.request
@@ -626,14 +636,8 @@ impl<R: RoutePolicy> Proxy<R> {
                 },
             );
         }
-        if request.method() == Some(&Method::Invite) {
-            // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
-            let trying = request.reply(StatusCode::TRYING).build();
-            if let Err(e) = txn.send_response(now, server, trying) {
-                self.stats.unsent("response");
-                debug!(call_id, "100 Trying not sent: {e}");
-            }
-        }
+        // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
+        self.send_trying(now, server, &request, &call_id, txn);
         self.start_call(
             now, server, request, source, call_id, fixed_hop, plan, policy, rule, txn,
         );

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rollover_sip::{Message, Method, StatusCode};
+use rollover_sip::{Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, TxnLayer};
 use tracing::{debug, info};
 
@@ -41,14 +41,8 @@ impl<R: RoutePolicy> Proxy<R> {
         call_id: String,
         txn: &mut TxnLayer,
     ) {
-        if request.method() == Some(&Method::Invite) {
-            // The answer may take a while: stop the caller's retransmissions now.
-            let trying = request.reply(StatusCode::TRYING).build();
-            if let Err(e) = txn.send_response(now, server, trying) {
-                self.stats.unsent("response");
-                debug!(call_id, "100 Trying not sent: {e}");
-            }
-        }
+        // The answer may take a while: stop the caller's retransmissions now.
+        self.send_trying(now, server, &request, &call_id, txn);
         let id = self.next_query;
         self.next_query += 1;
         debug!(call_id, "routing answer pending (question {id})");
