@@ -23,9 +23,7 @@ const CALLER: &str = "198.51.100.1:5060";
 
 /// A caller's INVITE relayed to TARGET; returns the forwarded request.
 fn call_through<P: RoutePolicy>(n: &mut Net<P>, call_id: &str) -> (String, Message) {
-    let invite = format!(
-        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
-    );
+    let invite = invite_from_caller(call_id);
     n.recv(udp(CALLER), &invite);
     let fwd = n.sent_to(TARGET).last().copied().unwrap().clone();
     (invite, fwd)
@@ -38,7 +36,7 @@ fn cancel_of(invite: &str) -> String {
         .replace("Contact: <sip:alice@198.51.100.1:5060>\n", "")
 }
 
-fn statuses_with_method(n: &Net<Plan>, to: &str) -> Vec<String> {
+fn statuses_with_method<P: RoutePolicy>(n: &Net<P>, to: &str) -> Vec<String> {
     n.sent_to(to)
         .iter()
         .filter_map(|m| {
@@ -591,9 +589,10 @@ fn later_route() -> Net<LaterRoute> {
     )
 }
 
+/// The caller's INVITE for `call_id` (lines ending in `\n`).
 fn invite_from_caller(call_id: &str) -> String {
     format!(
-        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1:5060>\nContent-Length: 0\n\n"
+        "INVITE sip:100@192.0.2.1 SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}\nMax-Forwards: 70\nFrom: <sip:alice@example.com>;tag=alice\nTo: <sip:100@example.com>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{CALLER}>\nContent-Length: 0\n\n"
     )
 }
 
@@ -667,7 +666,7 @@ fn a_cancel_while_the_route_is_pending_ends_the_wait() {
     n.recv(udp(CALLER), &invite);
     let (id, asked) = route_question(&mut n);
     n.recv(udp(CALLER), &cancel_of(&invite));
-    let got = statuses_with_method_of(&n, CALLER);
+    let got = statuses_with_method(&n, CALLER);
     assert_eq!(got, ["100 INVITE", "200 CANCEL", "487 INVITE"]);
     // The late answer routes nothing.
     let now = n.now;
@@ -687,14 +686,4 @@ fn an_unanswered_route_question_is_answered_500_after_the_timeout() {
     n.run(Duration::from_millis(1100));
     // The 500 goes through the INVITE's transaction: Timer G repeats it until the ACK.
     assert_eq!(n.statuses_to(CALLER)[..2], [100, 500]);
-}
-
-fn statuses_with_method_of<P: RoutePolicy>(n: &Net<P>, to: &str) -> Vec<String> {
-    n.sent_to(to)
-        .iter()
-        .filter_map(|m| {
-            let c = m.cseq().ok()?;
-            Some(format!("{} {}", m.status()?, c.method.as_str()))
-        })
-        .collect()
 }
