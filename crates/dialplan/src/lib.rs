@@ -458,6 +458,10 @@ impl Config {
                     }
                 },
             },
+            workers: match &s.workers {
+                None => None,
+                Some(_) => Some(cx.count(&s.workers, "server.workers", 1, 256, 1)?),
+            },
             drain_timeout: cx.duration(
                 &s.drain_timeout,
                 "server.drain_timeout",
