@@ -457,6 +457,20 @@ impl Config {
                     }
                 },
             },
+            linger: match &s.linger {
+                None => txn_d.linger,
+                Some(v) => {
+                    let d = cx.duration(&s.linger, "server.linger", Duration::ZERO)?;
+                    if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
+                        return Err(cx.err(
+                            v.span(),
+                            "server.linger",
+                            "expected 1s to 64s (Kamailio's wait_timer is 5s; the RFC's timers are 32s)",
+                        ));
+                    }
+                    Some(d)
+                }
+            },
             workers: match &s.workers {
                 None => None,
                 Some(_) => Some(cx.count(&s.workers, "server.workers", 1, 256, 1)?),

@@ -60,6 +60,7 @@ pub(crate) struct RawServer {
     pub udp_mtu: Option<Spanned<i64>>,
     pub udp_mtu_try: Option<Spanned<String>>,
     pub workers: Option<Spanned<i64>>,
+    pub linger: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

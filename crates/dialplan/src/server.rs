@@ -44,15 +44,19 @@ pub struct ServerSettings {
     pub udp_mtu_try: Transport,
     /// Drivers running the cores, each on a thread of its own; `None`: one per core.
     pub workers: Option<usize>,
+    /// Cap on how long an ended transaction lingers (Timers D, J, L, M); `None`: 64·T1.
+    pub linger: Option<Duration>,
 }
 
 impl ServerSettings {
-    /// The transaction layer's configuration (T1, T2, T4; the rest at their defaults).
+    /// The transaction layer's configuration (T1, T2, T4, linger; the rest at their
+    /// defaults).
     pub fn txn_config(&self) -> rollover_txn::Config {
         rollover_txn::Config {
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,
+            linger: self.linger,
             ..rollover_txn::Config::default()
         }
     }

@@ -596,3 +596,21 @@ fn server_settings_reach_the_layers() {
     let p = cfg.proxy_config(Vec::new(), rollover_proxy::Secret::new(b"k"), 1);
     assert_eq!(p.timer_c, Duration::from_secs(90));
 }
+
+#[test]
+fn workers_and_linger() {
+    let cfg = Config::parse("t", "[server]\nworkers = 3\nlinger = \"5s\"\n").unwrap();
+    assert_eq!(cfg.server.workers, Some(3));
+    assert_eq!(cfg.server.worker_count(), 3);
+    assert_eq!(cfg.server.net_config().workers, 3);
+    assert_eq!(cfg.server.txn_config().linger, Some(Duration::from_secs(5)));
+    let cfg = Config::parse("t", "").unwrap();
+    assert_eq!(cfg.server.workers, None, "one per core");
+    assert!(cfg.server.worker_count() >= 1);
+    assert_eq!(cfg.server.txn_config().linger, None, "the RFC's timers");
+    let e = Config::parse("plan.toml", "[server]\nworkers = 0\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (2, "server.workers"));
+    let e = Config::parse("plan.toml", "[server]\n\nlinger = \"0.1s\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "server.linger"));
+    assert!(e.message.contains("wait_timer"), "{e}");
+}

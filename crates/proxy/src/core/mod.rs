@@ -755,7 +755,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 Step::Done(End::Answered(b)) => {
                     call.final_sent = true;
                     call.engine.forget_responses();
-                    call.request.shrink_to_fit();
+                    settle_request(&mut call.request);
                     call.answered_by = Some(b);
                 }
                 Step::Done(end) => {
@@ -790,7 +790,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     };
                     call.final_sent = true;
                     call.engine.forget_responses();
-                    call.request.shrink_to_fit();
+                    settle_request(&mut call.request);
                     if let Err(e) = txn.send_response(now, call.server, bytes) {
                         self.stats.unsent("response");
                         debug!(call_id = call.call_id, "final {status} not sent: {e}");
@@ -868,7 +868,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
                 call.final_sent = true;
                 call.engine.forget_responses();
-                call.request.shrink_to_fit();
+                settle_request(&mut call.request);
                 if let Err(e) = txn.send_response(now, call.server, bytes) {
                     self.stats.unsent("response");
                     debug!(call_id = call.call_id, "final {status} not sent: {e}");
@@ -973,4 +973,17 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         }
     }
+}
+
+/// A call's request once its final is sent: only its headers are needed again (a late 2xx
+/// to hang up, the reply route's view), so a lingering call does not keep the body.
+fn settle_request(request: &mut Message) {
+    if !request.body().is_empty() {
+        let mut e = request.edit();
+        e.set_body(None, bytes::Bytes::new());
+        if let Ok(m) = Message::parse(e.finish()) {
+            *request = m;
+        }
+    }
+    request.shrink_to_fit();
 }
