@@ -239,7 +239,9 @@ fn rules_without_a_method_route_invites_only_and_register_gets_405() {
     let status = |m: Method| match cfg.plan.route(&req(m), &udp()) {
         RouteDecision::Targets { .. } => 0,
         RouteDecision::Reject { status, .. } => status.as_u16(),
-        RouteDecision::Later => unreachable!("a dial plan answers at once"),
+        RouteDecision::Later | RouteDecision::Drop { .. } => {
+            unreachable!("a dial plan answers at once")
+        }
     };
     assert_eq!(status(Method::Invite), 0);
     assert_eq!(
@@ -498,7 +500,9 @@ fn targets_of(cfg: &Config, uri: &str) -> Result<Vec<String>, u16> {
             .map(|t| t.uri.clone())
             .collect()),
         RouteDecision::Reject { status, .. } => Err(status.as_u16()),
-        RouteDecision::Later => unreachable!("a dial plan answers at once"),
+        RouteDecision::Later | RouteDecision::Drop { .. } => {
+            unreachable!("a dial plan answers at once")
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
-use crate::policy_hooks::{CallView, Edits, Failure, RoutePolicy};
+use crate::policy_hooks::{CallView, Edits, Failed, Failure, RoutePolicy};
 use crate::router::{destination, RouteDecision};
 use crate::secret::Secret;
 use crate::stats::ProxyStats;
@@ -441,6 +441,7 @@ impl<R: RoutePolicy> Proxy<R> {
     /// Forgets a call whose transactions still run: their events then find no call.
     fn release_now(&mut self, cid: CallKey) {
         if let Some(call) = self.calls.remove(&cid) {
+            self.router.on_release(cid.0);
             self.by_server.remove(&call.server);
             for c in call.clients.iter().flatten() {
                 self.by_client.remove(c);
@@ -455,6 +456,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .is_some_and(|c| c.server_done && c.live_clients == 0);
         if done {
             if let Some(call) = self.calls.remove(&cid) {
+                self.router.on_release(cid.0);
                 self.by_server.remove(&call.server);
             }
         }
@@ -570,6 +572,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .next()
             .and_then(Result::ok)
             .map(|r| r.uri_str.to_owned());
+        let cid = self.new_call_key();
         let (fixed_hop, plan, policy, rule) = if follow_route {
             let hop_uri = top_route
                 .unwrap_or_else(|| request.request_uri_str().unwrap_or_default().to_owned());
@@ -593,19 +596,30 @@ impl<R: RoutePolicy> Proxy<R> {
                 }
             }
         } else {
-            match self.router.on_request(&request, &source) {
+            let view = CallView {
+                key: cid.0,
+                call_id: &call_id,
+                request: &request,
+                source: &source,
+            };
+            match self.router.on_route(view) {
                 RouteDecision::Targets { plan, policy, rule } => (None, plan.groups, policy, rule),
                 RouteDecision::Reject {
                     status,
                     reason,
                     rule,
                 } => {
+                    self.router.on_release(cid.0);
                     let why = format!("rule {rule:?}: {reason}");
                     return self
                         .refuse_with_reason(now, server, &request, status, &reason, why, txn);
                 }
+                RouteDecision::Drop { rule } => {
+                    self.router.on_release(cid.0);
+                    return self.drop_request(now, server, &call_id, &rule, txn);
+                }
                 RouteDecision::Later => {
-                    return self.ask_route(now, server, request, source, call_id, txn);
+                    return self.ask_route(now, server, request, source, call_id, cid, txn);
                 }
             }
         };
@@ -639,8 +653,36 @@ impl<R: RoutePolicy> Proxy<R> {
         // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
         self.send_trying(now, server, &request, &call_id, txn);
         self.start_call(
-            now, server, request, source, call_id, fixed_hop, plan, policy, rule, txn,
+            now, server, request, source, call_id, cid, fixed_hop, plan, policy, rule, txn,
         );
+    }
+
+    /// A fresh call key (allocated before routing, so the policy sees the call's key).
+    fn new_call_key(&mut self) -> CallKey {
+        let cid = CallKey(self.next_call);
+        self.next_call += 1;
+        cid
+    }
+
+    /// The policy dropped the request: no reply, the transaction is forgotten.
+    fn drop_request(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        call_id: &str,
+        rule: &str,
+        txn: &mut TxnLayer,
+    ) {
+        info!(call_id, "rule {rule:?}: request dropped");
+        self.decide(
+            now,
+            call_id,
+            Decision::Rejected {
+                status: StatusCode::REQUEST_TERMINATED,
+                reason: format!("dropped by {rule:?}, nothing sent"),
+            },
+        );
+        txn.ignore(server);
     }
 
     /// Creates the response context of a routed request and starts its first branches.
@@ -652,6 +694,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
+        cid: CallKey,
         fixed_hop: Option<Target>,
         plan: Vec<Vec<Target>>,
         policy: FailoverPolicy,
@@ -669,8 +712,6 @@ impl<R: RoutePolicy> Proxy<R> {
                 },
             );
         }
-        let cid = CallKey(self.next_call);
-        self.next_call += 1;
         let is_invite = request.method() == Some(&Method::Invite);
         let mut engine = Engine::new(
             rollover_failover::TargetPlan { groups: plan },
@@ -766,12 +807,16 @@ impl<R: RoutePolicy> Proxy<R> {
                         // The failure route: the policy may start new branches in this
                         // transaction, answer later, or let the best reply go.
                         let view = CallView {
+                            key: cid.0,
                             call_id: &call.call_id,
                             request: &call.request,
                             source: &call.source,
                         };
-                        let best = call.engine.best_status();
-                        let answer = self.router.on_failure(view, best);
+                        let failed = Failed {
+                            status: call.engine.best_status(),
+                            reply: call.engine.best().response(),
+                        };
+                        let answer = self.router.on_failure(view, failed);
                         if self.after_failure(now, cid, answer) {
                             continue;
                         }
@@ -894,11 +939,19 @@ impl<R: RoutePolicy> Proxy<R> {
         let mut edits = Edits::default();
         if let Some(target) = call.engine.target(b) {
             let view = CallView {
+                key: cid.0,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,
             };
             self.router.on_reply(view, target, &resp, &mut edits);
+        }
+        let dropped = edits.drop && code.is_provisional();
+        if edits.drop && !dropped {
+            debug!(
+                call_id = call.call_id,
+                "{code}: a final reply cannot be dropped"
+            );
         }
         let resp = if edits.is_empty() {
             resp
@@ -907,7 +960,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         if code.is_provisional() {
             let relay = call.engine.on_provisional(now, b, code);
-            if relay && !call.final_sent {
+            if relay && !call.final_sent && !dropped {
                 let bytes = forward::response(&resp);
                 if let Err(e) = txn.send_response(now, call.server, bytes) {
                     self.stats.unsent("response");

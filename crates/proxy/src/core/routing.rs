@@ -10,7 +10,7 @@ use rollover_sip::{Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, TxnLayer};
 use tracing::{debug, info};
 
-use super::{Proxy, Question};
+use super::{CallKey, Proxy, Question};
 use crate::policy_hooks::RoutePolicy;
 use crate::router::RouteDecision;
 use rollover_failover::Decision;
@@ -26,6 +26,7 @@ pub(super) struct Routing {
     request: Message,
     source: Peer,
     call_id: String,
+    cid: CallKey,
 }
 
 impl<R: RoutePolicy> Proxy<R> {
@@ -38,6 +39,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
+        cid: CallKey,
         txn: &mut TxnLayer,
     ) {
         // The answer may take a while: stop the caller's retransmissions now.
@@ -60,6 +62,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 request,
                 source,
                 call_id,
+                cid,
             },
         );
     }
@@ -85,6 +88,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     r.request,
                     r.source,
                     r.call_id,
+                    r.cid,
                     None,
                     plan.groups,
                     policy,
@@ -99,6 +103,10 @@ impl<R: RoutePolicy> Proxy<R> {
             } => {
                 let why = format!("rule {rule:?}: {reason}");
                 self.reply_pending(now, r, status, &reason, why, txn);
+            }
+            RouteDecision::Drop { rule } => {
+                self.router.on_release(r.cid.0);
+                self.drop_request(now, r.server, &r.call_id, &rule, txn);
             }
             RouteDecision::Later => {
                 let why = "the routing policy answered Later to its own question".into();
