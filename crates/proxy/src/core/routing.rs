@@ -32,6 +32,7 @@ pub(super) struct Routing {
 impl<R: RoutePolicy> Proxy<R> {
     /// The policy answers later: the caller gets 100 Trying (INVITE) and the owner a
     /// question.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn ask_route(
         &mut self,
         now: Instant,
