@@ -600,3 +600,22 @@ fn server_settings_reach_the_layers() {
     let p = cfg.proxy_config(Vec::new(), rollover_proxy::Secret::new(b"k"), 1);
     assert_eq!(p.timer_c, Duration::from_secs(90));
 }
+
+#[test]
+fn the_script_section_names_a_file_relative_to_the_config() {
+    let cfg = Config::parse("t.toml", "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let s = cfg.script.unwrap();
+    assert_eq!(s.file, std::path::PathBuf::from("routes.lua"));
+    assert!(Config::parse("t.toml", "").unwrap().script.is_none());
+    let e = parse_err("[script]\nfile = \"routes.lua\"\nwatch = true\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "script.watch"), "{e}");
+    let e = parse_err("[script]\nfile = \" \"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "script.file"), "{e}");
+    let dir = std::env::temp_dir().join(format!("rollover-script-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rollover.toml");
+    std::fs::write(&path, "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let cfg = Config::load(&path).unwrap();
+    assert_eq!(cfg.script.unwrap().file, dir.join("routes.lua"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
