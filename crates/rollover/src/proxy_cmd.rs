@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 use rollover_dialplan::{Config, DialPlan, SecuritySettings};
 use rollover_net::{driver, Transports};
 use rollover_proxy::{Proxy, Question, Secret};
+use rollover_script::{Routing, Script};
 
 use crate::dns::{self, DnsCache};
 use rollover_sip::Message;
@@ -68,8 +69,8 @@ pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
 
 /// What the signal handlers ask of the running proxy.
 enum Cmd {
-    /// SIGHUP: a freshly loaded dial plan.
-    Reload(Box<DialPlan>),
+    /// SIGHUP: a freshly loaded dial plan, and script when there is one.
+    Reload(Box<DialPlan>, Option<Arc<Script>>),
     /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
     /// SIGUSR1: log the counters.
@@ -88,7 +89,7 @@ enum Cmd {
 /// The proxy core with what the process adds around it: the drain deadline, and the
 /// answers to its questions (name look-ups, in tasks of their own).
 struct Server {
-    proxy: Proxy<DialPlan>,
+    proxy: Proxy<Routing<DialPlan>>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
     dns: DnsCache,
     hickory: Option<Arc<hickory_resolver::TokioResolver>>,
@@ -99,10 +100,12 @@ struct Server {
 impl Server {
     fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
-            Cmd::Reload(plan) => {
-                self.proxy.set_router(*plan);
-                info!("dial plan reloaded; calls under way keep the plan they started with");
-            }
+            Cmd::Reload(plan, script) => match self.proxy.router_mut().reload(*plan, script) {
+                Ok(()) => info!(
+                    "dial plan and script reloaded; calls under way keep the plan and the script version they started with"
+                ),
+                Err(e) => error!("SIGHUP: reload refused, keeping the running plan and script: {e}"),
+            },
             Cmd::Stats => self.log_stats(txn),
             Cmd::Drain(timeout, done) => {
                 self.proxy.drain();
@@ -264,10 +267,17 @@ fn spawn_reloader(
                     info!("SIGHUP: running on the embedded default config: nothing to reload");
                     continue;
                 };
-                match Config::load(p) {
-                    Ok(cfg) => {
+                match Config::load(p).map_err(|e| e.to_string()).and_then(|cfg| {
+                    let script = load_script(&cfg).map_err(|e| e.to_string())?;
+                    Ok((cfg, script))
+                }) {
+                    Ok((cfg, script)) => {
                         info!("SIGHUP: reloading the dial plan from {}", p.display());
-                        if cmds.send(Cmd::Reload(Box::new(cfg.plan))).await.is_err() {
+                        if let Some(s) = &script {
+                            info!("SIGHUP: reloading the script {}", s.name());
+                        }
+                        let cmd = Cmd::Reload(Box::new(cfg.plan), script);
+                        if cmds.send(cmd).await.is_err() {
                             return;
                         }
                     }
@@ -279,6 +289,15 @@ fn spawn_reloader(
     #[cfg(not(unix))]
     let _ = (path, cmds);
     Ok(())
+}
+
+/// The `[script]` of a configuration, compiled; its error names file, line and Lua's
+/// message.
+pub fn load_script(cfg: &Config) -> Result<Option<Arc<Script>>, rollover_script::ScriptError> {
+    cfg.script
+        .as_ref()
+        .map(|s| Script::load(&s.file).map(Arc::new))
+        .transpose()
 }
 
 /// Runs the proxy until SIGTERM or SIGINT (then drains).
@@ -370,7 +389,12 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
             None
         }
     };
-    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(dns.clone()));
+    let script = load_script(&cfg).map_err(|e| anyhow!("{e}"))?;
+    if let Some(s) = &script {
+        info!("routing with the script {}", s.name());
+    }
+    let routing = Routing::new(cfg.plan, script);
+    let proxy = Proxy::new(proxy_cfg, routing, Box::new(dns.clone()));
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
     let mut server = Server {
         proxy,

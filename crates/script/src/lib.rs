@@ -28,6 +28,7 @@
 
 mod api;
 mod policy;
+mod routing;
 mod vars;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
 pub use policy::ScriptPolicy;
+pub use routing::{Routing, SwitchNeedsRestart};
 
 /// How many Lua instructions one route may run before it is stopped (a loop).
 pub const INSTRUCTION_LIMIT: u64 = 10_000_000;
@@ -251,3 +253,11 @@ fn runtime_message(e: &mlua::Error) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A compiled script is shared between the driver and the reload task.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Script>();
+    is::<std::sync::Arc<Script>>();
+}
