@@ -389,3 +389,53 @@ fn parse_accepts_and_rejects_torture_vectors() {
         "{out}"
     );
 }
+
+#[test]
+fn simulate_runs_a_routing_script() {
+    let (code, out, err) = run(&[
+        "simulate",
+        "-c",
+        "examples/lua/voicemail.toml",
+        "-r",
+        "sip:100@192.168.0.100",
+        "-w",
+        "100=180@1s,486@3s vm=200@1s",
+    ]);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("voicemail.lua:request_route"), "{out}");
+    assert!(
+        at(&out, "← SIP/2.0 486 Busy Here") < at(&out, "→ INVITE sip:vm@voicemail.example.com"),
+        "{out}"
+    );
+    assert!(!out.contains("caller ← SIP/2.0 486"), "{out}");
+    assert!(out.contains("final: 200"), "{out}");
+}
+
+#[test]
+fn check_loads_the_script_and_reports_its_errors_with_file_and_line() {
+    let (code, out, err) = run(&["check", "-c", "examples/lua/lcr.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("script: ") && out.contains("lcr.lua: ok"),
+        "{out}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rollover-cli-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("routes.lua"),
+        "function request_route(req)\n  req:relay(\nend\n",
+    )
+    .unwrap();
+    let cfg = dir.join("rollover.toml");
+    std::fs::write(&cfg, "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let (code, out, err) = run(&["check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let want = format!(
+        "{}:3: unexpected symbol near 'end'",
+        dir.join("routes.lua").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
