@@ -100,12 +100,20 @@ struct Server {
 impl Server {
     fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
-            Cmd::Reload(plan, script) => match self.proxy.router_mut().reload(*plan, script) {
-                Ok(()) => info!(
-                    "dial plan and script reloaded; calls under way keep the plan and the script version they started with"
-                ),
-                Err(e) => error!("SIGHUP: reload refused, keeping the running plan and script: {e}"),
-            },
+            Cmd::Reload(plan, script) => {
+                let name = script.as_ref().map(|s| s.name().to_owned());
+                match (self.proxy.router_mut().reload(*plan, script), name) {
+                    (Ok(()), None) => {
+                        info!("dial plan reloaded; calls under way keep the plan they started with")
+                    }
+                    (Ok(()), Some(n)) => info!(
+                        "dial plan reloaded, script {n} reloaded; calls under way keep the plan and the script version they started with"
+                    ),
+                    (Err(e), _) => {
+                        error!("SIGHUP: reload refused, keeping the running plan and script: {e}")
+                    }
+                }
+            }
             Cmd::Stats => self.log_stats(txn),
             Cmd::Drain(timeout, done) => {
                 self.proxy.drain();
