@@ -439,3 +439,42 @@ fn check_loads_the_script_and_reports_its_errors_with_file_and_line() {
     assert!(err.contains(&want), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The fenced block of `lang` that follows `heading` in the README.
+fn readme_block(heading: &str, lang: &str) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split_once(heading).unwrap().1;
+    let fence = format!("```{lang}\n");
+    let block = section.split_once(&fence).unwrap().1;
+    block.split_once("```").unwrap().0.to_owned()
+}
+
+#[test]
+fn the_readme_routing_script_runs_as_written() {
+    let dir = std::env::temp_dir().join(format!("rollover-cli-readme-lua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("voicemail.lua"),
+        readme_block("## Routing scripts", "lua"),
+    )
+    .unwrap();
+    let cfg = dir.join("voicemail.toml");
+    std::fs::write(&cfg, readme_block("## Routing scripts", "toml")).unwrap();
+    let (code, out, err) = run(&[
+        "simulate",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-r",
+        "sip:100@192.168.0.100",
+        "-w",
+        "100=180@1s,486@3s vm=200@1s",
+    ]);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("→ INVITE sip:vm@voicemail.example.com"),
+        "{out}"
+    );
+    assert!(out.contains("final: 200"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
