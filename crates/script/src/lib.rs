@@ -19,7 +19,7 @@
 //!   and of `os` only `os.time` and `os.clock`;
 //! - every route runs under an instruction budget: a script that loops is stopped, logged
 //!   with the Call-ID and the route, and the call goes on as if that route were not armed
-//!   (so does a route that raises an error);
+//!   (so does a route that raises an error, or allocates more than [`MEMORY_LIMIT`]);
 //! - each call keeps the [`Script`] it started with: a reload ([`ScriptPolicy::set_script`])
 //!   changes only the calls that start after it;
 //! - `req.vars` lives as long as the call and is seen by every route of it.
@@ -42,6 +42,9 @@ pub use routing::{Routing, SwitchNeedsRestart};
 
 /// How many Lua instructions one route may run before it is stopped (a loop).
 pub const INSTRUCTION_LIMIT: u64 = 10_000_000;
+
+/// The most memory one script's Lua state may hold (a route that allocates more fails).
+pub const MEMORY_LIMIT: usize = 64 << 20;
 
 /// The hook counts in steps of this many instructions.
 const HOOK_STEP: u32 = 1_000;
@@ -111,6 +114,7 @@ impl Script {
         )
         .map_err(lua_err)?;
         sandbox(&lua).map_err(lua_err)?;
+        lua.set_memory_limit(MEMORY_LIMIT).map_err(lua_err)?;
         let budget = Arc::new(AtomicU64::new(0));
         let left = budget.clone();
         lua.set_hook(

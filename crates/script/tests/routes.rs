@@ -430,3 +430,33 @@ fn a_call_keeps_the_script_it_started_with_and_its_state_goes_with_it() {
     assert_eq!(n.proxy.calls(), 0);
     assert_eq!(n.proxy.router_mut().calls_held(), 0, "no state left behind");
 }
+
+#[test]
+fn a_route_that_allocates_too_much_fails_and_the_call_goes_on() {
+    let mut n = net(
+        r#"function request_route(req)
+             local s = string.rep("x", 100 * 1024 * 1024)
+             req:reply(500, "Unreachable " .. #s)
+           end"#,
+        "c=200@1s",
+    );
+    call(&mut n, "memory");
+    assert_eq!(statuses(&n), [200], "the dial plan took the call");
+}
+
+#[test]
+fn headers_removed_in_the_request_route_are_on_no_branch() {
+    let mut n = net(
+        r#"function request_route(req)
+             req:remove_header("Contact")
+             req:append_header("X-Note: " .. (req:header("Max-Forwards") or "none"))
+             req:relay("sip:a@192.0.2.10:5060")
+           end"#,
+        "a=486@1s",
+    );
+    call(&mut n, "remove-header");
+    let to_a = invites(&n, A);
+    assert_eq!(header(&to_a[0], "Contact"), None);
+    assert_eq!(header(&to_a[0], "X-Note").as_deref(), Some("70"));
+    assert_eq!(statuses(&n), [486]);
+}
