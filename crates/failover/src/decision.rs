@@ -155,6 +155,11 @@ pub enum Decision {
         /// Where the request came from.
         source: String,
     },
+    /// The routing policy dropped the request: nothing was sent, not even a reply.
+    Dropped {
+        /// The rule (or script route) that dropped it.
+        rule: String,
+    },
     /// Every target failed and the policy's failure route gave new ones.
     FailureRoute {
         /// How many.
@@ -244,6 +249,7 @@ impl fmt::Display for Decision {
                 write!(f, "rule {rule:?} matched: {targets} target(s)")
             }
             Decision::Rejected { status, reason } => write!(f, "rejected with {status} ({reason})"),
+            Decision::Dropped { rule } => write!(f, "dropped by {rule:?}: nothing sent"),
             Decision::Relayed {
                 method,
                 hop,

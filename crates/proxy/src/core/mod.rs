@@ -678,13 +678,11 @@ impl<R: RoutePolicy> Proxy<R> {
         rule: &str,
         txn: &mut TxnLayer,
     ) {
-        info!(call_id, "rule {rule:?}: request dropped");
         self.decide(
             now,
             call_id,
-            Decision::Rejected {
-                status: StatusCode::REQUEST_TERMINATED,
-                reason: format!("dropped by {rule:?}, nothing sent"),
+            Decision::Dropped {
+                rule: rule.to_owned(),
             },
         );
         txn.ignore(server);
