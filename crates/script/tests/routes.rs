@@ -464,3 +464,25 @@ fn headers_removed_in_the_request_route_are_on_no_branch() {
     assert_eq!(header(&to_a[0], "X-Note").as_deref(), Some("70"));
     assert_eq!(statuses(&n), [486]);
 }
+
+#[test]
+fn routes_armed_before_the_dial_plan_run_for_the_rules_targets() {
+    let mut n = net(
+        r#"function request_route(req)
+             req:on_reply("mark")
+             req:on_failure("rescue")
+             req:dialplan()
+           end
+           function reply_route_mark(reply, req) reply:append_header("X-Rules: c") end
+           function failure_route_rescue(req, failed)
+             req:relay("sip:b@192.0.2.20:5060")
+           end"#,
+        "c=180@1s,486@2s b=200@1s",
+    );
+    call(&mut n, "rules-and-script");
+    assert_eq!(invites(&n, C).len(), 1, "the rules sent it to c");
+    assert_eq!(invites(&n, B).len(), 1, "the failure route to b");
+    let got = to_caller(&n);
+    assert_eq!(statuses(&n), [180, 200]);
+    assert_eq!(header(got[0], "X-Rules").as_deref(), Some("c"));
+}
