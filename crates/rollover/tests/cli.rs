@@ -478,3 +478,20 @@ fn the_readme_routing_script_runs_as_written() {
     assert!(out.contains("final: 200"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn route_shows_where_a_script_sends_the_request() {
+    let (code, out, err) = run(&[
+        "route",
+        "-c",
+        "examples/lua/lcr.toml",
+        "-r",
+        "sip:004930123@192.168.0.100",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("→ INVITE sip:10104930123@cheap.example.net [UDP]"),
+        "{out}"
+    );
+    assert!(out.contains("script: examples/lua/lcr.lua"), "{out}");
+}
