@@ -34,6 +34,8 @@ struct CallState {
     ruri: String,
     /// Negative finals received, with their target, for `failed.target`.
     failures: Vec<(u16, String)>,
+    /// The targets of the branches sent, in order (a timeout's `failed.target`).
+    branched: Vec<String>,
 }
 
 impl CallState {
@@ -47,6 +49,7 @@ impl CallState {
             request_edits: Edits::default(),
             ruri,
             failures: Vec::new(),
+            branched: Vec::new(),
         }
     }
 
@@ -294,6 +297,7 @@ impl<D: Router> RoutePolicy for ScriptPolicy<D> {
         let Some(st) = self.calls.get_mut(&call.key) else {
             return;
         };
+        st.branched.push(target.uri.clone());
         edits.add.extend(st.request_edits.add.iter().cloned());
         edits.remove.extend(st.request_edits.remove.iter().cloned());
         let Some(name) = st.on_branch.clone() else {
@@ -379,12 +383,20 @@ impl<D: Router> RoutePolicy for ScriptPolicy<D> {
         };
         let route = format!("failure_route_{name}");
         let status = failed.status.as_u16();
-        let target = st
-            .failures
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == status)
-            .map(|(_, t)| t.clone());
+        let target = if failed.reply.is_some() {
+            st.failures
+                .iter()
+                .rev()
+                .find(|(s, _)| *s == status)
+                .map(|(_, t)| t.clone())
+        } else {
+            // No reply: the last target sent to that never answered with a final.
+            st.branched
+                .iter()
+                .rev()
+                .find(|t| !st.failures.iter().any(|(_, f)| f == *t))
+                .cloned()
+        };
         let acts = RefCell::new(Acts::default());
         let script = st.script.clone();
         let src = source_text(call.source);

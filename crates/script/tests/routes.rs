@@ -486,3 +486,29 @@ fn routes_armed_before_the_dial_plan_run_for_the_rules_targets() {
     assert_eq!(statuses(&n), [180, 200]);
     assert_eq!(header(got[0], "X-Rules").as_deref(), Some("c"));
 }
+
+#[test]
+fn the_failure_route_sees_the_target_that_timed_out_and_the_request_its_source() {
+    let mut n = net(
+        r#"function request_route(req)
+             req:on_failure("f")
+             req:relay("sip:a@192.0.2.10:5060", {no_response_timeout = 2})
+           end
+           function failure_route_f(req, failed)
+             req:append_header("X-Failed: " .. failed.status .. " " .. failed.reason .. " " .. tostring(failed.target))
+             req:append_header("X-Source: " .. req.source .. " " .. req.method)
+             req:relay("sip:b@192.0.2.20:5060")
+           end"#,
+        "a=silence b=200@1s",
+    );
+    call(&mut n, "timed-out");
+    let to_b = invites(&n, B);
+    assert_eq!(
+        header(&to_b[0], "X-Failed").as_deref(),
+        Some("408 Request Timeout sip:a@192.0.2.10:5060")
+    );
+    assert_eq!(
+        header(&to_b[0], "X-Source").as_deref(),
+        Some("udp:198.51.100.1:5060 INVITE")
+    );
+}
