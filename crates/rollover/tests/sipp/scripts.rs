@@ -359,3 +359,36 @@ fn a_script_that_does_not_load_stops_the_proxy_from_starting() {
     let want = format!("{}:4: 'end' expected", dir.path("routes.lua").display());
     assert!(err.contains(&want), "{err}");
 }
+
+#[test]
+fn a_route_that_fails_is_logged_with_call_id_and_route_and_the_call_goes_on() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("lua-error");
+    let (mut a, pa) = traced_callee(&dir, "a", &answer_scenario(&dir, "a.xml", "0", "100"));
+    let lua = format!(
+        r#"function request_route(req)
+             req:on_reply("broken")
+             req:relay("sip:a@127.0.0.1:{pa}")
+           end
+           function reply_route_broken(reply, req)
+             reply:append_header("X-Never: sent")
+             error("no such carrier")
+           end"#
+    );
+    let proxy = script_proxy(&dir, &lua, "");
+    assert!(traced_caller(&dir, &proxy, &answered(&dir)));
+    wait_done(&mut a);
+    let log = proxy.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reply_route_broken failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("call_id="), "{line}");
+    assert!(line.contains("route=\"reply_route_broken\""), "{line}");
+    assert!(line.contains("routes.lua:7: no such carrier"), "{line}");
+    assert!(received(&dir, "caller")
+        .iter()
+        .all(|m| !m.contains("X-Never")));
+}
