@@ -102,6 +102,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 reason,
                 rule,
             } => {
+                self.router.on_release(r.cid.0);
                 let why = format!("rule {rule:?}: {reason}");
                 self.reply_pending(now, r, status, &reason, why, txn);
             }
@@ -110,6 +111,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 self.drop_request(now, r.server, &r.call_id, &rule, txn);
             }
             RouteDecision::Later => {
+                self.router.on_release(r.cid.0);
                 let why = "the routing policy answered Later to its own question".into();
                 let e = StatusCode::SERVER_INTERNAL_ERROR;
                 self.reply_pending(now, r, e, e.reason(), why, txn);
@@ -133,6 +135,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(r) = self.routing.remove(&id) else {
             return false;
         };
+        self.router.on_release(r.cid.0);
         let ok = cancel.reply(StatusCode::OK).build();
         if let Err(e) = txn.send_response(now, cancel_server, ok) {
             self.stats.unsent("response");
@@ -172,6 +175,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 continue;
             };
             self.routing_by_server.remove(&r.server);
+            self.router.on_release(r.cid.0);
             let why = format!("no routing answer in {} s", ROUTE_ANSWER_TIMEOUT.as_secs());
             let e = StatusCode::SERVER_INTERNAL_ERROR;
             self.reply_pending(now, r, e, e.reason(), why, txn);
