@@ -25,6 +25,10 @@
 //! - `req.vars` lives as long as the call and is seen by every route of it.
 //!
 //! The API is described in `docs/scripting.md`.
+//!
+//! Lua is built with mlua's `send` feature: a [`Script`] is compiled by the reload task and
+//! handed to the driver that runs the proxy core, so it must be `Send`; only the driver
+//! ever runs it.
 
 mod api;
 mod policy;
