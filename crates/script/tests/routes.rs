@@ -512,3 +512,19 @@ fn the_failure_route_sees_the_target_that_timed_out_and_the_request_its_source()
         Some("udp:198.51.100.1:5060 INVITE")
     );
 }
+
+#[test]
+fn globals_are_shared_by_the_calls_of_one_version() {
+    let mut n = net(
+        r#"local targets = { "sip:a@192.0.2.10:5060", "sip:b@192.0.2.20:5060" }
+           calls = 0
+           function request_route(req)
+             calls = calls + 1
+             req:relay(targets[(calls - 1) % 2 + 1])
+           end"#,
+        "a=200@1s b=200@1s",
+    );
+    call(&mut n, "round-1");
+    call(&mut n, "round-2");
+    assert_eq!((invites(&n, A).len(), invites(&n, B).len()), (1, 1));
+}
