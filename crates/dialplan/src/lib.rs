@@ -315,10 +315,9 @@ impl Ctx<'_> {
                             .map_err(|err| self.err(e.span(), &key("reach"), err.to_string()))?;
                         entries.push(e.get_ref().as_str());
                     }
-                    Some(
-                        Reach::parse(&entries)
-                            .map_err(|err| self.err(0..0, &key("reach"), err.to_string()))?,
-                    )
+                    Some(Arc::new(Reach::parse(&entries).map_err(|err| {
+                        self.err(0..0, &key("reach"), err.to_string())
+                    })?))
                 }
             },
         })
@@ -475,6 +474,10 @@ impl Config {
                     }
                 },
             },
+            workers: match &s.workers {
+                None => None,
+                Some(_) => Some(cx.count(&s.workers, "server.workers", 1, 256, 1)?),
+            },
             drain_timeout: cx.duration(
                 &s.drain_timeout,
                 "server.drain_timeout",
@@ -552,14 +555,14 @@ impl Config {
             rules.push(compile_rule(&cx, i, r.get_ref(), &defaults)?);
         }
         // Without a `reach`, redirects and `${ruri}` may lead only to hosts the plan names.
-        let named = Reach::named(
+        let named = Arc::new(Reach::named(
             rules
                 .iter()
                 .flat_map(Rule::literal_hosts)
                 .collect::<Vec<_>>()
                 .iter()
                 .map(String::as_str),
-        );
+        ));
         let mut defaults = defaults;
         if defaults.reach.is_none() {
             defaults.reach = Some(named.clone());

@@ -66,6 +66,7 @@ pub(crate) struct RawServer {
     pub late_answer: Option<Spanned<String>>,
     pub udp_mtu: Option<Spanned<i64>>,
     pub udp_mtu_try: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub udp_mtu: usize,
     /// The transport tried for them.
     pub udp_mtu_try: Transport,
+    /// Drivers running the cores, each on a thread of its own; `None`: one per core.
+    pub workers: Option<usize>,
 }
 
 impl ServerSettings {
@@ -75,8 +77,17 @@ impl ServerSettings {
             max_connections_per_ip: c.max_per_ip,
             header_timeout: c.header_timeout,
             unused_connection_timeout: c.unused_timeout,
+            workers: self.worker_count(),
             ..NetConfig::default()
         }
+    }
+
+    /// How many workers run: `workers` as written, else one per core the system gives
+    /// this process.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// The parser's limits (the message size; the rest at their defaults).

@@ -26,9 +26,9 @@
 //!
 //! The API is described in `docs/scripting.md`.
 //!
-//! Lua is built with mlua's `send` feature: a [`Script`] is compiled by the reload task and
-//! handed to the driver that runs the proxy core, so it must be `Send`; only the driver
-//! ever runs it.
+//! Lua is built with mlua's `send` feature: a [`Script`] is compiled by the start-up code or
+//! the reload task and handed to a worker's driver, so it must be `Send`. Each worker gets
+//! its own compiled copy (one Lua state per worker); only that worker's driver runs it.
 
 mod api;
 mod policy;

@@ -392,3 +392,55 @@ fn a_route_that_fails_is_logged_with_call_id_and_route_and_the_call_goes_on() {
         .iter()
         .all(|m| !m.contains("X-Never")));
 }
+
+#[test]
+fn with_two_workers_each_runs_the_script_and_calls_keep_their_state() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("lua-workers");
+    let reject = reject_scenario(&dir, "a.xml", "486", "Busy Here", "0", "");
+    let (mut a, pa) = sipp_callee(&dir, "a", &reject, 4, "u1", "40s", &trace(&dir, "a"));
+    let answer = answer_scenario(&dir, "b.xml", "0", "100");
+    let (mut b, pb) = sipp_callee(&dir, "b", &answer, 4, "u1", "40s", &trace(&dir, "b"));
+    let lua = format!(
+        r#"function request_route(req)
+             req.vars.first = "a"
+             req:on_failure("next")
+             req:relay("sip:a@127.0.0.1:{pa}")
+           end
+           function failure_route_next(req, failed)
+             req:append_header("X-After: " .. req.vars.first .. " " .. failed.status)
+             req:relay("sip:b@127.0.0.1:{pb}")
+           end"#
+    );
+    std::fs::write(dir.path("routes.lua"), lua).unwrap();
+    let cfg = config("").replace("[server]\n", "[server]\nworkers = 2\n")
+        + "\n[script]\nfile = \"routes.lua\"\n";
+    let proxy = Proxy::start(&dir, &cfg);
+    let extra = trace(&dir, "caller");
+    let code = Caller {
+        scenario: &answered(&dir),
+        service: "100",
+        calls: 4,
+        rate: 10,
+        transport: "u1",
+        timeout: "40s",
+        extra: &extra,
+    }
+    .run(&dir, "caller", proxy.port, Duration::from_secs(45));
+    assert_eq!(code, Some(0), "{}", proxy.log_text());
+    wait_done(&mut a);
+    wait_done(&mut b);
+    let to_b = received_starting(&dir, "b", "INVITE ");
+    assert!(to_b.len() >= 4, "{to_b:?}");
+    assert!(
+        to_b.iter().all(|m| m.contains("X-After: a 486")),
+        "{to_b:?}"
+    );
+    assert!(
+        proxy.log_text().contains("2 worker(s)"),
+        "{}",
+        proxy.log_text()
+    );
+}
