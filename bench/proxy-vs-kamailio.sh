@@ -14,6 +14,8 @@
 # PROXIES="rollover" runs one side only; ROLLOVER_BIN=path measures another Rollover build
 # (for a before/after comparison; ROLLOVER_TOML=template for a build that predates a config
 # key); without it the release build is made and used.
+# ROLLOVER_LUA=bench/routes.lua.in (with ROLLOVER_TOML=bench/rollover-script.toml.in) runs
+# the same failover call as a routing script instead of a rule, for the script's cost.
 # PERF=1 records a profile of each proxy during the fixed-rate run.
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
@@ -130,6 +132,7 @@ start_proxy() {
       in_cg kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
+      if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
       in_cg env RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)

@@ -105,6 +105,17 @@ pub struct Config {
     /// What `rollover check` should point out although the file is valid: rules no request
     /// can reach.
     pub warnings: Vec<ConfigWarning>,
+    /// `[script]`: a routing script whose `request_route` replaces the `[[route]]` rules
+    /// (which it can still call). Loading it is the binary's job: this crate stays pure.
+    pub script: Option<ScriptSettings>,
+}
+
+/// `[script]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSettings {
+    /// `file`: the script, relative to the configuration file's folder when
+    /// [`Config::load`] read it.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -354,7 +365,13 @@ impl Config {
             key: "(file)".into(),
             message: e.to_string(),
         })?;
-        Config::parse(&file, &text)
+        let mut cfg = Config::parse(&file, &text)?;
+        if let (Some(s), Some(dir)) = (&mut cfg.script, path.parent()) {
+            if s.file.is_relative() {
+                s.file = dir.join(&s.file);
+            }
+        }
+        Ok(cfg)
     }
 
     /// Compiles configuration text; `file` names it in errors.
@@ -572,7 +589,17 @@ impl Config {
         let security = compile_security(&cx, &raw.security)?;
         let mut warnings = dead_rules(&cx, &raw.route, &rules);
         warnings.extend(unfenced_targets(&cx, &raw.route, &rules));
+        let script = match &raw.script {
+            Some(sc) if sc.file.get_ref().trim().is_empty() => {
+                return Err(cx.err(sc.file.span(), "script.file", "the script file is empty"));
+            }
+            Some(sc) => Some(ScriptSettings {
+                file: sc.file.get_ref().into(),
+            }),
+            None => None,
+        };
         Ok(Config {
+            script,
             server,
             security,
             plan: DialPlan {

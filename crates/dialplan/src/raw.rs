@@ -19,6 +19,13 @@ pub(crate) struct RawConfig {
     pub security: RawSecurity,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    pub script: Option<RawScript>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScript {
+    pub file: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

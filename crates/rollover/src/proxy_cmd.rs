@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 use rollover_dialplan::{Config, DialPlan, SecuritySettings};
 use rollover_net::{driver, Transports};
 use rollover_proxy::{Proxy, Question, Secret};
+use rollover_script::{Routing, Script};
 
 use crate::dns::{self, DnsCache};
 use rollover_sip::Message;
@@ -68,8 +69,8 @@ pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
 
 /// What the signal handlers ask of the running proxy.
 enum Cmd {
-    /// SIGHUP: a freshly loaded dial plan.
-    Reload(Box<DialPlan>),
+    /// SIGHUP: a freshly loaded dial plan, and script when there is one.
+    Reload(Box<DialPlan>, Option<Arc<Script>>),
     /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
     /// SIGUSR1: log the counters.
@@ -90,7 +91,7 @@ enum Cmd {
 struct Server {
     /// Which worker (0 for the first or only one), for the logs.
     worker: usize,
-    proxy: Proxy<DialPlan>,
+    proxy: Proxy<Routing<DialPlan>>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
     dns: DnsCache,
     hickory: Option<Arc<hickory_resolver::TokioResolver>>,
@@ -101,10 +102,20 @@ struct Server {
 impl Server {
     fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
-            Cmd::Reload(plan) => {
-                self.proxy.set_router(*plan);
-                if self.worker == 0 {
-                    info!("dial plan reloaded; calls under way keep the plan they started with");
+            Cmd::Reload(plan, script) => {
+                let name = script.as_ref().map(|s| s.name().to_owned());
+                match (self.proxy.router_mut().reload(*plan, script), name) {
+                    (Ok(()), _) if self.worker != 0 => {}
+                    (Ok(()), None) => {
+                        info!("dial plan reloaded; calls under way keep the plan they started with")
+                    }
+                    (Ok(()), Some(n)) => info!(
+                        "dial plan reloaded, script {n} reloaded; calls under way keep the plan and the script version they started with"
+                    ),
+                    (Err(e), _) => error!(
+                        worker = self.worker,
+                        "SIGHUP: reload refused, keeping the running plan and script: {e}"
+                    ),
                 }
             }
             Cmd::Stats => self.log_stats(txn),
@@ -269,12 +280,30 @@ fn spawn_reloader(
                     info!("SIGHUP: running on the embedded default config: nothing to reload");
                     continue;
                 };
-                match Config::load(p) {
-                    Ok(cfg) => {
+                match Config::load(p).map_err(|e| e.to_string()).and_then(|cfg| {
+                    let script = load_script(&cfg).map_err(|e| e.to_string())?;
+                    Ok((cfg, script))
+                }) {
+                    Ok((cfg, script)) => {
                         info!("SIGHUP: reloading the dial plan from {}", p.display());
-                        for worker in &cmds {
+                        if let Some(s) = &script {
+                            info!("SIGHUP: reloading the script {}", s.name());
+                        }
+                        for (i, worker) in cmds.iter().enumerate() {
+                            // One Lua state per worker: each gets its own compiled copy.
+                            let script = match (i, &script) {
+                                (0, s) => s.clone(),
+                                (_, None) => None,
+                                (_, Some(_)) => match load_script(&cfg) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        error!("SIGHUP: worker {i} keeps its script: {e}");
+                                        continue;
+                                    }
+                                },
+                            };
                             let plan = Box::new(cfg.plan.clone());
-                            let _ = worker.send(Cmd::Reload(plan)).await;
+                            let _ = worker.send(Cmd::Reload(plan, script)).await;
                         }
                     }
                     Err(e) => error!("SIGHUP: reload refused, keeping the running plan: {e}"),
@@ -285,6 +314,15 @@ fn spawn_reloader(
     #[cfg(not(unix))]
     let _ = (path, cmds);
     Ok(())
+}
+
+/// The `[script]` of a configuration, compiled; its error names file, line and Lua's
+/// message.
+pub fn load_script(cfg: &Config) -> Result<Option<Arc<Script>>, rollover_script::ScriptError> {
+    cfg.script
+        .as_ref()
+        .map(|s| Script::load(&s.file).map(Arc::new))
+        .transpose()
 }
 
 /// Runs the proxy until SIGTERM or SIGINT (then drains).
@@ -343,13 +381,15 @@ impl WorkerParts {
         i: usize,
         tls_names: rollover_net::TlsNames,
         cmds: tokio::sync::mpsc::Sender<Cmd>,
+        script: Option<Arc<Script>>,
     ) -> (Server, TxnLayer) {
         let seed = self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let proxy_cfg = self
             .cfg
             .proxy_config(self.local.clone(), self.secret.clone(), seed);
         let dns = DnsCache::default();
-        let proxy = Proxy::new(proxy_cfg, self.cfg.plan.clone(), Box::new(dns.clone()));
+        let routing = Routing::new(self.cfg.plan.clone(), script);
+        let proxy = Proxy::new(proxy_cfg, routing, Box::new(dns.clone()));
         let server = Server {
             worker: i,
             proxy,
@@ -419,6 +459,12 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
             None
         }
     };
+    // Worker 0's copy is compiled first, so a script that does not load stops the start;
+    // each other worker compiles its own (one Lua state per worker).
+    let script = load_script(&cfg).map_err(|e| anyhow!("{e}"))?;
+    if let Some(s) = &script {
+        info!("routing with the script {}", s.name());
+    }
     let parts = Arc::new(WorkerParts {
         cfg,
         local,
@@ -434,6 +480,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     let mut threads = Vec::new();
     for share in shares {
         let i = share.worker();
+        let worker_script = load_script(&parts.cfg).map_err(|e| anyhow!("{e}"))?;
         let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
         senders.push(cmd_tx.clone());
         let parts = parts.clone();
@@ -447,7 +494,8 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
                     .context("starting a worker's runtime")?;
                 rt.block_on(async move {
                     let (transports, mut inbound) = share.start().map_err(|e| anyhow!("{e}"))?;
-                    let (mut server, mut txn) = parts.server(i, transports.tls_names(), cmd_tx);
+                    let (mut server, mut txn) =
+                        parts.server(i, transports.tls_names(), cmd_tx, worker_script);
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
@@ -471,7 +519,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     }
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
     senders.insert(0, cmd_tx.clone());
-    let (mut server, mut txn) = parts.server(0, transports.tls_names(), cmd_tx);
+    let (mut server, mut txn) = parts.server(0, transports.tls_names(), cmd_tx, script);
     spawn_reloader(config_path, senders.clone())?;
     let stop_all = stop.0;
     let shutdown = async move {

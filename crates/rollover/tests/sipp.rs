@@ -642,6 +642,8 @@ fn a_retransmitted_final_from_sipp_is_acked_again() {
 
 #[path = "sipp/phones.rs"]
 mod phones;
+#[path = "sipp/scripts.rs"]
+mod scripts;
 #[path = "sipp/ua.rs"]
 mod ua;
 
