@@ -138,8 +138,25 @@ start_proxy() {
   esac
   PIDS+=($PROXY)
   sleep 1
+  if ! kill -0 $PROXY 2>/dev/null; then
+    echo "$1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
+  fi
 }
-stop_proxy() { kill $PROXY 2>/dev/null || true; wait $PROXY 2>/dev/null || true; }
+# Stops the proxy and all its processes, and waits (at most 20 s) until they are gone and
+# the port is free: a Kamailio full of transactions takes seconds to exit, and the next
+# proxy must not find the port taken (or, worse, the last one still answering).
+stop_proxy() {
+  local all; all=$(tree $PROXY)
+  kill $all 2>/dev/null || true
+  wait $PROXY 2>/dev/null || true
+  for _ in $(seq 200); do
+    local alive=0 p
+    for p in $all; do kill -0 "$p" 2>/dev/null && alive=1; done
+    if [ $alive -eq 0 ] && ! ss -Hlun "sport = :$PROXY_PORT" | grep -q .; then return; fi
+    sleep 0.1
+  done
+  echo "   (the proxy did not stop within 20 s)" >&2
+}
 
 # run_load RATE CALLS → prints "successful failed retransmissions"; writes rtt to $WORK/rtt.csv
 run_load() {
