@@ -1,0 +1,146 @@
+//! Where bindings are kept: the [`Store`] interface, and the embedded SQLite store.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+
+use crate::binding::{flow_text, parse_flow, Binding};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The data directory could not be made.
+    #[error("creating {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A place that keeps the bindings of every address-of-record. `save` is durable when it
+/// returns: the registrar answers 200 only after it.
+pub trait Store {
+    /// Every binding of `aor`, expired ones included.
+    fn load(&mut self, aor: &str) -> Result<Vec<Binding>, StoreError>;
+    /// Replaces the bindings of `aor` with `bindings`, at once.
+    fn save(&mut self, aor: &str, bindings: &[Binding]) -> Result<(), StoreError>;
+    /// Deletes the bindings expired at `now`; returns how many.
+    fn purge(&mut self, now: u64) -> Result<usize, StoreError>;
+}
+
+/// Bindings in an SQLite file (`rollover.sqlite` in the data directory), written ahead
+/// (WAL): a committed registration survives the process being killed.
+#[derive(Debug)]
+pub struct SqliteStore {
+    db: Connection,
+}
+
+/// The file name in the data directory.
+pub const SQLITE_FILE: &str = "rollover.sqlite";
+
+impl SqliteStore {
+    /// Opens (or makes) the store in directory `dir`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let db = Connection::open(dir.join(SQLITE_FILE))?;
+        Self::init(db)
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(db: Connection) -> Result<SqliteStore, StoreError> {
+        // WAL with synchronous=NORMAL: a commit is in the log before it returns, so a killed
+        // process loses nothing (a power cut may lose the last commits).
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(2))?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS bindings (
+                aor TEXT NOT NULL,
+                contact TEXT NOT NULL,
+                q INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                call_id TEXT NOT NULL,
+                cseq INTEGER NOT NULL,
+                path TEXT NOT NULL,
+                received TEXT,
+                PRIMARY KEY (aor, contact)
+            );
+            CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at);",
+        )?;
+        Ok(SqliteStore { db })
+    }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self, aor: &str) -> Result<Vec<Binding>, StoreError> {
+        let mut st = self.db.prepare_cached(
+            "SELECT contact, q, expires_at, call_id, cseq, path, received
+             FROM bindings WHERE aor = ?1 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![aor], |r| {
+            let path: String = r.get(5)?;
+            let received: Option<String> = r.get(6)?;
+            Ok(Binding {
+                aor: aor.to_owned(),
+                contact: r.get(0)?,
+                q: r.get(1)?,
+                expires_at: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                call_id: r.get(3)?,
+                cseq: r.get(4)?,
+                path: path
+                    .split('\n')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                received: received.as_deref().and_then(parse_flow),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn save(&mut self, aor: &str, bindings: &[Binding]) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO bindings
+                 (aor, contact, q, expires_at, call_id, cseq, path, received)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for b in bindings {
+                st.execute(params![
+                    aor,
+                    b.contact,
+                    b.q,
+                    i64::try_from(b.expires_at).unwrap_or(i64::MAX),
+                    b.call_id,
+                    b.cseq,
+                    b.path.join("\n"),
+                    b.received.as_ref().map(flow_text),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn purge(&mut self, now: u64) -> Result<usize, StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now])?)
+    }
+}
