@@ -119,7 +119,7 @@ fn store_failed(req: &Message, e: &StoreError) -> Bytes {
 /// The live bindings as target groups: q descending, each q one parallel group.
 pub fn q_groups(bindings: &[Binding], now: u64) -> Vec<Vec<Target>> {
     let mut live: Vec<&Binding> = bindings.iter().filter(|b| b.is_alive(now)).collect();
-    live.sort_by(|a, b| b.q.cmp(&a.q)); // stable: registration order within a q
+    live.sort_by_key(|b| std::cmp::Reverse(b.q)); // stable: registration order within a q
     let mut groups: Vec<(u16, Vec<Target>)> = Vec::new();
     for b in live {
         let Ok(t) = Target::parse(&b.contact) else {
