@@ -19,6 +19,9 @@ pub(crate) struct RawConfig {
     pub security: RawSecurity,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    pub registrar: Option<crate::registrar::RawRegistrar>,
+    #[serde(default)]
+    pub store: crate::registrar::RawStore,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,0 +1,105 @@
+//! `[registrar]` and `[store]`: the domains this proxy registers users for, the limits on
+//! registrations, and where bindings are kept.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{ConfigError, Ctx};
+
+/// The target that stands for the Request-URI's registered contacts.
+pub const LOCATION_TARGET: &str = "location:";
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistrar {
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub min_expires: Option<Spanned<i64>>,
+    pub max_expires: Option<Spanned<i64>>,
+    pub default_expires: Option<Spanned<i64>>,
+    pub max_contacts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub path: Option<String>,
+    pub url: Option<Spanned<String>>,
+}
+
+/// `[registrar]`: REGISTER is answered for these domains (and the proxy's own addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarSettings {
+    /// The domains, lower case.
+    pub domains: Vec<String>,
+    /// The shortest registration accepted, in seconds (423 below).
+    pub min_expires: u32,
+    /// The longest registration granted, in seconds.
+    pub max_expires: u32,
+    /// The registration time when the phone names none, in seconds.
+    pub default_expires: u32,
+    /// Contacts per address-of-record.
+    pub max_contacts: usize,
+}
+
+/// `[store]`: where registrations (and users) are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The data directory of the embedded store (`./rollover-data/`).
+    pub path: PathBuf,
+    /// A shared store's URL (`redis://127.0.0.1:6379/0`), used instead when written.
+    pub url: Option<String>,
+}
+
+pub(crate) fn compile_registrar(
+    cx: &Ctx<'_>,
+    raw: Option<&RawRegistrar>,
+) -> Result<Option<RegistrarSettings>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let secs = |v: &Option<Spanned<i64>>, k: &str, d: usize| -> Result<u32, ConfigError> {
+        Ok(cx.count(v, k, 1, 1 << 30, d)? as u32)
+    };
+    let mut domains = Vec::new();
+    for d in raw.domains.iter().flatten() {
+        let name = d.get_ref().trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(['@', ':', ' ', '/']) {
+            return Err(cx.err(
+                d.span(),
+                "registrar.domains",
+                "expected a domain name such as \"example.com\"",
+            ));
+        }
+        domains.push(name);
+    }
+    let s = RegistrarSettings {
+        domains,
+        min_expires: secs(&raw.min_expires, "registrar.min_expires", 60)?,
+        max_expires: secs(&raw.max_expires, "registrar.max_expires", 3600)?,
+        default_expires: secs(&raw.default_expires, "registrar.default_expires", 3600)?,
+        max_contacts: cx.count(&raw.max_contacts, "registrar.max_contacts", 1, 1000, 10)?,
+    };
+    if s.max_expires < s.min_expires {
+        let span = raw.max_expires.as_ref().map_or(0..0, Spanned::span);
+        return Err(cx.err(span, "registrar.max_expires", "below registrar.min_expires"));
+    }
+    Ok(Some(s))
+}
+
+pub(crate) fn compile_store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, ConfigError> {
+    if let Some(u) = &raw.url {
+        if !u.get_ref().starts_with("redis://") {
+            return Err(cx.err(
+                u.span(),
+                "store.url",
+                "expected a redis:// URL (leave it out for the embedded SQLite store)",
+            ));
+        }
+    }
+    Ok(StoreSettings {
+        path: PathBuf::from(raw.path.clone().unwrap_or_else(|| "rollover-data".into())),
+        url: raw.url.as_ref().map(|u| u.get_ref().clone()),
+    })
+}
