@@ -21,6 +21,7 @@ mod dns;
 mod parse_cmd;
 mod plan_cmd;
 pub(crate) mod proxy_cmd;
+mod registrar;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ use rollover_net::{driver, Transports};
 use rollover_proxy::{Proxy, Question, Secret};
 
 use crate::dns::{self, DnsCache};
+use crate::registrar::{Registrar, Routes};
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -74,6 +75,8 @@ enum Cmd {
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
     /// SIGUSR1: log the counters.
     Stats,
+    /// Time to delete expired registrations.
+    Purge,
     /// A name the core asked about was looked up.
     Resolved {
         id: u64,
@@ -88,7 +91,7 @@ enum Cmd {
 /// The proxy core with what the process adds around it: the drain deadline, and the
 /// answers to its questions (name look-ups, in tasks of their own).
 struct Server {
-    proxy: Proxy<DialPlan>,
+    proxy: Proxy<Routes>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
     dns: DnsCache,
     hickory: Option<Arc<hickory_resolver::TokioResolver>>,
@@ -100,10 +103,15 @@ impl Server {
     fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
             Cmd::Reload(plan) => {
-                self.proxy.set_router(*plan);
+                self.proxy.router_mut().plan = *plan;
                 info!("dial plan reloaded; calls under way keep the plan they started with");
             }
             Cmd::Stats => self.log_stats(txn),
+            Cmd::Purge => {
+                if let Some(r) = &mut self.proxy.router_mut().registrar {
+                    r.purge();
+                }
+            }
             Cmd::Drain(timeout, done) => {
                 self.proxy.drain();
                 self.drain = Some((now + timeout, done));
@@ -218,7 +226,17 @@ impl TransactionUser for Server {
     }
 
     fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
-        self.proxy.admit(now, source, msg, backlog)
+        match self.proxy.admit(now, source, msg, backlog) {
+            Admit::Accept => {}
+            other => return other,
+        }
+        // A REGISTER for us is answered here, once stored (RFC 3261 §10.3).
+        if let Some(r) = &mut self.proxy.router_mut().registrar {
+            if let Some(reply) = r.handle(msg, source) {
+                return Admit::Reply(reply);
+            }
+        }
+        Admit::Accept
     }
 }
 
@@ -359,6 +377,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         sec.pike_burst,
         sec.overload_backlog
     );
+    let ours: Vec<SocketAddr> = local.iter().map(|(_, a)| *a).collect();
     let proxy_cfg = cfg.proxy_config(local, secret, seed);
     let txn_cfg = s.txn_config();
     let limits = s.limits();
@@ -370,7 +389,16 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
             None
         }
     };
-    let proxy = Proxy::new(proxy_cfg, cfg.plan, Box::new(dns.clone()));
+    let registrar = match &cfg.registrar {
+        Some(settings) => Some(Registrar::open(settings, &cfg.store, ours)?),
+        None => None,
+    };
+    let has_registrar = registrar.is_some();
+    let routes = Routes {
+        plan: cfg.plan,
+        registrar,
+    };
+    let proxy = Proxy::new(proxy_cfg, routes, Box::new(dns.clone()));
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
     let mut server = Server {
         proxy,
@@ -382,6 +410,18 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     };
     let mut txn = TxnLayer::new(txn_cfg);
     spawn_reloader(config_path, cmd_tx.clone())?;
+    if has_registrar {
+        let purge = cmd_tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if purge.send(Cmd::Purge).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let drain_timeout = s.drain_timeout;
     let shutdown = async move {
         let why = stop_signal().await;

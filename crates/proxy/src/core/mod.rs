@@ -254,6 +254,11 @@ impl<R: RoutePolicy> Proxy<R> {
         self.router = router;
     }
 
+    /// The router, to update what it routes with (a location service's bindings).
+    pub fn router_mut(&mut self) -> &mut R {
+        &mut self.router
+    }
+
     /// Stops taking new calls: from now on a new request gets a stateless 503 with
     /// `Retry-After`, while the calls under way and in-dialog requests are still served.
     /// The owner ends the process once [`Proxy::calls_in_setup`] is 0 (or its drain
