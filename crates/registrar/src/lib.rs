@@ -19,6 +19,7 @@
 //! Time is seconds since the Unix epoch, given by the caller: registrations outlive the
 //! process, so they are kept in wall-clock time.
 
+pub mod auth;
 mod binding;
 mod location;
 pub mod rules;
@@ -31,3 +32,5 @@ pub use store::{SqliteStore, Store, StoreError, SQLITE_FILE};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;

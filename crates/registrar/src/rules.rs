@@ -285,7 +285,7 @@ pub fn ok_response(req: &Message, bindings: &[Binding], now: u64) -> Bytes {
 }
 
 /// The To tag of a registrar response: the same for a retransmitted request.
-fn reply_tag(req: &Message) -> String {
+pub(crate) fn reply_tag(req: &Message) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     req.call_id().ok().hash(&mut h);

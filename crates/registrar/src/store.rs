@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
 
+use crate::auth::User;
 use crate::binding::{flow_text, parse_flow, Binding};
 
 /// A store failure.
@@ -32,6 +33,14 @@ pub trait Store {
     fn save(&mut self, aor: &str, bindings: &[Binding]) -> Result<(), StoreError>;
     /// Deletes the bindings expired at `now`; returns how many.
     fn purge(&mut self, now: u64) -> Result<usize, StoreError>;
+    /// The user `username` of `realm`.
+    fn user(&mut self, username: &str, realm: &str) -> Result<Option<User>, StoreError>;
+    /// Adds a user, or replaces their password hashes.
+    fn put_user(&mut self, user: &User) -> Result<(), StoreError>;
+    /// Removes a user; false when there was none.
+    fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError>;
+    /// Every user, by realm then name.
+    fn users(&mut self) -> Result<Vec<User>, StoreError>;
 }
 
 /// Bindings in an SQLite file (`rollover.sqlite` in the data directory), written ahead
@@ -78,7 +87,14 @@ impl SqliteStore {
                 received TEXT,
                 PRIMARY KEY (aor, contact)
             );
-            CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at);",
+            CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at);
+            CREATE TABLE IF NOT EXISTS users (
+                username TEXT NOT NULL,
+                realm TEXT NOT NULL,
+                ha1_md5 TEXT NOT NULL,
+                ha1_sha256 TEXT NOT NULL,
+                PRIMARY KEY (username, realm)
+            );",
         )?;
         Ok(SqliteStore { db })
     }
@@ -142,5 +158,52 @@ impl Store for SqliteStore {
         Ok(self
             .db
             .execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now])?)
+    }
+
+    fn user(&mut self, username: &str, realm: &str) -> Result<Option<User>, StoreError> {
+        let mut st = self.db.prepare_cached(
+            "SELECT ha1_md5, ha1_sha256 FROM users WHERE username = ?1 AND realm = ?2",
+        )?;
+        let mut rows = st.query_map(params![username, realm], |r| {
+            Ok(User {
+                username: username.to_owned(),
+                realm: realm.to_owned(),
+                ha1_md5: r.get(0)?,
+                ha1_sha256: r.get(1)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    fn put_user(&mut self, user: &User) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO users (username, realm, ha1_md5, ha1_sha256)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![user.username, user.realm, user.ha1_md5, user.ha1_sha256],
+        )?;
+        Ok(())
+    }
+
+    fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError> {
+        let n = self.db.execute(
+            "DELETE FROM users WHERE username = ?1 AND realm = ?2",
+            params![username, realm],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let mut st = self.db.prepare_cached(
+            "SELECT username, realm, ha1_md5, ha1_sha256 FROM users ORDER BY realm, username",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(User {
+                username: r.get(0)?,
+                realm: r.get(1)?,
+                ha1_md5: r.get(2)?,
+                ha1_sha256: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

@@ -380,3 +380,27 @@ fn location_answers_from_its_cache_after_a_change() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn sqlite_store_keeps_users_and_no_passwords() {
+    use crate::auth::User;
+    let mut store = SqliteStore::in_memory().unwrap();
+    assert!(store.users().unwrap().is_empty());
+    let alice = User::new("alice", "example.com", "secret");
+    store.put_user(&alice).unwrap();
+    store
+        .put_user(&User::new("bob", "example.com", "other"))
+        .unwrap();
+    assert_eq!(store.user("alice", "example.com").unwrap(), Some(alice));
+    assert_eq!(store.user("alice", "example.org").unwrap(), None);
+    let names: Vec<String> = store
+        .users()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(store.remove_user("alice", "example.com").unwrap());
+    assert!(!store.remove_user("alice", "example.com").unwrap());
+    assert_eq!(store.users().unwrap().len(), 1);
+}
