@@ -29,7 +29,7 @@ mod shadow;
 use check::{dead_rules, dynamic_host, host_pinned, key_path, unfenced_targets, Captures};
 pub use duration::parse_duration;
 pub use listen::{parse_listen, Listen};
-pub use registrar::{RegistrarSettings, StoreSettings, LOCATION_TARGET};
+pub use registrar::{AuthConfig, RegistrarSettings, StoreSettings, LOCATION_TARGET};
 use security::compile_security;
 pub use server::{ConnectionLimits, ServerSettings};
 
@@ -111,6 +111,8 @@ pub struct Config {
     pub registrar: Option<RegistrarSettings>,
     /// `[store]`.
     pub store: StoreSettings,
+    /// `[auth]`.
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -561,6 +563,7 @@ impl Config {
         let security = compile_security(&cx, &raw.security)?;
         let registrar = registrar::compile_registrar(&cx, raw.registrar.as_ref())?;
         let store = registrar::compile_store(&cx, &raw.store)?;
+        let auth = registrar::compile_auth(&cx, &raw.auth)?;
         let mut warnings = dead_rules(&cx, &raw.route, &rules);
         warnings.extend(unfenced_targets(&cx, &raw.route, &rules));
         Ok(Config {
@@ -574,6 +577,7 @@ impl Config {
             warnings,
             registrar,
             store,
+            auth,
         })
     }
 }

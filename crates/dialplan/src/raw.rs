@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub registrar: Option<crate::registrar::RawRegistrar>,
     #[serde(default)]
     pub store: crate::registrar::RawStore,
+    #[serde(default)]
+    pub auth: crate::registrar::RawAuth,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::duration::RawDuration;
 use crate::{ConfigError, Ctx};
 
 /// The target that stands for the Request-URI's registered contacts.
@@ -19,6 +20,67 @@ pub(crate) struct RawRegistrar {
     pub max_expires: Option<Spanned<i64>>,
     pub default_expires: Option<Spanned<i64>>,
     pub max_contacts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub require: Option<bool>,
+    pub nonce_ttl: Option<Spanned<RawDuration>>,
+    pub max_failures: Option<Spanned<i64>>,
+    pub block_time: Option<Spanned<RawDuration>>,
+    pub algorithms: Option<Vec<Spanned<String>>>,
+}
+
+/// `[auth]`: digest authentication of our users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Whether requests from our users must authenticate; `None`: once users exist.
+    pub require: Option<bool>,
+    /// How long a nonce is good for.
+    pub nonce_ttl: std::time::Duration,
+    /// Wrong answers in a row from one source before it gets 403.
+    pub max_failures: u32,
+    /// How long such a source is refused.
+    pub block_time: std::time::Duration,
+    /// The digest algorithms offered, preferred first (`SHA-256`, `MD5`).
+    pub algorithms: Vec<String>,
+}
+
+pub(crate) fn compile_auth(cx: &Ctx<'_>, raw: &RawAuth) -> Result<AuthConfig, ConfigError> {
+    let mut algorithms = Vec::new();
+    for a in raw.algorithms.iter().flatten() {
+        let name = a.get_ref().to_ascii_uppercase();
+        if name != "MD5" && name != "SHA-256" {
+            return Err(cx.err(
+                a.span(),
+                "auth.algorithms",
+                "expected \"SHA-256\" or \"MD5\"",
+            ));
+        }
+        algorithms.push(name);
+    }
+    if algorithms.is_empty() {
+        if raw.algorithms.is_some() {
+            return Err(cx.err(0..0, "auth.algorithms", "name at least one algorithm"));
+        }
+        algorithms = vec!["SHA-256".into(), "MD5".into()];
+    }
+    Ok(AuthConfig {
+        require: raw.require,
+        nonce_ttl: cx.duration(
+            &raw.nonce_ttl,
+            "auth.nonce_ttl",
+            std::time::Duration::from_secs(300),
+        )?,
+        max_failures: cx.count(&raw.max_failures, "auth.max_failures", 1, 1000, 5)? as u32,
+        block_time: cx.duration(
+            &raw.block_time,
+            "auth.block_time",
+            std::time::Duration::from_secs(300),
+        )?,
+        algorithms,
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -69,3 +69,22 @@ fn location_target_routes_as_its_placeholder() {
     assert!(is_location_target(&plan.groups[0][0]));
     assert_eq!(plan.groups[1][0].uri, "sip:vm@127.0.0.1:5090");
 }
+
+#[test]
+fn auth_section() {
+    let d = Config::parse("t.toml", "").unwrap().auth;
+    assert_eq!(d.require, None);
+    assert_eq!(d.algorithms, ["SHA-256", "MD5"]);
+    let cfg = Config::parse(
+        "t.toml",
+        "[auth]\nrequire = true\nnonce_ttl = \"1m\"\nmax_failures = 3\nblock_time = \"10s\"\nalgorithms = [\"md5\"]\n",
+    )
+    .unwrap()
+    .auth;
+    assert_eq!(cfg.require, Some(true));
+    assert_eq!(cfg.nonce_ttl, std::time::Duration::from_secs(60));
+    assert_eq!((cfg.max_failures, cfg.block_time.as_secs()), (3, 10));
+    assert_eq!(cfg.algorithms, ["MD5"]);
+    let e = Config::parse("t.toml", "[auth]\nalgorithms = [\"SHA-512\"]\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (2, "auth.algorithms"));
+}
