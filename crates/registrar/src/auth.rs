@@ -22,6 +22,7 @@ use md5::Md5;
 use ring::hmac;
 use rollover_sip::{Auth, HeaderName, Message, StatusCode};
 use sha2::{Digest as _, Sha256};
+use tracing::debug;
 
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,9 @@ struct Failures {
 pub struct Digest {
     key: hmac::Key,
     settings: AuthSettings,
+    /// Makes every nonce unique, even two in the same second for the same realm (a phone
+    /// starts its nonce count at 1 on each).
+    next_salt: u64,
     /// Highest nonce count seen per nonce, with the nonce's expiry.
     counts: HashMap<String, (u32, u64)>,
     failures: HashMap<IpAddr, Failures>,
@@ -177,11 +181,13 @@ impl std::fmt::Debug for Digest {
 }
 
 impl Digest {
-    /// A verifier whose nonces are signed with `secret`.
-    pub fn new(secret: &[u8], settings: AuthSettings) -> Digest {
+    /// A verifier whose nonces are signed with `secret`; `seed` starts the salt that
+    /// makes each nonce unique (give each process a different one).
+    pub fn new(secret: &[u8], settings: AuthSettings, seed: u64) -> Digest {
         Digest {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             settings,
+            next_salt: seed,
             counts: HashMap::new(),
             failures: HashMap::new(),
         }
@@ -192,23 +198,29 @@ impl Digest {
         &self.settings
     }
 
-    /// A nonce made at `now` for `realm`: 16 hex digits of time, 32 of HMAC.
-    pub fn nonce(&self, now: u64, realm: &str) -> String {
-        format!("{now:016x}{}", self.mac(now, realm))
+    /// A new nonce made at `now` for `realm`: 16 hex digits of time, 16 of salt, 32 of
+    /// HMAC over them and the realm.
+    pub fn nonce(&mut self, now: u64, realm: &str) -> String {
+        let salt = self.next_salt;
+        self.next_salt = self.next_salt.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        format!("{now:016x}{salt:016x}{}", self.mac(now, salt, realm))
     }
 
-    fn mac(&self, at: u64, realm: &str) -> String {
+    fn mac(&self, at: u64, salt: u64, realm: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"rollover digest nonce\0");
         ctx.update(&at.to_be_bytes());
+        ctx.update(&salt.to_be_bytes());
         ctx.update(realm.as_bytes());
         hex(ctx.sign().as_ref().get(..16).unwrap_or_default())
     }
 
     /// When a nonce we made for `realm` was made; `None` for a forged or foreign one.
     fn nonce_time(&self, nonce: &str, realm: &str) -> Option<u64> {
-        let (t, mac) = (nonce.get(..16)?, nonce.get(16..)?);
+        let (t, salt, mac) = (nonce.get(..16)?, nonce.get(16..32)?, nonce.get(32..)?);
         let at = u64::from_str_radix(t, 16).ok()?;
-        let want = self.mac(at, realm);
+        let salt = u64::from_str_radix(salt, 16).ok()?;
+        let want = self.mac(at, salt, realm);
         let same = want.len() == mac.len()
             && want
                 .bytes()
@@ -249,13 +261,16 @@ impl Digest {
                     .is_some_and(|r| r.eq_ignore_ascii_case(realm))
         });
         let Some(creds) = creds else {
+            debug!(%source, realm, "no credentials for the realm: challenge");
             return Verdict::Challenge { stale: false };
         };
         let Some(answer) = Answer::of(&creds) else {
+            debug!(%source, "credentials without qop=auth, a field or a known algorithm: challenge");
             return Verdict::Challenge { stale: false };
         };
         let Some(made) = self.nonce_time(&answer.nonce, realm) else {
             // Not a nonce of ours (or of another secret): a fresh challenge.
+            debug!(%source, nonce = answer.nonce, "not a nonce of ours: challenge");
             return Verdict::Challenge { stale: false };
         };
         let method = req.method().map_or("", |m| m.as_str());
@@ -272,6 +287,7 @@ impl Digest {
             want.eq_ignore_ascii_case(&answer.response)
         });
         if !right {
+            debug!(%source, username = answer.username, "wrong digest answer");
             return self.failed(now, source);
         }
         let expires = made.saturating_add(self.settings.nonce_ttl);
@@ -281,6 +297,7 @@ impl Digest {
         // RFC 7616 §3.4: a nonce count not above the last one seen is a replay.
         if let Some((last, _)) = self.counts.get(&answer.nonce) {
             if answer.nc <= *last {
+                debug!(%source, nc = answer.nc, "nonce count not above {last}: a replay");
                 return Verdict::Challenge { stale: false };
             }
         }
@@ -325,7 +342,7 @@ impl Digest {
 
     /// The 401 or 407 for `req`: one challenge per algorithm offered, `qop="auth"`.
     pub fn challenge(
-        &self,
+        &mut self,
         now: u64,
         req: &Message,
         kind: Kind,

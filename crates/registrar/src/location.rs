@@ -40,6 +40,12 @@ impl<S: Store> Location<S> {
         &self.rules
     }
 
+    /// The store (users are read from it directly: `rollover user remove` takes effect at
+    /// once).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// Processes a REGISTER for one of our domains from `source` at `now` (seconds since
     /// the epoch) and returns the response to send. The bindings are stored before this
     /// returns a 200.

@@ -285,11 +285,14 @@ pub fn ok_response(req: &Message, bindings: &[Binding], now: u64) -> Bytes {
 }
 
 /// The To tag of a registrar response: the same for a retransmitted request.
+/// The start of the To tag of every response the registrar makes (its ACKs are dropped).
+pub const REPLY_TAG_PREFIX: &str = "rg";
+
 pub(crate) fn reply_tag(req: &Message) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     req.call_id().ok().hash(&mut h);
     req.from_tag().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
-    format!("rg{:012x}", h.finish() & 0xffff_ffff_ffff)
+    format!("{REPLY_TAG_PREFIX}{:012x}", h.finish() & 0xffff_ffff_ffff)
 }

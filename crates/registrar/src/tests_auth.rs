@@ -27,6 +27,7 @@ fn digest() -> Digest {
             max_failures: 3,
             ..AuthSettings::default()
         },
+        7,
     )
 }
 
@@ -61,7 +62,7 @@ fn challenge_of(resp: &Message, name: HeaderName, alg: &str) -> String {
 }
 
 /// Answers the challenge `d` makes at `at` for a REGISTER with `password`.
-fn answer(d: &Digest, at: u64, alg: &str, password: &str, cnonce: &str) -> String {
+fn answer(d: &mut Digest, at: u64, alg: &str, password: &str, cnonce: &str) -> String {
     let req = request("REGISTER", None);
     let resp = Message::parse(d.challenge(at, &req, Kind::Registrar, REALM, false)).unwrap();
     assert_eq!(resp.status(), Some(401));
@@ -90,16 +91,16 @@ fn check(d: &mut Digest, at: u64, value: &str) -> Verdict {
 #[test]
 fn md5_and_sha256_answers_are_accepted() {
     let mut d = digest();
-    // Each from its own challenge: a nonce answered once with count 1 is spent.
-    for (at, alg) in [(NOW, "MD5"), (NOW + 1, "SHA-256")] {
-        let v = answer(&d, at, alg, "secret", alg);
+    // Each from its own challenge, in the same second: two nonces, each with count 1.
+    for (at, alg) in [(NOW, "MD5"), (NOW, "SHA-256")] {
+        let v = answer(&mut d, at, alg, "secret", alg);
         assert_eq!(check(&mut d, at + 1, &v), Verdict::Ok(alice()), "{alg}");
     }
 }
 
 #[test]
 fn challenges_offer_sha256_first_then_md5() {
-    let d = digest();
+    let mut d = digest();
     let resp =
         Message::parse(d.challenge(NOW, &request("INVITE", None), Kind::Proxy, REALM, false))
             .unwrap();
@@ -114,7 +115,7 @@ fn challenges_offer_sha256_first_then_md5() {
 #[test]
 fn proxy_kind_reads_proxy_authorization() {
     let mut d = digest();
-    let v = answer(&d, NOW, "MD5", "secret", "x");
+    let v = answer(&mut d, NOW, "MD5", "secret", "x");
     let req = request("REGISTER", Some(("Proxy-Authorization", &v)));
     let got = d.check(NOW, &req, Kind::Proxy, REALM, ip(), |_, _| Some(alice()));
     assert_eq!(got, Verdict::Ok(alice()));
@@ -127,7 +128,7 @@ fn proxy_kind_reads_proxy_authorization() {
 #[test]
 fn a_replayed_answer_is_challenged() {
     let mut d = digest();
-    let v = answer(&d, NOW, "MD5", "secret", "c");
+    let v = answer(&mut d, NOW, "MD5", "secret", "c");
     assert_eq!(check(&mut d, NOW, &v), Verdict::Ok(alice()));
     // The same nonce count again: a replay.
     assert_eq!(
@@ -145,14 +146,14 @@ fn a_replayed_answer_is_challenged() {
 #[test]
 fn an_expired_nonce_is_stale_when_the_password_is_right() {
     let mut d = digest();
-    let v = answer(&d, NOW, "SHA-256", "secret", "c");
+    let v = answer(&mut d, NOW, "SHA-256", "secret", "c");
     let late = NOW + AuthSettings::default().nonce_ttl + 1;
     assert_eq!(check(&mut d, late, &v), Verdict::Challenge { stale: true });
     let req = request("REGISTER", None);
     let resp = Message::parse(d.challenge(late, &req, Kind::Registrar, REALM, true)).unwrap();
     assert!(challenge_of(&resp, HeaderName::WwwAuthenticate, "MD5").contains("stale=true"));
     // A wrong password with an old nonce is not stale: it is wrong.
-    let bad = answer(&d, NOW, "SHA-256", "guess", "c");
+    let bad = answer(&mut d, NOW, "SHA-256", "guess", "c");
     assert_eq!(
         check(&mut d, late, &bad),
         Verdict::Challenge { stale: false }
@@ -162,8 +163,12 @@ fn an_expired_nonce_is_stale_when_the_password_is_right() {
 #[test]
 fn a_forged_nonce_is_challenged() {
     let mut d = digest();
-    let v = answer(&d, NOW, "MD5", "secret", "c");
-    let other = Digest::new(b"another secret, another proxy!!", AuthSettings::default());
+    let v = answer(&mut d, NOW, "MD5", "secret", "c");
+    let other = Digest::new(
+        b"another secret, another proxy!!",
+        AuthSettings::default(),
+        7,
+    );
     let req = request("REGISTER", Some(("Authorization", &v)));
     let mut other = other;
     assert_eq!(
@@ -184,27 +189,27 @@ fn a_forged_nonce_is_challenged() {
 fn repeated_wrong_passwords_block_the_source() {
     let mut d = digest();
     for _ in 0..2 {
-        let bad = answer(&d, NOW, "MD5", "guess", "c");
+        let bad = answer(&mut d, NOW, "MD5", "guess", "c");
         assert_eq!(
             check(&mut d, NOW, &bad),
             Verdict::Challenge { stale: false }
         );
     }
-    let bad = answer(&d, NOW, "MD5", "guess", "c");
+    let bad = answer(&mut d, NOW, "MD5", "guess", "c");
     assert_eq!(check(&mut d, NOW, &bad), Verdict::Forbidden);
     // Blocked: even the right password gets 403 until the block ends.
-    let good = answer(&d, NOW, "MD5", "secret", "c");
+    let good = answer(&mut d, NOW, "MD5", "secret", "c");
     assert_eq!(check(&mut d, NOW + 1, &good), Verdict::Forbidden);
     let after = NOW + AuthSettings::default().block_for + 1;
-    let good = answer(&d, after, "MD5", "secret", "c");
+    let good = answer(&mut d, after, "MD5", "secret", "c");
     assert_eq!(check(&mut d, after, &good), Verdict::Ok(alice()));
 }
 
 #[test]
 fn unknown_users_count_as_wrong_answers() {
     let mut d = digest();
-    let v =
-        answer(&d, NOW, "MD5", "secret", "c").replace("username=\"alice\"", "username=\"mallory\"");
+    let v = answer(&mut d, NOW, "MD5", "secret", "c")
+        .replace("username=\"alice\"", "username=\"mallory\"");
     let req = request("REGISTER", Some(("Authorization", &v)));
     let got = d.check(NOW, &req, Kind::Registrar, REALM, ip(), |_, _| None);
     assert_eq!(got, Verdict::Challenge { stale: false });
@@ -218,4 +223,10 @@ fn ha1_hashes_are_the_rfc_ones() {
     assert_eq!(u.ha1_md5.len(), 32);
     assert_eq!(u.ha1_sha256.len(), 64);
     assert!(!u.ha1_md5.contains("Circle"));
+}
+
+#[test]
+fn two_challenges_in_one_second_have_different_nonces() {
+    let mut d = digest();
+    assert_ne!(d.nonce(NOW, REALM), d.nonce(NOW, REALM));
 }

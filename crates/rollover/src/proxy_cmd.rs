@@ -12,7 +12,7 @@ use rollover_net::{driver, Transports};
 use rollover_proxy::{Proxy, Question, Secret};
 
 use crate::dns::{self, DnsCache};
-use crate::registrar::{Registrar, Routes};
+use crate::registrar::{Door, Registrar, Routes};
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -65,6 +65,16 @@ pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// The secret's bytes (as configured, or from its file once [`load_secret`] made it), for
+/// the registrar's nonces.
+fn secret_bytes(sec: &SecuritySettings) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &sec.secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    std::fs::read(&sec.secret_file)
+        .with_context(|| format!("reading {}", sec.secret_file.display()))
 }
 
 /// What the signal handlers ask of the running proxy.
@@ -231,12 +241,14 @@ impl TransactionUser for Server {
             other => return other,
         }
         // A REGISTER for us is answered here, once stored (RFC 3261 §10.3).
-        if let Some(r) = &mut self.proxy.router_mut().registrar {
-            if let Some(reply) = r.handle(msg, source) {
-                return Admit::Reply(reply);
-            }
+        match &mut self.proxy.router_mut().registrar {
+            Some(r) => match r.admit(msg, source) {
+                Door::Pass => Admit::Accept,
+                Door::Reply(reply) => Admit::Reply(reply),
+                Door::Drop => Admit::Drop,
+            },
+            None => Admit::Accept,
         }
-        Admit::Accept
     }
 }
 
@@ -390,7 +402,15 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         }
     };
     let registrar = match &cfg.registrar {
-        Some(settings) => Some(Registrar::open(settings, &cfg.store, ours)?),
+        Some(settings) => Some(Registrar::open(
+            settings,
+            &cfg.store,
+            &cfg.auth,
+            &secret_bytes(&cfg.security)?,
+            cfg.security.limits.clone(),
+            ours,
+            seed.rotate_left(17),
+        )?),
         None => None,
     };
     let has_registrar = registrar.is_some();

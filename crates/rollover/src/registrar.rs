@@ -6,9 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use bytes::Bytes;
-use rollover_dialplan::{is_location_target, DialPlan, RegistrarSettings, StoreSettings};
-use rollover_proxy::{RouteDecision, RoutePolicy, Router};
-use rollover_registrar::{aor_key, Location, Rules, SqliteStore};
+use rollover_dialplan::{
+    is_location_target, AuthConfig, DialPlan, RegistrarSettings, StoreSettings,
+};
+use rollover_proxy::{RouteDecision, RoutePolicy, Router, SecurityConfig};
+use rollover_registrar::auth::{self, Algorithm, AuthSettings, Digest, Kind, Verdict};
+use rollover_registrar::{aor_key, Location, Rules, SqliteStore, Store};
 use rollover_sip::{Host, Message, Method, StatusCode};
 use rollover_txn::Peer;
 use tracing::{debug, info, warn};
@@ -26,6 +29,23 @@ pub struct Registrar {
     location: Location<SqliteStore>,
     /// The addresses the proxy listens on and advertises: a REGISTER to one is ours.
     local: Vec<SocketAddr>,
+    digest: Digest,
+    /// `[auth] require`, when written.
+    require: Option<bool>,
+    /// Whether the store has users (what `require` defaults to).
+    has_users: bool,
+    /// Trusted sources: they need not authenticate and may relay anywhere.
+    security: SecurityConfig,
+}
+
+/// What the front door hears from the registrar about one message.
+pub enum Door {
+    /// Not the registrar's business: the proxy routes it.
+    Pass,
+    /// Answer with this response, statelessly.
+    Reply(Bytes),
+    /// Drop it (the ACK of one of our stateless answers).
+    Drop,
 }
 
 impl Registrar {
@@ -33,24 +53,59 @@ impl Registrar {
     pub fn open(
         settings: &RegistrarSettings,
         store: &StoreSettings,
+        auth_cfg: &AuthConfig,
+        secret: &[u8],
+        security: SecurityConfig,
         local: Vec<SocketAddr>,
+        seed: u64,
     ) -> anyhow::Result<Registrar> {
         if store.url.is_some() {
             anyhow::bail!(
                 "[store] url: this build keeps registrations in SQLite only; leave url out"
             );
         }
-        let db = SqliteStore::open(&store.path)
+        let mut db = SqliteStore::open(&store.path)
             .with_context(|| format!("opening the store in {}", store.path.display()))?;
+        let users = db.users().context("reading the users")?.len();
         info!(
             domains = ?settings.domains,
             "registrar: bindings kept in {}",
             store.path.join(rollover_registrar::SQLITE_FILE).display()
         );
-        Ok(Registrar {
+        let settings_auth = AuthSettings {
+            nonce_ttl: auth_cfg.nonce_ttl.as_secs().max(1),
+            max_failures: auth_cfg.max_failures,
+            block_for: auth_cfg.block_time.as_secs(),
+            algorithms: auth_cfg
+                .algorithms
+                .iter()
+                .filter_map(|a| Algorithm::parse(a))
+                .collect(),
+        };
+        let r = Registrar {
             location: Location::new(rules(settings), db),
             local,
-        })
+            digest: Digest::new(secret, settings_auth, seed),
+            require: auth_cfg.require,
+            has_users: users > 0,
+            security,
+        };
+        info!(
+            users,
+            "auth: {}",
+            if r.require_auth() {
+                "our users must authenticate (digest)"
+            } else {
+                "off (no users yet, or [auth] require = false)"
+            }
+        );
+        Ok(r)
+    }
+
+    /// Whether requests from our users must authenticate: `[auth] require`, else once
+    /// users exist.
+    fn require_auth(&self) -> bool {
+        self.require.unwrap_or(self.has_users)
     }
 
     /// Whether `host` names us: one of the domains or one of our addresses.
@@ -68,23 +123,145 @@ impl Registrar {
             .any(|a| a.ip() == ip || (a.ip().is_unspecified() && ip.is_loopback()))
     }
 
-    /// The response to a REGISTER, when it is for us (its Request-URI names one of our
-    /// domains or addresses); `None` lets the proxy relay it.
-    pub fn handle(&mut self, msg: &Message, source: &Peer) -> Option<Bytes> {
-        if msg.method() != Some(&Method::Register) || msg.to_tag().is_some() {
-            return None;
+    /// The front door's registrar checks for a message from `source` (RFC 3261 §10.3,
+    /// §22): REGISTERs for us are authenticated and answered; other new requests from our
+    /// users must authenticate (407); a stranger may reach only our domains (no open relay).
+    pub fn admit(&mut self, msg: &Message, source: &Peer) -> Door {
+        let Some(method) = msg.method() else {
+            return Door::Pass;
+        };
+        if *method == Method::Ack {
+            // The ACK of a 401/407/403 we sent statelessly ends here.
+            return match msg.to_tag() {
+                Some(t) if t.starts_with(rollover_registrar::rules::REPLY_TAG_PREFIX) => Door::Drop,
+                _ => Door::Pass,
+            };
         }
-        let uri = msg.request_uri()?.ok()?;
-        let sip = uri.as_sip()?;
-        if !self.is_local_host(&sip.host) {
-            return None;
+        if msg.to_tag().is_some() || *method == Method::Cancel {
+            return Door::Pass;
         }
-        Some(self.location.handle_register(unix_now(), msg, source))
+        let now = unix_now();
+        let Some(Ok(uri)) = msg.request_uri() else {
+            return Door::Pass;
+        };
+        let to_us = uri.as_sip().is_some_and(|u| self.is_local_host(&u.host));
+        if *method == Method::Register && to_us {
+            if self.require_auth() {
+                if let Some(refusal) = self.authenticate_register(now, msg, source) {
+                    return Door::Reply(refusal);
+                }
+            }
+            return Door::Reply(self.location.handle_register(now, msg, source));
+        }
+        if self.security.is_trusted(source.addr.ip()) {
+            return Door::Pass;
+        }
+        // A request addressed to the proxy itself (an OPTIONS ping) is the core's.
+        let to_proxy = uri.as_sip().is_some_and(|u| u.user.is_none()) && to_us;
+        let from = msg.from_header().ok();
+        let from_sip = from.as_ref().and_then(|f| f.uri.as_sip().cloned());
+        let from_us = from_sip
+            .as_ref()
+            .is_some_and(|f| self.is_local_host(&f.host));
+        if from_us && self.require_auth() && !to_proxy {
+            let (user, realm) = self.user_and_realm(from_sip.as_ref());
+            return match self.check(now, msg, Kind::Proxy, &realm, source) {
+                Verdict::Ok(u) if u.username == user => Door::Pass,
+                Verdict::Ok(u) => {
+                    info!(%source, "{} authenticated but sent as {user}: 403", u.username);
+                    Door::Reply(auth::forbidden(msg))
+                }
+                Verdict::Challenge { stale } => {
+                    Door::Reply(self.digest.challenge(now, msg, Kind::Proxy, &realm, stale))
+                }
+                Verdict::Forbidden => Door::Reply(auth::forbidden(msg)),
+            };
+        }
+        if !to_us && !self.is_local_domain_uri(msg) {
+            // RFC 3261 §16 leaves it to policy; ours: no open relay for strangers.
+            info!(%source, call_id = msg.call_id().unwrap_or("-"), "refused with 403: a stranger relaying to a domain not ours");
+            return Door::Reply(auth::forbidden(msg));
+        }
+        Door::Pass
+    }
+
+    /// Whether the Request-URI is in one of our domains.
+    fn is_local_domain_uri(&self, msg: &Message) -> bool {
+        let Some(Ok(uri)) = msg.request_uri() else {
+            return false;
+        };
+        uri.as_sip().is_some_and(|u| self.is_local_host(&u.host))
+    }
+
+    /// The user name and realm of a URI of ours: its domain, or the first domain when it
+    /// names one of our addresses.
+    fn user_and_realm(&self, uri: Option<&rollover_sip::SipUri<'_>>) -> (String, String) {
+        let user = uri.and_then(|u| u.user).unwrap_or_default().to_owned();
+        let realm = match uri.map(|u| &u.host) {
+            Some(Host::Domain(d)) => d.to_ascii_lowercase(),
+            _ => self
+                .location
+                .rules()
+                .domains
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        (user, realm)
+    }
+
+    /// Checks the credentials of `msg` for `realm` against the users in the store.
+    fn check(
+        &mut self,
+        now: u64,
+        msg: &Message,
+        kind: Kind,
+        realm: &str,
+        source: &Peer,
+    ) -> Verdict {
+        let store = self.location.store_mut();
+        let mut found = |u: &str, r: &str| match store.user(u, r) {
+            Ok(u) => u,
+            Err(e) => {
+                warn!("reading a user failed: {e}");
+                None
+            }
+        };
+        self.digest
+            .check(now, msg, kind, realm, source.addr.ip(), |u, r| found(u, r))
+    }
+
+    /// RFC 3261 §10.3 steps 3 and 4: the REGISTER is from a user, and that user is the
+    /// address-of-record's own. The refusal to send, if any.
+    fn authenticate_register(&mut self, now: u64, msg: &Message, source: &Peer) -> Option<Bytes> {
+        let to = msg.to_header().ok();
+        let to_sip = to.as_ref().and_then(|t| t.uri.as_sip().cloned());
+        let (user, realm) = self.user_and_realm(to_sip.as_ref());
+        match self.check(now, msg, Kind::Registrar, &realm, source) {
+            Verdict::Ok(u) if u.username == user && u.realm == realm => None,
+            Verdict::Ok(u) => {
+                info!(%source, "{} may not register {user}@{realm}: 403", u.username);
+                Some(auth::forbidden(msg))
+            }
+            Verdict::Challenge { stale } => {
+                Some(
+                    self.digest
+                        .challenge(now, msg, Kind::Registrar, &realm, stale),
+                )
+            }
+            Verdict::Forbidden => Some(auth::forbidden(msg)),
+        }
     }
 
     /// Purges expired bindings.
     pub fn purge(&mut self) {
-        match self.location.purge(unix_now()) {
+        let now = unix_now();
+        self.digest.purge(now);
+        match self.location.store_mut().users() {
+            Ok(u) => self.has_users = !u.is_empty(),
+            Err(e) => warn!("reading the users failed: {e}"),
+        }
+        match self.location.purge(now) {
             Ok(0) => {}
             Ok(n) => debug!("purged {n} expired binding(s)"),
             Err(e) => warn!("purging expired bindings failed: {e}"),

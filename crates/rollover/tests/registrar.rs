@@ -306,3 +306,235 @@ fn a_binding_survives_restart_and_kill_9() {
     let proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
     assert!(call(&dir, &proxy, "alice", &answered(&dir)));
 }
+
+/// Adds `user` with `password` to the store in `dir` (`rollover user add`, password on
+/// standard input).
+fn add_user(dir: &Dir, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary())
+        .args(["user", "add", user])
+        .current_dir(dir.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A SIPp phone on `port` registering `user` through the proxy, answering challenges as
+/// `auth` (`user:password`, SIPp's `-au`/`-ap`), running `scenario`; true when it ran to
+/// its end.
+fn sipp_register(
+    dir: &Dir,
+    proxy: &Proxy,
+    port: u16,
+    user: &str,
+    auth: &str,
+    scenario: &Path,
+) -> bool {
+    let (auth_user, password) = auth.split_once(':').unwrap();
+    let args = strings(&[
+        "-sf",
+        &scenario.display().to_string(),
+        &format!("127.0.0.1:{}", proxy.port),
+        "-s",
+        user,
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-t",
+        "u1",
+        "-au",
+        auth_user,
+        "-ap",
+        password,
+        "-timeout",
+        "10s",
+        "-timeout_error",
+    ]);
+    let name = format!("reg{port}");
+    let code = sipp(dir, &name, &args).wait(Duration::from_secs(15));
+    if code != Some(0) {
+        eprintln!(
+            "{name}: exit {code:?}\n{}\nproxy log:\n{}",
+            dir.read(&format!("{name}.err")),
+            proxy.log_text()
+        );
+    }
+    code == Some(0)
+}
+
+fn digest_register(dir: &Dir, file: &str, q: &str, fin: &str) -> PathBuf {
+    dir.scenario("uac_register_digest.xml", file, &[("Q", q), ("FINAL", fin)])
+}
+
+const MD5_ONLY: &str = "[auth]\nalgorithms = [\"MD5\"]\nmax_failures = 2\nblock_time = \"30s\"\n";
+
+#[test]
+fn phones_register_with_digest_and_calls_fork_to_them() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("reg-digest");
+    add_user(&dir, "alice@example.com", "secret");
+    let (pa, pb, pc) = (port(), port(), port());
+    let (_v, pv) = sipp_callee(
+        &dir,
+        "vm",
+        &answer(&dir, "vm.xml", "0", "100"),
+        1,
+        "u1",
+        "20s",
+        &[],
+    );
+    // The caller is a trusted gateway: it need not authenticate.
+    let cfg = config(&format!(
+        "{MD5_ONLY}\n[security]\ntrusted = [\"127.0.0.1/32\"]\n\n{}",
+        users_route(pv)
+    ));
+    let proxy = Proxy::start(&dir, &cfg);
+    for (p, q) in [(pa, "1.0"), (pb, "1.0"), (pc, "0.5")] {
+        let s = digest_register(&dir, &format!("r{p}.xml"), q, "200");
+        assert!(sipp_register(&dir, &proxy, p, "alice", "alice:secret", &s));
+    }
+    // The phones now answer on the ports they registered from.
+    let (_a, _) = sipp_callee_on(&dir, "a", pa, &busy(&dir, "a.xml"));
+    let (_b, _) = sipp_callee_on(&dir, "b", pb, &busy(&dir, "b.xml"));
+    let (_c, _) = sipp_callee_on(&dir, "c", pc, &answer(&dir, "c.xml", "0", "10000"));
+    assert!(call(&dir, &proxy, "alice", &answered(&dir)));
+    let log = proxy.log_text();
+    let c = at(&log, &format!("trying sip:alice@127.0.0.1:{pc}"));
+    assert!(
+        at(&log, &format!("left sip:alice@127.0.0.1:{pa}: 486")) < c,
+        "{log}"
+    );
+    assert!(
+        at(&log, &format!("left sip:alice@127.0.0.1:{pb}: 486")) < c,
+        "{log}"
+    );
+    assert!(
+        c < at(&log, &format!("sip:vm@127.0.0.1:{pv} answered 200")),
+        "{log}"
+    );
+}
+
+/// A SIPp callee on a given port (a phone answering where it registered from).
+fn sipp_callee_on(dir: &Dir, name: &str, p: u16, scenario: &Path) -> (Proc, u16) {
+    let args = strings(&[
+        "-sf",
+        &scenario.display().to_string(),
+        "-p",
+        &p.to_string(),
+        "-m",
+        "1",
+        "-t",
+        "u1",
+        "-timeout",
+        "20s",
+    ]);
+    (sipp(dir, name, &args), p)
+}
+
+#[test]
+fn a_wrong_password_gets_401_again_then_403_and_a_block() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("reg-wrong");
+    add_user(&dir, "alice@example.com", "secret");
+    let proxy = Proxy::start(&dir, &config(&format!("{MD5_ONLY}\n{}", users_route(9))));
+    let wrong = dir.scenario("uac_register_wrong.xml", "wrong.xml", &[]);
+    assert!(sipp_register(
+        &dir,
+        &proxy,
+        port(),
+        "alice",
+        "alice:guess",
+        &wrong
+    ));
+    // The source is blocked: even a REGISTER without credentials gets 403 now.
+    let s = sock();
+    let r = register(
+        &s,
+        proxy.addr(),
+        "alice",
+        "w2",
+        1,
+        &["Contact: <sip:a@127.0.0.1:5071>"],
+    );
+    assert_eq!(status(&r), "403", "{r}");
+}
+
+#[test]
+fn a_good_password_after_a_challenge_registers() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("reg-good");
+    add_user(&dir, "alice@example.com", "secret");
+    let proxy = Proxy::start(&dir, &config(&format!("{MD5_ONLY}\n{}", users_route(9))));
+    let ok = digest_register(&dir, "ok.xml", "1.0", "200");
+    assert!(sipp_register(
+        &dir,
+        &proxy,
+        port(),
+        "alice",
+        "alice:secret",
+        &ok
+    ));
+    // Alice, rightly authenticated, may not register bob's address (§10.3 step 4): 403.
+    add_user(&dir, "bob@example.com", "bobs");
+    let as_bob = digest_register(&dir, "bob.xml", "1.0", "403");
+    assert!(sipp_register(
+        &dir,
+        &proxy,
+        port(),
+        "bob",
+        "alice:secret",
+        &as_bob
+    ));
+}
+
+#[test]
+fn local_users_must_authenticate_and_strangers_cannot_relay() {
+    let dir = Dir::new("reg-relay");
+    add_user(&dir, "alice@example.com", "secret");
+    let phones = "[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n";
+    let proxy = Proxy::start(&dir, &config(phones));
+    let s = sock();
+    let invite = |from: &str, to: &str, call_id: &str| {
+        let local = s.local_addr().unwrap();
+        format!(
+            "INVITE {to} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <{from}>;tag=f1\r\n\
+             To: <{to}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:x@{local}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    // Alice calling out must prove she is alice: 407 with SHA-256 and MD5 challenges.
+    let m = invite("sip:alice@example.com", "sip:bob@elsewhere.test", "i1");
+    s.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let r = recv_starting(&s, "SIP/2.0 4");
+    assert_eq!(status(&r), "407", "{r}");
+    assert!(
+        r.contains("algorithm=SHA-256") && r.contains("algorithm=MD5"),
+        "{r}"
+    );
+    // A stranger relaying to a domain that is not ours: 403.
+    let m = invite("sip:eve@evil.test", "sip:bob@elsewhere.test", "i2");
+    s.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let r = recv_starting(&s, "SIP/2.0 4");
+    assert_eq!(status(&r), "403", "{r}");
+    // A stranger calling one of our users is routed (alice has no phone: 480).
+    let m = invite("sip:eve@evil.test", "sip:alice@example.com", "i3");
+    s.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let r = recv_starting(&s, "SIP/2.0 4");
+    assert_eq!(status(&r), "480", "{r}");
+}
