@@ -9,9 +9,9 @@ use bytes::Bytes;
 use rollover_dialplan::{
     is_location_target, AuthConfig, DialPlan, RegistrarSettings, StoreSettings,
 };
-use rollover_proxy::{RouteDecision, RoutePolicy, Router, SecurityConfig};
+use rollover_proxy::{CallView, Edits, RouteDecision, RoutePolicy, Router, SecurityConfig, Target};
 use rollover_registrar::auth::{self, Algorithm, AuthSettings, Digest, Kind, Verdict};
-use rollover_registrar::{aor_key, Location, Rules, SqliteStore, Store};
+use rollover_registrar::{aor_key, Binding, Location, Rules, SqliteStore, Store};
 use rollover_sip::{Host, Message, Method, StatusCode};
 use rollover_txn::Peer;
 use tracing::{debug, info, warn};
@@ -281,6 +281,59 @@ impl Registrar {
         }
     }
 
+    /// The live binding a branch to `target` was expanded from, for a call to `request`.
+    fn binding_for(&mut self, request: &Message, target: &Target) -> Option<Binding> {
+        let aor = self.aor_of(request)?;
+        let now = unix_now();
+        self.location
+            .bindings(&aor)
+            .ok()?
+            .into_iter()
+            .find(|b| b.contact == target.uri && b.is_alive(now))
+    }
+
+    /// Where a branch to a registered contact goes (RFC 3327, RFC 5626 §5.3 in spirit): the
+    /// first hop of its Path; else the flow its REGISTER came on, when that is not where
+    /// its Contact points (a phone behind NAT); else `None`, the Contact itself.
+    fn hop(&mut self, request: &Message, target: &Target) -> Option<Target> {
+        let b = self.binding_for(request, target)?;
+        if let Some(first) = b.path.first() {
+            let na = rollover_sip::NameAddr::parse(first).ok()?;
+            return Target::parse(na.uri_str).ok();
+        }
+        let flow = b.received?;
+        let contact = target.sip_uri()?;
+        let port = contact
+            .port
+            .unwrap_or(rollover_proxy::default_port(target.transport));
+        let same = match contact.host {
+            Host::V4(ip) => IpAddr::V4(ip) == flow.addr.ip(),
+            Host::V6(ip) => IpAddr::V6(ip) == flow.addr.ip(),
+            Host::Domain(_) => false,
+        };
+        if same && port == flow.addr.port() && target.transport == flow.transport {
+            return None;
+        }
+        let mut uri = format!("sip:{}", flow.addr);
+        if flow.transport != rollover_txn::Transport::Udp {
+            uri.push_str(&format!(
+                ";transport={}",
+                flow.transport.as_str().to_ascii_lowercase()
+            ));
+        }
+        Some(Target {
+            uri,
+            transport: flow.transport,
+        })
+    }
+
+    /// The Route entries a branch to a registered contact carries: its Path.
+    fn path(&mut self, request: &Message, target: &Target) -> Vec<String> {
+        self.binding_for(request, target)
+            .map(|b| b.path)
+            .unwrap_or_default()
+    }
+
     /// Replaces each `location:` placeholder of `groups` by the contacts of `aor`, one
     /// group per q value, highest first; targets written next to it in a parallel group
     /// join the first q group.
@@ -330,6 +383,23 @@ pub struct Routes {
 }
 
 impl RoutePolicy for Routes {
+    fn branch_hop(&mut self, call: CallView<'_>, target: &Target) -> Option<Target> {
+        let hop = self.registrar.as_mut()?.hop(call.request, target);
+        if let Some(h) = &hop {
+            debug!(call_id = call.call_id, "{target}: sent by way of {h}");
+        }
+        hop
+    }
+
+    fn on_branch(&mut self, call: CallView<'_>, target: &Target, edits: &mut Edits) {
+        let Some(r) = self.registrar.as_mut() else {
+            return;
+        };
+        for p in r.path(call.request, target) {
+            edits.append_header("Route", &p);
+        }
+    }
+
     fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision {
         let decision = self.plan.route(request, source);
         let RouteDecision::Targets { plan, policy, rule } = decision else {

@@ -62,6 +62,13 @@ fn register(
     recv_starting(s, "SIP/2.0 ")
 }
 
+/// A UDP socket on 127.0.0.1:`port` (a phone's), reads bounded to 3 s.
+fn sock_on(port: u16) -> UdpSocket {
+    let s = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
 fn status(resp: &str) -> &str {
     &resp[8..11]
 }
@@ -181,18 +188,7 @@ fn three_phones_fork_by_q_then_voicemail_answers() {
         return;
     }
     let dir = Dir::new("reg-fork");
-    let (_a, pa) = sipp_callee(&dir, "a", &busy(&dir, "a.xml"), 1, "u1", "20s", &[]);
-    let (_b, pb) = sipp_callee(&dir, "b", &busy(&dir, "b.xml"), 1, "u1", "20s", &[]);
-    // The third rings and never answers: the ring timer cancels it.
-    let (_c, pc) = sipp_callee(
-        &dir,
-        "c",
-        &answer(&dir, "c.xml", "0", "10000"),
-        1,
-        "u1",
-        "20s",
-        &[],
-    );
+    let (pa, pb, pc) = (port(), port(), port());
     let (_v, pv) = sipp_callee(
         &dir,
         "vm",
@@ -203,10 +199,10 @@ fn three_phones_fork_by_q_then_voicemail_answers() {
         &[],
     );
     let proxy = Proxy::start(&dir, &config(&users_route(pv)));
-    let s = sock();
+    // Each phone registers from the port it then answers on.
     for (n, (port, q)) in [(pa, "1.0"), (pb, "1.0"), (pc, "0.5")].iter().enumerate() {
         let r = register(
-            &s,
+            &sock_on(*port),
             proxy.addr(),
             "alice",
             &format!("phone{n}"),
@@ -218,6 +214,10 @@ fn three_phones_fork_by_q_then_voicemail_answers() {
         );
         assert_eq!(status(&r), "200", "{r}");
     }
+    let (_a, _) = sipp_callee_on(&dir, "a", pa, &busy(&dir, "a.xml"));
+    let (_b, _) = sipp_callee_on(&dir, "b", pb, &busy(&dir, "b.xml"));
+    // The third rings and never answers: the ring timer cancels it.
+    let (_c, _) = sipp_callee_on(&dir, "c", pc, &answer(&dir, "c.xml", "0", "10000"));
     assert!(call(&dir, &proxy, "alice", &answered(&dir)));
     let log = proxy.log_text();
     // The two q=1.0 phones at once, the q=0.5 phone after both said busy, then voicemail.
@@ -270,21 +270,12 @@ fn a_binding_survives_restart_and_kill_9() {
         return;
     }
     let dir = Dir::new("reg-restart");
-    let (_p, pp) = sipp_callee(
-        &dir,
-        "phone",
-        &answer(&dir, "p.xml", "0", "100"),
-        2,
-        "u1",
-        "30s",
-        &[],
-    );
+    let pp = port();
     let cfg = config(&users_route(9));
     let port = port();
     let mut proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
-    let s = sock();
     let r = register(
-        &s,
+        &sock_on(pp),
         proxy.addr(),
         "alice",
         "p1",
@@ -295,6 +286,7 @@ fn a_binding_survives_restart_and_kill_9() {
         ],
     );
     assert_eq!(status(&r), "200", "{r}");
+    let (_p, _) = sipp_callee_on_for(&dir, "phone", pp, &answer(&dir, "p.xml", "0", "100"), 2);
     // kill -9 right after the 200: the binding was stored before it.
     proxy.kill9();
     let proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
@@ -422,13 +414,18 @@ fn phones_register_with_digest_and_calls_fork_to_them() {
 
 /// A SIPp callee on a given port (a phone answering where it registered from).
 fn sipp_callee_on(dir: &Dir, name: &str, p: u16, scenario: &Path) -> (Proc, u16) {
+    sipp_callee_on_for(dir, name, p, scenario, 1)
+}
+
+/// [`sipp_callee_on`] for `calls` calls.
+fn sipp_callee_on_for(dir: &Dir, name: &str, p: u16, scenario: &Path, calls: u32) -> (Proc, u16) {
     let args = strings(&[
         "-sf",
         &scenario.display().to_string(),
         "-p",
         &p.to_string(),
         "-m",
-        "1",
+        &calls.to_string(),
         "-t",
         "u1",
         "-timeout",
@@ -537,4 +534,97 @@ fn local_users_must_authenticate_and_strangers_cannot_relay() {
     s.send_to(m.as_bytes(), proxy.addr()).unwrap();
     let r = recv_starting(&s, "SIP/2.0 4");
     assert_eq!(status(&r), "480", "{r}");
+}
+
+/// An INVITE to `to` from a stranger's socket `s`.
+fn invite_from(s: &UdpSocket, from: &str, to: &str, call_id: &str) -> String {
+    let local = s.local_addr().unwrap();
+    format!(
+        "INVITE {to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{from}>;tag=f1\r\n\
+         To: <{to}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:x@{local}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from() {
+    let dir = Dir::new("reg-nat");
+    let proxy = Proxy::start(
+        &dir,
+        &config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n"),
+    );
+    // The phone's Contact names its private address; its REGISTER came from `phone`.
+    let phone = sock();
+    let r = register(
+        &phone,
+        proxy.addr(),
+        "alice",
+        "n1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    let caller = sock();
+    let m = invite_from(
+        &caller,
+        "sip:eve@evil.test",
+        "sip:alice@example.com",
+        "nat1",
+    );
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let got = recv_starting(&phone, "INVITE ");
+    // The Request-URI is the registered Contact; the datagram came to the flow.
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060 SIP/2.0"),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_phone_registered_through_an_edge_proxy_is_called_along_its_path() {
+    let dir = Dir::new("reg-path");
+    let proxy = Proxy::start(
+        &dir,
+        &config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n"),
+    );
+    let edge = sock();
+    let edge_addr = edge.local_addr().unwrap();
+    let path = format!("Path: <sip:{edge_addr};lr>");
+    let r = register(
+        &edge,
+        proxy.addr(),
+        "alice",
+        "p1",
+        1,
+        &[
+            "Contact: <sip:alice@10.0.0.7:5060>",
+            &path,
+            "Supported: path",
+        ],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(r.contains(&path), "the Path is echoed: {r}");
+    let caller = sock();
+    let m = invite_from(
+        &caller,
+        "sip:eve@evil.test",
+        "sip:alice@example.com",
+        "path1",
+    );
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let got = recv_starting(&edge, "INVITE ");
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060 SIP/2.0"),
+        "{got}"
+    );
+    assert!(
+        got.contains(&format!("Route: <sip:{edge_addr};lr>")),
+        "{got}"
+    );
 }

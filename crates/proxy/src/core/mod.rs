@@ -154,6 +154,9 @@ struct Call {
     switched: Vec<BranchId>,
     /// A branch's target's addresses not tried yet, in order.
     alternates: HashMap<BranchId, Vec<SocketAddr>>,
+    /// Branches sent to a hop the policy chose rather than their Request-URI (a registered
+    /// phone's flow or Path, [`RoutePolicy::branch_hop`]).
+    branch_hops: HashMap<BranchId, Target>,
     live_clients: usize,
     server_done: bool,
 }
@@ -700,6 +703,7 @@ impl<R: RoutePolicy> Proxy<R> {
             switched: Vec::new(),
             awaiting_failure: false,
             alternates: HashMap::new(),
+            branch_hops: HashMap::new(),
             live_clients: 0,
             server_done: false,
         };
