@@ -22,11 +22,13 @@
 pub mod auth;
 mod binding;
 mod location;
+mod redis_store;
 pub mod rules;
 mod store;
 
 pub use binding::{aor_domain, aor_key, aor_of_sip, Binding, QValue};
 pub use location::{q_groups, Location};
+pub use redis_store::{RedisStore, CHANGES_CHANNEL};
 pub use rules::{Refusal, Rules};
 pub use store::{SqliteStore, Store, StoreError, SQLITE_FILE};
 
@@ -34,3 +36,5 @@ pub use store::{SqliteStore, Store, StoreError, SQLITE_FILE};
 mod tests;
 #[cfg(test)]
 mod tests_auth;
+#[cfg(test)]
+mod tests_stores;

@@ -64,7 +64,7 @@ impl<S: Store> Location<S> {
         match register(&self.rules, now, &aor, req, source, &current) {
             Ok(next) => {
                 if next != current {
-                    if let Err(e) = self.store.save(&aor, &next) {
+                    if let Err(e) = self.store.save(now, &aor, &next) {
                         // What was cached may now differ from the store: read it again.
                         self.cache.remove(&aor);
                         return store_failed(req, &e);
@@ -96,6 +96,11 @@ impl<S: Store> Location<S> {
     /// contacts of a group in the order they registered. Expired contacts are left out.
     pub fn targets(&mut self, aor: &str, now: u64) -> Result<Vec<Vec<Target>>, StoreError> {
         Ok(q_groups(&self.bindings(aor)?, now))
+    }
+
+    /// Forgets the cached bindings of `aor` (another node changed them).
+    pub fn invalidate(&mut self, aor: &str) {
+        self.cache.remove(aor);
     }
 
     /// Deletes expired bindings from the store and the cache.

@@ -22,6 +22,12 @@ pub enum StoreError {
     /// SQLite refused an operation.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Redis refused an operation or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No connection to the store could be made.
+    #[error("not connected")]
+    NotConnected,
 }
 
 /// A place that keeps the bindings of every address-of-record. `save` is durable when it
@@ -29,8 +35,9 @@ pub enum StoreError {
 pub trait Store {
     /// Every binding of `aor`, expired ones included.
     fn load(&mut self, aor: &str) -> Result<Vec<Binding>, StoreError>;
-    /// Replaces the bindings of `aor` with `bindings`, at once.
-    fn save(&mut self, aor: &str, bindings: &[Binding]) -> Result<(), StoreError>;
+    /// Replaces the bindings of `aor` with `bindings`, at once (`now` in seconds since the
+    /// epoch, for a store that expires keys by itself).
+    fn save(&mut self, now: u64, aor: &str, bindings: &[Binding]) -> Result<(), StoreError>;
     /// Deletes the bindings expired at `now`; returns how many.
     fn purge(&mut self, now: u64) -> Result<usize, StoreError>;
     /// The user `username` of `realm`.
@@ -41,6 +48,30 @@ pub trait Store {
     fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError>;
     /// Every user, by realm then name.
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn load(&mut self, aor: &str) -> Result<Vec<Binding>, StoreError> {
+        (**self).load(aor)
+    }
+    fn save(&mut self, now: u64, aor: &str, bindings: &[Binding]) -> Result<(), StoreError> {
+        (**self).save(now, aor, bindings)
+    }
+    fn purge(&mut self, now: u64) -> Result<usize, StoreError> {
+        (**self).purge(now)
+    }
+    fn user(&mut self, username: &str, realm: &str) -> Result<Option<User>, StoreError> {
+        (**self).user(username, realm)
+    }
+    fn put_user(&mut self, user: &User) -> Result<(), StoreError> {
+        (**self).put_user(user)
+    }
+    fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError> {
+        (**self).remove_user(username, realm)
+    }
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        (**self).users()
+    }
 }
 
 /// Bindings in an SQLite file (`rollover.sqlite` in the data directory), written ahead
@@ -127,7 +158,7 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn save(&mut self, aor: &str, bindings: &[Binding]) -> Result<(), StoreError> {
+    fn save(&mut self, _now: u64, aor: &str, bindings: &[Binding]) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;
         tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
         {
