@@ -103,6 +103,11 @@ impl<S: Store> Location<S> {
         self.cache.remove(aor);
     }
 
+    /// Forgets every cached binding.
+    pub fn invalidate_all(&mut self) {
+        self.cache.clear();
+    }
+
     /// Deletes expired bindings from the store and the cache.
     pub fn purge(&mut self, now: u64) -> Result<usize, StoreError> {
         self.cache.retain(|_, b| {

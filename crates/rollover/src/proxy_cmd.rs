@@ -87,6 +87,8 @@ enum Cmd {
     Stats,
     /// Time to delete expired registrations.
     Purge,
+    /// Another node changed these bindings (`None`: maybe any).
+    Forget(Option<String>),
     /// A name the core asked about was looked up.
     Resolved {
         id: u64,
@@ -120,6 +122,11 @@ impl Server {
             Cmd::Purge => {
                 if let Some(r) = &mut self.proxy.router_mut().registrar {
                     r.purge();
+                }
+            }
+            Cmd::Forget(aor) => {
+                if let Some(r) = &mut self.proxy.router_mut().registrar {
+                    r.forget(aor.as_deref());
                 }
             }
             Cmd::Drain(timeout, done) => {
@@ -430,6 +437,10 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     };
     let mut txn = TxnLayer::new(txn_cfg);
     spawn_reloader(config_path, cmd_tx.clone())?;
+    if let Some(r) = &server.proxy.router_mut().registrar {
+        let forget = cmd_tx.clone();
+        r.watch_changes(move |aor| forget.blocking_send(Cmd::Forget(aor)).is_ok());
+    }
     if has_registrar {
         let purge = cmd_tx.clone();
         tokio::spawn(async move {

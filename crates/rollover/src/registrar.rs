@@ -11,7 +11,9 @@ use rollover_dialplan::{
 };
 use rollover_proxy::{CallView, Edits, RouteDecision, RoutePolicy, Router, SecurityConfig, Target};
 use rollover_registrar::auth::{self, Algorithm, AuthSettings, Digest, Kind, Verdict};
-use rollover_registrar::{aor_key, Binding, Location, Rules, SqliteStore, Store};
+use rollover_registrar::{
+    aor_key, Binding, Location, RedisStore, Rules, SqliteStore, Store, CHANGES_CHANNEL,
+};
 use rollover_sip::{Host, Message, Method, StatusCode};
 use rollover_txn::Peer;
 use tracing::{debug, info, warn};
@@ -26,7 +28,9 @@ pub fn unix_now() -> u64 {
 
 /// The registrar of a running proxy: the location service and what counts as local.
 pub struct Registrar {
-    location: Location<SqliteStore>,
+    location: Location<Box<dyn Store>>,
+    /// The Redis client, to hear other nodes' changes.
+    redis: Option<redis::Client>,
     /// The addresses the proxy listens on and advertises: a REGISTER to one is ours.
     local: Vec<SocketAddr>,
     digest: Digest,
@@ -59,19 +63,16 @@ impl Registrar {
         local: Vec<SocketAddr>,
         seed: u64,
     ) -> anyhow::Result<Registrar> {
-        if store.url.is_some() {
-            anyhow::bail!(
-                "[store] url: this build keeps registrations in SQLite only; leave url out"
-            );
-        }
-        let mut db = SqliteStore::open(&store.path)
-            .with_context(|| format!("opening the store in {}", store.path.display()))?;
+        let (mut db, redis) = open_store(store)?;
         let users = db.users().context("reading the users")?.len();
-        info!(
-            domains = ?settings.domains,
-            "registrar: bindings kept in {}",
-            store.path.join(rollover_registrar::SQLITE_FILE).display()
-        );
+        match &store.url {
+            Some(url) => info!(domains = ?settings.domains, "registrar: bindings kept in {url}"),
+            None => info!(
+                domains = ?settings.domains,
+                "registrar: bindings kept in {}",
+                store.path.join(rollover_registrar::SQLITE_FILE).display()
+            ),
+        }
         let settings_auth = AuthSettings {
             nonce_ttl: auth_cfg.nonce_ttl.as_secs().max(1),
             max_failures: auth_cfg.max_failures,
@@ -84,6 +85,7 @@ impl Registrar {
         };
         let r = Registrar {
             location: Location::new(rules(settings), db),
+            redis,
             local,
             digest: Digest::new(secret, settings_auth, seed),
             require: auth_cfg.require,
@@ -100,6 +102,35 @@ impl Registrar {
             }
         );
         Ok(r)
+    }
+
+    /// With a shared store, a thread that hears the other nodes' changes and hands each
+    /// changed address-of-record to `forget` (`None`: forget everything, after a
+    /// reconnection may have missed some). It ends when `forget` returns false.
+    pub fn watch_changes(&self, forget: impl Fn(Option<String>) -> bool + Send + 'static) {
+        let Some(client) = self.redis.clone() else {
+            return;
+        };
+        std::thread::spawn(move || loop {
+            match listen(&client, &forget) {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!("listening for binding changes: {e}; again in 1 s");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    if !forget(None) {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Forgets cached bindings: of one address-of-record, or all.
+    pub fn forget(&mut self, aor: Option<&str>) {
+        match aor {
+            Some(a) => self.location.invalidate(a),
+            None => self.location.invalidate_all(),
+        }
     }
 
     /// Whether requests from our users must authenticate: `[auth] require`, else once
@@ -442,6 +473,46 @@ impl RoutePolicy for Routes {
             plan: rollover_proxy::TargetPlan { groups },
             policy,
             rule,
+        }
+    }
+}
+
+/// Subscribes to the change channel and hands each message to `forget` until it returns
+/// false (`Ok`) or the connection fails (`Err`).
+fn listen(
+    client: &redis::Client,
+    forget: &impl Fn(Option<String>) -> bool,
+) -> redis::RedisResult<()> {
+    let mut con = client.get_connection()?;
+    let mut ps = con.as_pubsub();
+    ps.subscribe(CHANGES_CHANNEL)?;
+    // Changes made while we were not listening are unknown: forget everything once.
+    if !forget(None) {
+        return Ok(());
+    }
+    loop {
+        let msg = ps.get_message()?;
+        let aor: String = msg.get_payload()?;
+        if !forget(Some(aor)) {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens the store `[store]` names: Redis when `url` is written, else SQLite in `path`.
+pub fn open_store(
+    store: &StoreSettings,
+) -> anyhow::Result<(Box<dyn Store>, Option<redis::Client>)> {
+    match &store.url {
+        Some(url) => {
+            let r = RedisStore::open(url).with_context(|| format!("connecting to {url}"))?;
+            let client = r.client().clone();
+            Ok((Box::new(r), Some(client)))
+        }
+        None => {
+            let db = SqliteStore::open(&store.path)
+                .with_context(|| format!("opening the store in {}", store.path.display()))?;
+            Ok((Box::new(db), None))
         }
     }
 }

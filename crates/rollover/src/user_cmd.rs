@@ -5,11 +5,10 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
-use rollover_dialplan::Config;
+use rollover_dialplan::{Config, StoreSettings};
 use rollover_registrar::auth::User;
-use rollover_registrar::{SqliteStore, Store};
 
 /// `rollover user …`.
 #[derive(Debug, Args)]
@@ -40,9 +39,8 @@ enum Action {
 
 /// Runs the command.
 pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
-    let dir = store_dir(args.config.as_deref())?;
-    let mut store = SqliteStore::open(&dir)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let settings = store_settings(args.config.as_deref())?;
+    let (mut store, _) = crate::registrar::open_store(&settings)?;
     match args.action {
         Action::Add { user } => {
             let (name, realm) = split(&user)?;
@@ -66,16 +64,13 @@ pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data directory: `[store] path` of the configuration, or the default.
-fn store_dir(config: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// `[store]` of the configuration, or the default (`./rollover-data/`).
+fn store_settings(config: Option<&Path>) -> anyhow::Result<StoreSettings> {
     let cfg = match config {
         Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
         None => Config::parse("<default>", "").map_err(|e| anyhow!("{e}"))?,
     };
-    if cfg.store.url.is_some() {
-        bail!("[store] url: users are kept in the SQLite store only in this build");
-    }
-    Ok(cfg.store.path)
+    Ok(cfg.store)
 }
 
 /// `alice@example.com` → (`alice`, `example.com`); the domain must be written in lower

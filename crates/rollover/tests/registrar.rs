@@ -126,10 +126,9 @@ fn at(log: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"))
 }
 
-#[test]
-fn register_rules_through_the_binary() {
-    let dir = Dir::new("reg-rules");
-    let proxy = Proxy::start(&dir, &config(&users_route(9)));
+fn register_rules_through_the_binary_on(store: &Store) {
+    let dir = Dir::new(&format!("reg-rules-{}", store.name()));
+    let proxy = Proxy::start(&dir, &store.config(&users_route(9)));
     let s = sock();
     let to = proxy.addr();
     // Too brief: 423 with Min-Expires.
@@ -182,12 +181,11 @@ fn register_rules_through_the_binary() {
     assert!(!r.contains("Contact:"), "{r}");
 }
 
-#[test]
-fn three_phones_fork_by_q_then_voicemail_answers() {
+fn three_phones_fork_by_q_then_voicemail_answers_on(store: &Store) {
     if !sipp_available() {
         return;
     }
-    let dir = Dir::new("reg-fork");
+    let dir = Dir::new(&format!("reg-fork-{}", store.name()));
     let (pa, pb, pc) = (port(), port(), port());
     let (_v, pv) = sipp_callee(
         &dir,
@@ -198,7 +196,7 @@ fn three_phones_fork_by_q_then_voicemail_answers() {
         "20s",
         &[],
     );
-    let proxy = Proxy::start(&dir, &config(&users_route(pv)));
+    let proxy = Proxy::start(&dir, &store.config(&users_route(pv)));
     // Each phone registers from the port it then answers on.
     for (n, (port, q)) in [(pa, "1.0"), (pb, "1.0"), (pc, "0.5")].iter().enumerate() {
         let r = register(
@@ -264,14 +262,13 @@ fn a_user_without_bindings_goes_to_the_next_target_or_480() {
     assert!(call(&dir, &proxy, "bob", &rejected));
 }
 
-#[test]
-fn a_binding_survives_restart_and_kill_9() {
+fn a_binding_survives_restart_and_kill_9_on(store: &Store) {
     if !sipp_available() {
         return;
     }
-    let dir = Dir::new("reg-restart");
+    let dir = Dir::new(&format!("reg-restart-{}", store.name()));
     let pp = port();
-    let cfg = config(&users_route(9));
+    let cfg = store.config(&users_route(9));
     let port = port();
     let mut proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
     let r = register(
@@ -303,8 +300,12 @@ fn a_binding_survives_restart_and_kill_9() {
 /// standard input).
 fn add_user(dir: &Dir, user: &str, password: &str) {
     use std::io::Write;
-    let mut child = std::process::Command::new(binary())
-        .args(["user", "add", user])
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(["user", "add", user]);
+    if dir.path("users.toml").exists() {
+        cmd.args(["--config", "users.toml"]);
+    }
+    let mut child = cmd
         .current_dir(dir.root())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -364,13 +365,12 @@ fn digest_register(dir: &Dir, file: &str, q: &str, fin: &str) -> PathBuf {
 
 const MD5_ONLY: &str = "[auth]\nalgorithms = [\"MD5\"]\nmax_failures = 2\nblock_time = \"30s\"\n";
 
-#[test]
-fn phones_register_with_digest_and_calls_fork_to_them() {
+fn phones_register_with_digest_and_calls_fork_to_them_on(store: &Store) {
     if !sipp_available() {
         return;
     }
-    let dir = Dir::new("reg-digest");
-    add_user(&dir, "alice@example.com", "secret");
+    let dir = Dir::new(&format!("reg-digest-{}", store.name()));
+    store.add_user(&dir, "alice@example.com", "secret");
     let (pa, pb, pc) = (port(), port(), port());
     let (_v, pv) = sipp_callee(
         &dir,
@@ -382,7 +382,7 @@ fn phones_register_with_digest_and_calls_fork_to_them() {
         &[],
     );
     // The caller is a trusted gateway: it need not authenticate.
-    let cfg = config(&format!(
+    let cfg = store.config(&format!(
         "{MD5_ONLY}\n[security]\ntrusted = [\"127.0.0.1/32\"]\n\n{}",
         users_route(pv)
     ));
@@ -434,14 +434,16 @@ fn sipp_callee_on_for(dir: &Dir, name: &str, p: u16, scenario: &Path, calls: u32
     (sipp(dir, name, &args), p)
 }
 
-#[test]
-fn a_wrong_password_gets_401_again_then_403_and_a_block() {
+fn a_wrong_password_gets_401_again_then_403_and_a_block_on(store: &Store) {
     if !sipp_available() {
         return;
     }
-    let dir = Dir::new("reg-wrong");
-    add_user(&dir, "alice@example.com", "secret");
-    let proxy = Proxy::start(&dir, &config(&format!("{MD5_ONLY}\n{}", users_route(9))));
+    let dir = Dir::new(&format!("reg-wrong-{}", store.name()));
+    store.add_user(&dir, "alice@example.com", "secret");
+    let proxy = Proxy::start(
+        &dir,
+        &store.config(&format!("{MD5_ONLY}\n{}", users_route(9))),
+    );
     let wrong = dir.scenario("uac_register_wrong.xml", "wrong.xml", &[]);
     assert!(sipp_register(
         &dir,
@@ -552,12 +554,11 @@ fn invite_from(s: &UdpSocket, from: &str, to: &str, call_id: &str) -> String {
     )
 }
 
-#[test]
-fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from() {
-    let dir = Dir::new("reg-nat");
+fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on(store: &Store) {
+    let dir = Dir::new(&format!("reg-nat-{}", store.name()));
     let proxy = Proxy::start(
         &dir,
-        &config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n"),
+        &store.config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n"),
     );
     // The phone's Contact names its private address; its REGISTER came from `phone`.
     let phone = sock();
@@ -627,4 +628,201 @@ fn a_phone_registered_through_an_edge_proxy_is_called_along_its_path() {
         got.contains(&format!("Route: <sip:{edge_addr};lr>")),
         "{got}"
     );
+}
+
+#[test]
+fn register_rules_through_the_binary() {
+    register_rules_through_the_binary_on(&Store::Sqlite);
+}
+
+#[test]
+fn register_rules_through_the_binary_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        register_rules_through_the_binary_on(&Store::Redis(redis));
+    }
+}
+
+#[test]
+fn three_phones_fork_by_q_then_voicemail_answers() {
+    three_phones_fork_by_q_then_voicemail_answers_on(&Store::Sqlite);
+}
+
+#[test]
+fn three_phones_fork_by_q_then_voicemail_answers_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        three_phones_fork_by_q_then_voicemail_answers_on(&Store::Redis(redis));
+    }
+}
+
+#[test]
+fn a_binding_survives_restart_and_kill_9() {
+    a_binding_survives_restart_and_kill_9_on(&Store::Sqlite);
+}
+
+#[test]
+fn a_binding_survives_restart_and_kill_9_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        a_binding_survives_restart_and_kill_9_on(&Store::Redis(redis));
+    }
+}
+
+#[test]
+fn phones_register_with_digest_and_calls_fork_to_them() {
+    phones_register_with_digest_and_calls_fork_to_them_on(&Store::Sqlite);
+}
+
+#[test]
+fn phones_register_with_digest_and_calls_fork_to_them_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        phones_register_with_digest_and_calls_fork_to_them_on(&Store::Redis(redis));
+    }
+}
+
+#[test]
+fn a_wrong_password_gets_401_again_then_403_and_a_block() {
+    a_wrong_password_gets_401_again_then_403_and_a_block_on(&Store::Sqlite);
+}
+
+#[test]
+fn a_wrong_password_gets_401_again_then_403_and_a_block_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        a_wrong_password_gets_401_again_then_403_and_a_block_on(&Store::Redis(redis));
+    }
+}
+
+#[test]
+fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from() {
+    a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on(&Store::Sqlite);
+}
+
+#[test]
+fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on_redis() {
+    if let Some(redis) = RedisServer::start() {
+        a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on(&Store::Redis(redis));
+    }
+}
+
+/// Which store the proxy under test keeps its bindings and users in.
+enum Store {
+    /// The embedded default.
+    Sqlite,
+    /// A redis-server of the test's own.
+    Redis(RedisServer),
+}
+
+impl Store {
+    /// A name for the test's directory.
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "sqlite",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// [`config`] with this store's `[store]` section.
+    fn config(&self, route: &str) -> String {
+        match self {
+            Store::Sqlite => config(route),
+            Store::Redis(r) => format!("[store]\nurl = \"{}\"\n\n{}", r.url(), config(route)),
+        }
+    }
+
+    /// `rollover user add` into this store.
+    fn add_user(&self, dir: &Dir, user: &str, password: &str) {
+        if let Store::Redis(r) = self {
+            std::fs::write(
+                dir.path("users.toml"),
+                format!("[store]\nurl = \"{}\"\n", r.url()),
+            )
+            .unwrap();
+        }
+        add_user(dir, user, password);
+    }
+}
+
+/// `redis-server` on a free loopback port without persistence, killed by its PID on drop.
+struct RedisServer {
+    _proc: Proc,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one; `None` (skip) when it is not installed, except under `CI=true`.
+    fn start() -> Option<RedisServer> {
+        if !available("redis-server", "--version", "redis-server") {
+            return None;
+        }
+        let port = port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = RedisServer {
+            _proc: Proc::new(child, "redis-server"),
+            port,
+        };
+        wait_listening(port);
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+#[test]
+fn two_nodes_on_one_redis_see_each_others_registrations() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = Store::Redis(redis);
+    let phones = "[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n";
+    let dir_a = Dir::new("reg-node-a");
+    let dir_b = Dir::new("reg-node-b");
+    let a = Proxy::start(&dir_a, &store.config(phones));
+    let b = Proxy::start(&dir_b, &store.config(phones));
+    let caller = sock();
+    // Node b looks alice up first: no binding (480), and that answer is cached.
+    let m = invite_from(&caller, "sip:eve@evil.test", "sip:alice@example.com", "n0");
+    caller.send_to(m.as_bytes(), b.addr()).unwrap();
+    let r = recv_starting(&caller, "SIP/2.0 4");
+    assert_eq!(status(&r), "480", "{r}");
+    // Alice registers on node a; node b hears of it and calls her.
+    let phone = sock();
+    let r = register(
+        &phone,
+        a.addr(),
+        "alice",
+        "n1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    let mut reached = false;
+    for i in 0..20 {
+        let m = invite_from(
+            &caller,
+            "sip:eve@evil.test",
+            "sip:alice@example.com",
+            &format!("n{}", i + 2),
+        );
+        caller.send_to(m.as_bytes(), b.addr()).unwrap();
+        if quiet(&phone, Duration::from_millis(200), |_| false)
+            .is_some_and(|m| m.starts_with("INVITE "))
+        {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "node b never called the phone:\n{}", b.log_text());
 }
