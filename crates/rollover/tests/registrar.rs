@@ -826,3 +826,77 @@ fn two_nodes_on_one_redis_see_each_others_registrations() {
     }
     assert!(reached, "node b never called the phone:\n{}", b.log_text());
 }
+
+/// Whether Python's pjsua2 imports; under CI its absence fails the test.
+fn pjsua2_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import pjsua2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "pjsua2 is required in CI (scripts/test.sh installs pjsua2-python)"
+        );
+        eprintln!("pjsua2 (Python) not importable: skipping");
+    }
+    ok
+}
+
+#[test]
+fn a_pjsua2_phone_registers_with_a_password_and_is_called() {
+    use std::io::{BufRead, BufReader};
+    if !sipp_available() || !pjsua2_available() {
+        return;
+    }
+    let dir = Dir::new("reg-pjsua2");
+    add_user(&dir, "alice@example.com", "secret");
+    // The SIPp caller is a trusted gateway; the phone authenticates with SHA-256 (SIPp, in
+    // the other tests, does MD5).
+    let cfg = config("[auth]\nalgorithms = [\"SHA-256\"]\n[security]\ntrusted = [\"127.0.0.1/32\"]\n\n[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n");
+    let proxy = Proxy::start(&dir, &cfg);
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pjsua2_registering_phone.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            port().to_string(),
+            format!("sip:127.0.0.1:{}", proxy.port),
+            "alice@example.com".into(),
+            "secret".into(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _phone = Proc::new(child, "pjsua2");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |word: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end {
+            if let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(l.clone());
+                if l.starts_with(word) {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "the phone never said {word}; it said {seen:?}\nproxy log:\n{}",
+            proxy.log_text()
+        );
+    };
+    wait_for("REGISTERED");
+    assert!(call(&dir, &proxy, "alice", &answered(&dir)));
+    wait_for("CONFIRMED");
+    wait_for("DISCONNECTED");
+}
