@@ -900,3 +900,50 @@ fn a_pjsua2_phone_registers_with_a_password_and_is_called() {
     wait_for("CONFIRMED");
     wait_for("DISCONNECTED");
 }
+
+#[test]
+fn a_phone_registered_over_tcp_is_called_on_its_connection() {
+    use std::io::{Read, Write};
+    let dir = Dir::new("reg-tcp");
+    let proxy = Proxy::start(
+        &dir,
+        &config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n"),
+    );
+    // The phone keeps its connection open; its Contact names an address nobody listens on.
+    let mut phone = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let local = phone.local_addr().unwrap();
+    let reg = format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bK-tcp1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@example.com>;tag=t1\r\n\
+         To: <sip:alice@example.com>\r\n\
+         Call-ID: tcp1\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:alice@10.0.0.7:5060;transport=tcp>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    phone.write_all(reg.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = phone.read(&mut buf).unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(status(&resp), "200", "{resp}");
+    let caller = sock();
+    let m = invite_from(
+        &caller,
+        "sip:eve@evil.test",
+        "sip:alice@example.com",
+        "tcp2",
+    );
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let n = phone.read(&mut buf).unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060;transport=tcp SIP/2.0"),
+        "{got}\n{}",
+        proxy.log_text()
+    );
+}
