@@ -562,6 +562,9 @@ impl Config {
         }
         let security = compile_security(&cx, &raw.security)?;
         let registrar = registrar::compile_registrar(&cx, raw.registrar.as_ref())?;
+        if registrar.is_none() {
+            registrar::location_needs_registrar(&cx, &raw.route)?;
+        }
         let store = registrar::compile_store(&cx, &raw.store)?;
         let auth = registrar::compile_auth(&cx, &raw.auth)?;
         let mut warnings = dead_rules(&cx, &raw.route, &rules);

@@ -165,3 +165,32 @@ pub(crate) fn compile_store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSetting
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
     })
 }
+
+/// A `location:` target without a `[registrar]` could never call anyone: refused, located.
+pub(crate) fn location_needs_registrar(
+    cx: &Ctx<'_>,
+    routes: &[Spanned<crate::raw::RawRoute>],
+) -> Result<(), ConfigError> {
+    for (i, r) in routes.iter().enumerate() {
+        let r = r.get_ref();
+        let lists = r.targets.iter().map(|t| ("targets".to_owned(), t)).chain(
+            r.group
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(g, grp)| (format!("group[{}].targets", g + 1), &grp.targets)),
+        );
+        for (key, list) in lists {
+            for (n, t) in list.iter().enumerate() {
+                if t.get_ref().trim() == LOCATION_TARGET {
+                    return Err(cx.err(
+                        t.span(),
+                        &format!("route[{}].{key}[{}]", i + 1, n + 1),
+                        "a location: target needs a [registrar] section (its domains)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -88,3 +88,13 @@ fn auth_section() {
     let e = Config::parse("t.toml", "[auth]\nalgorithms = [\"SHA-512\"]\n").unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (2, "auth.algorithms"));
 }
+
+#[test]
+fn location_without_a_registrar_is_refused() {
+    let e = Config::parse(
+        "t.toml",
+        "[[route]]\nname = \"x\"\ntargets = [\"sip:a@192.0.2.1\", \"location:\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "route[1].targets[2]"));
+}
