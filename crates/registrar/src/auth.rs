@@ -153,6 +153,24 @@ pub enum Verdict {
 const TABLE_LIMIT: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
+struct Count {
+    nc: u32,
+    until: u64,
+    txn: u64,
+}
+
+/// A request's transaction (Call-ID, CSeq, top Via branch), hashed: a retransmission has
+/// the same.
+fn txn_key(req: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.call_id().ok().hash(&mut h);
+    req.cseq().ok().map(|c| c.seq).hash(&mut h);
+    req.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
+    h.finish()
+}
+
+#[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
     blocked_until: u64,
@@ -165,8 +183,9 @@ pub struct Digest {
     /// Makes every nonce unique, even two in the same second for the same realm (a phone
     /// starts its nonce count at 1 on each).
     next_salt: u64,
-    /// Highest nonce count seen per nonce, with the nonce's expiry.
-    counts: HashMap<String, (u32, u64)>,
+    /// Per nonce: the highest count seen, the nonce's expiry, and the transaction that
+    /// used that count (its retransmissions carry the same count and are no replay).
+    counts: HashMap<String, Count>,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -294,18 +313,27 @@ impl Digest {
         if expires <= now || made > now.saturating_add(60) {
             return Verdict::Challenge { stale: true };
         }
-        // RFC 7616 §3.4: a nonce count not above the last one seen is a replay.
-        if let Some((last, _)) = self.counts.get(&answer.nonce) {
-            if answer.nc <= *last {
-                debug!(%source, nc = answer.nc, "nonce count not above {last}: a replay");
+        // RFC 7616 §3.4: a nonce count not above the last one seen is a replay, unless it
+        // is the same request again (a retransmission over UDP).
+        let txn = txn_key(req);
+        if let Some(last) = self.counts.get(&answer.nonce) {
+            let retransmission = answer.nc == last.nc && txn == last.txn;
+            if answer.nc <= last.nc && !retransmission {
+                debug!(%source, nc = answer.nc, "nonce count not above {}: a replay", last.nc);
                 return Verdict::Challenge { stale: false };
             }
         }
         if self.counts.len() >= TABLE_LIMIT {
-            self.counts.retain(|_, (_, until)| *until > now);
+            self.counts.retain(|_, c| c.until > now);
         }
-        self.counts
-            .insert(answer.nonce.clone(), (answer.nc, expires));
+        self.counts.insert(
+            answer.nonce.clone(),
+            Count {
+                nc: answer.nc,
+                until: expires,
+                txn,
+            },
+        );
         self.failures.remove(&source);
         user.map_or(Verdict::Challenge { stale: false }, Verdict::Ok)
     }
@@ -335,7 +363,7 @@ impl Digest {
 
     /// Forgets nonce counts of expired nonces and blocks that ended.
     pub fn purge(&mut self, now: u64) {
-        self.counts.retain(|_, (_, until)| *until > now);
+        self.counts.retain(|_, c| c.until > now);
         self.failures
             .retain(|_, f| f.blocked_until > now || f.count > 0);
     }

@@ -130,11 +130,21 @@ fn a_replayed_answer_is_challenged() {
     let mut d = digest();
     let v = answer(&mut d, NOW, "MD5", "secret", "c");
     assert_eq!(check(&mut d, NOW, &v), Verdict::Ok(alice()));
-    // The same nonce count again: a replay.
-    assert_eq!(
-        check(&mut d, NOW + 1, &v),
-        Verdict::Challenge { stale: false }
-    );
+    // The very same request again (a UDP retransmission) is no replay.
+    assert_eq!(check(&mut d, NOW, &v), Verdict::Ok(alice()));
+    // The same nonce count on another request (another CSeq): a replay.
+    let text = String::from_utf8(
+        request("REGISTER", Some(("Authorization", &v)))
+            .as_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+    .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER");
+    let other = Message::parse(Bytes::from(text)).unwrap();
+    let got = d.check(NOW + 1, &other, Kind::Registrar, REALM, ip(), |_, _| {
+        Some(alice())
+    });
+    assert_eq!(got, Verdict::Challenge { stale: false });
     // A replay with the count raised does not match its response: a wrong answer.
     let v2 = v.replace("nc=00000001", "nc=00000002");
     assert_eq!(
