@@ -947,3 +947,59 @@ fn a_phone_registered_over_tcp_is_called_on_its_connection() {
         proxy.log_text()
     );
 }
+
+#[test]
+fn an_expired_nonce_gets_stale_and_a_replayed_register_is_challenged() {
+    use rollover_sip::{Auth, HeaderName, Message};
+    use rollover_ua::{authorization, Credentials};
+    let dir = Dir::new("reg-stale");
+    add_user(&dir, "alice@example.com", "secret");
+    let cfg = config(&format!(
+        "[auth]\nalgorithms = [\"MD5\"]\nnonce_ttl = \"1s\"\n\n{}",
+        users_route(9)
+    ));
+    let proxy = Proxy::start(&dir, &cfg);
+    let s = sock();
+    let creds = Credentials {
+        username: "alice".into(),
+        password: "secret".into(),
+    };
+    let contact = "Contact: <sip:alice@127.0.0.1:5071>";
+    // The Authorization answering the challenge in `resp`.
+    let answer = |resp: &str| -> String {
+        let m = Message::parse(bytes::Bytes::from(resp.to_owned())).unwrap();
+        let ch = m
+            .auths(HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .unwrap();
+        let v = authorization(&ch, &creds, "REGISTER", "sip:example.com", "cn1").unwrap();
+        format!("Authorization: {v}")
+    };
+    let stale = |resp: &str| {
+        let m = Message::parse(bytes::Bytes::from(resp.to_owned())).unwrap();
+        let ch: Auth<'_> = m
+            .auths(HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .unwrap();
+        ch.param("stale")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    let r = register(&s, proxy.addr(), "alice", "st", 1, &[contact]);
+    assert_eq!(status(&r), "401", "{r}");
+    assert!(!stale(&r), "{r}");
+    // Answered after the nonce expired: 401 with stale=true.
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = register(&s, proxy.addr(), "alice", "st", 2, &[contact, &answer(&r)]);
+    assert_eq!(status(&r), "401", "{r}");
+    assert!(stale(&r), "an expired nonce is stale: {r}");
+    // The fresh nonce answered at once: 200.
+    let auth = answer(&r);
+    let ok = register(&s, proxy.addr(), "alice", "st", 3, &[contact, &auth]);
+    assert_eq!(status(&ok), "200", "{ok}");
+    // The same credentials on another request: a replay, challenged (not stale).
+    let r = register(&s, proxy.addr(), "alice", "st", 4, &[contact, &auth]);
+    assert_eq!(status(&r), "401", "{r}");
+    assert!(!stale(&r), "{r}");
+}
