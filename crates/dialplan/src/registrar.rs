@@ -3,34 +3,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::RawDuration;
+use crate::raw::{RawAuth, RawRegistrar, RawRoute, RawStore};
 use crate::{ConfigError, Ctx};
 
 /// The target that stands for the Request-URI's registered contacts.
 pub const LOCATION_TARGET: &str = "location:";
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRegistrar {
-    pub domains: Option<Vec<Spanned<String>>>,
-    pub min_expires: Option<Spanned<i64>>,
-    pub max_expires: Option<Spanned<i64>>,
-    pub default_expires: Option<Spanned<i64>>,
-    pub max_contacts: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
-    pub require: Option<bool>,
-    pub nonce_ttl: Option<Spanned<RawDuration>>,
-    pub max_failures: Option<Spanned<i64>>,
-    pub block_time: Option<Spanned<RawDuration>>,
-    pub algorithms: Option<Vec<Spanned<String>>>,
-}
 
 /// `[auth]`: digest authentication of our users.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +60,6 @@ pub(crate) fn compile_auth(cx: &Ctx<'_>, raw: &RawAuth) -> Result<AuthConfig, Co
         )?,
         algorithms,
     })
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStore {
-    pub path: Option<String>,
-    pub url: Option<Spanned<String>>,
 }
 
 /// `[registrar]`: REGISTER is answered for these domains (and the proxy's own addresses).
@@ -169,7 +141,7 @@ pub(crate) fn compile_store(cx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSetting
 /// A `location:` target without a `[registrar]` could never call anyone: refused, located.
 pub(crate) fn location_needs_registrar(
     cx: &Ctx<'_>,
-    routes: &[Spanned<crate::raw::RawRoute>],
+    routes: &[Spanned<RawRoute>],
 ) -> Result<(), ConfigError> {
     for (i, r) in routes.iter().enumerate() {
         let r = r.get_ref();
