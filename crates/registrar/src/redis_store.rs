@@ -5,7 +5,7 @@
 //! binding) and expires with the last of them; `rollover:user:<realm>:<user>` holds a
 //! user's two HA1 hashes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{Client, Commands, Connection};
 
@@ -19,20 +19,28 @@ pub const CHANGES_CHANNEL: &str = "rollover:bindings";
 const AOR_PREFIX: &str = "rollover:aor:";
 const USER_PREFIX: &str = "rollover:user:";
 
-/// How long one Redis command may take before the store reports it failed.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one Redis command may take before the store reports it failed. The store is
+/// called from the proxy's driver thread: a server that hangs must not stall it for long.
+const IO_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// After a failed connection attempt, how long commands fail at once instead of waiting
+/// for another timeout.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A Redis store (`redis://127.0.0.1:6379/0`). A command that fails on a broken connection
-/// is retried once on a new one (the server restarted).
+/// is retried once on a new one (the server restarted); when no connection can be made,
+/// commands fail at once for [`RETRY_AFTER`].
 pub struct RedisStore {
     client: Client,
     con: Option<Connection>,
+    down_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("connected", &self.con.is_some())
+            .field("down_until", &self.down_until)
             .finish()
     }
 }
@@ -41,7 +49,11 @@ impl RedisStore {
     /// Connects to `url`.
     pub fn open(url: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url)?;
-        let mut s = RedisStore { client, con: None };
+        let mut s = RedisStore {
+            client,
+            con: None,
+            down_until: None,
+        };
         s.connection()?;
         Ok(s)
     }
@@ -51,9 +63,22 @@ impl RedisStore {
         &self.client
     }
 
+    // The store is the IO edge: it reads the clock for its own back-off, never for SIP.
+    #[allow(clippy::disallowed_methods)]
     fn connection(&mut self) -> Result<&mut Connection, StoreError> {
         if self.con.is_none() {
-            let con = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
+            let now = Instant::now();
+            if self.down_until.is_some_and(|t| now < t) {
+                return Err(StoreError::NotConnected);
+            }
+            let con = match self.client.get_connection_with_timeout(IO_TIMEOUT) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.down_until = Some(now + RETRY_AFTER);
+                    return Err(e.into());
+                }
+            };
+            self.down_until = None;
             con.set_read_timeout(Some(IO_TIMEOUT))?;
             con.set_write_timeout(Some(IO_TIMEOUT))?;
             self.con = Some(con);

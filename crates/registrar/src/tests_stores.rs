@@ -195,3 +195,21 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn a_redis_that_went_away_fails_fast_and_comes_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let mut store = RedisStore::open(&url).unwrap();
+    assert!(store.load("sip:a@example.com").unwrap().is_empty());
+    drop(server);
+    // Gone: an error (the connection broke, and no new one can be made)…
+    assert!(store.load("sip:a@example.com").is_err());
+    // …and at once while it stays down.
+    assert!(matches!(
+        store.load("sip:a@example.com"),
+        Err(crate::StoreError::NotConnected)
+    ));
+}
