@@ -234,7 +234,10 @@ pub fn register(
             received: Some(*source),
         });
     }
-    if next.len() > rules.max_contacts && next.len() > current.len() {
+    // Over the limit only by adding: a phone already over it (the limit was lowered) may
+    // still refresh or remove.
+    let alive_before = current.iter().filter(|b| b.is_alive(now)).count();
+    if next.len() > rules.max_contacts && next.len() > alive_before {
         return Err(Refusal::TooManyContacts(rules.max_contacts));
     }
     Ok(next)

@@ -404,3 +404,34 @@ fn sqlite_store_keeps_users_and_no_passwords() {
     assert!(!store.remove_user("alice", "example.com").unwrap());
     assert_eq!(store.users().unwrap().len(), 1);
 }
+
+#[test]
+fn expired_bindings_do_not_make_room_beyond_the_limit() {
+    // Five bindings, all expired by NOW + 100: four new ones are still one too many.
+    let old: Vec<Binding> = (0..5)
+        .map(|i| Binding {
+            aor: "sip:alice@example.com".into(),
+            contact: format!("sip:old{i}@127.0.0.1:1"),
+            q: 1000,
+            expires_at: NOW + 50,
+            call_id: "old".into(),
+            cseq: 1,
+            path: vec![],
+            received: None,
+        })
+        .collect();
+    let req = reg(
+        "c",
+        1,
+        &["Contact: <sip:a@127.0.0.1:1>, <sip:b@127.0.0.1:2>, <sip:c@127.0.0.1:3>, <sip:d@127.0.0.1:4>"],
+    );
+    let r = register(
+        &rules(),
+        NOW + 100,
+        "sip:alice@example.com",
+        &req,
+        &source(),
+        &old,
+    );
+    assert_eq!(r, Err(Refusal::TooManyContacts(3)));
+}
