@@ -255,7 +255,11 @@ fn same_contact(stored: &str, text: &str, uri: &Uri<'_>) -> bool {
 /// The 200 OK (§10.3 step 8): every current binding with its remaining time; the Path
 /// echoed when the phone said it supports it (RFC 3327 §5.3).
 pub fn ok_response(req: &Message, bindings: &[Binding], now: u64) -> Bytes {
-    let mut b = req.reply(StatusCode::OK).to_tag(&reply_tag(req));
+    let date = http_date(now);
+    let mut b = req
+        .reply(StatusCode::OK)
+        .to_tag(&reply_tag(req))
+        .header("Date", &date);
     let lines: Vec<String> = bindings
         .iter()
         .filter(|x| x.is_alive(now))
@@ -288,6 +292,35 @@ pub fn ok_response(req: &Message, bindings: &[Binding], now: u64) -> Bytes {
 }
 
 /// The To tag of a registrar response: the same for a retransmitted request.
+/// `now` (seconds since the epoch) as an RFC 1123 date in GMT, for the 200's Date header
+/// (§10.3 step 8: phones without a clock set theirs from it).
+pub fn http_date(now: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = now / 86_400;
+    let secs = now % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS.get((days % 7) as usize).copied().unwrap_or("Thu"),
+        MONTHS.get((month - 1) as usize).copied().unwrap_or("Jan"),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// The start of the To tag of every response the registrar makes (its ACKs are dropped).
 pub const REPLY_TAG_PREFIX: &str = "rg";
 

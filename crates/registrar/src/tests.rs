@@ -435,3 +435,20 @@ fn expired_bindings_do_not_make_room_beyond_the_limit() {
     );
     assert_eq!(r, Err(Refusal::TooManyContacts(3)));
 }
+
+#[test]
+fn the_200_carries_the_date() {
+    assert_eq!(crate::rules::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    // RFC 3261 §20.17's example.
+    assert_eq!(
+        crate::rules::http_date(1_289_690_940),
+        "Sat, 13 Nov 2010 23:29:00 GMT"
+    );
+    assert_eq!(
+        crate::rules::http_date(951_782_400),
+        "Tue, 29 Feb 2000 00:00:00 GMT"
+    );
+    let req = reg("c", 1, &[]);
+    let resp = Message::parse(ok_response(&req, &[], NOW)).unwrap();
+    assert!(resp.headers_by_name("Date").next().is_some());
+}
