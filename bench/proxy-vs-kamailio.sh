@@ -14,7 +14,15 @@
 # PROXIES="rollover" runs one side only; ROLLOVER_BIN=path measures another Rollover build
 # (for a before/after comparison; ROLLOVER_TOML=template for a build that predates a config
 # key); without it the release build is made and used.
+# ROLLOVER_LUA=bench/routes.lua.in (with ROLLOVER_TOML=bench/rollover-script.toml.in) runs
+# the same failover call as a routing script instead of a rule, for the script's cost.
 # PERF=1 records a profile of each proxy during the fixed-rate run.
+# After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
+# the calls it completed per second against its max, what it refused, SIPp's
+# retransmissions; then half its max for STEP_SECONDS to see that it recovered by itself.
+# CPU_QUOTA=P runs each proxy (all its processes) in a cgroup limited to P % of one core,
+# so that the proxy, not SIPp, is what saturates: on a 2-core machine SIPp's three
+# processes cannot offer 1.5x what a whole core of either proxy sustains.
 # Every load step is bounded in calls and seconds; every process is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +33,7 @@ shift $(( $# > 2 ? 2 : $# ))
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(400 600 800 1000 1300 1600 2000 2500 3000)
 STEP_SECONDS=${STEP_SECONDS:-4}
+OVERLOAD_SECONDS=${OVERLOAD_SECONDS:-10}
 CHILDREN=${CHILDREN:-1}  # Kamailio's UDP workers: 1 for the single-core comparison
 
 need=()
@@ -44,7 +53,10 @@ WORK=$(mktemp -d /tmp/rollover-bench.XXXXXX)
 echo "work dir: $WORK"
 PROXY_PORT=15060; T1=15070; T2=15080; UAC=15090
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${CG:-}" ]; then sleep 0.5; rmdir "$CG" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
 sed 's/{{HOLD_MS}}/0/' crates/rollover/tests/sipp/uac_answered.xml > "$WORK/uac.xml"
@@ -94,22 +106,41 @@ start_callees() {
 }
 stop_callees() { kill $CALLEE1 $CALLEE2 2>/dev/null || true; wait $CALLEE1 $CALLEE2 2>/dev/null || true; }
 
+# CPU_QUOTA: a cgroup (v2 cpu.max, else v1 cfs quota) with a 10 ms period, short enough
+# that the throttling does not come in bursts the proxy would see as overload.
+CG=""
+if [ -n "${CPU_QUOTA:-}" ]; then
+  quota=$(( CPU_QUOTA * 100 ))
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    CG=/sys/fs/cgroup/rollover-bench-$$; mkdir -p "$CG"; echo "$quota 10000" > "$CG/cpu.max"
+  else
+    CG=/sys/fs/cgroup/cpu/rollover-bench-$$; mkdir -p "$CG"
+    echo 10000 > "$CG/cpu.cfs_period_us"; echo "$quota" > "$CG/cpu.cfs_quota_us"
+  fi
+  echo "each proxy limited to ${CPU_QUOTA} % of one core ($CG)"
+fi
+# Runs a command inside the cgroup, if any (its children too: Kamailio forks).
+in_cg() {
+  if [ -n "$CG" ]; then sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" "$@"; else "$@"; fi
+}
+
 start_proxy() {
   case "$1" in
     kamailio)
       fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
       # TLSF: Debian's default allocator (q_malloc with memory debugging) is ~3x slower.
-      kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
+      in_cg kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
-      RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
+      if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
+      in_cg env RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)
   sleep 1
 }
 stop_proxy() { kill $PROXY 2>/dev/null || true; wait $PROXY 2>/dev/null || true; }
 
-# run_load RATE CALLS → prints "successful failed"; writes rtt to $WORK/rtt.csv
+# run_load RATE CALLS → prints "successful failed retransmissions"; writes rtt to $WORK/rtt.csv
 run_load() {
   local rate=$1 calls=$2 dir="$WORK/load-$1-$RANDOM"
   mkdir -p "$dir"
@@ -123,7 +154,8 @@ rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
 head, last = rows[0], rows[-1]
 ok = int(last[head.index("SuccessfulCall(C)")]); bad = int(last[head.index("FailedCall(C)")])
 created = int(last[head.index("TotalCallCreated")])
-print(ok, bad + (created - ok - bad))
+retrans = int(last[head.index("Retransmissions(C)")])
+print(ok, bad + (created - ok - bad), retrans)
 why = [f"{h}={last[i]}" for i, h in enumerate(head) if h.startswith("Failed") and h.endswith("(C)") and last[i] not in ("0", "")]
 if why:
     print(" ".join(why), file=open(f"{d}/../failures.log", "a"))
@@ -147,7 +179,7 @@ print(f"{p(0.5):.2f} {p(0.9):.2f} {p(0.99):.2f}")
 PY
 }
 
-declare -A CPU USR SYS MEM MAXRATE P50 P90 P99 OKCALLS
+declare -A CPU USR SYS MEM MAXRATE P50 P90 P99 OKCALLS OVER RECOVER
 for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
@@ -156,7 +188,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
     perf record -q -F 999 -g -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
   fi
-  read -r ok bad < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
+  read -r ok bad _ < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
   read -r u1 s1 < <(ticks $PROXY)
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
@@ -169,20 +201,32 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   CPU[$proxy]=$cpu_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
   best=0
   for rate in "${STEPS[@]}"; do
-    read -r ok bad < <(run_load "$rate" $(( rate * STEP_SECONDS )))
+    read -r ok bad _ < <(run_load "$rate" $(( rate * STEP_SECONDS )))
     echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
     if [ "$bad" -eq 0 ] && [ "$ok" -eq $(( rate * STEP_SECONDS )) ]; then best=$rate; else break; fi
   done
   MAXRATE[$proxy]=$best
+  if [ "$best" -gt 0 ]; then
+    over=$(( best * 3 / 2 ))
+    read -r ok bad re < <(run_load "$over" $(( over * OVERLOAD_SECONDS )))
+    pct=$(( ok * 100 / (best * OVERLOAD_SECONDS) ))
+    echo "   overload $over cps x ${OVERLOAD_SECONDS} s: $ok completed ($pct % of the max rate's calls), $bad refused or failed, $re retransmissions $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
+    OVER[$proxy]="$pct % ($ok ok, $bad refused/failed, $re retr.)"
+    sleep 2
+    half=$(( best / 2 ))
+    read -r ok bad re < <(run_load "$half" $(( half * STEP_SECONDS )))
+    echo "   after it, $half cps x ${STEP_SECONDS} s: $ok ok, $bad failed"
+    RECOVER[$proxy]="$ok/$bad"
+  fi
   stop_proxy; stop_callees
   sleep 1
 done
 
 echo
-echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | INVITE→200 p50 / p90 / p99 (ms) |"
-echo "|---|---|---|---|---|---|"
+echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | at 1.5x max: completed vs max | then max/2: ok/failed | INVITE→200 p50 / p90 / p99 (ms) |"
+echo "|---|---|---|---|---|---|---|---|"
 for proxy in ${PROXIES:-kamailio rollover}; do
-  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
+  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${OVER[$proxy]:-} | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
 if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
   python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {ru/ku:.2f})')"

@@ -113,6 +113,17 @@ pub struct Config {
     pub store: StoreSettings,
     /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[script]`: a routing script whose `request_route` replaces the `[[route]]` rules
+    /// (which it can still call). Loading it is the binary's job: this crate stays pure.
+    pub script: Option<ScriptSettings>,
+}
+
+/// `[script]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSettings {
+    /// `file`: the script, relative to the configuration file's folder when
+    /// [`Config::load`] read it.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -312,10 +323,9 @@ impl Ctx<'_> {
                             .map_err(|err| self.err(e.span(), &key("reach"), err.to_string()))?;
                         entries.push(e.get_ref().as_str());
                     }
-                    Some(
-                        Reach::parse(&entries)
-                            .map_err(|err| self.err(0..0, &key("reach"), err.to_string()))?,
-                    )
+                    Some(Arc::new(Reach::parse(&entries).map_err(|err| {
+                        self.err(0..0, &key("reach"), err.to_string())
+                    })?))
                 }
             },
         })
@@ -363,7 +373,13 @@ impl Config {
             key: "(file)".into(),
             message: e.to_string(),
         })?;
-        Config::parse(&file, &text)
+        let mut cfg = Config::parse(&file, &text)?;
+        if let (Some(s), Some(dir)) = (&mut cfg.script, path.parent()) {
+            if s.file.is_relative() {
+                s.file = dir.join(&s.file);
+            }
+        }
+        Ok(cfg)
     }
 
     /// Compiles configuration text; `file` names it in errors.
@@ -466,6 +482,24 @@ impl Config {
                     }
                 },
             },
+            linger: match &s.linger {
+                None => txn_d.linger,
+                Some(v) => {
+                    let d = cx.duration(&s.linger, "server.linger", Duration::ZERO)?;
+                    if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
+                        return Err(cx.err(
+                            v.span(),
+                            "server.linger",
+                            "expected 1s to 64s (Kamailio's wait_timer is 5s; the RFC's timers are 32s)",
+                        ));
+                    }
+                    Some(d)
+                }
+            },
+            workers: match &s.workers {
+                None => None,
+                Some(_) => Some(cx.count(&s.workers, "server.workers", 1, 256, 1)?),
+            },
             drain_timeout: cx.duration(
                 &s.drain_timeout,
                 "server.drain_timeout",
@@ -543,14 +577,14 @@ impl Config {
             rules.push(compile_rule(&cx, i, r.get_ref(), &defaults)?);
         }
         // Without a `reach`, redirects and `${ruri}` may lead only to hosts the plan names.
-        let named = Reach::named(
+        let named = Arc::new(Reach::named(
             rules
                 .iter()
                 .flat_map(Rule::literal_hosts)
                 .collect::<Vec<_>>()
                 .iter()
                 .map(String::as_str),
-        );
+        ));
         let mut defaults = defaults;
         if defaults.reach.is_none() {
             defaults.reach = Some(named.clone());
@@ -569,7 +603,17 @@ impl Config {
         let auth = registrar::compile_auth(&cx, &raw.auth)?;
         let mut warnings = dead_rules(&cx, &raw.route, &rules);
         warnings.extend(unfenced_targets(&cx, &raw.route, &rules));
+        let script = match &raw.script {
+            Some(sc) if sc.file.get_ref().trim().is_empty() => {
+                return Err(cx.err(sc.file.span(), "script.file", "the script file is empty"));
+            }
+            Some(sc) => Some(ScriptSettings {
+                file: sc.file.get_ref().into(),
+            }),
+            None => None,
+        };
         Ok(Config {
+            script,
             server,
             security,
             plan: DialPlan {

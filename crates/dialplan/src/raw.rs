@@ -24,6 +24,13 @@ pub(crate) struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub auth: RawAuth,
+    pub script: Option<RawScript>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScript {
+    pub file: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -64,6 +71,8 @@ pub(crate) struct RawServer {
     pub late_answer: Option<Spanned<String>>,
     pub udp_mtu: Option<Spanned<i64>>,
     pub udp_mtu_try: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
+    pub linger: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

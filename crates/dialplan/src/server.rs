@@ -42,15 +42,21 @@ pub struct ServerSettings {
     pub udp_mtu: usize,
     /// The transport tried for them.
     pub udp_mtu_try: Transport,
+    /// Drivers running the cores, each on a thread of its own; `None`: one per core.
+    pub workers: Option<usize>,
+    /// Cap on how long an ended transaction lingers (Timers D, J, L, M); `None`: 64·T1.
+    pub linger: Option<Duration>,
 }
 
 impl ServerSettings {
-    /// The transaction layer's configuration (T1, T2, T4; the rest at their defaults).
+    /// The transaction layer's configuration (T1, T2, T4, linger; the rest at their
+    /// defaults).
     pub fn txn_config(&self) -> rollover_txn::Config {
         rollover_txn::Config {
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,
+            linger: self.linger,
             ..rollover_txn::Config::default()
         }
     }
@@ -75,8 +81,17 @@ impl ServerSettings {
             max_connections_per_ip: c.max_per_ip,
             header_timeout: c.header_timeout,
             unused_connection_timeout: c.unused_timeout,
+            workers: self.worker_count(),
             ..NetConfig::default()
         }
+    }
+
+    /// How many workers run: `workers` as written, else one per core the system gives
+    /// this process.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// The parser's limits (the message size; the rest at their defaults).

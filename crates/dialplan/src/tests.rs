@@ -239,7 +239,9 @@ fn rules_without_a_method_route_invites_only_and_register_gets_405() {
     let status = |m: Method| match cfg.plan.route(&req(m), &udp()) {
         RouteDecision::Targets { .. } => 0,
         RouteDecision::Reject { status, .. } => status.as_u16(),
-        RouteDecision::Later => unreachable!("a dial plan answers at once"),
+        RouteDecision::Later | RouteDecision::Drop { .. } => {
+            unreachable!("a dial plan answers at once")
+        }
     };
     assert_eq!(status(Method::Invite), 0);
     assert_eq!(
@@ -498,7 +500,9 @@ fn targets_of(cfg: &Config, uri: &str) -> Result<Vec<String>, u16> {
             .map(|t| t.uri.clone())
             .collect()),
         RouteDecision::Reject { status, .. } => Err(status.as_u16()),
-        RouteDecision::Later => unreachable!("a dial plan answers at once"),
+        RouteDecision::Later | RouteDecision::Drop { .. } => {
+            unreachable!("a dial plan answers at once")
+        }
     }
 }
 
@@ -595,4 +599,41 @@ fn server_settings_reach_the_layers() {
     assert_eq!(cfg.server.limits().max_message_size, 8192);
     let p = cfg.proxy_config(Vec::new(), rollover_proxy::Secret::new(b"k"), 1);
     assert_eq!(p.timer_c, Duration::from_secs(90));
+}
+
+#[test]
+fn workers_and_linger() {
+    let cfg = Config::parse("t", "[server]\nworkers = 3\nlinger = \"5s\"\n").unwrap();
+    assert_eq!(cfg.server.workers, Some(3));
+    assert_eq!(cfg.server.worker_count(), 3);
+    assert_eq!(cfg.server.net_config().workers, 3);
+    assert_eq!(cfg.server.txn_config().linger, Some(Duration::from_secs(5)));
+    let cfg = Config::parse("t", "").unwrap();
+    assert_eq!(cfg.server.workers, None, "one per core");
+    assert!(cfg.server.worker_count() >= 1);
+    assert_eq!(cfg.server.txn_config().linger, None, "the RFC's timers");
+    let e = Config::parse("plan.toml", "[server]\nworkers = 0\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (2, "server.workers"));
+    let e = Config::parse("plan.toml", "[server]\n\nlinger = \"0.1s\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "server.linger"));
+    assert!(e.message.contains("wait_timer"), "{e}");
+}
+
+#[test]
+fn the_script_section_names_a_file_relative_to_the_config() {
+    let cfg = Config::parse("t.toml", "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let s = cfg.script.unwrap();
+    assert_eq!(s.file, std::path::PathBuf::from("routes.lua"));
+    assert!(Config::parse("t.toml", "").unwrap().script.is_none());
+    let e = parse_err("[script]\nfile = \"routes.lua\"\nwatch = true\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "script.watch"), "{e}");
+    let e = parse_err("[script]\nfile = \" \"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "script.file"), "{e}");
+    let dir = std::env::temp_dir().join(format!("rollover-script-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rollover.toml");
+    std::fs::write(&path, "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let cfg = Config::load(&path).unwrap();
+    assert_eq!(cfg.script.unwrap().file, dir.join("routes.lua"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -88,6 +88,15 @@ impl BestResponse {
             .map_or(StatusCode::REQUEST_TIMEOUT, |(_, o)| o.status())
     }
 
+    /// The reply the best status came from, when a target sent it (not a timeout or a
+    /// transport failure).
+    pub fn response(&self) -> Option<&Message> {
+        match &self.best {
+            Some((_, Outcome::Response(m))) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The response bytes to send upstream. `request` is the original request (for
     /// synthesised responses), `to_tag` the tag we use when we synthesise.
     pub fn build(&self, request: &Message, to_tag: &str) -> (StatusCode, Bytes) {

@@ -22,6 +22,8 @@ pub enum StartFailure {
     Unbuildable,
     /// The transaction layer refused the request.
     Transaction(TxnError),
+    /// The routing policy dropped the branch before it was sent (a script's branch route).
+    Dropped,
 }
 
 impl From<StartFailure> for Why {
@@ -31,6 +33,7 @@ impl From<StartFailure> for Why {
             StartFailure::NotAllowed => Why::NeverATarget,
             StartFailure::Unbuildable => Why::Unbuildable,
             StartFailure::Transaction(e) => Why::NotSent(e),
+            StartFailure::Dropped => Why::Dropped,
         }
     }
 }
@@ -66,6 +69,8 @@ pub enum Why {
     Unbuildable,
     /// The transaction layer refused the request.
     NotSent(TxnError),
+    /// The routing policy dropped the branch before it was sent.
+    Dropped,
 }
 
 impl Why {
@@ -83,6 +88,7 @@ impl Why {
             Why::Redirected(_) => "redirected",
             Why::Unbuildable => "unbuildable",
             Why::NotSent(_) => "not_sent",
+            Why::Dropped => "dropped",
         }
     }
 }
@@ -106,6 +112,7 @@ impl fmt::Display for Why {
             Why::Redirected(s) => write!(f, "redirected by {s}"),
             Why::Unbuildable => f.write_str("no request could be built for it"),
             Why::NotSent(e) => write!(f, "request not sent: {e}"),
+            Why::Dropped => f.write_str("dropped by the routing policy"),
         }
     }
 }
@@ -147,6 +154,11 @@ pub enum Decision {
         entries: usize,
         /// Where the request came from.
         source: String,
+    },
+    /// The routing policy dropped the request: nothing was sent, not even a reply.
+    Dropped {
+        /// The rule (or script route) that dropped it.
+        rule: String,
     },
     /// Every target failed and the policy's failure route gave new ones.
     FailureRoute {
@@ -237,6 +249,7 @@ impl fmt::Display for Decision {
                 write!(f, "rule {rule:?} matched: {targets} target(s)")
             }
             Decision::Rejected { status, reason } => write!(f, "rejected with {status} ({reason})"),
+            Decision::Dropped { rule } => write!(f, "dropped by {rule:?}: nothing sent"),
             Decision::Relayed {
                 method,
                 hop,

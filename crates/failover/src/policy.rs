@@ -145,8 +145,9 @@ pub struct FailoverPolicy {
     /// Most targets tried for one call, redirects included (default 10): ends redirect loops.
     pub max_targets: usize,
     /// Where 3xx Contacts may lead (besides the redirecting target's own host); `None`
-    /// follows any (a user agent whose application decides).
-    pub reach: Option<crate::reach::Reach>,
+    /// follows any (a user agent whose application decides). Shared: every call of a rule
+    /// holds the same list, which may name every host of the plan.
+    pub reach: Option<Arc<crate::reach::Reach>>,
 }
 
 impl Default for FailoverPolicy {

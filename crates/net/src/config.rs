@@ -131,6 +131,10 @@ pub struct NetConfig {
     /// Longest wait for an outgoing TCP connect, and for a TLS handshake either way
     /// (default 5 s).
     pub connect_timeout: Duration,
+    /// Drivers running the cores (default 1). With more than one, each UDP listener is
+    /// bound once per worker (`SO_REUSEPORT`) and every message is handed to the worker its
+    /// Call-ID hashes to: see [`Transports::worker`](crate::Transports::worker).
+    pub workers: usize,
 }
 
 impl Default for NetConfig {
@@ -146,6 +150,7 @@ impl Default for NetConfig {
             header_timeout: Duration::from_secs(20),
             unused_connection_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            workers: 1,
         }
     }
 }

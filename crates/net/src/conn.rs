@@ -59,10 +59,17 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const PONG: &[u8] = b"\r\n";
 
 /// Queues `bytes` on the connection to `dest`, opening one in the background if needed.
-pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<TxnRef>) {
+pub(crate) fn send(
+    inner: &Arc<Inner>,
+    dest: Peer,
+    bytes: Bytes,
+    txn: Option<TxnRef>,
+    worker: usize,
+) {
     let mut item = Outgoing {
         bytes,
         txn,
+        worker,
         keepalive: false,
         last: false,
     };
@@ -125,11 +132,14 @@ pub(crate) fn send(inner: &Arc<Inner>, dest: Peer, bytes: Bytes, txn: Option<Txn
 
 fn fail(inner: &Inner, dest: Peer, o: Outgoing, error: TransportError) {
     if !o.keepalive {
-        inner.report(Inbound::SendFailed {
-            dest,
-            txn: o.txn,
-            error,
-        });
+        inner.report(
+            o.worker,
+            Inbound::SendFailed {
+                dest,
+                txn: o.txn,
+                error,
+            },
+        );
     }
 }
 
@@ -509,7 +519,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         local,
                         bytes: message.as_bytes().clone(),
                     };
-                    if !inner.deliver(event, &conn.close).await {
+                    if !inner.deliver(0, event, &conn.close).await {
                         return;
                     }
                 }
@@ -519,6 +529,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let pong = Outgoing {
                         bytes: Bytes::from_static(PONG),
                         txn: None,
+                        worker: 0,
                         keepalive: true,
                         last: false,
                     };
@@ -536,11 +547,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         source: peer,
                         error: e.to_string(),
                     };
-                    inner.deliver(event, &conn.close).await;
+                    inner.deliver(0, event, &conn.close).await;
                     if let Some(bytes) = answer {
                         let last = Outgoing {
                             bytes,
                             txn: None,
+                            worker: 0,
                             keepalive: true,
                             last: true,
                         };

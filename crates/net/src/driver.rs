@@ -9,6 +9,11 @@
 //!
 //! One task owns the transaction layer and the user, so one call's messages are handled in
 //! order and never race; the socket tasks only move bytes.
+//!
+//! With several workers, each runs this loop over its own queue: it screens what its
+//! sockets received (parse, validation, flood and overload checks) and hands each message
+//! it lets in to the worker its Call-ID hashes to ([`Inbound::Screened`]). A call's
+//! transactions and state live in one worker only: no lock on the per-message path.
 
 use std::future::Future;
 use std::time::Instant;
@@ -18,7 +23,7 @@ use rollover_txn::{FrontDoor, TransactionUser, TxnLayer};
 use tokio::sync::mpsc::Receiver;
 use tracing::debug;
 
-use crate::inner::Inbound;
+use crate::inner::{worker_for, Inbound};
 use crate::transport::Transports;
 
 /// Moves everything queued in the transaction layer: events to the user (which may queue
@@ -108,8 +113,20 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                     None => return,
                     Some(Inbound::Message { source, bytes, .. }) => {
                         let backlog = inbound.len();
-                        door.handle(now, user, txn, source, bytes, backlog);
+                        if let Some(msg) = door.screen(now, user, txn, source, bytes, backlog) {
+                            let owner = match msg.call_id() {
+                                Ok(id) => worker_for(id, transports.workers()),
+                                Err(_) => transports.worker(),
+                            };
+                            if owner == transports.worker() {
+                                txn.handle_message(now, source, msg);
+                            } else {
+                                door.note_handed_off(txn);
+                                transports.hand_off(owner, source, msg);
+                            }
+                        }
                     }
+                    Some(Inbound::Screened { source, message }) => txn.handle_message(now, source, message),
                     Some(Inbound::SendFailed { txn: Some(r), error, dest }) => {
                         debug!(%dest, "send failed: {error}");
                         txn.handle_transport_error(r, error);

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use rollover_sip::Limits;
 use rollover_txn::{Peer, Transport, TransportError, TxnRef};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +42,15 @@ pub enum Inbound {
         /// Why it failed.
         error: TransportError,
     },
+    /// A message another worker received and let in (parsed, checked, admitted): it is
+    /// this worker's because its Call-ID hashes here. Goes straight to the transaction
+    /// layer.
+    Screened {
+        /// Who sent it.
+        source: Peer,
+        /// The message, its Via stamped.
+        message: rollover_sip::Message,
+    },
     /// A stream carried bytes that cannot be framed (the connection is closed); for logging.
     BadStream {
         /// The connection's remote end.
@@ -54,7 +62,9 @@ pub enum Inbound {
 
 /// State shared by the handle and every task.
 pub(crate) struct Inner {
-    pub(crate) inbound: mpsc::Sender<Inbound>,
+    /// One queue per worker; a message goes to the worker its Call-ID hashes to, a send
+    /// failure to the worker that sent.
+    pub(crate) inbound: Vec<mpsc::Sender<Inbound>>,
     pub(crate) limits: Limits,
     pub(crate) idle_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -67,7 +77,6 @@ pub(crate) struct Inner {
     /// every connection's token is a child of it.
     pub(crate) stop: CancellationToken,
     pub(crate) conns: ConnTable,
-    pub(crate) udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     pub(crate) locals: Vec<(Transport, SocketAddr)>,
     /// The SIP domain a TLS peer address was reached by (RFC 5922): verified against its
     /// certificate and sent as SNI. Addresses not here are verified as IP addresses.
@@ -109,12 +118,15 @@ impl Inner {
             .map(|(_, a)| *a)
     }
 
-    /// Queues an event without waiting; if the driver is behind, a task waits for room.
-    pub(crate) fn report(&self, event: Inbound) {
-        match self.inbound.try_send(event) {
+    /// Queues an event for `worker` without waiting; if it is behind, a task waits for room.
+    pub(crate) fn report(&self, worker: usize, event: Inbound) {
+        let Some(inbound) = self.inbound.get(worker).or(self.inbound.first()) else {
+            return;
+        };
+        match inbound.try_send(event) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(event)) => {
-                let inbound = self.inbound.clone();
+                let inbound = inbound.clone();
                 let stop = self.stop.clone();
                 tokio::spawn(async move {
                     tokio::select! {
@@ -126,21 +138,57 @@ impl Inner {
         }
     }
 
-    /// Hands an event to the driver, waiting for room (back-pressure onto the socket).
-    /// False when `cancel` fired or the driver is gone: the caller stops.
-    pub(crate) async fn deliver(&self, event: Inbound, cancel: &CancellationToken) -> bool {
+    /// Hands an event to `worker`, waiting for room (back-pressure onto the socket). False
+    /// when `cancel` fired or the driver is gone: the caller stops.
+    pub(crate) async fn deliver(
+        &self,
+        worker: usize,
+        event: Inbound,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(inbound) = self.inbound.get(worker) else {
+            return false;
+        };
         tokio::select! {
             biased;
             _ = cancel.cancelled() => false,
-            r = self.inbound.send(event) => r.is_ok(),
+            r = inbound.send(event) => r.is_ok(),
         }
     }
+}
 
-    /// The UDP socket to send to `dest` from: the first listener of the same family.
-    pub(crate) fn udp_for(&self, dest: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp
-            .iter()
-            .find(|(local, _)| local.is_ipv4() == dest.is_ipv4())
-            .map(|(_, s)| s)
+/// The worker that owns a call: the hash of its Call-ID, so every message of a call
+/// (requests, responses, retransmissions, CANCEL, ACK) is handled by one worker, in order.
+pub fn worker_for(call_id: &str, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    // FNV-1a: stable across runs and threads, and cheap on a 30-byte value.
+    let h = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % workers as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_spread_evenly_over_workers() {
+        let mut per_worker = [0usize; 4];
+        for id in 0..4000 {
+            let w = worker_for(&format!("{id}-3517@127.0.0.1"), 4);
+            if let Some(n) = per_worker.get_mut(w) {
+                *n += 1;
+            }
+        }
+        // Every worker gets between 20 % and 30 % of the calls.
+        assert!(
+            per_worker.iter().all(|&n| (800..1200).contains(&n)),
+            "{per_worker:?}"
+        );
+        assert_eq!(worker_for("x", 1), 0);
+        assert_eq!(worker_for("abc@h", 4), worker_for("abc@h", 4));
     }
 }

@@ -76,5 +76,5 @@ mod transport;
 pub mod driver;
 
 pub use config::{ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles};
-pub use inner::{Inbound, TlsNames};
-pub use transport::Transports;
+pub use inner::{worker_for, Inbound, TlsNames};
+pub use transport::{Transports, WorkerTransports};

@@ -21,6 +21,8 @@ pub(crate) const WRITE_QUEUE: usize = 256;
 pub(crate) struct Outgoing {
     pub(crate) bytes: Bytes,
     pub(crate) txn: Option<TxnRef>,
+    /// The worker that sent it: a failure is reported to it, whose `txn` it is.
+    pub(crate) worker: usize,
     /// A pong: its loss is nobody's send failure.
     pub(crate) keepalive: bool,
     /// The last thing sent: the connection is closed once it is written (the answer to a

@@ -40,23 +40,96 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Tasks stop on [`Transports::shutdown`], or by themselves once the [`Inbound`] receiver
 /// returned by [`Transports::bind`] is dropped. Every method must be called from within
 /// the tokio runtime that bound them.
+///
+/// With several workers ([`Transports::bind_workers`]) each worker has a handle of its own:
+/// it sends UDP from its own sockets and gets the failures of what it sent.
 #[derive(Clone)]
 pub struct Transports {
     inner: Arc<Inner>,
+    worker: usize,
+    udp: Arc<[(SocketAddr, Arc<UdpSocket>)]>,
+}
+
+/// One more worker's share of the transports, not started yet: its UDP sockets (bound to
+/// the same addresses as worker 0's, with `SO_REUSEPORT`) and its queue of inbound events.
+/// Move it to the worker's thread and call [`WorkerTransports::start`] inside that
+/// thread's runtime, so its sockets are polled there.
+pub struct WorkerTransports {
+    inner: Arc<Inner>,
+    worker: usize,
+    udp: Vec<(SocketAddr, std::net::UdpSocket)>,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+impl fmt::Debug for WorkerTransports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerTransports")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerTransports {
+    /// Which worker this share is for.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// Registers the worker's sockets with the current runtime and starts receiving on
+    /// them. Call it inside a tokio runtime.
+    pub fn start(self) -> Result<(Transports, mpsc::Receiver<Inbound>), NetError> {
+        let mut udp = Vec::new();
+        for (local, socket) in self.udp {
+            let socket = UdpSocket::from_std(socket).map_err(|source| NetError::Bind {
+                spec: ListenSpec {
+                    transport: Transport::Udp,
+                    addr: local,
+                },
+                source,
+            })?;
+            udp.push((local, Arc::new(socket)));
+        }
+        let t = Transports {
+            inner: self.inner,
+            worker: self.worker,
+            udp: udp.into(),
+        };
+        t.spawn_udp_loops();
+        Ok((t, self.inbound))
+    }
 }
 
 impl fmt::Debug for Transports {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transports")
             .field("listeners", &self.inner.locals)
+            .field("worker", &self.worker)
             .field("connections", &self.inner.conns.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Transports {
-    /// Binds every listener; spawns the receive tasks; returns the handle and the inbound channel.
+    /// Binds every listener for one worker (whatever `cfg.workers` says); spawns the
+    /// receive tasks; returns the handle and the inbound channel.
     pub async fn bind(cfg: NetConfig) -> Result<(Transports, mpsc::Receiver<Inbound>), NetError> {
+        let cfg = NetConfig { workers: 1, ..cfg };
+        let (t, rx, _) = Transports::bind_workers(cfg).await?;
+        Ok((t, rx))
+    }
+
+    /// Binds every listener for `cfg.workers` workers. Worker 0's handle and queue are
+    /// returned ready, with the TCP/TLS listeners polled in the calling runtime; the other
+    /// workers' shares are started each in its own runtime ([`WorkerTransports::start`]).
+    ///
+    /// Each UDP listener is bound once per worker with `SO_REUSEPORT`, so the system spreads
+    /// the receiving by source address; whatever socket a message comes in on, it is queued
+    /// for the worker its Call-ID hashes to, so one call is handled by one worker, in order.
+    /// Messages from connections are queued the same way.
+    pub async fn bind_workers(
+        cfg: NetConfig,
+    ) -> Result<(Transports, mpsc::Receiver<Inbound>, Vec<WorkerTransports>), NetError> {
+        let workers = cfg.workers.max(1);
         let tls = match &cfg.tls {
             Some(files) => Some(TlsContext::load(files)?),
             None => None,
@@ -67,7 +140,9 @@ impl Transports {
             }
         }
 
-        let mut udp = Vec::new();
+        // udp[w] = worker w's sockets, one per UDP listener.
+        let mut udp: Vec<Vec<(SocketAddr, std::net::UdpSocket)>> =
+            (0..workers).map(|_| Vec::new()).collect();
         let mut streams = Vec::new();
         let mut locals = Vec::new();
         for spec in &cfg.listen {
@@ -77,10 +152,22 @@ impl Transports {
             };
             match spec.transport {
                 Transport::Udp => {
-                    let socket = bind_udp(spec).map_err(failed)?;
-                    let local = socket.local_addr().map_err(failed)?;
+                    let first = bind_udp(spec, workers > 1).map_err(failed)?;
+                    let local = first.local_addr().map_err(failed)?;
                     locals.push((Transport::Udp, local));
-                    udp.push((local, Arc::new(socket)));
+                    // Port 0: the others share the port the first one got.
+                    let same = ListenSpec {
+                        transport: Transport::Udp,
+                        addr: local,
+                    };
+                    let mut first = Some(first);
+                    for sockets in udp.iter_mut() {
+                        let socket = match first.take() {
+                            Some(s) => s,
+                            None => bind_udp(&same, true).map_err(failed)?,
+                        };
+                        sockets.push((local, socket));
+                    }
                 }
                 Transport::Tcp | Transport::Tls => {
                     let listener = bind_stream(spec).map_err(failed)?;
@@ -97,9 +184,15 @@ impl Transports {
             }
         }
 
-        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+            senders.push(tx);
+            receivers.push(rx);
+        }
         let inner = Arc::new(Inner {
-            inbound: tx,
+            inbound: senders,
             limits: Limits {
                 max_message_size: cfg.max_message_size,
                 ..Limits::default()
@@ -117,28 +210,65 @@ impl Transports {
             tls,
             stop: CancellationToken::new(),
             conns: ConnTable::default(),
-            udp,
             locals,
             tls_names: TlsNames::default(),
         });
-        for (local, socket) in &inner.udp {
-            tracing::info!(%local, "listening on UDP");
-            tokio::spawn(udp_loop(inner.clone(), socket.clone(), *local));
+        let mut shares: Vec<WorkerTransports> = udp
+            .into_iter()
+            .zip(receivers)
+            .enumerate()
+            .map(|(worker, (udp, inbound))| WorkerTransports {
+                inner: inner.clone(),
+                worker,
+                udp,
+                inbound,
+            })
+            .collect();
+        let first = shares.remove(0);
+        for (local, _) in &first.udp {
+            tracing::info!(%local, workers, "listening on UDP");
         }
+        let (t, rx) = first.start()?;
         for (transport, local, listener) in streams {
             tracing::info!(%local, %transport, "listening");
             tokio::spawn(conn::accept_loop(inner.clone(), listener, transport, local));
         }
-        // The driver dropped its receiver: nobody listens, stop everything.
-        let watch = inner.inbound.clone();
-        let stop = inner.stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = watch.closed() => stop.cancel(),
-            }
-        });
-        Ok((Transports { inner }, rx))
+        // Worker 0's driver dropped its receiver: nobody listens, stop everything.
+        if let Some(watch) = inner.inbound.first().cloned() {
+            let stop = inner.stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = watch.closed() => stop.cancel(),
+                }
+            });
+        }
+        Ok((t, rx, shares))
+    }
+
+    fn spawn_udp_loops(&self) {
+        for (local, socket) in self.udp.iter() {
+            let (inner, socket) = (self.inner.clone(), socket.clone());
+            tokio::spawn(udp_loop(inner, socket, *local, self.worker));
+        }
+    }
+
+    /// Which worker this handle belongs to (0 for a single driver).
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// How many workers share the transports.
+    pub fn workers(&self) -> usize {
+        self.inner.inbound.len()
+    }
+
+    /// Queues a message this worker let in for the worker that owns its call
+    /// ([`Inbound::Screened`]). Never waits: when that worker's queue is full, a task
+    /// waits for room.
+    pub fn hand_off(&self, worker: usize, source: Peer, message: rollover_sip::Message) {
+        self.inner
+            .report(worker, Inbound::Screened { source, message });
     }
 
     /// Sends without blocking the caller on connection set-up: UDP is sent right away
@@ -154,7 +284,7 @@ impl Transports {
         }
         match dest.transport {
             Transport::Udp => self.send_udp(dest, bytes, txn),
-            _ => conn::send(&self.inner, dest, bytes, txn),
+            _ => conn::send(&self.inner, dest, bytes, txn, self.worker),
         }
     }
 
@@ -177,7 +307,12 @@ impl Transports {
     }
 
     fn send_udp(&self, dest: Peer, bytes: Bytes, txn: Option<TxnRef>) {
-        let Some(socket) = self.inner.udp_for(dest.addr) else {
+        let socket = self
+            .udp
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == dest.addr.is_ipv4())
+            .map(|(_, s)| s);
+        let Some(socket) = socket else {
             tracing::debug!(%dest, "no UDP listener of this address family");
             self.fail(dest, txn, TransportError::Unreachable);
             return;
@@ -198,6 +333,7 @@ impl Transports {
                 // Send buffer full: wait for room off the caller's path.
                 let socket = socket.clone();
                 let inner = self.inner.clone();
+                let worker = self.worker;
                 tokio::spawn(async move {
                     let sent = tokio::select! {
                         _ = inner.stop.cancelled() => return,
@@ -205,11 +341,14 @@ impl Transports {
                     };
                     if let Err(e) = sent {
                         tracing::debug!(%dest, error = %e, "UDP send");
-                        inner.report(Inbound::SendFailed {
-                            dest,
-                            txn,
-                            error: udp_error(&e),
-                        });
+                        inner.report(
+                            worker,
+                            Inbound::SendFailed {
+                                dest,
+                                txn,
+                                error: udp_error(&e),
+                            },
+                        );
                     }
                 });
             }
@@ -221,7 +360,8 @@ impl Transports {
     }
 
     fn fail(&self, dest: Peer, txn: Option<TxnRef>, error: TransportError) {
-        self.inner.report(Inbound::SendFailed { dest, txn, error });
+        self.inner
+            .report(self.worker, Inbound::SendFailed { dest, txn, error });
     }
 }
 
@@ -251,8 +391,20 @@ fn new_socket(spec: &ListenSpec, ty: Type, protocol: Protocol) -> io::Result<Soc
     Ok(socket)
 }
 
-fn bind_udp(spec: &ListenSpec) -> io::Result<UdpSocket> {
+/// A UDP socket for `spec`; `shared` sets `SO_REUSEPORT` so each worker binds its own.
+fn bind_udp(spec: &ListenSpec, shared: bool) -> io::Result<std::net::UdpSocket> {
     let socket = new_socket(spec, Type::DGRAM, Protocol::UDP)?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(unix))]
+    if shared {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "more than one worker needs SO_REUSEPORT",
+        ));
+    }
     if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
         tracing::warn!(%spec, error = %e, "cannot set SO_RCVBUF");
     }
@@ -268,7 +420,7 @@ fn bind_udp(spec: &ListenSpec) -> io::Result<UdpSocket> {
         Err(_) => {}
     }
     socket.bind(&spec.addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn bind_stream(spec: &ListenSpec) -> io::Result<TcpListener> {
@@ -280,7 +432,10 @@ fn bind_stream(spec: &ListenSpec) -> io::Result<TcpListener> {
 }
 
 /// Receives datagrams until stopped. Errors never end the loop.
-async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr) {
+/// What arrives on a worker's socket goes to that worker, which screens it (its own flood
+/// count sees every datagram of a source, since the system keeps one source on one socket)
+/// and hands it to the worker owning the call.
+async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, worker: usize) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         let received = tokio::select! {
@@ -306,7 +461,7 @@ async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr) 
                     local,
                     bytes: Bytes::copy_from_slice(data),
                 };
-                if !inner.deliver(event, &inner.stop).await {
+                if !inner.deliver(worker, event, &inner.stop).await {
                     return;
                 }
             }

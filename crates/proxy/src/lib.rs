@@ -35,7 +35,7 @@ mod stats;
 
 pub use crate::core::{LateAnswer, Proxy, ProxyConfig, Question, ROUTE_ANSWER_TIMEOUT};
 pub use guard::{Refusal, SecurityConfig};
-pub use policy_hooks::{CallView, Edits, Failure, RoutePolicy};
+pub use policy_hooks::{CallView, Edits, Failed, Failure, RoutePolicy};
 pub use rollover_failover::engine;
 pub use rollover_failover::{
     default_port, fmt_duration, never_a_target, Cidr, CidrError, Decision, FailoverPolicy,

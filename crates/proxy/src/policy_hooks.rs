@@ -10,6 +10,10 @@
 //! | [`RoutePolicy::on_reply`] | `onreply_route` | for each reply received | edit the reply (what is relayed, or ranked for the final) |
 //! | [`RoutePolicy::on_failure`] | `failure_route` | when every target failed | start new branches in the same transaction, or let the best reply go |
 //!
+//! Every hook sees the call's `key` ([`CallView::key`]): a policy that keeps state per call (a
+//! script's variables and armed routes) keys it by that, and forgets it in
+//! [`RoutePolicy::on_release`].
+//!
 //! `on_failure` may answer later ([`Failure::Later`]): the core asks
 //! [`crate::Question::Failure`] and only that call waits for
 //! [`crate::Proxy::answer_failure`].
@@ -24,6 +28,9 @@ use rollover_failover::{Target, TargetPlan};
 /// What the hooks see of a call.
 #[derive(Debug, Clone, Copy)]
 pub struct CallView<'a> {
+    /// The call's number: unique for the proxy's lifetime, the same in every hook of one
+    /// call (the request route included).
+    pub key: u64,
     /// Its Call-ID.
     pub call_id: &'a str,
     /// The request as received (after Route processing).
@@ -39,6 +46,9 @@ pub struct Edits {
     pub add: Vec<(String, String)>,
     /// Header names to remove (every line of each).
     pub remove: Vec<String>,
+    /// Drop the message: a branch is not sent (it fails), a provisional reply is not
+    /// relayed. A final reply cannot be dropped (§16.7 decides what goes upstream).
+    pub drop: bool,
 }
 
 impl Edits {
@@ -52,7 +62,12 @@ impl Edits {
         self.remove.push(name.to_owned());
     }
 
-    /// Whether there is nothing to do.
+    /// Drops the message (see [`Edits::drop`]).
+    pub fn drop_message(&mut self) {
+        self.drop = true;
+    }
+
+    /// Whether there are no header edits.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty()
     }
@@ -76,6 +91,16 @@ impl Edits {
     }
 }
 
+/// What [`RoutePolicy::on_failure`] sees of the failure: the status the caller would get
+/// and, when a target sent it, that reply (edited by the reply hook).
+#[derive(Debug, Clone, Copy)]
+pub struct Failed<'a> {
+    /// The best status (§16.7), 408 when no target answered.
+    pub status: StatusCode,
+    /// The reply it comes from, when it came from a target.
+    pub reply: Option<&'a Message>,
+}
+
 /// The answer to [`RoutePolicy::on_failure`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -93,6 +118,17 @@ pub enum Failure {
 pub trait RoutePolicy {
     /// A new request: where to send it (the request route).
     fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision;
+
+    /// A new request, with the key its call will have: what the core asks. By default
+    /// [`RoutePolicy::on_request`]; a policy with per-call state answers here.
+    fn on_route(&mut self, call: CallView<'_>) -> RouteDecision {
+        self.on_request(call.request, call.source)
+    }
+
+    /// The call `key` is over (or was never started: rejected, dropped): its state can go.
+    fn on_release(&mut self, key: u64) {
+        let _ = key;
+    }
 
     /// Where a branch to `target` is sent when not where its URI says (the flow a
     /// registered phone behind NAT registered on, or the first hop of its Path); the
@@ -118,10 +154,10 @@ pub trait RoutePolicy {
         let _ = (call, target, reply, edits);
     }
 
-    /// Every target failed, `best` is the status the caller would get: new targets, the
+    /// Every target failed; `failed` is what the caller would get: new targets, the
     /// reply, or an answer later.
-    fn on_failure(&mut self, call: CallView<'_>, best: StatusCode) -> Failure {
-        let _ = (call, best);
+    fn on_failure(&mut self, call: CallView<'_>, failed: Failed<'_>) -> Failure {
+        let _ = (call, failed);
         Failure::Reply
     }
 }

@@ -29,6 +29,12 @@ pub enum RouteDecision {
         /// The rule's name, for logs.
         rule: Arc<str>,
     },
+    /// Send nothing, not even a reply (a script's `drop`): the request is forgotten, and a
+    /// retransmission of it is routed again.
+    Drop {
+        /// The rule's name, for logs.
+        rule: Arc<str>,
+    },
     /// The answer comes later (a store look-up, a script waiting on something): the core
     /// asks [`crate::Question::Route`] and the owner answers with
     /// [`crate::Proxy::answer_route`]. Only this request waits.

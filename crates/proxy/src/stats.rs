@@ -31,6 +31,8 @@ pub struct ProxyStats {
     /// Messages the proxy meant to send that its transaction layer refused (the
     /// transaction had ended), by kind (`response`, `cancel`, `bye`).
     pub unsent: BTreeMap<&'static str, u64>,
+    /// Requests the routing policy dropped without a reply (a script's `req:drop()`).
+    pub dropped: u64,
 }
 
 impl ProxyStats {
@@ -44,6 +46,7 @@ impl ProxyStats {
             Decision::Final { status } => *self.finals.entry(*status).or_default() += 1,
             Decision::RolledOver { why, .. } => *self.rollovers.entry(why.kind()).or_default() += 1,
             Decision::Rejected { status, .. } => *self.refusals.entry(*status).or_default() += 1,
+            Decision::Dropped { .. } => self.dropped += 1,
             _ => {}
         }
     }
@@ -68,7 +71,7 @@ impl fmt::Display for ProxyStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "routed={} relayed={} branches={} answered={} finals={} rollovers={} refusals={} front_door={} unsent={}",
+            "routed={} relayed={} branches={} answered={} finals={} rollovers={} refusals={} front_door={} unsent={} dropped={}",
             self.routed,
             self.relayed,
             self.branches,
@@ -77,7 +80,8 @@ impl fmt::Display for ProxyStats {
             map(&self.rollovers),
             map(&self.refusals),
             map(&self.front_door),
-            map(&self.unsent)
+            map(&self.unsent),
+            self.dropped
         )
     }
 }

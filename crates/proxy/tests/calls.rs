@@ -462,7 +462,7 @@ impl RoutePolicy for Hooks {
         edits.append_header("X-Reply-Route", &reply.status().unwrap_or(0).to_string());
     }
 
-    fn on_failure(&mut self, _: CallView<'_>, _: StatusCode) -> Failure {
+    fn on_failure(&mut self, _: CallView<'_>, _: Failed<'_>) -> Failure {
         std::mem::replace(&mut self.failure, Failure::Reply)
     }
 }

@@ -614,7 +614,9 @@ mod checks {
 #[test]
 fn redirects_outside_the_reach_are_not_followed_and_the_next_target_is_tried() {
     let policy = FailoverPolicy {
-        reach: Some(Reach::parse(&["192.0.2.0/24"]).unwrap()),
+        reach: Some(std::sync::Arc::new(
+            Reach::parse(&["192.0.2.0/24"]).unwrap(),
+        )),
         ..FailoverPolicy::default()
     };
     let plan = TargetPlan::serial(targets(&["sip:a@192.0.2.10", "sip:b@192.0.2.11"]));

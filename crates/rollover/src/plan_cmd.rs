@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use rollover_dialplan::Config;
 use rollover_proxy::{Decision, ProxyConfig, RouteDecision};
+use rollover_script::Routing;
 use rollover_sip::Message;
 use rollover_testkit::{self as sim, World};
 use rollover_txn::{Peer, Transport};
@@ -58,6 +59,18 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
                 s.t2,
                 s.timer_c
             );
+            if let Some(sc) = &cfg.script {
+                match crate::proxy_cmd::load_script(&cfg) {
+                    Ok(_) => say!(
+                        "script: {}: ok (request_route replaces the rules below; req:dialplan() runs them)",
+                        sc.file.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
             if let Some(r) = &cfg.registrar {
                 say!(
                     "registrar: domains {}  expires {}–{} s (default {})  max_contacts {}",
@@ -145,9 +158,10 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
     let first = bytes.split(|&b| b == b'\r').next().unwrap_or_default();
     say!("request: {}", String::from_utf8_lossy(first));
     let world = World::parse("").map_err(|e| anyhow!("{e}"))?;
+    let script = crate::proxy_cmd::load_script(&cfg).map_err(|e| anyhow!("{e}"))?;
     let out = sim::run_from(
         pcfg,
-        cfg.plan.clone(),
+        Routing::new(cfg.plan.clone(), script),
         bytes,
         source,
         &world,
@@ -168,7 +182,10 @@ pub fn route(config: &Path, req: &str, source: &str, transport: &str) -> anyhow:
             say!("{t}");
         }
     }
-    if let (true, Some(req)) = (routed, &req) {
+    if let (true, Some(sc)) = (routed, &cfg.script) {
+        // The script decided: what it chose is the request sent above.
+        say!("script: {}", sc.file.display());
+    } else if let (true, Some(req)) = (routed, &req) {
         let m = cfg.plan.explain(req, &source);
         match &m.rule {
             Some(r) => say!("rule: {r}"),
@@ -211,9 +228,10 @@ pub fn simulate(
     };
     let world = World::parse(&text).map_err(|e| anyhow!("--world: {e}"))?;
     let pcfg = proxy_config(&cfg, req.as_ref())?;
+    let script = crate::proxy_cmd::load_script(&cfg).map_err(|e| anyhow!("{e}"))?;
     let out = sim::run_from(
         pcfg,
-        cfg.plan,
+        Routing::new(cfg.plan, script),
         bytes,
         source_peer(source, transport)?,
         &world,

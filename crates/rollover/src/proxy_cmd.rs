@@ -10,9 +10,10 @@ use anyhow::{anyhow, Context};
 use rollover_dialplan::{Config, DialPlan, SecuritySettings};
 use rollover_net::{driver, Transports};
 use rollover_proxy::{Proxy, Question, Secret};
+use rollover_script::{Routing, Script};
 
 use crate::dns::{self, DnsCache};
-use crate::registrar::{Door, Registrar, Routes};
+use crate::registrar::{self as reg, Door, Registrar, Routes};
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -79,16 +80,12 @@ fn secret_bytes(sec: &SecuritySettings) -> anyhow::Result<Vec<u8>> {
 
 /// What the signal handlers ask of the running proxy.
 enum Cmd {
-    /// SIGHUP: a freshly loaded dial plan.
-    Reload(Box<DialPlan>),
+    /// SIGHUP: a freshly loaded dial plan, and script when there is one.
+    Reload(Box<DialPlan>, Option<Arc<Script>>),
     /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
     Drain(Duration, tokio::sync::oneshot::Sender<()>),
     /// SIGUSR1: log the counters.
     Stats,
-    /// Time to delete expired registrations.
-    Purge,
-    /// Another node changed these bindings (`None`: maybe any).
-    Forget(Option<String>),
     /// A name the core asked about was looked up.
     Resolved {
         id: u64,
@@ -103,6 +100,8 @@ enum Cmd {
 /// The proxy core with what the process adds around it: the drain deadline, and the
 /// answers to its questions (name look-ups, in tasks of their own).
 struct Server {
+    /// Which worker (0 for the first or only one), for the logs.
+    worker: usize,
     proxy: Proxy<Routes>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
     dns: DnsCache,
@@ -114,21 +113,23 @@ struct Server {
 impl Server {
     fn command(&mut self, now: Instant, cmd: Cmd, txn: &mut TxnLayer) {
         match cmd {
-            Cmd::Reload(plan) => {
-                self.proxy.router_mut().plan = *plan;
-                info!("dial plan reloaded; calls under way keep the plan they started with");
+            Cmd::Reload(plan, script) => {
+                let name = script.as_ref().map(|s| s.name().to_owned());
+                match (self.proxy.router_mut().inner.reload(*plan, script), name) {
+                    (Ok(()), _) if self.worker != 0 => {}
+                    (Ok(()), None) => {
+                        info!("dial plan reloaded; calls under way keep the plan they started with")
+                    }
+                    (Ok(()), Some(n)) => info!(
+                        "dial plan reloaded, script {n} reloaded; calls under way keep the plan and the script version they started with"
+                    ),
+                    (Err(e), _) => error!(
+                        worker = self.worker,
+                        "SIGHUP: reload refused, keeping the running plan and script: {e}"
+                    ),
+                }
             }
             Cmd::Stats => self.log_stats(txn),
-            Cmd::Purge => {
-                if let Some(r) = &mut self.proxy.router_mut().registrar {
-                    r.purge();
-                }
-            }
-            Cmd::Forget(aor) => {
-                if let Some(r) = &mut self.proxy.router_mut().registrar {
-                    r.forget(aor.as_deref());
-                }
-            }
             Cmd::Drain(timeout, done) => {
                 self.proxy.drain();
                 self.drain = Some((now + timeout, done));
@@ -162,12 +163,13 @@ impl Server {
     /// The counters, with what is in progress now.
     fn log_stats(&self, txn: &TxnLayer) {
         info!(
+            worker = self.worker,
             "stats: {} calls_in_progress={} transactions={}",
             self.proxy.stats(),
             self.proxy.calls(),
             txn.len()
         );
-        info!("stats: {}", txn.stats());
+        info!(worker = self.worker, "stats: {}", txn.stats());
     }
 
     /// Hands the core's questions to tasks: each name is looked up on its own.
@@ -247,9 +249,10 @@ impl TransactionUser for Server {
             Admit::Accept => {}
             other => return other,
         }
-        // A REGISTER for us is answered here, once stored (RFC 3261 §10.3).
-        match &mut self.proxy.router_mut().registrar {
-            Some(r) => match r.admit(msg, source) {
+        // A REGISTER for us is answered here, once stored (RFC 3261 §10.3); our users'
+        // requests are authenticated, strangers may not relay.
+        match &self.proxy.router_mut().registrar {
+            Some(r) => match reg::lock(r).admit(msg, source) {
                 Door::Pass => Admit::Accept,
                 Door::Reply(reply) => Admit::Reply(reply),
                 Door::Drop => Admit::Drop,
@@ -279,7 +282,7 @@ async fn stop_signal() -> &'static str {
 /// refused with its error and the running plan is kept. SIGUSR1 logs the counters.
 fn spawn_reloader(
     path: Option<PathBuf>,
-    cmds: tokio::sync::mpsc::Sender<Cmd>,
+    cmds: Vec<tokio::sync::mpsc::Sender<Cmd>>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -290,8 +293,8 @@ fn spawn_reloader(
         let stats = cmds.clone();
         tokio::spawn(async move {
             while usr1.recv().await.is_some() {
-                if stats.send(Cmd::Stats).await.is_err() {
-                    return;
+                for worker in &stats {
+                    let _ = worker.send(Cmd::Stats).await;
                 }
             }
         });
@@ -301,11 +304,30 @@ fn spawn_reloader(
                     info!("SIGHUP: running on the embedded default config: nothing to reload");
                     continue;
                 };
-                match Config::load(p) {
-                    Ok(cfg) => {
+                match Config::load(p).map_err(|e| e.to_string()).and_then(|cfg| {
+                    let script = load_script(&cfg).map_err(|e| e.to_string())?;
+                    Ok((cfg, script))
+                }) {
+                    Ok((cfg, script)) => {
                         info!("SIGHUP: reloading the dial plan from {}", p.display());
-                        if cmds.send(Cmd::Reload(Box::new(cfg.plan))).await.is_err() {
-                            return;
+                        if let Some(s) = &script {
+                            info!("SIGHUP: reloading the script {}", s.name());
+                        }
+                        for (i, worker) in cmds.iter().enumerate() {
+                            // One Lua state per worker: each gets its own compiled copy.
+                            let script = match (i, &script) {
+                                (0, s) => s.clone(),
+                                (_, None) => None,
+                                (_, Some(_)) => match load_script(&cfg) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        error!("SIGHUP: worker {i} keeps its script: {e}");
+                                        continue;
+                                    }
+                                },
+                            };
+                            let plan = Box::new(cfg.plan.clone());
+                            let _ = worker.send(Cmd::Reload(plan, script)).await;
                         }
                     }
                     Err(e) => error!("SIGHUP: reload refused, keeping the running plan: {e}"),
@@ -316,6 +338,15 @@ fn spawn_reloader(
     #[cfg(not(unix))]
     let _ = (path, cmds);
     Ok(())
+}
+
+/// The `[script]` of a configuration, compiled; its error names file, line and Lua's
+/// message.
+pub fn load_script(cfg: &Config) -> Result<Option<Arc<Script>>, rollover_script::ScriptError> {
+    cfg.script
+        .as_ref()
+        .map(|s| Script::load(&s.file).map(Arc::new))
+        .transpose()
 }
 
 /// Runs the proxy until SIGTERM or SIGINT (then drains).
@@ -345,9 +376,9 @@ pub fn run(config: Option<&Path>, log: &str, listen: &[String]) -> anyhow::Resul
             }
         }
     }
-    // One thread runs the sockets and the cores: no cross-thread wake-ups between the socket
-    // tasks and the driver, which cost more than the SIP work itself (measured in
-    // docs/performance.md). Scaling out is by more processes or, later, Call-ID shards.
+    // Each worker is one thread running its sockets and its cores: no cross-thread wake-ups
+    // between a socket task and its driver, which cost more than the SIP work itself
+    // (measured in docs/performance.md). Worker 0 runs on this runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -356,10 +387,58 @@ pub fn run(config: Option<&Path>, log: &str, listen: &[String]) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// What every worker is built from.
+struct WorkerParts {
+    cfg: Config,
+    local: Vec<(Transport, SocketAddr)>,
+    secret: Secret,
+    seed: u64,
+    hickory: Option<Arc<hickory_resolver::TokioResolver>>,
+    /// The registrar all workers share, when `[registrar]` is configured.
+    registrar: Option<reg::Shared>,
+}
+
+impl WorkerParts {
+    /// Worker `i`'s core: its own proxy, transaction layer and name cache. Each worker
+    /// screens what its own socket receives, and the system keeps one source address on
+    /// one socket, so a source's flood count lives in one worker.
+    fn server(
+        &self,
+        i: usize,
+        tls_names: rollover_net::TlsNames,
+        cmds: tokio::sync::mpsc::Sender<Cmd>,
+        script: Option<Arc<Script>>,
+    ) -> (Server, TxnLayer) {
+        let seed = self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let proxy_cfg = self
+            .cfg
+            .proxy_config(self.local.clone(), self.secret.clone(), seed);
+        let dns = DnsCache::default();
+        let routes = Routes {
+            inner: Routing::new(self.cfg.plan.clone(), script),
+            registrar: self.registrar.clone(),
+        };
+        let proxy = Proxy::new(proxy_cfg, routes, Box::new(dns.clone()));
+        let server = Server {
+            worker: i,
+            proxy,
+            drain: None,
+            dns,
+            hickory: self.hickory.clone(),
+            tls_names,
+            cmds,
+        };
+        (server, TxnLayer::new(self.cfg.server.txn_config()))
+    }
+}
+
 async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let s = &cfg.server;
     let net = s.net_config();
-    let (transports, mut inbound) = Transports::bind(net).await.map_err(|e| anyhow!("{e}"))?;
+    let workers = net.workers.max(1);
+    let (transports, mut inbound, shares) = Transports::bind_workers(net)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let local: Vec<(Transport, SocketAddr)> = [Transport::Udp, Transport::Tcp, Transport::Tls]
         .into_iter()
         .filter_map(|t| transports.local_addr(t).map(|a| (t, a)))
@@ -391,16 +470,17 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         } else {
             format!("{} block(s)", sec.allow.len())
         },
-        "security: flood limit {}/s (burst {}) per source, overload at {} queued messages",
+        "security: flood limit {}/s (burst {}) per source, overload at {} queued messages per worker",
         sec.pike_rate,
         sec.pike_burst,
         sec.overload_backlog
     );
-    let ours: Vec<SocketAddr> = local.iter().map(|(_, a)| *a).collect();
-    let proxy_cfg = cfg.proxy_config(local, secret, seed);
-    let txn_cfg = s.txn_config();
+    info!(
+        workers,
+        "{workers} worker(s): each call is handled by the worker its Call-ID hashes to"
+    );
     let limits = s.limits();
-    let dns = DnsCache::default();
+    let drain_timeout = s.drain_timeout;
     let hickory = match hickory_resolver::Resolver::builder_tokio().and_then(|b| b.build()) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
@@ -408,70 +488,127 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
             None
         }
     };
+    // Worker 0's copy is compiled first, so a script that does not load stops the start;
+    // each other worker compiles its own (one Lua state per worker).
+    let script = load_script(&cfg).map_err(|e| anyhow!("{e}"))?;
+    if let Some(s) = &script {
+        info!("routing with the script {}", s.name());
+    }
     let registrar = match &cfg.registrar {
-        Some(settings) => Some(Registrar::open(
-            settings,
-            &cfg.store,
-            &cfg.auth,
-            &secret_bytes(&cfg.security)?,
-            cfg.security.limits.clone(),
-            ours,
-            seed.rotate_left(17),
-        )?),
+        Some(settings) => {
+            let ours = local.iter().map(|(_, a)| *a).collect();
+            let r = Registrar::open(
+                settings,
+                &cfg.store,
+                &cfg.auth,
+                &secret_bytes(&cfg.security)?,
+                cfg.security.limits.clone(),
+                ours,
+                seed.rotate_left(17),
+            )?;
+            Some(Arc::new(std::sync::Mutex::new(r)))
+        }
         None => None,
     };
-    let has_registrar = registrar.is_some();
-    let routes = Routes {
-        plan: cfg.plan,
-        registrar,
-    };
-    let proxy = Proxy::new(proxy_cfg, routes, Box::new(dns.clone()));
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
-    let mut server = Server {
-        proxy,
-        drain: None,
-        dns,
-        hickory,
-        tls_names: transports.tls_names(),
-        cmds: cmd_tx.clone(),
-    };
-    let mut txn = TxnLayer::new(txn_cfg);
-    spawn_reloader(config_path, cmd_tx.clone())?;
-    if let Some(r) = &server.proxy.router_mut().registrar {
-        let forget = cmd_tx.clone();
-        r.watch_changes(move |aor| forget.blocking_send(Cmd::Forget(aor)).is_ok());
-    }
-    if has_registrar {
-        let purge = cmd_tx.clone();
+    if let Some(r) = &registrar {
+        // Other nodes' changes (Redis): each drops the cached copy.
+        let shared = r.clone();
+        reg::lock(r).watch_changes(move |aor| {
+            reg::lock(&shared).forget(aor.as_deref());
+            true
+        });
+        // Expired bindings go in the background.
+        let shared = r.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 every.tick().await;
-                if purge.send(Cmd::Purge).await.is_err() {
-                    return;
-                }
+                reg::lock(&shared).purge();
             }
         });
     }
-    let drain_timeout = s.drain_timeout;
+    let parts = Arc::new(WorkerParts {
+        cfg,
+        local,
+        secret,
+        seed,
+        hickory,
+        registrar,
+    });
+
+    // Workers 1.. each on a thread with a runtime of its own; worker 0 runs here, with the
+    // signal handlers and the TCP/TLS listeners.
+    let stop = tokio::sync::watch::channel(false);
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    for share in shares {
+        let i = share.worker();
+        let worker_script = load_script(&parts.cfg).map_err(|e| anyhow!("{e}"))?;
+        let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
+        senders.push(cmd_tx.clone());
+        let parts = parts.clone();
+        let mut stopped = stop.1.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a worker's runtime")?;
+                rt.block_on(async move {
+                    let (transports, mut inbound) = share.start().map_err(|e| anyhow!("{e}"))?;
+                    let (mut server, mut txn) =
+                        parts.server(i, transports.tls_names(), cmd_tx, worker_script);
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    driver::run_with_commands(
+                        &mut server,
+                        &mut txn,
+                        &transports,
+                        &mut inbound,
+                        parts.cfg.server.limits(),
+                        &mut cmd_rx,
+                        Server::command,
+                        shutdown,
+                    )
+                    .await;
+                    server.log_stats(&txn);
+                    Ok(())
+                })
+            })
+            .context("starting a worker thread")?;
+        threads.push(thread);
+    }
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
+    senders.insert(0, cmd_tx.clone());
+    let (mut server, mut txn) = parts.server(0, transports.tls_names(), cmd_tx, script);
+    spawn_reloader(config_path, senders.clone())?;
+    let stop_all = stop.0;
     let shutdown = async move {
         let why = stop_signal().await;
         info!(
             "{why}: draining: new calls get 503, calls under way finish (at most {}s)",
             drain_timeout.as_secs()
         );
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        if cmd_tx
-            .send(Cmd::Drain(drain_timeout, done_tx))
-            .await
-            .is_ok()
-        {
-            tokio::select! {
-                _ = done_rx => {}
-                why = stop_signal() => info!("{why} again: stopping without waiting"),
+        let mut done = Vec::new();
+        for cmds in &senders {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if cmds.send(Cmd::Drain(drain_timeout, done_tx)).await.is_ok() {
+                done.push(done_rx);
             }
         }
+        let all_done = async {
+            for d in done {
+                let _ = d.await;
+            }
+        };
+        tokio::select! {
+            _ = all_done => {}
+            why = stop_signal() => info!("{why} again: stopping without waiting"),
+        }
         info!("shutting down");
+        let _ = stop_all.send(true);
     };
     driver::run_with_commands(
         &mut server,
@@ -485,6 +622,13 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     )
     .await;
     server.log_stats(&txn);
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("a worker failed: {e:#}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
     transports.shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())

@@ -3,17 +3,22 @@
 //! targets of the dial plan expand into the Request-URI's registered contacts.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
 use bytes::Bytes;
 use rollover_dialplan::{
     is_location_target, AuthConfig, DialPlan, RegistrarSettings, StoreSettings,
 };
-use rollover_proxy::{CallView, Edits, RouteDecision, RoutePolicy, Router, SecurityConfig, Target};
+use rollover_proxy::{
+    CallView, Edits, Failed, Failure, RouteDecision, RoutePolicy, SecurityConfig, Target,
+    TargetPlan,
+};
 use rollover_registrar::auth::{self, Algorithm, AuthSettings, Digest, Kind, Verdict};
 use rollover_registrar::{
     aor_key, Binding, Location, RedisStore, Rules, SqliteStore, Store, CHANGES_CHANNEL,
 };
+use rollover_script::Routing;
 use rollover_sip::{Host, Message, Method, StatusCode};
 use rollover_txn::Peer;
 use tracing::{debug, info, warn};
@@ -28,7 +33,7 @@ pub fn unix_now() -> u64 {
 
 /// The registrar of a running proxy: the location service and what counts as local.
 pub struct Registrar {
-    location: Location<Box<dyn Store>>,
+    location: Location<Box<dyn Store + Send>>,
     /// The Redis client, to hear other nodes' changes.
     redis: Option<redis::Client>,
     /// The addresses the proxy listens on and advertises: a REGISTER to one is ours.
@@ -405,52 +410,41 @@ impl Registrar {
     }
 }
 
-/// The dial plan, with `location:` targets expanded by the registrar when there is one.
-pub struct Routes {
-    /// The dial plan (replaced on reload).
-    pub plan: DialPlan,
-    /// The registrar, when `[registrar]` is configured.
-    pub registrar: Option<Registrar>,
+/// A registrar shared by the workers: one cache, one store connection, one set of nonce
+/// counts and failure counts (a replay or a guess must not escape by landing on another
+/// worker). Held only for a look-up or a commit.
+pub type Shared = Arc<Mutex<Registrar>>;
+
+/// Locks the shared registrar (a worker that panicked holding it leaves it usable).
+pub fn lock(r: &Shared) -> MutexGuard<'_, Registrar> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl RoutePolicy for Routes {
-    fn branch_hop(&mut self, call: CallView<'_>, target: &Target) -> Option<Target> {
-        let hop = self.registrar.as_mut()?.hop(call.request, target);
-        if let Some(h) = &hop {
-            debug!(call_id = call.call_id, "{target}: sent by way of {h}");
-        }
-        hop
-    }
+/// The routing policy (rules or a script), with `location:` targets expanded by the
+/// registrar when there is one, and registered phones reached on their flow or Path.
+pub struct Routes {
+    /// The rules or the script (replaced on reload).
+    pub inner: Routing<DialPlan>,
+    /// The registrar, when `[registrar]` is configured.
+    pub registrar: Option<Shared>,
+}
 
-    fn on_branch(&mut self, call: CallView<'_>, target: &Target, edits: &mut Edits) {
-        let Some(r) = self.registrar.as_mut() else {
-            return;
-        };
-        for p in r.path(call.request, target) {
-            edits.append_header("Route", &p);
-        }
-    }
-
-    fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision {
-        let decision = self.plan.route(request, source);
-        let RouteDecision::Targets { plan, policy, rule } = decision else {
-            return decision;
-        };
-        if !plan.groups.iter().flatten().any(is_location_target) {
-            return RouteDecision::Targets { plan, policy, rule };
-        }
+impl Routes {
+    /// `groups` with each `location:` placeholder expanded for `request`.
+    fn expand(&self, request: &Message, groups: Vec<Vec<Target>>, rule: &str) -> Vec<Vec<Target>> {
         let call_id = request.call_id().unwrap_or("-");
-        let groups = match &mut self.registrar {
+        match &self.registrar {
             Some(r) => {
+                let mut r = lock(r);
                 let aor = r.aor_of(request);
-                r.expand(aor.as_deref(), plan.groups, call_id)
+                r.expand(aor.as_deref(), groups, call_id)
             }
             None => {
                 warn!(
                     call_id,
                     "rule {rule:?}: location: target without a [registrar]"
                 );
-                plan.groups
+                groups
                     .into_iter()
                     .map(|g| {
                         g.into_iter()
@@ -460,9 +454,20 @@ impl RoutePolicy for Routes {
                     .filter(|g| !g.is_empty())
                     .collect()
             }
+        }
+    }
+
+    /// The decision with `location:` expanded: 480 when nothing is left (RFC 3261 §10:
+    /// the user has no current binding).
+    fn located(&self, request: &Message, decision: RouteDecision) -> RouteDecision {
+        let RouteDecision::Targets { plan, policy, rule } = decision else {
+            return decision;
         };
+        if !plan.groups.iter().flatten().any(is_location_target) {
+            return RouteDecision::Targets { plan, policy, rule };
+        }
+        let groups = self.expand(request, plan.groups, &rule);
         if groups.is_empty() {
-            // RFC 3261 §10: the user has no current binding.
             return RouteDecision::Reject {
                 status: StatusCode::TEMPORARILY_UNAVAILABLE,
                 reason: StatusCode::TEMPORARILY_UNAVAILABLE.reason().into(),
@@ -470,9 +475,69 @@ impl RoutePolicy for Routes {
             };
         }
         RouteDecision::Targets {
-            plan: rollover_proxy::TargetPlan { groups },
+            plan: TargetPlan { groups },
             policy,
             rule,
+        }
+    }
+}
+
+impl RoutePolicy for Routes {
+    fn on_request(&mut self, request: &Message, source: &Peer) -> RouteDecision {
+        let d = self.inner.on_request(request, source);
+        self.located(request, d)
+    }
+
+    fn on_route(&mut self, call: CallView<'_>) -> RouteDecision {
+        let d = self.inner.on_route(call);
+        self.located(call.request, d)
+    }
+
+    fn on_release(&mut self, key: u64) {
+        self.inner.on_release(key);
+    }
+
+    fn branch_hop(&mut self, call: CallView<'_>, target: &Target) -> Option<Target> {
+        let hop = lock(self.registrar.as_ref()?).hop(call.request, target);
+        if let Some(h) = &hop {
+            debug!(call_id = call.call_id, "{target}: sent by way of {h}");
+        }
+        hop
+    }
+
+    fn on_branch(&mut self, call: CallView<'_>, target: &Target, edits: &mut Edits) {
+        if let Some(r) = &self.registrar {
+            for p in lock(r).path(call.request, target) {
+                edits.append_header("Route", &p);
+            }
+        }
+        self.inner.on_branch(call, target, edits);
+    }
+
+    fn on_reply(
+        &mut self,
+        call: CallView<'_>,
+        target: &Target,
+        reply: &Message,
+        edits: &mut Edits,
+    ) {
+        self.inner.on_reply(call, target, reply, edits);
+    }
+
+    fn on_failure(&mut self, call: CallView<'_>, failed: Failed<'_>) -> Failure {
+        match self.inner.on_failure(call, failed) {
+            // A failure route may name `location:` too.
+            Failure::Retry(plan, policy)
+                if plan.groups.iter().flatten().any(is_location_target) =>
+            {
+                let groups = self.expand(call.request, plan.groups, "failure route");
+                if groups.is_empty() {
+                    Failure::Reply
+                } else {
+                    Failure::Retry(TargetPlan { groups }, policy)
+                }
+            }
+            other => other,
         }
     }
 }
@@ -502,7 +567,7 @@ fn listen(
 /// Opens the store `[store]` names: Redis when `url` is written, else SQLite in `path`.
 pub fn open_store(
     store: &StoreSettings,
-) -> anyhow::Result<(Box<dyn Store>, Option<redis::Client>)> {
+) -> anyhow::Result<(Box<dyn Store + Send>, Option<redis::Client>)> {
     match &store.url {
         Some(url) => {
             let r = RedisStore::open(url).with_context(|| format!("connecting to {url}"))?;

@@ -389,3 +389,109 @@ fn parse_accepts_and_rejects_torture_vectors() {
         "{out}"
     );
 }
+
+#[test]
+fn simulate_runs_a_routing_script() {
+    let (code, out, err) = run(&[
+        "simulate",
+        "-c",
+        "examples/lua/voicemail.toml",
+        "-r",
+        "sip:100@192.168.0.100",
+        "-w",
+        "100=180@1s,486@3s vm=200@1s",
+    ]);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("voicemail.lua:request_route"), "{out}");
+    assert!(
+        at(&out, "← SIP/2.0 486 Busy Here") < at(&out, "→ INVITE sip:vm@voicemail.example.com"),
+        "{out}"
+    );
+    assert!(!out.contains("caller ← SIP/2.0 486"), "{out}");
+    assert!(out.contains("final: 200"), "{out}");
+}
+
+#[test]
+fn check_loads_the_script_and_reports_its_errors_with_file_and_line() {
+    let (code, out, err) = run(&["check", "-c", "examples/lua/lcr.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("script: ") && out.contains("lcr.lua: ok"),
+        "{out}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rollover-cli-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("routes.lua"),
+        "function request_route(req)\n  req:relay(\nend\n",
+    )
+    .unwrap();
+    let cfg = dir.join("rollover.toml");
+    std::fs::write(&cfg, "[script]\nfile = \"routes.lua\"\n").unwrap();
+    let (code, out, err) = run(&["check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let want = format!(
+        "{}:3: unexpected symbol near 'end'",
+        dir.join("routes.lua").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fenced block of `lang` that follows `heading` in the README.
+fn readme_block(heading: &str, lang: &str) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split_once(heading).unwrap().1;
+    let fence = format!("```{lang}\n");
+    let block = section.split_once(&fence).unwrap().1;
+    block.split_once("```").unwrap().0.to_owned()
+}
+
+#[test]
+fn the_readme_routing_script_runs_as_written() {
+    let dir = std::env::temp_dir().join(format!("rollover-cli-readme-lua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("voicemail.lua"),
+        readme_block("## Routing scripts", "lua"),
+    )
+    .unwrap();
+    let cfg = dir.join("voicemail.toml");
+    std::fs::write(&cfg, readme_block("## Routing scripts", "toml")).unwrap();
+    let (code, out, err) = run(&[
+        "simulate",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-r",
+        "sip:100@192.168.0.100",
+        "-w",
+        "100=180@1s,486@3s vm=200@1s",
+    ]);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("→ INVITE sip:vm@voicemail.example.com"),
+        "{out}"
+    );
+    assert!(out.contains("final: 200"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn route_shows_where_a_script_sends_the_request() {
+    let (code, out, err) = run(&[
+        "route",
+        "-c",
+        "examples/lua/lcr.toml",
+        "-r",
+        "sip:004930123@192.168.0.100",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("→ INVITE sip:10104930123@cheap.example.net [UDP]"),
+        "{out}"
+    );
+    assert!(out.contains("script: examples/lua/lcr.lua"), "{out}");
+}

@@ -137,9 +137,8 @@ fn sighup_reloads_the_plan_and_keeps_the_call_that_rings() {
         status_of(m) == "200" && m.contains("Call-ID: one")
     });
     assert!(ok.contains("Call-ID: one"));
-    // SIGUSR1 logs the counters.
-    p.signal("-USR1");
-    p.wait_log("stats: routed=2", Duration::from_secs(5));
+    // SIGUSR1 logs the counters (one line per worker).
+    wait_stats(&p, "routed", 2);
     // A file that does not load is refused; the running plan stays.
     std::fs::write(cfg, "[[route]]\nmode = \"sideways\"\n").unwrap();
     p.signal("-HUP");
@@ -182,4 +181,76 @@ fn sigterm_drains_new_calls_get_503_and_the_ringing_call_completes() {
     // Then the process exits by itself, cleanly (Timer L/M with T1 = 100 ms: 6.4 s).
     assert_eq!(p.wait(Duration::from_secs(15)), Some(0), "{}", p.log_text());
     assert!(p.log_text().contains("shutting down"));
+}
+
+/// A script: every call to A, and on failure to B with `X-Version: {version}`.
+fn versioned_script(version: u32, a: u16, b: u16) -> String {
+    format!(
+        r#"function request_route(req)
+             req:on_failure("next")
+             req:relay("sip:a@127.0.0.1:{a}")
+           end
+           function failure_route_next(req, failed)
+             req:append_header("X-Version: {version}")
+             req:relay("sip:b@127.0.0.1:{b}")
+           end"#
+    )
+}
+
+#[test]
+fn sighup_reloads_the_script_and_the_ringing_call_keeps_its_version() {
+    let d = Dir::new("reload-script");
+    let (a, b) = (sock(), sock());
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let port = port();
+    let routes = d.path("routes.lua");
+    std::fs::write(&routes, versioned_script(1, pa, pb)).unwrap();
+    let cfg = format!("{}[script]\nfile = \"routes.lua\"\n", plan(port, pa));
+    let p = Proxy::start_with(&d, port, &cfg, &[], "info");
+    assert!(p.log_text().contains("routing with the script"));
+    let caller = sock();
+    let to_proxy = ("127.0.0.1", p.port);
+    // Call 1 rings at A under version 1.
+    caller
+        .send_to(invite(&caller, "one", "100", port).as_bytes(), to_proxy)
+        .unwrap();
+    let (inv1, a_from) = recv_where(&a, |m| {
+        m.starts_with("INVITE") && m.contains("Call-ID: one")
+    });
+    a.send_to(respond(&inv1, "180 Ringing").as_bytes(), a_from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "180");
+    // Version 2, by SIGHUP.
+    std::fs::write(&routes, versioned_script(2, pa, pb)).unwrap();
+    p.signal("-HUP");
+    p.wait_log("script ", Duration::from_secs(5));
+    p.wait_log("reloaded; calls under way keep", Duration::from_secs(5));
+    // Call 1 fails at A: its failure route is version 1's.
+    a.send_to(respond(&inv1, "486 Busy Here").as_bytes(), a_from)
+        .unwrap();
+    let (to_b, _) = recv_where(&b, |m| {
+        m.starts_with("INVITE") && m.contains("Call-ID: one")
+    });
+    assert!(to_b.contains("X-Version: 1"), "{to_b}");
+    // Call 2 starts under version 2.
+    caller
+        .send_to(invite(&caller, "two", "100", port).as_bytes(), to_proxy)
+        .unwrap();
+    let (inv2, a_from) = recv_where(&a, |m| {
+        m.starts_with("INVITE") && m.contains("Call-ID: two")
+    });
+    a.send_to(respond(&inv2, "486 Busy Here").as_bytes(), a_from)
+        .unwrap();
+    let (to_b, _) = recv_where(&b, |m| {
+        m.starts_with("INVITE") && m.contains("Call-ID: two")
+    });
+    assert!(to_b.contains("X-Version: 2"), "{to_b}");
+    // A script that does not load is refused, with its file and line; version 2 stays.
+    std::fs::write(&routes, "function request_route(req)\n").unwrap();
+    p.signal("-HUP");
+    p.wait_log("reload refused", Duration::from_secs(5));
+    assert!(p.log_text().contains("routes.lua:2:"), "{}", p.log_text());
 }

@@ -633,3 +633,34 @@ fn a_phone_registered_over_tcp_is_called_on_its_connection() {
         proxy.log_text()
     );
 }
+
+#[test]
+fn with_two_workers_every_call_finds_a_binding_whichever_worker_took_the_register() {
+    let dir = Dir::new("reg-workers");
+    let cfg = config("[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n")
+        .replace("[server]\n", "[server]\nworkers = 2\n");
+    let proxy = Proxy::start(&dir, &cfg);
+    let phone = sock();
+    let r = register(
+        &phone,
+        proxy.addr(),
+        "alice",
+        "w1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    // Calls with many Call-IDs: they hash to both workers; each reaches the phone.
+    let caller = sock();
+    for i in 0..8 {
+        let m = invite_from(
+            &caller,
+            "sip:eve@evil.test",
+            "sip:alice@example.com",
+            &format!("wk{i}"),
+        );
+        caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+        let got = recv_starting(&phone, "INVITE ");
+        assert!(got.contains(&format!("Call-ID: wk{i}")), "{got}");
+    }
+}

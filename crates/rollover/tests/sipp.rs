@@ -418,6 +418,57 @@ fn config_error_stops_the_start_with_file_line_and_key() {
     );
 }
 
+#[test]
+fn two_workers_carry_every_call_and_share_the_calls() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Dir::new("workers");
+    let calls = 300;
+    let (_a, pa) = callee(
+        &dir,
+        "a",
+        &reject_scenario(&dir, "a.xml", "486", "Busy Here", "0", ""),
+        calls,
+        "u1",
+    );
+    let (_b, pb) = callee(
+        &dir,
+        "b",
+        &answer_scenario(&dir, "b.xml", "0", "20"),
+        calls,
+        "u1",
+    );
+    let cfg = format!(
+        "[server]\nlisten = [\"udp:{{{{PROXY}}}}\"]\nworkers = 2\n\n[security]\nflood_rate = 1000\nflood_burst = 1000\n\n[[route]]\nname = \"t\"\ntargets = [\"sip:a@127.0.0.1:{pa}\", \"sip:b@127.0.0.1:{pb}\"]\n"
+    );
+    let proxy = Proxy::start(&dir, &cfg);
+    // Each call's INVITE, 486, ACK, 200, ACK and BYE must meet in one worker: a message
+    // handed to the wrong one finds no transaction and the call fails.
+    assert!(caller(&dir, &proxy, &answered(&dir), calls, 150));
+    wait_stats(&proxy, "routed", u64::from(calls));
+    let log = proxy.log_text();
+    assert!(log.contains("2 worker(s)"), "{log}");
+    for w in ["worker=0", "worker=1"] {
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("stats: routed=") && l.contains(w))
+            .unwrap_or_else(|| panic!("no stats from {w}: {log}"));
+        let routed: u64 = line
+            .split("routed=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        // Call-IDs hash evenly: each worker has a fair share.
+        assert!(routed > u64::from(calls) / 4, "{w}: {line}");
+    }
+    // Whatever sockets the system chose, about half of what arrives belongs to the other
+    // worker's calls.
+    assert!(stats_total(&log, "handed_off") > 0, "{log}");
+}
+
 #[path = "sipp/seeds.rs"]
 mod seeds;
 
@@ -591,6 +642,8 @@ fn a_retransmitted_final_from_sipp_is_acked_again() {
 
 #[path = "sipp/phones.rs"]
 mod phones;
+#[path = "sipp/scripts.rs"]
+mod scripts;
 #[path = "sipp/ua.rs"]
 mod ua;
 

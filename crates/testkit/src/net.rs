@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_proxy::{Decision, Proxy, ProxyConfig, Resolver, RoutePolicy, Router};
+use rollover_proxy::{Decision, Proxy, ProxyConfig, Resolver, RoutePolicy};
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder};
 use rollover_txn::{
     Config, FrontDoor, Peer, Transmit, Transport, TransportError, TxnLayer, TxnRef,
@@ -540,7 +540,12 @@ impl<P: RoutePolicy> Net<P> {
 
 /// Runs `request` through a proxy with `router` against `world`, for at most `limit` of
 /// virtual time.
-pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Duration) -> Outcome {
+pub fn run<R: RoutePolicy>(
+    router: R,
+    request: &Message,
+    world: &World,
+    limit: Duration,
+) -> Outcome {
     let local = addr(PROXY);
     let cfg = ProxyConfig {
         local: vec![
@@ -564,7 +569,7 @@ pub fn run<R: Router>(router: R, request: &Message, world: &World, limit: Durati
 /// and the request's bytes arriving from `caller`: they take the live proxy's path through
 /// the same [`FrontDoor`], so a malformed or forged request is answered as the server
 /// answers it. What `rollover simulate` and `rollover route` print.
-pub fn run_from<R: Router>(
+pub fn run_from<R: RoutePolicy>(
     cfg: ProxyConfig,
     router: R,
     bytes: Bytes,

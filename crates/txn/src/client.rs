@@ -59,7 +59,8 @@ pub(crate) struct InviteClient {
     pub state: InviteClientState,
     /// For retransmissions, the ACK and a CANCEL; dropped at the final response, after
     /// which the transaction only lingers (Timer D or M) and needs at most the ACK.
-    pub request: Option<Message>,
+    /// Boxed: a lingering transaction keeps a pointer's worth, not a message's.
+    pub request: Option<Box<Message>>,
     pub reliable: bool,
     pub interval: Duration,
     pub timers: Timers,
@@ -84,7 +85,7 @@ impl InviteClient {
     ) -> Self {
         let mut t = InviteClient {
             state: InviteClientState::Calling,
-            request: Some(request),
+            request: Some(Box::new(request)),
             reliable,
             interval: cfg.t1,
             timers: Timers::default(),
@@ -152,7 +153,9 @@ impl InviteClient {
                 self.request = None;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
-                self.timers.set(Slot::Linger, now + cfg.t1x64());
+                // Timer M (RFC 6026).
+                self.timers
+                    .set(Slot::Linger, now + cfg.lingering(cfg.t1x64()));
                 out.push(Action::PassUp(resp));
             }
             (Accepted, 200..=299) => out.push(Action::PassUp(resp)),
@@ -163,12 +166,13 @@ impl InviteClient {
                 // ACK built here, with the response's To tag (§17.1.1.3).
                 if let Some(Ok(ack)) = self.request.take().map(|r| r.ack_for(&resp)) {
                     out.push(Action::Send(ack.clone()));
-                    self.ack = Some(ack);
+                    // Kept for Timer D at its own size, not the builder's capacity.
+                    self.ack = Some(Bytes::copy_from_slice(&ack));
                 }
                 let d = if self.reliable {
                     Duration::ZERO
                 } else {
-                    cfg.timer_d
+                    cfg.lingering(cfg.timer_d)
                 };
                 self.timers.set(Slot::Linger, now + d);
                 out.push(Action::PassUp(resp));

@@ -16,6 +16,12 @@ pub struct Config {
     pub trying_delay: Duration,
     /// Timer D on an unreliable transport (> 32 s).
     pub timer_d: Duration,
+    /// At most this long a transaction that has ended stays to absorb retransmissions:
+    /// caps Timers D, J, L and M (`None`: the RFC's values, 32 s with the default T1).
+    /// Kamailio keeps a finished transaction 5 s (tm's `wait_timer`); a retransmitted 2xx
+    /// after that is still relayed, statelessly. Memory grows with it: every call of the
+    /// last `linger` seconds is held.
+    pub linger: Option<Duration>,
 }
 
 impl Default for Config {
@@ -26,6 +32,7 @@ impl Default for Config {
             t4: Duration::from_secs(5),
             trying_delay: Duration::from_millis(200),
             timer_d: Duration::from_secs(32),
+            linger: None,
         }
     }
 }
@@ -34,5 +41,10 @@ impl Config {
     /// 64·T1: Timers B, F, H, J (unreliable), L and M.
     pub fn t1x64(&self) -> Duration {
         self.t1 * 64
+    }
+
+    /// A lingering timer (D, J, L, M) of `rfc` by the RFC, capped by `linger`.
+    pub fn lingering(&self, rfc: Duration) -> Duration {
+        self.linger.map_or(rfc, |l| l.min(rfc))
     }
 }

@@ -46,19 +46,22 @@ pub struct FrontStats {
     pub refused: u64,
     /// Streams closed because their bytes could not be framed.
     pub bad_streams: u64,
+    /// Admitted messages handed to the worker owning their call (several workers).
+    pub handed_off: u64,
 }
 
 impl std::fmt::Display for FrontStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "admitted={} unparseable={} invalid={} dropped={} refused={} bad_streams={}",
+            "admitted={} unparseable={} invalid={} dropped={} refused={} bad_streams={} handed_off={}",
             self.admitted,
             self.unparseable,
             self.invalid,
             self.dropped,
             self.refused,
-            self.bad_streams
+            self.bad_streams,
+            self.handed_off
         )
     }
 }
@@ -83,12 +86,29 @@ impl FrontDoor {
         bytes: Bytes,
         backlog: usize,
     ) {
+        if let Some(msg) = self.screen(now, user, txn, source, bytes, backlog) {
+            txn.handle_message(now, source, msg);
+        }
+    }
+
+    /// Everything [`FrontDoor::handle`] does but the last step: the message let in, for
+    /// the transaction layer of whichever worker owns its call. What is refused is
+    /// answered (statelessly, through `txn`) and counted here.
+    pub fn screen<U: TransactionUser>(
+        &mut self,
+        now: Instant,
+        user: &mut U,
+        txn: &mut TxnLayer,
+        source: Peer,
+        bytes: Bytes,
+        backlog: usize,
+    ) -> Option<Message> {
         let (limits, noise) = (&self.limits, &mut self.noise);
         // A request from a blocked source is dropped before it costs a parse; responses always
         // go on (they may belong to transactions of ours).
         if !bytes.starts_with(b"SIP/2.0 ") && user.is_blocked(now, &source) {
             txn.stats_mut().front.dropped += 1;
-            return;
+            return None;
         }
         let msg = match Message::parse_with(bytes.clone(), limits) {
             Ok(m) => m,
@@ -111,7 +131,7 @@ impl FrontDoor {
                 if let Some(resp) = answer {
                     txn.send_stateless(source, resp);
                 }
-                return;
+                return None;
             }
         };
         if let Err(e) = msg.validate() {
@@ -130,7 +150,7 @@ impl FrontDoor {
             } else {
                 debug!(%source, "dropped malformed message: {e}");
             }
-            return;
+            return None;
         }
         let msg = if msg.is_request() {
             stamp_via(msg, &source)
@@ -140,7 +160,7 @@ impl FrontDoor {
         match user.admit(now, &source, &msg, backlog) {
             Admit::Accept => {
                 txn.stats_mut().front.admitted += 1;
-                txn.handle_message(now, source, msg)
+                return Some(msg);
             }
             Admit::Drop => txn.stats_mut().front.dropped += 1,
             Admit::Reply(bytes) => {
@@ -148,6 +168,12 @@ impl FrontDoor {
                 txn.send_stateless(source, bytes)
             }
         }
+        None
+    }
+
+    /// A message this door let in was handed to another worker (counted in `txn`'s stats).
+    pub fn note_handed_off(&mut self, txn: &mut TxnLayer) {
+        txn.stats_mut().front.handed_off += 1;
     }
 
     /// A stream that could not be framed was closed: counted like other bad input.

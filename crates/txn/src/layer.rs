@@ -731,6 +731,14 @@ impl TxnLayer {
         self.remove(server.0);
     }
 
+    /// Forgets a server transaction without answering it (a routing script's `drop`): a
+    /// retransmitted request is a new request, handled the same way.
+    pub fn ignore(&mut self, server: ServerTxn) {
+        if self.get_mut(server.0).is_some() {
+            self.remove(server.0);
+        }
+    }
+
     /// Queues bytes outside any transaction: stateless forwarding (the ACK for a 2xx, a 2xx
     /// retransmission after its transaction ended) and stateless replies to bad requests.
     pub fn send_stateless(&mut self, dest: Peer, bytes: Bytes) {

@@ -59,7 +59,8 @@ pub enum InviteServerState {
 pub(crate) struct InviteServer {
     pub state: InviteServerState,
     /// Kept only until a first response is sent (to build 100 Trying), then dropped.
-    pub request: Option<Message>,
+    /// Boxed: a lingering transaction keeps a pointer's worth, not a message's.
+    pub request: Option<Box<Message>>,
     pub reliable: bool,
     pub last_response: Option<Bytes>,
     pub interval: Duration,
@@ -72,7 +73,7 @@ impl InviteServer {
         timers.set(Slot::Trying, now + cfg.trying_delay);
         InviteServer {
             state: InviteServerState::Proceeding,
-            request: Some(request),
+            request: Some(Box::new(request)),
             reliable,
             last_response: None,
             interval: cfg.t1,
@@ -133,7 +134,9 @@ impl InviteServer {
             (Proceeding, 200..=299) => {
                 self.state = Accepted;
                 self.timers.clear(Slot::Trying);
-                self.timers.set(Slot::Timeout, now + cfg.t1x64());
+                // Timer L (RFC 6026).
+                self.timers
+                    .set(Slot::Timeout, now + cfg.lingering(cfg.t1x64()));
                 self.last_response = None;
                 out.push(Action::Send(bytes));
             }
@@ -252,7 +255,7 @@ impl NonInviteServer {
                 let j = if self.reliable {
                     Duration::ZERO
                 } else {
-                    cfg.t1x64()
+                    cfg.lingering(cfg.t1x64())
                 };
                 self.timers.set(Slot::Linger, now + j);
             }

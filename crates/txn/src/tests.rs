@@ -704,3 +704,78 @@ fn stale_deadlines_are_compacted_and_live_ones_kept() {
     assert_eq!(h.count(|e| matches!(e, Event::Timeout(_))), 1000);
     assert!(h.layer.is_empty());
 }
+
+#[test]
+fn linger_caps_timers_d_j_l_and_m_but_not_h() {
+    let linger = Config {
+        linger: Some(Duration::from_secs(5)),
+        ..Config::default()
+    };
+    let with = |cfg: Config| {
+        let mut h = Harness::new();
+        h.layer = TxnLayer::new(cfg);
+        h
+    };
+    // Timer D: a client INVITE that got a 486.
+    let mut h = with(linger);
+    let inv = request(Method::Invite, "z9hG4bK-d", Transport::Udp);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 486));
+    h.run_until(Duration::from_millis(4900));
+    assert_eq!(h.layer.len(), 1, "Timer D still running");
+    h.run_until(Duration::from_millis(5100));
+    assert!(h.layer.is_empty(), "Timer D capped at 5 s");
+    // Timer M: a client INVITE that got a 2xx.
+    let mut h = with(linger);
+    h.layer
+        .send_request(h.now, inv.clone(), peer(Transport::Udp))
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&inv, 200));
+    h.run_until(Duration::from_millis(5100));
+    assert!(h.layer.is_empty(), "Timer M capped at 5 s");
+    // Timer L: a server INVITE that sent a 2xx.
+    let mut h = with(linger);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 200))
+        .unwrap();
+    h.run_until(Duration::from_millis(4900));
+    assert_eq!(h.layer.len(), 1);
+    h.run_until(Duration::from_millis(5100));
+    assert!(h.layer.is_empty(), "Timer L capped at 5 s");
+    // Timer J: a server non-INVITE that sent its final; it still answers a retransmission
+    // inside the window.
+    let mut h = with(linger);
+    let bye = request(Method::Bye, "z9hG4bK-j", Transport::Udp);
+    h.recv(Transport::Udp, bye.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&bye, 200))
+        .unwrap();
+    h.run_until(Duration::from_secs(4));
+    h.recv(Transport::Udp, bye.as_bytes().clone());
+    assert_eq!(h.sent.len(), 2, "the 200 resent for the retransmission");
+    h.run_until(Duration::from_millis(5100));
+    assert!(h.layer.is_empty(), "Timer J capped at 5 s");
+    // Timer H waits for the ACK the full 64·T1: it is not lingering, it is waiting.
+    let mut h = with(linger);
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 486))
+        .unwrap();
+    h.run_until(Duration::from_secs(20));
+    assert_eq!(h.layer.len(), 1, "Timer H is not capped");
+    // Without `linger`, the RFC's 32 s.
+    let mut h = with(Config::default());
+    h.recv(Transport::Udp, inv.as_bytes().clone());
+    let txn = server_txn(&h);
+    h.layer
+        .send_response(h.now, txn, response_to(&inv, 200))
+        .unwrap();
+    h.run_until(Duration::from_secs(31));
+    assert_eq!(h.layer.len(), 1, "Timer L is 64·T1 by default");
+}

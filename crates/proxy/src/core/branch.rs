@@ -84,6 +84,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let chosen = if call.fixed_hop.is_none() {
             let view = CallView {
+                key: cid.0,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,
@@ -256,6 +257,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let built = built.map(|(dest, req)| {
             let mut edits = Edits::default();
             let view = CallView {
+                key: cid.0,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,
@@ -266,11 +268,18 @@ impl<R: RoutePolicy> Proxy<R> {
             } else {
                 edits.apply(req.clone()).unwrap_or(req)
             };
-            (dest, req)
+            (dest, req, edits.drop)
         });
         let started = match built {
             None => Err(StartFailure::Unbuildable),
-            Some((dest, req)) => txn.send_request(now, req, dest).map_err(|e| {
+            Some((_, _, true)) => {
+                debug!(
+                    call_id = call.call_id,
+                    "branch to {target} dropped by the policy"
+                );
+                Err(StartFailure::Dropped)
+            }
+            Some((dest, req, false)) => txn.send_request(now, req, dest).map_err(|e| {
                 debug!(
                     call_id = call.call_id,
                     "could not start a client transaction: {e}"

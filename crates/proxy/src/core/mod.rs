@@ -26,7 +26,7 @@ use tracing::{debug, info};
 
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
-use crate::policy_hooks::{CallView, Edits, Failure, RoutePolicy};
+use crate::policy_hooks::{CallView, Edits, Failed, RoutePolicy};
 use crate::router::{destination, RouteDecision};
 use crate::secret::Secret;
 use crate::stats::ProxyStats;
@@ -38,6 +38,7 @@ use rollover_failover::{Decision, Why};
 mod branch;
 mod dialog;
 mod door;
+mod failure;
 mod routing;
 
 pub use branch::Question;
@@ -257,7 +258,8 @@ impl<R: RoutePolicy> Proxy<R> {
         self.router = router;
     }
 
-    /// The router, to update what it routes with (a location service's bindings).
+    /// The routing policy (a reloadable script keeps its own state there; a location
+    /// service its bindings).
     pub fn router_mut(&mut self) -> &mut R {
         &mut self.router
     }
@@ -449,6 +451,7 @@ impl<R: RoutePolicy> Proxy<R> {
     /// Forgets a call whose transactions still run: their events then find no call.
     fn release_now(&mut self, cid: CallKey) {
         if let Some(call) = self.calls.remove(&cid) {
+            self.router.on_release(cid.0);
             self.by_server.remove(&call.server);
             for c in call.clients.iter().flatten() {
                 self.by_client.remove(c);
@@ -463,6 +466,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .is_some_and(|c| c.server_done && c.live_clients == 0);
         if done {
             if let Some(call) = self.calls.remove(&cid) {
+                self.router.on_release(cid.0);
                 self.by_server.remove(&call.server);
             }
         }
@@ -578,6 +582,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .next()
             .and_then(Result::ok)
             .map(|r| r.uri_str.to_owned());
+        let cid = self.new_call_key();
         let (fixed_hop, plan, policy, rule) = if follow_route {
             let hop_uri = top_route
                 .unwrap_or_else(|| request.request_uri_str().unwrap_or_default().to_owned());
@@ -601,19 +606,30 @@ impl<R: RoutePolicy> Proxy<R> {
                 }
             }
         } else {
-            match self.router.on_request(&request, &source) {
+            let view = CallView {
+                key: cid.0,
+                call_id: &call_id,
+                request: &request,
+                source: &source,
+            };
+            match self.router.on_route(view) {
                 RouteDecision::Targets { plan, policy, rule } => (None, plan.groups, policy, rule),
                 RouteDecision::Reject {
                     status,
                     reason,
                     rule,
                 } => {
+                    self.router.on_release(cid.0);
                     let why = format!("rule {rule:?}: {reason}");
                     return self
                         .refuse_with_reason(now, server, &request, status, &reason, why, txn);
                 }
+                RouteDecision::Drop { rule } => {
+                    self.router.on_release(cid.0);
+                    return self.drop_request(now, server, &call_id, &rule, txn);
+                }
                 RouteDecision::Later => {
-                    return self.ask_route(now, server, request, source, call_id, txn);
+                    return self.ask_route(now, server, request, source, call_id, cid, txn);
                 }
             }
         };
@@ -647,8 +663,34 @@ impl<R: RoutePolicy> Proxy<R> {
         // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
         self.send_trying(now, server, &request, &call_id, txn);
         self.start_call(
-            now, server, request, source, call_id, fixed_hop, plan, policy, rule, txn,
+            now, server, request, source, call_id, cid, fixed_hop, plan, policy, rule, txn,
         );
+    }
+
+    /// A fresh call key (allocated before routing, so the policy sees the call's key).
+    fn new_call_key(&mut self) -> CallKey {
+        let cid = CallKey(self.next_call);
+        self.next_call += 1;
+        cid
+    }
+
+    /// The policy dropped the request: no reply, the transaction is forgotten.
+    fn drop_request(
+        &mut self,
+        now: Instant,
+        server: ServerTxn,
+        call_id: &str,
+        rule: &str,
+        txn: &mut TxnLayer,
+    ) {
+        self.decide(
+            now,
+            call_id,
+            Decision::Dropped {
+                rule: rule.to_owned(),
+            },
+        );
+        txn.ignore(server);
     }
 
     /// Creates the response context of a routed request and starts its first branches.
@@ -660,6 +702,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
+        cid: CallKey,
         fixed_hop: Option<Target>,
         plan: Vec<Vec<Target>>,
         policy: FailoverPolicy,
@@ -677,8 +720,6 @@ impl<R: RoutePolicy> Proxy<R> {
                 },
             );
         }
-        let cid = CallKey(self.next_call);
-        self.next_call += 1;
         let is_invite = request.method() == Some(&Method::Invite);
         let mut engine = Engine::new(
             rollover_failover::TargetPlan { groups: plan },
@@ -764,7 +805,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 Step::Done(End::Answered(b)) => {
                     call.final_sent = true;
                     call.engine.forget_responses();
-                    call.request.shrink_to_fit();
+                    settle_request(&mut call.request);
                     call.answered_by = Some(b);
                 }
                 Step::Done(end) => {
@@ -775,12 +816,16 @@ impl<R: RoutePolicy> Proxy<R> {
                         // The failure route: the policy may start new branches in this
                         // transaction, answer later, or let the best reply go.
                         let view = CallView {
+                            key: cid.0,
                             call_id: &call.call_id,
                             request: &call.request,
                             source: &call.source,
                         };
-                        let best = call.engine.best_status();
-                        let answer = self.router.on_failure(view, best);
+                        let failed = Failed {
+                            status: call.engine.best_status(),
+                            reply: call.engine.best().response(),
+                        };
+                        let answer = self.router.on_failure(view, failed);
                         if self.after_failure(now, cid, answer) {
                             continue;
                         }
@@ -799,7 +844,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     };
                     call.final_sent = true;
                     call.engine.forget_responses();
-                    call.request.shrink_to_fit();
+                    settle_request(&mut call.request);
                     if let Err(e) = txn.send_response(now, call.server, bytes) {
                         self.stats.unsent("response");
                         debug!(call_id = call.call_id, "final {status} not sent: {e}");
@@ -824,71 +869,6 @@ impl<R: RoutePolicy> Proxy<R> {
         }
     }
 
-    /// Carries out the policy's answer to the failure question. True when the call goes on
-    /// (new branches started, or the answer comes later); false to send the best reply.
-    fn after_failure(&mut self, now: Instant, cid: CallKey, answer: Failure) -> bool {
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return true;
-        };
-        match answer {
-            Failure::Retry(plan, policy) if !plan.groups.is_empty() => {
-                let targets = plan.groups.iter().map(Vec::len).sum();
-                let call_id = call.call_id.clone();
-                call.engine.retry(now, plan, policy);
-                self.decide(now, &call_id, Decision::FailureRoute { targets });
-                true
-            }
-            Failure::Later => {
-                let id = self.next_query;
-                self.next_query += 1;
-                call.awaiting_failure = true;
-                self.questions.push_back(Question::Failure {
-                    id,
-                    call_id: call.call_id.clone(),
-                    best: call.engine.best_status(),
-                });
-                self.failing.insert(id, cid);
-                true
-            }
-            Failure::Retry(..) | Failure::Reply => false,
-        }
-    }
-
-    /// The owner's answer to [`Question::Failure`], given when it came (a store look-up,
-    /// a script that waited). The call had waited; every other call went on.
-    pub fn answer_failure(&mut self, now: Instant, id: u64, answer: Failure, txn: &mut TxnLayer) {
-        let Some(cid) = self.failing.remove(&id) else {
-            return;
-        };
-        let Some(call) = self.calls.get_mut(&cid) else {
-            return;
-        };
-        call.awaiting_failure = false;
-        let answer = match answer {
-            // Asking again would wait forever: a later answer is a final one.
-            Failure::Later => Failure::Reply,
-            a => a,
-        };
-        if !self.after_failure(now, cid, answer) {
-            let Some(call) = self.calls.get_mut(&cid) else {
-                return;
-            };
-            if !call.final_sent {
-                let (status, bytes) = call.engine.best().build(&call.request, &call.to_tag);
-                call.final_sent = true;
-                call.engine.forget_responses();
-                call.request.shrink_to_fit();
-                if let Err(e) = txn.send_response(now, call.server, bytes) {
-                    self.stats.unsent("response");
-                    debug!(call_id = call.call_id, "final {status} not sent: {e}");
-                }
-                let call_id = call.call_id.clone();
-                self.decide(now, &call_id, Decision::Final { status });
-            }
-        }
-        self.drive(now, cid, txn);
-    }
-
     fn on_response(&mut self, now: Instant, client: ClientTxn, resp: Message, txn: &mut TxnLayer) {
         let Some(&(cid, b)) = self.by_client.get(&client) else {
             return;
@@ -903,11 +883,19 @@ impl<R: RoutePolicy> Proxy<R> {
         let mut edits = Edits::default();
         if let Some(target) = call.engine.target(b) {
             let view = CallView {
+                key: cid.0,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,
             };
             self.router.on_reply(view, target, &resp, &mut edits);
+        }
+        let dropped = edits.drop && code.is_provisional();
+        if edits.drop && !dropped {
+            debug!(
+                call_id = call.call_id,
+                "{code}: a final reply cannot be dropped"
+            );
         }
         let resp = if edits.is_empty() {
             resp
@@ -916,7 +904,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         if code.is_provisional() {
             let relay = call.engine.on_provisional(now, b, code);
-            if relay && !call.final_sent {
+            if relay && !call.final_sent && !dropped {
                 let bytes = forward::response(&resp);
                 if let Err(e) = txn.send_response(now, call.server, bytes) {
                     self.stats.unsent("response");
@@ -982,4 +970,17 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         }
     }
+}
+
+/// A call's request once its final is sent: only its headers are needed again (a late 2xx
+/// to hang up, the reply route's view), so a lingering call does not keep the body.
+pub(super) fn settle_request(request: &mut Message) {
+    if !request.body().is_empty() {
+        let mut e = request.edit();
+        e.set_body(None, bytes::Bytes::new());
+        if let Ok(m) = Message::parse(e.finish()) {
+            *request = m;
+        }
+    }
+    request.shrink_to_fit();
 }

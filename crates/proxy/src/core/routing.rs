@@ -10,7 +10,7 @@ use rollover_sip::{Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, TxnLayer};
 use tracing::{debug, info};
 
-use super::{Proxy, Question};
+use super::{CallKey, Proxy, Question};
 use crate::policy_hooks::RoutePolicy;
 use crate::router::RouteDecision;
 use rollover_failover::Decision;
@@ -26,11 +26,13 @@ pub(super) struct Routing {
     request: Message,
     source: Peer,
     call_id: String,
+    cid: CallKey,
 }
 
 impl<R: RoutePolicy> Proxy<R> {
     /// The policy answers later: the caller gets 100 Trying (INVITE) and the owner a
     /// question.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn ask_route(
         &mut self,
         now: Instant,
@@ -38,6 +40,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
+        cid: CallKey,
         txn: &mut TxnLayer,
     ) {
         // The answer may take a while: stop the caller's retransmissions now.
@@ -60,6 +63,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 request,
                 source,
                 call_id,
+                cid,
             },
         );
     }
@@ -85,6 +89,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     r.request,
                     r.source,
                     r.call_id,
+                    r.cid,
                     None,
                     plan.groups,
                     policy,
@@ -97,10 +102,16 @@ impl<R: RoutePolicy> Proxy<R> {
                 reason,
                 rule,
             } => {
+                self.router.on_release(r.cid.0);
                 let why = format!("rule {rule:?}: {reason}");
                 self.reply_pending(now, r, status, &reason, why, txn);
             }
+            RouteDecision::Drop { rule } => {
+                self.router.on_release(r.cid.0);
+                self.drop_request(now, r.server, &r.call_id, &rule, txn);
+            }
             RouteDecision::Later => {
+                self.router.on_release(r.cid.0);
                 let why = "the routing policy answered Later to its own question".into();
                 let e = StatusCode::SERVER_INTERNAL_ERROR;
                 self.reply_pending(now, r, e, e.reason(), why, txn);
@@ -124,6 +135,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(r) = self.routing.remove(&id) else {
             return false;
         };
+        self.router.on_release(r.cid.0);
         let ok = cancel.reply(StatusCode::OK).build();
         if let Err(e) = txn.send_response(now, cancel_server, ok) {
             self.stats.unsent("response");
@@ -163,6 +175,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 continue;
             };
             self.routing_by_server.remove(&r.server);
+            self.router.on_release(r.cid.0);
             let why = format!("no routing answer in {} s", ROUTE_ANSWER_TIMEOUT.as_secs());
             let e = StatusCode::SERVER_INTERNAL_ERROR;
             self.reply_pending(now, r, e, e.reason(), why, txn);

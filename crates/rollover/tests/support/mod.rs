@@ -473,3 +473,42 @@ pub fn header<'a>(msg: &'a str, name: &str) -> &'a str {
         .map(|l| l[name.len() + 1..].trim())
         .unwrap_or_else(|| panic!("no {name} in {msg}"))
 }
+
+/// The sum over workers of a counter in the last `stats:` line naming it that each worker
+/// logged (`routed=3 … worker=1`).
+pub fn stats_total(log: &str, counter: &str) -> u64 {
+    let key = format!("{counter}=");
+    let mut last = std::collections::HashMap::new();
+    let named = |l: &&str| l.contains("stats: ") && l.contains(&format!(" {key}"));
+    for line in log.lines().filter(named) {
+        let value = |k: &str| {
+            line.split(k)
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_alphanumeric()).next())
+                .map(str::to_owned)
+        };
+        let n = value(&key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let worker = value("worker=").unwrap_or_default();
+        last.insert(worker, n);
+    }
+    last.values().sum()
+}
+
+/// Sends SIGUSR1 and waits until the workers' `stats:` lines add up to `want` for
+/// `counter`.
+pub fn wait_stats(p: &Proxy, counter: &str, want: u64) {
+    p.signal("-USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = stats_total(&p.log_text(), counter);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats: {counter} adds up to {got}, not {want}:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
