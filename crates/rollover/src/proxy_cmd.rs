@@ -251,13 +251,14 @@ impl TransactionUser for Server {
         }
         // A REGISTER for us is answered here, once stored (RFC 3261 §10.3); our users'
         // requests are authenticated, strangers may not relay.
-        match &self.proxy.router_mut().registrar {
-            Some(r) => match reg::lock(r).admit(msg, source) {
-                Door::Pass => Admit::Accept,
-                Door::Reply(reply) => Admit::Reply(reply),
-                Door::Drop => Admit::Drop,
-            },
-            None => Admit::Accept,
+        let Some(r) = &self.proxy.router_mut().registrar else {
+            return Admit::Accept;
+        };
+        // Only a new request takes the shared registrar's lock.
+        match reg::screen(msg).unwrap_or_else(|| reg::lock(r).admit(msg, source)) {
+            Door::Pass => Admit::Accept,
+            Door::Reply(reply) => Admit::Reply(reply),
+            Door::Drop => Admit::Drop,
         }
     }
 }
@@ -417,6 +418,7 @@ impl WorkerParts {
         let routes = Routes {
             inner: Routing::new(self.cfg.plan.clone(), script),
             registrar: self.registrar.clone(),
+            expanded: Default::default(),
         };
         let proxy = Proxy::new(proxy_cfg, routes, Box::new(dns.clone()));
         let server = Server {

@@ -2,6 +2,7 @@
 //! answered at the front door (after the allow list and flood control), and `location:`
 //! targets of the dial plan expand into the Request-URI's registered contacts.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -162,20 +163,11 @@ impl Registrar {
     /// The front door's registrar checks for a message from `source` (RFC 3261 §10.3,
     /// §22): REGISTERs for us are authenticated and answered; other new requests from our
     /// users must authenticate (407); a stranger may reach only our domains (no open relay).
+    /// Call it for the messages [`screen`] leaves to it.
     pub fn admit(&mut self, msg: &Message, source: &Peer) -> Door {
         let Some(method) = msg.method() else {
             return Door::Pass;
         };
-        if *method == Method::Ack {
-            // The ACK of a 401/407/403 we sent statelessly ends here.
-            return match msg.to_tag() {
-                Some(t) if t.starts_with(rollover_registrar::rules::REPLY_TAG_PREFIX) => Door::Drop,
-                _ => Door::Pass,
-            };
-        }
-        if msg.to_tag().is_some() || *method == Method::Cancel {
-            return Door::Pass;
-        }
         let now = unix_now();
         let Some(Ok(uri)) = msg.request_uri() else {
             return Door::Pass;
@@ -410,6 +402,26 @@ impl Registrar {
     }
 }
 
+/// What the front door decides about `msg` without the registrar's state (no lock): a
+/// response, an in-dialog request, a CANCEL pass; the ACK of one of our stateless answers
+/// is dropped. `None`: a new request, for [`Registrar::admit`].
+pub fn screen(msg: &Message) -> Option<Door> {
+    let Some(method) = msg.method() else {
+        return Some(Door::Pass);
+    };
+    if *method == Method::Ack {
+        // The ACK of a 401/407/403 we sent statelessly ends here.
+        return Some(match msg.to_tag() {
+            Some(t) if t.starts_with(rollover_registrar::rules::REPLY_TAG_PREFIX) => Door::Drop,
+            _ => Door::Pass,
+        });
+    }
+    if msg.to_tag().is_some() || *method == Method::Cancel {
+        return Some(Door::Pass);
+    }
+    None
+}
+
 /// A registrar shared by the workers: one cache, one store connection, one set of nonce
 /// counts and failure counts (a replay or a guess must not escape by landing on another
 /// worker). Held only for a look-up or a commit.
@@ -427,17 +439,37 @@ pub struct Routes {
     pub inner: Routing<DialPlan>,
     /// The registrar, when `[registrar]` is configured.
     pub registrar: Option<Shared>,
+    /// The contact URIs this worker expanded `location:` into lately: a branch to another
+    /// target needs no look-up (and no lock) for its hop or Path.
+    pub expanded: HashSet<String>,
 }
+
+/// How many contact URIs [`Routes::expanded`] holds before it starts over.
+const EXPANDED_LIMIT: usize = 10_000;
 
 impl Routes {
     /// `groups` with each `location:` placeholder expanded for `request`.
-    fn expand(&self, request: &Message, groups: Vec<Vec<Target>>, rule: &str) -> Vec<Vec<Target>> {
+    fn expand(
+        &mut self,
+        request: &Message,
+        groups: Vec<Vec<Target>>,
+        rule: &str,
+    ) -> Vec<Vec<Target>> {
         let call_id = request.call_id().unwrap_or("-");
         match &self.registrar {
             Some(r) => {
-                let mut r = lock(r);
-                let aor = r.aor_of(request);
-                r.expand(aor.as_deref(), groups, call_id)
+                let out = {
+                    let mut r = lock(r);
+                    let aor = r.aor_of(request);
+                    r.expand(aor.as_deref(), groups, call_id)
+                };
+                if self.expanded.len() > EXPANDED_LIMIT {
+                    self.expanded.clear();
+                }
+                // (Static targets among them cost one look-up each, no more.)
+                self.expanded
+                    .extend(out.iter().flatten().map(|t| t.uri.clone()));
+                out
             }
             None => {
                 warn!(
@@ -459,7 +491,7 @@ impl Routes {
 
     /// The decision with `location:` expanded: 480 when nothing is left (RFC 3261 §10:
     /// the user has no current binding).
-    fn located(&self, request: &Message, decision: RouteDecision) -> RouteDecision {
+    fn located(&mut self, request: &Message, decision: RouteDecision) -> RouteDecision {
         let RouteDecision::Targets { plan, policy, rule } = decision else {
             return decision;
         };
@@ -498,6 +530,9 @@ impl RoutePolicy for Routes {
     }
 
     fn branch_hop(&mut self, call: CallView<'_>, target: &Target) -> Option<Target> {
+        if !self.expanded.contains(&target.uri) {
+            return None;
+        }
         let hop = lock(self.registrar.as_ref()?).hop(call.request, target);
         if let Some(h) = &hop {
             debug!(call_id = call.call_id, "{target}: sent by way of {h}");
@@ -506,7 +541,8 @@ impl RoutePolicy for Routes {
     }
 
     fn on_branch(&mut self, call: CallView<'_>, target: &Target, edits: &mut Edits) {
-        if let Some(r) = &self.registrar {
+        let mine = self.expanded.contains(&target.uri);
+        if let Some(r) = self.registrar.as_ref().filter(|_| mine) {
             for p in lock(r).path(call.request, target) {
                 edits.append_header("Route", &p);
             }
