@@ -664,3 +664,33 @@ fn with_two_workers_every_call_finds_a_binding_whichever_worker_took_the_registe
         assert!(got.contains(&format!("Call-ID: wk{i}")), "{got}");
     }
 }
+
+#[test]
+fn a_script_reaches_registered_phones_through_the_rules() {
+    let dir = Dir::new("reg-script");
+    std::fs::write(
+        dir.path("routes.lua"),
+        "function request_route(req)\n  req:dialplan()\nend\n",
+    )
+    .unwrap();
+    let cfg = config("[script]\nfile = \"routes.lua\"\n\n[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n");
+    let proxy = Proxy::start(&dir, &cfg);
+    let phone = sock();
+    let r = register(
+        &phone,
+        proxy.addr(),
+        "alice",
+        "s1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    let caller = sock();
+    let m = invite_from(&caller, "sip:eve@evil.test", "sip:alice@example.com", "sc1");
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let got = recv_starting(&phone, "INVITE ");
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060 SIP/2.0"),
+        "{got}"
+    );
+}
