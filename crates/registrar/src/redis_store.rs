@@ -29,7 +29,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A Redis store (`redis://127.0.0.1:6379/0`). A command that fails on a broken connection
 /// is retried once on a new one (the server restarted); when no connection can be made,
-/// commands fail at once for [`RETRY_AFTER`].
+/// commands fail at once for a second.
 pub struct RedisStore {
     client: Client,
     con: Option<Connection>,
