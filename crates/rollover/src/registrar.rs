@@ -547,6 +547,9 @@ impl RoutePolicy for Routes {
                 edits.append_header("Route", &p);
             }
         }
+        if let Some(r) = &self.registrar {
+            consume_credentials(call.request, &lock(r), edits);
+        }
         self.inner.on_branch(call, target, edits);
     }
 
@@ -575,6 +578,34 @@ impl RoutePolicy for Routes {
             }
             other => other,
         }
+    }
+}
+
+/// Our own realms' Proxy-Authorization is not passed on (Kamailio's
+/// `consume_credentials`): the next hop has no use for it. Other realms' stay (§22.3).
+fn consume_credentials(request: &Message, r: &Registrar, edits: &mut Edits) {
+    let name = rollover_sip::HeaderName::ProxyAuthorization;
+    if request.header(name).is_none() {
+        return;
+    }
+    let values: Vec<&str> = request
+        .headers_named(name)
+        .filter_map(|h| request.value_str(h).ok())
+        .collect();
+    let ours = |v: &str| {
+        rollover_sip::Auth::parse(v)
+            .and_then(|a| {
+                a.param("realm")
+                    .map(|x| r.location.rules().is_local_domain(&x))
+            })
+            .unwrap_or(false)
+    };
+    if !values.iter().any(|v| ours(v)) {
+        return;
+    }
+    edits.remove_header("Proxy-Authorization");
+    for v in values.into_iter().filter(|v| !ours(v)) {
+        edits.append_header("Proxy-Authorization", v);
     }
 }
 

@@ -3,6 +3,8 @@
 //! the relay rules for our users and strangers.
 
 use super::*;
+use rollover_sip::{HeaderName, Message};
+use rollover_ua::{authorization, Credentials};
 
 /// Adds `user` with `password` to the store in `dir` (`rollover user add`, password on
 /// standard input).
@@ -376,4 +378,98 @@ fn an_expired_nonce_gets_stale_and_a_replayed_register_is_challenged() {
     let r = register(&s, proxy.addr(), "alice", "st", 4, &[contact, &auth]);
     assert_eq!(status(&r), "401", "{r}");
     assert!(!stale(&r), "{r}");
+}
+
+/// The credentials answering the challenge (`header`) in `resp` for `method` to `uri`.
+fn answer_challenge(
+    resp: &str,
+    header: HeaderName,
+    method: &str,
+    uri: &str,
+    user: &str,
+    pw: &str,
+) -> String {
+    let m = Message::parse(bytes::Bytes::from(resp.to_owned())).unwrap();
+    let ch = m.auths(header).next().unwrap().unwrap();
+    let creds = Credentials {
+        username: user.into(),
+        password: pw.into(),
+    };
+    authorization(&ch, &creds, method, uri, "cn2").unwrap()
+}
+
+#[test]
+fn an_authenticated_call_reaches_the_callee_without_our_credentials() {
+    let dir = Dir::new("reg-consume");
+    add_user(&dir, "alice@example.com", "secret");
+    add_user(&dir, "bob@example.com", "bobs");
+    let phones = "[[route]]\nname = \"phones\"\ntargets = [\"location:\"]\n";
+    let proxy = Proxy::start(&dir, &config(phones));
+    // Bob's phone registers, with his password.
+    let bob = sock();
+    let contact = "Contact: <sip:bob@10.0.0.8:5060>";
+    let r = register(&bob, proxy.addr(), "bob", "b1", 1, &[contact]);
+    assert_eq!(status(&r), "401", "{r}");
+    let v = answer_challenge(
+        &r,
+        HeaderName::WwwAuthenticate,
+        "REGISTER",
+        "sip:example.com",
+        "bob",
+        "bobs",
+    );
+    let r = register(
+        &bob,
+        proxy.addr(),
+        "bob",
+        "b1",
+        2,
+        &[contact, &format!("Authorization: {v}")],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    // Alice calls bob: 407, then with her credentials the call reaches bob's phone,
+    // without them.
+    let alice = sock();
+    let local = alice.local_addr().unwrap();
+    let invite = |cseq: u32, extra: &str| {
+        format!(
+            "INVITE sip:bob@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-al{cseq}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=al\r\n\
+             To: <sip:bob@example.com>\r\n\
+             Call-ID: alice-bob\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <sip:alice@{local}>\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    alice
+        .send_to(invite(1, "").as_bytes(), proxy.addr())
+        .unwrap();
+    let r = recv_starting(&alice, "SIP/2.0 407");
+    let v = answer_challenge(
+        &r,
+        HeaderName::ProxyAuthenticate,
+        "INVITE",
+        "sip:bob@example.com",
+        "alice",
+        "secret",
+    );
+    let other = "Proxy-Authorization: Digest username=\"a\", realm=\"carrier.example.net\", nonce=\"n\", uri=\"sip:x\", response=\"00\"\r\n";
+    alice
+        .send_to(
+            invite(2, &format!("Proxy-Authorization: {v}\r\n{other}")).as_bytes(),
+            proxy.addr(),
+        )
+        .unwrap();
+    let got = recv_starting(&bob, "INVITE ");
+    assert!(
+        !got.contains("realm=\"example.com\""),
+        "our credentials were passed on: {got}"
+    );
+    assert!(
+        got.contains("realm=\"carrier.example.net\""),
+        "another realm's must stay: {got}"
+    );
 }
