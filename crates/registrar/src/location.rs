@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rollover_failover::Target;
 use rollover_sip::{Message, StatusCode};
 use rollover_txn::Peer;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::binding::Binding;
 use crate::rules::{aor_of_register, ok_response, register, Rules};
@@ -53,7 +53,7 @@ impl<S: Store> Location<S> {
         let aor = match aor_of_register(&self.rules, req) {
             Ok(a) => a,
             Err(e) => {
-                info!(%source, "REGISTER refused: {e}");
+                debug!(%source, "REGISTER refused: {e}");
                 return e.response(req);
             }
         };
@@ -75,7 +75,7 @@ impl<S: Store> Location<S> {
                 ok_response(req, &next, now)
             }
             Err(e) => {
-                info!(aor, %source, "REGISTER refused: {e}");
+                debug!(aor, %source, "REGISTER refused: {e}");
                 e.response(req)
             }
         }

@@ -205,20 +205,13 @@ impl Registrar {
                 Verdict::Forbidden => Door::Reply(auth::forbidden(msg)),
             };
         }
-        if !to_us && !self.is_local_domain_uri(msg) {
-            // RFC 3261 §16 leaves it to policy; ours: no open relay for strangers.
-            info!(%source, call_id = msg.call_id().unwrap_or("-"), "refused with 403: a stranger relaying to a domain not ours");
+        if !to_us {
+            // RFC 3261 §16 leaves it to policy; ours: no open relay for strangers. (Logged
+            // at debug: a stranger must not be able to flood the log.)
+            debug!(%source, call_id = msg.call_id().unwrap_or("-"), "refused with 403: a stranger relaying to a domain not ours");
             return Door::Reply(auth::forbidden(msg));
         }
         Door::Pass
-    }
-
-    /// Whether the Request-URI is in one of our domains.
-    fn is_local_domain_uri(&self, msg: &Message) -> bool {
-        let Some(Ok(uri)) = msg.request_uri() else {
-            return false;
-        };
-        uri.as_sip().is_some_and(|u| self.is_local_host(&u.host))
     }
 
     /// The user name and realm of a URI of ours: its domain, or the first domain when it
