@@ -889,15 +889,12 @@ impl DialPlan {
 /// service replaces it with the Request-URI's registered contacts (one group per q value);
 /// without one it is a target that cannot be reached.
 pub fn location_target() -> Target {
-    Target {
-        uri: LOCATION_TARGET.to_owned(),
-        transport: Transport::Udp,
-    }
+    Target::location()
 }
 
 /// Whether `t` is the `location:` placeholder.
 pub fn is_location_target(t: &Target) -> bool {
-    t.uri == LOCATION_TARGET
+    t.is_location()
 }
 
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {

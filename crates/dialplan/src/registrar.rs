@@ -9,7 +9,7 @@ use crate::raw::{RawAuth, RawRegistrar, RawRoute, RawStore};
 use crate::{ConfigError, Ctx};
 
 /// The target that stands for the Request-URI's registered contacts.
-pub const LOCATION_TARGET: &str = "location:";
+pub const LOCATION_TARGET: &str = rollover_proxy::Target::LOCATION;
 
 /// `[auth]`: digest authentication of our users.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -694,3 +694,38 @@ fn a_script_reaches_registered_phones_through_the_rules() {
         "{got}"
     );
 }
+
+#[test]
+fn a_script_calls_registered_phones_with_req_lookup() {
+    let dir = Dir::new("reg-lookup");
+    std::fs::write(
+        dir.path("routes.lua"),
+        "function request_route(req)\n  req:lookup()\nend\n",
+    )
+    .unwrap();
+    let cfg = config("[script]\nfile = \"routes.lua\"\n");
+    let proxy = Proxy::start(&dir, &cfg);
+    let caller = sock();
+    // No phone yet: 480.
+    let m = invite_from(&caller, "sip:eve@evil.test", "sip:alice@example.com", "lk0");
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let r = recv_starting(&caller, "SIP/2.0 4");
+    assert_eq!(status(&r), "480", "{r}");
+    let phone = sock();
+    let r = register(
+        &phone,
+        proxy.addr(),
+        "alice",
+        "l1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    let m = invite_from(&caller, "sip:eve@evil.test", "sip:alice@example.com", "lk1");
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let got = recv_starting(&phone, "INVITE ");
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060 SIP/2.0"),
+        "{got}"
+    );
+}
