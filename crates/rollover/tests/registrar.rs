@@ -729,3 +729,35 @@ fn a_script_calls_registered_phones_with_req_lookup() {
         "{got}"
     );
 }
+
+#[test]
+fn a_failure_route_falls_back_to_registered_phones() {
+    // The desk phone (nobody on port 9) fails; the failure route calls alice's phones.
+    let dir = Dir::new("reg-failure-lookup");
+    std::fs::write(
+        dir.path("routes.lua"),
+        "function request_route(req)\n  req:on_failure(\"phones\")\n  req:relay(\"sip:desk@127.0.0.1:9\", { no_response_timeout = 1 })\nend\n\
+         function failure_route_phones(req, failed)\n  req:lookup()\nend\n",
+    )
+    .unwrap();
+    let proxy = Proxy::start(&dir, &config("[script]\nfile = \"routes.lua\"\n"));
+    let phone = sock();
+    let r = register(
+        &phone,
+        proxy.addr(),
+        "alice",
+        "f1",
+        1,
+        &["Contact: <sip:alice@10.0.0.7:5060>"],
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    let caller = sock();
+    let m = invite_from(&caller, "sip:eve@evil.test", "sip:alice@example.com", "fl1");
+    caller.send_to(m.as_bytes(), proxy.addr()).unwrap();
+    let got = quiet(&phone, Duration::from_secs(4), |_| false)
+        .unwrap_or_else(|| panic!("no INVITE:\n{}", proxy.log_text()));
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.7:5060 SIP/2.0"),
+        "{got}"
+    );
+}
