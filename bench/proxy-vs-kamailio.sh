@@ -119,9 +119,10 @@ if [ -n "${CPU_QUOTA:-}" ]; then
   fi
   echo "each proxy limited to ${CPU_QUOTA} % of one core ($CG)"
 fi
-# Runs a command inside the cgroup, if any (its children too: Kamailio forks).
+# Runs a command inside the cgroup, if any (its children too: Kamailio forks). Called in
+# the background, it execs, so $! is the proxy's own PID.
 in_cg() {
-  if [ -n "$CG" ]; then sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" "$@"; else "$@"; fi
+  if [ -n "$CG" ]; then exec sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" "$@"; else exec "$@"; fi
 }
 
 start_proxy() {

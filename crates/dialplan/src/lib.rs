@@ -51,6 +51,9 @@ use toml::Spanned;
 
 use crate::raw::{RawConfig, RawFailover, RawRoute};
 
+/// How long an ended transaction lingers by default (`[server] linger`).
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{column}: {key}: {message}")]
@@ -482,19 +485,20 @@ impl Config {
                     }
                 },
             },
-            linger: match &s.linger {
-                None => txn_d.linger,
-                Some(v) => {
-                    let d = cx.duration(&s.linger, "server.linger", Duration::ZERO)?;
-                    if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
-                        return Err(cx.err(
-                            v.span(),
-                            "server.linger",
-                            "expected 1s to 64s (Kamailio's wait_timer is 5s; the RFC's timers are 32s)",
-                        ));
-                    }
-                    Some(d)
+            // Kamailio's habit (tm's wait_timer, 5 s) where the seeds are silent: an ended
+            // transaction lingers 5 s, not the RFC's 32 s; a 2xx retransmitted later is
+            // still relayed, statelessly. Memory is proportional to it (docs/performance.md).
+            linger: {
+                let d = cx.duration(&s.linger, "server.linger", DEFAULT_LINGER)?;
+                if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
+                    let span = s.linger.as_ref().map_or(0..0, |v| v.span());
+                    return Err(cx.err(
+                        span,
+                        "server.linger",
+                        "expected 1s to 64s (5s is Kamailio's wait_timer; 32s keeps the RFC's timers)",
+                    ));
                 }
+                Some(d)
             },
             workers: match &s.workers {
                 None => None,

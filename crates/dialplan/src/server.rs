@@ -44,7 +44,8 @@ pub struct ServerSettings {
     pub udp_mtu_try: Transport,
     /// Drivers running the cores, each on a thread of its own; `None`: one per core.
     pub workers: Option<usize>,
-    /// Cap on how long an ended transaction lingers (Timers D, J, L, M); `None`: 64·T1.
+    /// Cap on how long an ended transaction lingers (Timers D, J, L, M): 5 s unless
+    /// written (Kamailio's wait_timer); `None` keeps the RFC's 64·T1.
     pub linger: Option<Duration>,
 }
 

@@ -569,7 +569,14 @@ fn a_ruri_target_reaches_only_a_pinned_host_or_one_in_reach() {
 fn an_empty_server_section_gives_each_layers_own_defaults() {
     let cfg = Config::parse("t.toml", "").unwrap();
     let s = &cfg.server;
-    assert_eq!(s.txn_config(), rollover_txn::Config::default());
+    // The one default the proxy sets over its layer's: Kamailio's 5 s linger.
+    assert_eq!(
+        s.txn_config(),
+        rollover_txn::Config {
+            linger: Some(crate::DEFAULT_LINGER),
+            ..rollover_txn::Config::default()
+        }
+    );
     let (net, d) = (s.net_config(), rollover_net::NetConfig::default());
     assert_eq!(net.max_message_size, d.max_message_size);
     assert_eq!(net.connection_idle_timeout, d.connection_idle_timeout);
@@ -611,7 +618,18 @@ fn workers_and_linger() {
     let cfg = Config::parse("t", "").unwrap();
     assert_eq!(cfg.server.workers, None, "one per core");
     assert!(cfg.server.worker_count() >= 1);
-    assert_eq!(cfg.server.txn_config().linger, None, "the RFC's timers");
+    assert_eq!(
+        cfg.server.txn_config().linger,
+        Some(Duration::from_secs(5)),
+        "Kamailio's wait_timer"
+    );
+    let cfg = Config::parse("t", "[server]\nlinger = \"32s\"\n").unwrap();
+    let txn = cfg.server.txn_config();
+    assert_eq!(
+        txn.lingering(txn.t1x64()),
+        Duration::from_secs(32),
+        "the RFC's"
+    );
     let e = Config::parse("plan.toml", "[server]\nworkers = 0\n").unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (2, "server.workers"));
     let e = Config::parse("plan.toml", "[server]\n\nlinger = \"0.1s\"\n").unwrap_err();

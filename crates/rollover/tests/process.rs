@@ -254,3 +254,38 @@ fn sighup_reloads_the_script_and_the_ringing_call_keeps_its_version() {
     p.wait_log("reload refused", Duration::from_secs(5));
     assert!(p.log_text().contains("routes.lua:2:"), "{}", p.log_text());
 }
+
+#[test]
+fn an_answered_call_lingers_five_seconds_by_default_not_thirty_two() {
+    let d = Dir::new("linger");
+    let target = sock();
+    let port = port();
+    let cfg = format!(
+        "[server]\nlisten = [\"udp:127.0.0.1:{port}\"]\n[security]\nsecret = \"process-test-secret-0123\"\n[[route]]\nname = \"t\"\ntargets = [\"sip:100@127.0.0.1:{}\"]\n",
+        target.local_addr().unwrap().port()
+    );
+    let p = Proxy::start_with(&d, port, &cfg, &[], "info");
+    let caller = sock();
+    caller
+        .send_to(
+            invite(&caller, "linger", "100", port).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let (inv, from) = recv_where(&target, |m| m.starts_with("INVITE"));
+    target
+        .send_to(respond(&inv, "200 OK").as_bytes(), from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "200");
+    // The answered call lingers (Timers L and M) to pass on a retransmitted 2xx…
+    wait_stats(&p, "calls_in_progress", 1);
+    // …for 5 s, Kamailio's wait_timer, not the RFC's 32 s.
+    std::thread::sleep(Duration::from_millis(5500));
+    wait_stats(&p, "calls_in_progress", 0);
+    wait_stats(&p, "transactions", 0);
+    // A 2xx retransmitted after that is still relayed, statelessly (its Via is ours).
+    target
+        .send_to(respond(&inv, "200 OK").as_bytes(), from)
+        .unwrap();
+    recv_where(&caller, |m| status_of(m) == "200");
+}
