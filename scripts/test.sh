@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Rollover has: formatting, lints, unit, conformance, property and
-# integration tests (the integration tests drive SIPp, Kamailio, baresip and PJSUA2,
-# installed here when missing).
+# integration tests (the integration tests drive SIPp, Kamailio, baresip, PJSUA2 and
+# redis-server, installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
 # baresip, a phone the tests place calls from (tests/sipp/phones.rs).
 command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
+# Redis for the shared location store's tests (rollover-registrar, tests/registrar.rs);
+# each test starts its own server on a loopback port.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   sudo_cmd=""

@@ -21,6 +21,7 @@ mod check;
 mod duration;
 mod listen;
 mod raw;
+mod registrar;
 mod security;
 mod server;
 mod shadow;
@@ -28,6 +29,7 @@ mod shadow;
 use check::{dead_rules, dynamic_host, host_pinned, key_path, unfenced_targets, Captures};
 pub use duration::parse_duration;
 pub use listen::{parse_listen, Listen};
+pub use registrar::{AuthConfig, RegistrarSettings, StoreSettings, LOCATION_TARGET};
 use security::compile_security;
 pub use server::{ConnectionLimits, ServerSettings};
 
@@ -108,6 +110,12 @@ pub struct Config {
     /// What `rollover check` should point out although the file is valid: rules no request
     /// can reach.
     pub warnings: Vec<ConfigWarning>,
+    /// `[registrar]`, when written: REGISTER is answered here.
+    pub registrar: Option<RegistrarSettings>,
+    /// `[store]`.
+    pub store: StoreSettings,
+    /// `[auth]`.
+    pub auth: AuthConfig,
     /// `[script]`: a routing script whose `request_route` replaces the `[[route]]` rules
     /// (which it can still call). Loading it is the binary's job: this crate stays pure.
     pub script: Option<ScriptSettings>,
@@ -591,6 +599,12 @@ impl Config {
             }
         }
         let security = compile_security(&cx, &raw.security)?;
+        let registrar = registrar::compile_registrar(&cx, raw.registrar.as_ref())?;
+        if registrar.is_none() {
+            registrar::location_needs_registrar(&cx, &raw.route)?;
+        }
+        let store = registrar::compile_store(&cx, &raw.store)?;
+        let auth = registrar::compile_auth(&cx, &raw.auth)?;
         let mut warnings = dead_rules(&cx, &raw.route, &rules);
         warnings.extend(unfenced_targets(&cx, &raw.route, &rules));
         let script = match &raw.script {
@@ -612,6 +626,9 @@ impl Config {
                 no_match,
             },
             warnings,
+            registrar,
+            store,
+            auth,
         })
     }
 }
@@ -656,6 +673,9 @@ fn compile_rule(
     }
     let captures = Captures::of(&conds);
     let check_target = |t: &Spanned<String>, k: &str| -> Result<String, ConfigError> {
+        if t.get_ref().trim() == LOCATION_TARGET {
+            return Ok(LOCATION_TARGET.to_owned());
+        }
         if let Some((offset, message)) = captures.check(t.get_ref()) {
             return Err(cx.err_in(t, offset, k, message));
         }
@@ -799,6 +819,11 @@ impl DialPlan {
                     for g in groups {
                         let mut group = Vec::new();
                         for t in g {
+                            if t == LOCATION_TARGET {
+                                // Expanded by the location service (see `location_target`).
+                                group.push(location_target());
+                                continue;
+                            }
                             let Ok(target) = Target::parse(&expand(t, &caps)) else {
                                 continue;
                             };
@@ -862,6 +887,18 @@ impl DialPlan {
             },
         }
     }
+}
+
+/// The placeholder a `location:` target routes as: whoever runs the plan with a location
+/// service replaces it with the Request-URI's registered contacts (one group per q value);
+/// without one it is a target that cannot be reached.
+pub fn location_target() -> Target {
+    Target::location()
+}
+
+/// Whether `t` is the `location:` placeholder.
+pub fn is_location_target(t: &Target) -> bool {
+    t.is_location()
 }
 
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
@@ -960,3 +997,5 @@ impl fmt::Display for DialPlan {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_registrar;

@@ -19,6 +19,11 @@ pub(crate) struct RawConfig {
     pub security: RawSecurity,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    pub registrar: Option<RawRegistrar>,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub auth: RawAuth,
     pub script: Option<RawScript>,
 }
 
@@ -113,4 +118,31 @@ pub(crate) struct RawMatch {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGroup {
     pub targets: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistrar {
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub min_expires: Option<Spanned<i64>>,
+    pub max_expires: Option<Spanned<i64>>,
+    pub default_expires: Option<Spanned<i64>>,
+    pub max_contacts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub require: Option<bool>,
+    pub nonce_ttl: Option<Spanned<RawDuration>>,
+    pub max_failures: Option<Spanned<i64>>,
+    pub block_time: Option<Spanned<RawDuration>>,
+    pub algorithms: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub path: Option<String>,
+    pub url: Option<Spanned<String>>,
 }

@@ -115,6 +115,25 @@ impl Target {
         })
     }
 
+    /// The text that stands for the Request-URI's registered contacts (a dial plan's
+    /// `"location:"` target, a script's `req:lookup()`).
+    pub const LOCATION: &'static str = "location:";
+
+    /// The `location:` placeholder: whoever runs the policy with a location service
+    /// replaces it by the registered contacts, one group per q value; without one it is a
+    /// target that cannot be reached.
+    pub fn location() -> Target {
+        Target {
+            uri: Target::LOCATION.to_owned(),
+            transport: Transport::Udp,
+        }
+    }
+
+    /// Whether this is the `location:` placeholder.
+    pub fn is_location(&self) -> bool {
+        self.uri == Target::LOCATION
+    }
+
     /// The parsed URI.
     pub fn sip_uri(&self) -> Option<SipUri<'_>> {
         SipUri::parse(&self.uri).ok()

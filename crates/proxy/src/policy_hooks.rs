@@ -5,6 +5,7 @@
 //! | hook | OpenSIPS | asked | may |
 //! |---|---|---|---|
 //! | [`RoutePolicy::on_request`] | `route` | once per initial request | route, reject |
+//! | [`RoutePolicy::branch_hop`] | `$du` | before each branch is sent | send it to another hop than its URI's |
 //! | [`RoutePolicy::on_branch`] | `branch_route` | before each branch is sent | edit that branch's request only |
 //! | [`RoutePolicy::on_reply`] | `onreply_route` | for each reply received | edit the reply (what is relayed, or ranked for the final) |
 //! | [`RoutePolicy::on_failure`] | `failure_route` | when every target failed | start new branches in the same transaction, or let the best reply go |
@@ -127,6 +128,14 @@ pub trait RoutePolicy {
     /// The call `key` is over (or was never started: rejected, dropped): its state can go.
     fn on_release(&mut self, key: u64) {
         let _ = key;
+    }
+
+    /// Where a branch to `target` is sent when not where its URI says (the flow a
+    /// registered phone behind NAT registered on, or the first hop of its Path); the
+    /// Request-URI stays the target's. `None` (the default): where the URI says.
+    fn branch_hop(&mut self, call: CallView<'_>, target: &Target) -> Option<Target> {
+        let _ = (call, target);
+        None
     }
 
     /// A branch is about to be sent to `target`: edits for this branch's request only.

@@ -21,6 +21,8 @@ mod dns;
 mod parse_cmd;
 mod plan_cmd;
 pub(crate) mod proxy_cmd;
+mod registrar;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +101,8 @@ enum Command {
     /// Place a call: the target, then each --alt in turn until one answers; 3xx redirects
     /// followed, rejected, or asked about. Exit status 0 when answered.
     Call(call_cmd::CallArgs),
+    /// Manage the users who register and call through the registrar.
+    User(user_cmd::UserArgs),
     /// Parse one SIP message from a file (or `-` for stdin) and print its start line and
     /// decoded headers. Exits 0 when the message is accepted, 1 with the reason otherwise.
     Parse {
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
         } => plan_cmd::simulate(&config, &request, &world, limit, &source, &transport),
         Command::Parse { file, quiet } => parse_cmd::run(&file, quiet),
         Command::Call(args) => call_cmd::run(args),
+        Command::User(args) => user_cmd::run(args),
     };
     match result {
         Ok(code) => code,

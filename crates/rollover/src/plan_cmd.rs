@@ -71,6 +71,33 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            if let Some(r) = &cfg.registrar {
+                say!(
+                    "registrar: domains {}  expires {}–{} s (default {})  max_contacts {}",
+                    r.domains.join(", "),
+                    r.min_expires,
+                    r.max_expires,
+                    r.default_expires,
+                    r.max_contacts
+                );
+                let a = &cfg.auth;
+                let require = match a.require {
+                    Some(true) => "required",
+                    Some(false) => "off",
+                    None => "required once users exist",
+                };
+                say!(
+                    "auth: {require}  algorithms {}  nonce_ttl {:?}  {} wrong answers block for {:?}",
+                    a.algorithms.join(", "),
+                    a.nonce_ttl,
+                    a.max_failures,
+                    a.block_time
+                );
+                match &cfg.store.url {
+                    Some(u) => say!("store: {u}"),
+                    None => say!("store: {} (SQLite)", cfg.store.path.display()),
+                }
+            }
             say!("{}", cfg.plan.to_string().trim_end());
             // Allowed, but almost certainly mistakes: still exit 0.
             for w in &cfg.warnings {

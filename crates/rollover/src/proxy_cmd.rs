@@ -13,6 +13,7 @@ use rollover_proxy::{Proxy, Question, Secret};
 use rollover_script::{Routing, Script};
 
 use crate::dns::{self, DnsCache};
+use crate::registrar::{self as reg, Door, Registrar, Routes};
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -67,6 +68,16 @@ pub fn read_secret(sec: &SecuritySettings) -> anyhow::Result<Option<Secret>> {
     }
 }
 
+/// The secret's bytes (as configured, or from its file once [`load_secret`] made it), for
+/// the registrar's nonces.
+fn secret_bytes(sec: &SecuritySettings) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &sec.secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    std::fs::read(&sec.secret_file)
+        .with_context(|| format!("reading {}", sec.secret_file.display()))
+}
+
 /// What the signal handlers ask of the running proxy.
 enum Cmd {
     /// SIGHUP: a freshly loaded dial plan, and script when there is one.
@@ -91,7 +102,7 @@ enum Cmd {
 struct Server {
     /// Which worker (0 for the first or only one), for the logs.
     worker: usize,
-    proxy: Proxy<Routing<DialPlan>>,
+    proxy: Proxy<Routes>,
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
     dns: DnsCache,
     hickory: Option<Arc<hickory_resolver::TokioResolver>>,
@@ -104,7 +115,7 @@ impl Server {
         match cmd {
             Cmd::Reload(plan, script) => {
                 let name = script.as_ref().map(|s| s.name().to_owned());
-                match (self.proxy.router_mut().reload(*plan, script), name) {
+                match (self.proxy.router_mut().inner.reload(*plan, script), name) {
                     (Ok(()), _) if self.worker != 0 => {}
                     (Ok(()), None) => {
                         info!("dial plan reloaded; calls under way keep the plan they started with")
@@ -234,7 +245,21 @@ impl TransactionUser for Server {
     }
 
     fn admit(&mut self, now: Instant, source: &Peer, msg: &Message, backlog: usize) -> Admit {
-        self.proxy.admit(now, source, msg, backlog)
+        match self.proxy.admit(now, source, msg, backlog) {
+            Admit::Accept => {}
+            other => return other,
+        }
+        // A REGISTER for us is answered here, once stored (RFC 3261 §10.3); our users'
+        // requests are authenticated, strangers may not relay.
+        let Some(r) = &self.proxy.router_mut().registrar else {
+            return Admit::Accept;
+        };
+        // Only a new request takes the shared registrar's lock.
+        match reg::screen(msg).unwrap_or_else(|| reg::lock(r).admit(msg, source)) {
+            Door::Pass => Admit::Accept,
+            Door::Reply(reply) => Admit::Reply(reply),
+            Door::Drop => Admit::Drop,
+        }
     }
 }
 
@@ -370,6 +395,8 @@ struct WorkerParts {
     secret: Secret,
     seed: u64,
     hickory: Option<Arc<hickory_resolver::TokioResolver>>,
+    /// The registrar all workers share, when `[registrar]` is configured.
+    registrar: Option<reg::Shared>,
 }
 
 impl WorkerParts {
@@ -388,8 +415,12 @@ impl WorkerParts {
             .cfg
             .proxy_config(self.local.clone(), self.secret.clone(), seed);
         let dns = DnsCache::default();
-        let routing = Routing::new(self.cfg.plan.clone(), script);
-        let proxy = Proxy::new(proxy_cfg, routing, Box::new(dns.clone()));
+        let routes = Routes {
+            inner: Routing::new(self.cfg.plan.clone(), script),
+            registrar: self.registrar.clone(),
+            expanded: Default::default(),
+        };
+        let proxy = Proxy::new(proxy_cfg, routes, Box::new(dns.clone()));
         let server = Server {
             worker: i,
             proxy,
@@ -465,12 +496,46 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     if let Some(s) = &script {
         info!("routing with the script {}", s.name());
     }
+    let registrar = match &cfg.registrar {
+        Some(settings) => {
+            let ours = local.iter().map(|(_, a)| *a).collect();
+            let r = Registrar::open(
+                settings,
+                &cfg.store,
+                &cfg.auth,
+                &secret_bytes(&cfg.security)?,
+                cfg.security.limits.clone(),
+                ours,
+                seed.rotate_left(17),
+            )?;
+            Some(Arc::new(std::sync::Mutex::new(r)))
+        }
+        None => None,
+    };
+    if let Some(r) = &registrar {
+        // Other nodes' changes (Redis): each drops the cached copy.
+        let shared = r.clone();
+        reg::lock(r).watch_changes(move |aor| {
+            reg::lock(&shared).forget(aor.as_deref());
+            true
+        });
+        // Expired bindings go in the background.
+        let shared = r.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                reg::lock(&shared).purge();
+            }
+        });
+    }
     let parts = Arc::new(WorkerParts {
         cfg,
         local,
         secret,
         seed,
         hickory,
+        registrar,
     });
 
     // Workers 1.. each on a thread with a runtime of its own; worker 0 runs here, with the

@@ -245,6 +245,21 @@ pub(crate) fn req_table<'scope, 'env: 'scope>(
         )?,
     )?;
     t.set(
+        "lookup",
+        scope.create_function(move |_, (_, opts): (Value, Option<Table>)| {
+            if !writable {
+                return Err(not_here("lookup", kind));
+            }
+            // The Request-URI's registered contacts, by q value: `relay("location:")`.
+            let d = match relay_args(None, opts)? {
+                Decide::Relay(_, o) => Decide::Relay(Some(vec!["location:".to_owned()]), o),
+                d => d,
+            };
+            acts.borrow_mut().decision = Some(d);
+            Ok(())
+        })?,
+    )?;
+    t.set(
         "reply",
         scope.create_function(move |_, (_, code, reason): (Value, u16, Option<String>)| {
             if kind != Kind::Request {

@@ -222,6 +222,11 @@ fn plan(targets: Option<Vec<String>>, ruri: &str, o: &RelayOpts) -> Result<Targe
     let uris = targets.unwrap_or_else(|| vec![ruri.to_owned()]);
     let mut ts = Vec::with_capacity(uris.len());
     for u in uris {
+        if u.trim() == Target::LOCATION {
+            // The registered contacts: the binary's location service expands it.
+            ts.push(Target::location());
+            continue;
+        }
         ts.push(Target::parse(&u).map_err(|_| u.clone())?);
     }
     if ts.is_empty() {

@@ -82,7 +82,25 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
-        let hop = call.fixed_hop.clone().unwrap_or_else(|| target.clone());
+        let chosen = if call.fixed_hop.is_none() {
+            let view = CallView {
+                key: cid.0,
+                call_id: &call.call_id,
+                request: &call.request,
+                source: &call.source,
+            };
+            self.router.branch_hop(view, &target)
+        } else {
+            None
+        };
+        if let Some(h) = &chosen {
+            call.branch_hops.insert(b, h.clone());
+        }
+        let hop = call
+            .fixed_hop
+            .clone()
+            .or(chosen)
+            .unwrap_or_else(|| target.clone());
         let Some((host, port)) = next_hop(&hop) else {
             return call.engine.start_failed(now, b, StartFailure::Unresolvable);
         };
@@ -182,7 +200,12 @@ impl<R: RoutePolicy> Proxy<R> {
         } else {
             call.alternates.insert(b, addrs);
         }
-        let hop_transport = call.fixed_hop.as_ref().unwrap_or(&target).transport;
+        let hop_transport = call
+            .fixed_hop
+            .as_ref()
+            .or_else(|| call.branch_hops.get(&b))
+            .unwrap_or(&target)
+            .transport;
         let dest = Peer {
             transport: hop_transport,
             addr: first,

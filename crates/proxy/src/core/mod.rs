@@ -155,6 +155,9 @@ struct Call {
     switched: Vec<BranchId>,
     /// A branch's target's addresses not tried yet, in order.
     alternates: HashMap<BranchId, Vec<SocketAddr>>,
+    /// Branches sent to a hop the policy chose rather than their Request-URI (a registered
+    /// phone's flow or Path, [`RoutePolicy::branch_hop`]).
+    branch_hops: HashMap<BranchId, Target>,
     live_clients: usize,
     server_done: bool,
 }
@@ -255,7 +258,8 @@ impl<R: RoutePolicy> Proxy<R> {
         self.router = router;
     }
 
-    /// The routing policy (a reloadable script keeps its own state there).
+    /// The routing policy (a reloadable script keeps its own state there; a location
+    /// service its bindings).
     pub fn router_mut(&mut self) -> &mut R {
         &mut self.router
     }
@@ -740,6 +744,7 @@ impl<R: RoutePolicy> Proxy<R> {
             switched: Vec::new(),
             awaiting_failure: false,
             alternates: HashMap::new(),
+            branch_hops: HashMap::new(),
             live_clients: 0,
             server_done: false,
         };

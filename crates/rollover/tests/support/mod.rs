@@ -276,6 +276,11 @@ impl Proxy {
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         self.proc.wait(limit)
     }
+
+    /// Kills it with SIGKILL (by its PID): no drain, no clean exit.
+    pub fn kill9(&mut self) {
+        self.proc.kill();
+    }
 }
 
 /// VmRSS of a process in kB (0 when it is gone).
