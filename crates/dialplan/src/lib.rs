@@ -31,7 +31,7 @@ pub use duration::parse_duration;
 pub use listen::{parse_listen, Listen};
 pub use registrar::{AuthConfig, RegistrarSettings, StoreSettings, LOCATION_TARGET};
 use security::compile_security;
-pub use server::{ConnectionLimits, ServerSettings};
+pub use server::{ConnectionLimits, ServerSettings, DEFAULT_LINGER};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -50,9 +50,6 @@ use rollover_txn::{Peer, Transport};
 use toml::Spanned;
 
 use crate::raw::{RawConfig, RawFailover, RawRoute};
-
-/// How long an ended transaction lingers by default (`[server] linger`).
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -485,21 +482,7 @@ impl Config {
                     }
                 },
             },
-            // Kamailio's habit (tm's wait_timer, 5 s) where the seeds are silent: an ended
-            // transaction lingers 5 s, not the RFC's 32 s; a 2xx retransmitted later is
-            // still relayed, statelessly. Memory is proportional to it (docs/performance.md).
-            linger: {
-                let d = cx.duration(&s.linger, "server.linger", DEFAULT_LINGER)?;
-                if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
-                    let span = s.linger.as_ref().map_or(0..0, |v| v.span());
-                    return Err(cx.err(
-                        span,
-                        "server.linger",
-                        "expected 1s to 64s (5s is Kamailio's wait_timer; 32s keeps the RFC's timers)",
-                    ));
-                }
-                Some(d)
-            },
+            linger: cx.linger(&s.linger)?,
             workers: match &s.workers {
                 None => None,
                 Some(_) => Some(cx.count(&s.workers, "server.workers", 1, 256, 1)?),

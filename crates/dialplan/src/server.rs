@@ -9,7 +9,32 @@ use rollover_net::{ListenSpec, NetConfig, TlsFiles};
 use rollover_proxy::{LateAnswer, ProxyConfig, Secret};
 use rollover_txn::Transport;
 
-use crate::Config;
+use crate::duration::RawDuration;
+use crate::{Config, ConfigError, Ctx};
+
+/// How long an ended transaction lingers by default (`[server] linger`): Kamailio's habit
+/// (tm's `wait_timer`) where the seeds are silent, not the RFC's 32 s. A 2xx retransmitted
+/// later is still relayed, statelessly. Memory is proportional to it (docs/performance.md).
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
+impl Ctx<'_> {
+    /// `[server] linger`: 1 s to 64 s, [`DEFAULT_LINGER`] when not written.
+    pub(crate) fn linger(
+        &self,
+        v: &Option<toml::Spanned<RawDuration>>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let d = self.duration(v, "server.linger", DEFAULT_LINGER)?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(64)).contains(&d) {
+            let span = v.as_ref().map_or(0..0, |v| v.span());
+            return Err(self.err(
+                span,
+                "server.linger",
+                "expected 1s to 64s (5s is Kamailio's wait_timer; 32s keeps the RFC's timers)",
+            ));
+        }
+        Ok(Some(d))
+    }
+}
 
 /// Server settings from `[server]`.
 #[derive(Debug, Clone, PartialEq)]
