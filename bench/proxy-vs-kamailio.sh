@@ -73,8 +73,9 @@ tree() {
     [ -r "/proc/$p/stat" ] || continue
     echo "$p"
     kids=$(cat /proc/"$p"/task/*/children 2>/dev/null | tr '\n' ' ')
-    [ -n "${kids// /}" ] && tree $kids
+    if [ -n "${kids// /}" ]; then tree $kids; fi
   done
+  return 0
 }
 # "utime stime" (ticks, /proc/PID/stat fields 14 and 15) summed over a process tree.
 ticks() {
