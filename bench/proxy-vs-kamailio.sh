@@ -20,6 +20,7 @@
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
 # retransmissions; then half its max for STEP_SECONDS to see that it recovered by itself.
+# OVERLOAD_RATE=R offers R calls/s instead of 1.5x the max.
 # CPU_QUOTA=P runs each proxy (all its processes) in a cgroup limited to P % of one core,
 # so that the proxy, not SIPp, is what saturates: on a 2-core machine SIPp's three
 # processes cannot offer 1.5x what a whole core of either proxy sustains.
@@ -198,7 +199,7 @@ print(f"{p(0.5):.2f} {p(0.9):.2f} {p(0.99):.2f}")
 PY
 }
 
-declare -A CPU USR SYS MEM MAXRATE P50 P90 P99 OKCALLS OVER RECOVER
+declare -A CPU USR SYS MEM MAXRATE P50 P90 P99 OKCALLS OVER RECOVER OVERRATE
 for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
@@ -226,9 +227,10 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   done
   MAXRATE[$proxy]=$best
   if [ "$best" -gt 0 ]; then
-    over=$(( best * 3 / 2 ))
+    over=${OVERLOAD_RATE:-$(( best * 3 / 2 ))}
     read -r ok bad re < <(run_load "$over" $(( over * OVERLOAD_SECONDS )))
     pct=$(( ok * 100 / (best * OVERLOAD_SECONDS) ))
+    OVERRATE[$proxy]=$over
     echo "   overload $over cps x ${OVERLOAD_SECONDS} s: $ok completed ($pct % of the max rate's calls), $bad refused or failed, $re retransmissions $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
     OVER[$proxy]="$pct % ($ok ok, $bad refused/failed, $re retr.)"
     sleep 2
@@ -245,7 +247,7 @@ echo
 echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | at 1.5x max: completed vs max | then max/2: ok/failed | INVITE→200 p50 / p90 / p99 (ms) |"
 echo "|---|---|---|---|---|---|---|---|"
 for proxy in ${PROXIES:-kamailio rollover}; do
-  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${OVER[$proxy]:-} | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
+  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${OVER[$proxy]:-} at ${OVERRATE[$proxy]:-} cps | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
 if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
   python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {ru/ku:.2f})')"

@@ -135,6 +135,27 @@ pub struct NetConfig {
     /// bound once per worker (`SO_REUSEPORT`) and every message is handed to the worker its
     /// Call-ID hashes to: see [`Transports::worker`](crate::Transports::worker).
     pub workers: usize,
+    /// Overload shedding: when a worker's queue is full, a new request arriving over UDP
+    /// is answered `503` with `Retry-After` at once ([`rollover_txn::shed`]) instead of
+    /// waiting in the socket buffer behind it. `None` (the default): it waits.
+    pub shed: Option<Shed>,
+}
+
+/// How a full queue sheds new requests (see [`NetConfig::shed`]).
+#[derive(Clone)]
+pub struct Shed {
+    /// The `Retry-After` of the 503, in seconds.
+    pub retry_after: u32,
+    /// Sources never shed (trusted peers: their requests wait their turn).
+    pub exempt: std::sync::Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+}
+
+impl fmt::Debug for Shed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shed")
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for NetConfig {
@@ -151,6 +172,7 @@ impl Default for NetConfig {
             unused_connection_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             workers: 1,
+            shed: None,
         }
     }
 }

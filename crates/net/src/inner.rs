@@ -77,6 +77,7 @@ pub(crate) struct Inner {
     /// every connection's token is a child of it.
     pub(crate) stop: CancellationToken,
     pub(crate) conns: ConnTable,
+    pub(crate) shed: Option<crate::config::Shed>,
     pub(crate) locals: Vec<(Transport, SocketAddr)>,
     /// The SIP domain a TLS peer address was reached by (RFC 5922): verified against its
     /// certificate and sent as SNI. Addresses not here are verified as IP addresses.
@@ -135,6 +136,15 @@ impl Inner {
                     }
                 });
             }
+        }
+    }
+
+    /// Queues an event for `worker` if there is room; gives it back when the queue is full.
+    pub(crate) fn offer(&self, worker: usize, event: Inbound) -> Option<Inbound> {
+        let inbound = self.inbound.get(worker)?;
+        match inbound.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(event)) => Some(event),
         }
     }
 

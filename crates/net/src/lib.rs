@@ -75,6 +75,6 @@ mod transport;
 
 pub mod driver;
 
-pub use config::{ListenSpec, NetConfig, NetError, SpecProblem, TlsFiles};
+pub use config::{ListenSpec, NetConfig, NetError, Shed, SpecProblem, TlsFiles};
 pub use inner::{worker_for, Inbound, TlsNames};
 pub use transport::{Transports, WorkerTransports};

@@ -56,6 +56,7 @@ pub(crate) struct Logs {
     pub(crate) accept_error: RateLimit,
     pub(crate) queue_full: RateLimit,
     pub(crate) no_certificate: RateLimit,
+    pub(crate) shed: RateLimit,
 }
 
 #[cfg(test)]

@@ -210,6 +210,7 @@ impl Transports {
             tls,
             stop: CancellationToken::new(),
             conns: ConnTable::default(),
+            shed: cfg.shed.clone(),
             locals,
             tls_names: TlsNames::default(),
         });
@@ -437,6 +438,7 @@ fn bind_stream(spec: &ListenSpec) -> io::Result<TcpListener> {
 /// and hands it to the worker owning the call.
 async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, worker: usize) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
+    let mut shed_count = 0u64;
     loop {
         let received = tokio::select! {
             biased;
@@ -453,14 +455,36 @@ async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, 
                     tracing::debug!(%src, len, "UDP: datagram over the size limit dropped");
                     continue;
                 }
-                let event = Inbound::Message {
-                    source: Peer {
-                        transport: Transport::Udp,
-                        addr: src,
-                    },
-                    local,
-                    bytes: Bytes::copy_from_slice(data),
+                let bytes = Bytes::copy_from_slice(data);
+                let source = Peer {
+                    transport: Transport::Udp,
+                    addr: src,
                 };
+                let event = Inbound::Message {
+                    source,
+                    local,
+                    bytes,
+                };
+                let Some(event) = inner.offer(worker, event) else {
+                    continue;
+                };
+                // The worker is a whole queue behind: a new request is refused now rather
+                // than left to age in the socket buffer behind the calls under way.
+                if let Some(busy) = shed(&inner, &event) {
+                    if socket.try_send_to(&busy, src).is_ok() {
+                        shed_count += 1;
+                        if let Some(suppressed) = inner.logs.shed.allow() {
+                            tracing::info!(
+                                %local,
+                                worker,
+                                refused = shed_count,
+                                suppressed,
+                                "overloaded: queue full, new requests refused with 503 on arrival"
+                            );
+                        }
+                    }
+                    continue;
+                }
                 if !inner.deliver(worker, event, &inner.stop).await {
                     return;
                 }
@@ -478,4 +502,17 @@ async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, 
             }
         }
     }
+}
+
+/// The 503 for a message the worker has no room for, when shedding is on, the sender is
+/// not exempt and the message is a new request.
+fn shed(inner: &Inner, event: &Inbound) -> Option<Bytes> {
+    let policy = inner.shed.as_ref()?;
+    let Inbound::Message { source, bytes, .. } = event else {
+        return None;
+    };
+    if (policy.exempt)(source.addr.ip()) {
+        return None;
+    }
+    rollover_txn::shed(bytes, &inner.limits, policy.retry_after)
 }

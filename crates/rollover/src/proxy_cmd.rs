@@ -436,7 +436,18 @@ impl WorkerParts {
 
 async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let s = &cfg.server;
-    let net = s.net_config();
+    let mut net = s.net_config();
+    // Admission control at the socket: a worker whose queue is full refuses new requests
+    // with 503 as they arrive (trusted peers excepted), as the core does past
+    // overload_backlog; 0 turns both off.
+    let sec = cfg.security.limits.clone();
+    if sec.overload_backlog > 0 {
+        let retry_after = sec.retry_after;
+        net.shed = Some(rollover_net::Shed {
+            retry_after,
+            exempt: Arc::new(move |ip| sec.is_trusted(ip)),
+        });
+    }
     let workers = net.workers.max(1);
     let (transports, mut inbound, shares) = Transports::bind_workers(net)
         .await

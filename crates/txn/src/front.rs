@@ -187,6 +187,42 @@ impl FrontDoor {
     }
 }
 
+/// A new request refused before it is even queued, for a worker so far behind that its
+/// queue is full: `503 Service Unavailable` with `Retry-After`, stateless (one response per
+/// request, never more bytes than it came with plus a few headers), built from the
+/// request's own lines. Refusing it here costs a parse, where queueing it would cost a
+/// place in a queue that the calls already under way need, and the caller's
+/// retransmissions while it waited.
+///
+/// `None` for what must wait its turn: responses, ACK, CANCEL, requests inside a dialog
+/// (they carry a To tag), and anything malformed (the front door answers that).
+pub fn shed(bytes: &Bytes, limits: &Limits, retry_after: u32) -> Option<Bytes> {
+    if bytes.starts_with(b"SIP/2.0 ") {
+        return None;
+    }
+    let msg = Message::parse_with(bytes.clone(), limits).ok()?;
+    let method = msg.method()?;
+    if matches!(method, Method::Ack | Method::Cancel) || msg.to_tag().is_some() {
+        return None;
+    }
+    msg.validate().ok()?;
+    // The same tag for a retransmission of the same request.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        msg.call_id().ok().hash(&mut h);
+        msg.from_tag().hash(&mut h);
+        msg.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
+        format!("sh{:012x}", h.finish() & 0xffff_ffff_ffff)
+    };
+    Some(
+        msg.reply(rollover_sip::StatusCode::SERVICE_UNAVAILABLE)
+            .to_tag(&tag)
+            .header("Retry-After", &retry_after.to_string())
+            .build(),
+    )
+}
+
 /// How long one aggregated bad-input line covers.
 const NOISE_WINDOW: Duration = Duration::from_secs(10);
 

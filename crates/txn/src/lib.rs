@@ -28,7 +28,7 @@ mod transport;
 
 pub use client::{InviteClientState, NonInviteClientState};
 pub use config::Config;
-pub use front::{stamp_via, FrontDoor, FrontStats};
+pub use front::{shed, stamp_via, FrontDoor, FrontStats};
 pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRef, TxnStats};
 pub use server::{InviteServerState, NonInviteServerState, SendError};
 pub use timer::Slot;

@@ -779,3 +779,34 @@ fn linger_caps_timers_d_j_l_and_m_but_not_h() {
     h.run_until(Duration::from_secs(31));
     assert_eq!(h.layer.len(), 1, "Timer L is 64·T1 by default");
 }
+
+#[test]
+fn shed_refuses_new_requests_only() {
+    let limits = rollover_sip::Limits::default();
+    let inv = request(Method::Invite, "z9hG4bK-shed", Transport::Udp);
+    let busy = crate::shed(inv.as_bytes(), &limits, 7).expect("a new INVITE is shed");
+    let busy = Message::parse(busy).unwrap();
+    assert_eq!(busy.status(), Some(503));
+    assert_eq!(busy.retry_after().unwrap().unwrap().seconds, 7);
+    assert_eq!(busy.top_via().unwrap().branch(), Some("z9hG4bK-shed"));
+    assert!(busy.to_tag().is_some());
+    // The same tag for a retransmission.
+    let again = Message::parse(crate::shed(inv.as_bytes(), &limits, 7).unwrap()).unwrap();
+    assert_eq!(again.to_tag(), busy.to_tag());
+    // Never: responses, ACK, CANCEL, in-dialog requests, junk.
+    assert!(crate::shed(&response_to(&inv, 200), &limits, 7).is_none());
+    for m in [Method::Ack, Method::Cancel] {
+        let r = request(m.clone(), "z9hG4bK-shed", Transport::Udp);
+        assert!(crate::shed(r.as_bytes(), &limits, 7).is_none(), "{m:?}");
+    }
+    let bye = RequestBuilder::new(Method::Bye, "sip:bob@127.0.0.1:5070")
+        .via("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-bye")
+        .from("<sip:alice@example.com>;tag=a1")
+        .to("<sip:bob@example.com>;tag=b1")
+        .call_id("call-1@example.com")
+        .cseq(2)
+        .build()
+        .unwrap();
+    assert!(crate::shed(&bye, &limits, 7).is_none());
+    assert!(crate::shed(&bytes::Bytes::from_static(b"\x00junk"), &limits, 7).is_none());
+}
