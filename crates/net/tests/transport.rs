@@ -616,3 +616,91 @@ async fn tls_verifies_the_sip_domain_a_target_named() {
     .await
     .unwrap();
 }
+
+/// A driver that has fallen a whole queue behind: new requests arriving over UDP are
+/// answered 503 with Retry-After on arrival; responses and in-dialog requests wait their
+/// turn; an exempt source waits too.
+#[tokio::test]
+async fn a_full_queue_sheds_new_requests_with_503() {
+    let exempt = std::net::IpAddr::from([127, 0, 0, 9]);
+    let cfg = NetConfig {
+        shed: Some(rollover_net::Shed {
+            retry_after: 9,
+            exempt: std::sync::Arc::new(move |ip| ip == exempt),
+        }),
+        ..config(&["udp:127.0.0.1:0"])
+    };
+    let (t, mut rx) = Transports::bind(cfg).await.unwrap();
+    let proxy = t.local_addr(Transport::Udp).unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = |n: u32, to_tag: &str| {
+        format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-s{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:b@example.com>{to_tag}\r\nFrom: <sip:a@example.com>;tag=f{n}\r\n\
+             Call-ID: shed-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // Nobody reads the queue: 1024 requests fill it; the rest are refused as they come.
+    let total = 1100u32;
+    for n in 0..total {
+        caller
+            .send_to(invite(n, "").as_bytes(), proxy)
+            .await
+            .unwrap();
+        if n % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut refused = 0;
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((len, _))) =
+        timeout(Duration::from_millis(500), caller.recv_from(&mut buf)).await
+    {
+        let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
+        assert_eq!(m.status(), Some(503));
+        assert_eq!(m.retry_after().unwrap().unwrap().seconds, 9);
+        refused += 1;
+    }
+    assert!(
+        (50..=76).contains(&refused),
+        "about total - 1024 refused, got {refused}"
+    );
+    // A trusted (exempt) source is not refused either: its request waits its turn.
+    let trusted = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    trusted
+        .send_to(invite(6000, "").as_bytes(), proxy)
+        .await
+        .unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), trusted.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "an exempt source is never shed"
+    );
+    // A request inside a dialog is not refused: it waits for room.
+    caller
+        .send_to(invite(5000, ";tag=x").as_bytes(), proxy)
+        .await
+        .unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), caller.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "an in-dialog request is never shed"
+    );
+    // Once the driver reads, everything queued arrives, the waiting one included.
+    let mut got = 0;
+    while let Ok(Some(Inbound::Message { bytes, .. })) =
+        timeout(Duration::from_millis(500), rx.recv()).await
+    {
+        got += 1;
+        let _ = bytes;
+    }
+    assert_eq!(
+        got,
+        total - refused + 2,
+        "the trusted and in-dialog ones too"
+    );
+    t.shutdown();
+}
