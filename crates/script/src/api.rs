@@ -1,8 +1,10 @@
 //! The objects a route is handed (`req`, `branch`, `reply`, `failed`) and what a route asks
-//! for through them ([`Acts`]). Each object is a plain table whose methods are closures
-//! over the message in hand, alive only while the route runs.
+//! for through them ([`Acts`]). What a route may touch ([`Ctx`]) sits in the Lua state's
+//! app data while it runs: `req`'s methods are made once per state and find the call
+//! there, so routing a call creates no closure. `branch`, `reply` and `failed` are plain
+//! tables whose methods are closures over the message in hand, alive only while the route
+//! runs.
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use mlua::{Lua, Scope, Table, Value};
@@ -77,6 +79,50 @@ pub(crate) struct Acts {
     pub(crate) on_reply: Option<String>,
     pub(crate) on_branch: Option<String>,
     pub(crate) decision: Option<Decide>,
+}
+
+/// The route in progress, in the Lua state's app data from [`begin`] to [`end`].
+pub(crate) struct Ctx {
+    /// The request `req` stands for.
+    msg: Message,
+    /// Which route: what `req` may do.
+    kind: Kind,
+    /// What the route asked for so far.
+    acts: Acts,
+}
+
+/// Where `req`'s shared metatable is kept in the registry.
+const REQ_META: &str = "rollover.req";
+
+/// A route over `msg` starts.
+pub(crate) fn begin(lua: &Lua, msg: &Message, kind: Kind) {
+    lua.set_app_data(Ctx {
+        msg: msg.clone(),
+        kind,
+        acts: Acts::default(),
+    });
+}
+
+/// The route ended: what it asked for.
+pub(crate) fn end(lua: &Lua) -> Acts {
+    lua.remove_app_data::<Ctx>()
+        .map(|c| c.acts)
+        .unwrap_or_default()
+}
+
+fn no_route() -> mlua::Error {
+    mlua::Error::RuntimeError("no route is running".to_owned())
+}
+
+/// Runs `f` on the running route's acts.
+fn with_acts<R>(lua: &Lua, f: impl FnOnce(&mut Acts) -> R) -> mlua::Result<R> {
+    let mut ctx = lua.app_data_mut::<Ctx>().ok_or_else(no_route)?;
+    Ok(f(&mut ctx.acts))
+}
+
+/// Which route is running.
+fn kind(lua: &Lua) -> mlua::Result<Kind> {
+    Ok(lua.app_data_ref::<Ctx>().ok_or_else(no_route)?.kind)
 }
 
 /// The first `name` header of `msg`, unfolded.
@@ -157,97 +203,108 @@ fn not_here(what: &str, kind: Kind) -> mlua::Error {
     mlua::Error::RuntimeError(format!("req:{what}() is not allowed in {route}"))
 }
 
-/// The `req` object: the request as received, `vars`, and the request-level actions.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn req_table<'scope, 'env: 'scope>(
-    lua: &Lua,
-    scope: &'scope Scope<'scope, 'env>,
-    msg: &'env Message,
-    ruri: &str,
-    source: &str,
-    vars: &Table,
-    acts: &'env RefCell<Acts>,
-    kind: Kind,
-) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set("method", msg.method().map_or("", |m| m.as_str()).to_owned())?;
+/// The `req` object: the request as received, `vars`, and the request-level actions. Its
+/// methods live in one metatable per Lua state (hidden from the script).
+pub(crate) fn req_table(lua: &Lua, ruri: &str, source: &str, vars: &Table) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 4)?;
+    let method = lua
+        .app_data_ref::<Ctx>()
+        .ok_or_else(no_route)?
+        .msg
+        .method()
+        .map_or("", |m| m.as_str())
+        .to_owned();
+    t.set("method", method)?;
     t.set("ruri", ruri)?;
     t.set("source", source)?;
     t.set("vars", vars)?;
-    t.set(
+    t.set_metatable(Some(req_meta(lua)?))?;
+    Ok(t)
+}
+
+/// `req`'s metatable, made on first use.
+fn req_meta(lua: &Lua) -> mlua::Result<Table> {
+    if let Some(mt) = lua.named_registry_value::<Option<Table>>(REQ_META)? {
+        return Ok(mt);
+    }
+    let m = lua.create_table()?;
+    m.set(
         "header",
-        scope.create_function(move |_, (_, name): (Value, String)| Ok(header_of(msg, &name)))?,
+        lua.create_function(|lua, (_, name): (Value, String)| {
+            let ctx = lua.app_data_ref::<Ctx>().ok_or_else(no_route)?;
+            Ok(header_of(&ctx.msg, &name))
+        })?,
     )?;
-    let writable = kind != Kind::Reply;
-    t.set(
+    m.set(
         "set_ruri",
-        scope.create_function(move |_, (this, uri): (Table, String)| {
-            if !writable {
+        lua.create_function(|lua, (this, uri): (Table, String)| {
+            let kind = kind(lua)?;
+            if kind == Kind::Reply {
                 return Err(not_here("set_ruri", kind));
             }
             this.set("ruri", uri.as_str())?;
-            acts.borrow_mut().ruri = Some(uri);
-            Ok(())
+            with_acts(lua, |a| a.ruri = Some(uri))
         })?,
     )?;
-    t.set(
+    m.set(
         "append_header",
-        scope.create_function(move |_, (_, line): (Value, String)| {
-            if !writable {
+        lua.create_function(|lua, (_, line): (Value, String)| {
+            let kind = kind(lua)?;
+            if kind == Kind::Reply {
                 return Err(not_here("append_header", kind));
             }
             let (n, v) = split_header(&line)?;
-            acts.borrow_mut().edits.append_header(&n, &v);
-            Ok(())
+            with_acts(lua, |a| {
+                a.edits.append_header(&n, &v);
+            })
         })?,
     )?;
-    t.set(
+    m.set(
         "remove_header",
-        scope.create_function(move |_, (_, name): (Value, String)| {
-            if !writable {
+        lua.create_function(|lua, (_, name): (Value, String)| {
+            let kind = kind(lua)?;
+            if kind == Kind::Reply {
                 return Err(not_here("remove_header", kind));
             }
-            acts.borrow_mut().edits.remove_header(&name);
-            Ok(())
+            with_acts(lua, |a| a.edits.remove_header(&name))
         })?,
     )?;
-    t.set(
+    m.set(
         "on_failure",
-        scope.create_function(move |_, (_, name): (Value, String)| {
-            acts.borrow_mut().on_failure = Some(name);
-            Ok(())
+        lua.create_function(|lua, (_, name): (Value, String)| {
+            with_acts(lua, |a| a.on_failure = Some(name))
         })?,
     )?;
-    t.set(
+    m.set(
         "on_reply",
-        scope.create_function(move |_, (_, name): (Value, String)| {
-            acts.borrow_mut().on_reply = Some(name);
-            Ok(())
+        lua.create_function(|lua, (_, name): (Value, String)| {
+            with_acts(lua, |a| a.on_reply = Some(name))
         })?,
     )?;
-    t.set(
+    m.set(
         "on_branch",
-        scope.create_function(move |_, (_, name): (Value, String)| {
-            acts.borrow_mut().on_branch = Some(name);
-            Ok(())
+        lua.create_function(|lua, (_, name): (Value, String)| {
+            with_acts(lua, |a| a.on_branch = Some(name))
         })?,
     )?;
-    t.set(
+    m.set(
         "relay",
-        scope.create_function(
-            move |_, (_, targets, opts): (Value, Option<Value>, Option<Table>)| {
-                if !writable {
+        lua.create_function(
+            |lua, (_, targets, opts): (Value, Option<Value>, Option<Table>)| {
+                let kind = kind(lua)?;
+                if kind == Kind::Reply {
                     return Err(not_here("relay", kind));
                 }
-                acts.borrow_mut().decision = Some(relay_args(targets, opts)?);
-                Ok(())
+                let d = relay_args(targets, opts)?;
+                with_acts(lua, |a| a.decision = Some(d))
             },
         )?,
     )?;
-    t.set(
+    m.set(
         "lookup",
-        scope.create_function(move |_, (_, opts): (Value, Option<Table>)| {
-            if !writable {
+        lua.create_function(|lua, (_, opts): (Value, Option<Table>)| {
+            let kind = kind(lua)?;
+            if kind == Kind::Reply {
                 return Err(not_here("lookup", kind));
             }
             // The Request-URI's registered contacts, by q value: `relay("location:")`.
@@ -255,13 +312,13 @@ pub(crate) fn req_table<'scope, 'env: 'scope>(
                 Decide::Relay(_, o) => Decide::Relay(Some(vec!["location:".to_owned()]), o),
                 d => d,
             };
-            acts.borrow_mut().decision = Some(d);
-            Ok(())
+            with_acts(lua, |a| a.decision = Some(d))
         })?,
     )?;
-    t.set(
+    m.set(
         "reply",
-        scope.create_function(move |_, (_, code, reason): (Value, u16, Option<String>)| {
+        lua.create_function(|lua, (_, code, reason): (Value, u16, Option<String>)| {
+            let kind = kind(lua)?;
             if kind != Kind::Request {
                 return Err(not_here("reply", kind));
             }
@@ -271,60 +328,60 @@ pub(crate) fn req_table<'scope, 'env: 'scope>(
                 )));
             }
             let reason = reason.unwrap_or_default();
-            acts.borrow_mut().decision = Some(Decide::Reply(code, reason));
-            Ok(())
+            with_acts(lua, |a| a.decision = Some(Decide::Reply(code, reason)))
         })?,
     )?;
-    t.set(
+    m.set(
         "drop",
-        scope.create_function(move |_, _: Value| {
+        lua.create_function(|lua, _: Value| {
+            let kind = kind(lua)?;
             if kind != Kind::Request {
                 return Err(not_here("drop", kind));
             }
-            acts.borrow_mut().decision = Some(Decide::Drop);
-            Ok(())
+            with_acts(lua, |a| a.decision = Some(Decide::Drop))
         })?,
     )?;
-    t.set(
+    m.set(
         "dialplan",
-        scope.create_function(move |_, _: Value| {
+        lua.create_function(|lua, _: Value| {
+            let kind = kind(lua)?;
             if kind != Kind::Request {
                 return Err(not_here("dialplan", kind));
             }
-            acts.borrow_mut().decision = Some(Decide::Dialplan);
-            Ok(())
+            with_acts(lua, |a| a.decision = Some(Decide::Dialplan))
         })?,
     )?;
-    Ok(t)
+    let mt = lua.create_table()?;
+    mt.set("__index", m)?;
+    // getmetatable(req) gives false: a script cannot change the methods every call shares.
+    mt.set("__metatable", false)?;
+    lua.set_named_registry_value(REQ_META, &mt)?;
+    Ok(mt)
 }
 
 /// The header edits and `drop()` shared by `branch` and `reply`.
 fn edit_methods<'scope, 'env: 'scope>(
     t: &Table,
     scope: &'scope Scope<'scope, 'env>,
-    acts: &'env RefCell<Acts>,
 ) -> mlua::Result<()> {
     t.set(
         "append_header",
-        scope.create_function(move |_, (_, line): (Value, String)| {
+        scope.create_function(move |lua, (_, line): (Value, String)| {
             let (n, v) = split_header(&line)?;
-            acts.borrow_mut().edits.append_header(&n, &v);
-            Ok(())
+            with_acts(lua, |a| {
+                a.edits.append_header(&n, &v);
+            })
         })?,
     )?;
     t.set(
         "remove_header",
-        scope.create_function(move |_, (_, name): (Value, String)| {
-            acts.borrow_mut().edits.remove_header(&name);
-            Ok(())
+        scope.create_function(move |lua, (_, name): (Value, String)| {
+            with_acts(lua, |a| a.edits.remove_header(&name))
         })?,
     )?;
     t.set(
         "drop",
-        scope.create_function(move |_, _: Value| {
-            acts.borrow_mut().edits.drop_message();
-            Ok(())
-        })?,
+        scope.create_function(move |lua, _: Value| with_acts(lua, |a| a.edits.drop_message()))?,
     )?;
     Ok(())
 }
@@ -335,7 +392,6 @@ pub(crate) fn branch_table<'scope, 'env: 'scope>(
     scope: &'scope Scope<'scope, 'env>,
     request: &'env Message,
     ruri: &str,
-    acts: &'env RefCell<Acts>,
 ) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("ruri", ruri)?;
@@ -344,7 +400,7 @@ pub(crate) fn branch_table<'scope, 'env: 'scope>(
         scope
             .create_function(move |_, (_, name): (Value, String)| Ok(header_of(request, &name)))?,
     )?;
-    edit_methods(&t, scope, acts)?;
+    edit_methods(&t, scope)?;
     Ok(t)
 }
 
@@ -353,7 +409,6 @@ pub(crate) fn reply_table<'scope, 'env: 'scope>(
     lua: &Lua,
     scope: &'scope Scope<'scope, 'env>,
     reply: &'env Message,
-    acts: &'env RefCell<Acts>,
 ) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("status", reply.status().unwrap_or(0))?;
@@ -368,7 +423,7 @@ pub(crate) fn reply_table<'scope, 'env: 'scope>(
         "header",
         scope.create_function(move |_, (_, name): (Value, String)| Ok(header_of(reply, &name)))?,
     )?;
-    edit_methods(&t, scope, acts)?;
+    edit_methods(&t, scope)?;
     Ok(t)
 }
 

@@ -2,7 +2,6 @@
 //! its own state (the script version it started with, `req.vars`, the armed routes, the
 //! request-level header edits) under the key the core gives it.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -129,24 +128,15 @@ impl<D: Router> ScriptPolicy<D> {
         let script = self.script.clone();
         let ruri = request.request_uri_str().unwrap_or_default().to_owned();
         let mut st = CallState::new(script.clone(), ruri.clone());
-        let acts = RefCell::new(Acts::default());
         let src = source_text(source);
-        let vars = run(&script, "request_route", call_id, |lua, f, scope| {
+        api::begin(&script.lua, request, Kind::Request);
+        let vars = run(&script, "request_route", call_id, |lua, f, _| {
             let vars = st.vars.to_table(lua)?;
-            let req = api::req_table(
-                lua,
-                scope,
-                request,
-                &ruri,
-                &src,
-                &vars,
-                &acts,
-                Kind::Request,
-            )?;
+            let req = api::req_table(lua, &ruri, &src, &vars)?;
             f.call::<()>(req)?;
             Ok(Vars::from_table(&vars))
         });
-        let mut acts = acts.into_inner();
+        let mut acts = api::end(&script.lua);
         let decision = match vars {
             Some(v) => {
                 st.vars = v;
@@ -309,18 +299,19 @@ impl<D: Router> RoutePolicy for ScriptPolicy<D> {
             return;
         };
         let route = format!("branch_route_{name}");
-        let acts = RefCell::new(Acts::default());
         let script = st.script.clone();
+        api::begin(&script.lua, call.request, Kind::Failure);
         let vars = run(&script, &route, call.call_id, |lua, f, scope| {
             let vars = st.vars.to_table(lua)?;
-            let branch = api::branch_table(lua, scope, call.request, &target.uri, &acts)?;
+            let branch = api::branch_table(lua, scope, call.request, &target.uri)?;
             branch.set("vars", &vars)?;
             f.call::<()>(branch)?;
             Ok(Vars::from_table(&vars))
         });
+        let acts = api::end(&script.lua);
         if let Some(v) = vars {
             st.vars = v;
-            let e = acts.into_inner().edits;
+            let e = acts.edits;
             edits.add.extend(e.add);
             edits.remove.extend(e.remove);
             edits.drop |= e.drop;
@@ -348,29 +339,20 @@ impl<D: Router> RoutePolicy for ScriptPolicy<D> {
             return;
         };
         let route = format!("reply_route_{name}");
-        let acts = RefCell::new(Acts::default());
         let script = st.script.clone();
         let src = source_text(call.source);
         let ruri = st.ruri.clone();
+        api::begin(&script.lua, call.request, Kind::Reply);
         let vars = run(&script, &route, call.call_id, |lua, f, scope| {
             let vars = st.vars.to_table(lua)?;
-            let rep = api::reply_table(lua, scope, reply, &acts)?;
-            let req = api::req_table(
-                lua,
-                scope,
-                call.request,
-                &ruri,
-                &src,
-                &vars,
-                &acts,
-                Kind::Reply,
-            )?;
+            let rep = api::reply_table(lua, scope, reply)?;
+            let req = api::req_table(lua, &ruri, &src, &vars)?;
             f.call::<()>((rep, req))?;
             Ok(Vars::from_table(&vars))
         });
+        let mut acts = api::end(&script.lua);
         if let Some(v) = vars {
             st.vars = v;
-            let mut acts = acts.into_inner();
             st.arm(&mut acts);
             edits.add.extend(acts.edits.add);
             edits.remove.extend(acts.edits.remove);
@@ -402,31 +384,22 @@ impl<D: Router> RoutePolicy for ScriptPolicy<D> {
                 .find(|t| !st.failures.iter().any(|(_, f)| f == *t))
                 .cloned()
         };
-        let acts = RefCell::new(Acts::default());
         let script = st.script.clone();
         let src = source_text(call.source);
         let ruri = st.ruri.clone();
+        api::begin(&script.lua, call.request, Kind::Failure);
         let vars = run(&script, &route, call.call_id, |lua, f, scope| {
             let vars = st.vars.to_table(lua)?;
-            let req = api::req_table(
-                lua,
-                scope,
-                call.request,
-                &ruri,
-                &src,
-                &vars,
-                &acts,
-                Kind::Failure,
-            )?;
+            let req = api::req_table(lua, &ruri, &src, &vars)?;
             let fl = api::failed_table(lua, scope, status, failed.reply, target.as_deref())?;
             f.call::<()>((req, fl))?;
             Ok(Vars::from_table(&vars))
         });
+        let mut acts = api::end(&script.lua);
         let Some(v) = vars else {
             return Failure::Reply;
         };
         st.vars = v;
-        let mut acts = acts.into_inner();
         st.absorb(&mut acts);
         match acts.decision {
             Some(Decide::Relay(targets, opts)) => match plan(targets, &st.ruri, &opts) {

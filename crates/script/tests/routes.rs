@@ -528,3 +528,31 @@ fn globals_are_shared_by_the_calls_of_one_version() {
     call(&mut n, "round-2");
     assert_eq!((invites(&n, A).len(), invites(&n, B).len()), (1, 1));
 }
+
+#[test]
+fn req_methods_are_shared_and_hidden_so_one_call_cannot_change_the_next() {
+    // getmetatable(req) is false and the methods cannot be swapped: a call that tries
+    // fails its route (the dial plan routes it), and the next call's req is intact.
+    let mut n = net(
+        r#"function request_route(req)
+             if req:header("Call-ID") == "tamper" then
+               assert(getmetatable(req) == false)
+               setmetatable(req, {})
+             end
+             req:append_header("X-Seen: " .. req.method)
+             req:relay("sip:a@192.0.2.10:5060")
+           end"#,
+        "a=200@0.1s c=200@0.1s",
+    );
+    call(&mut n, "tamper");
+    call(&mut n, "after");
+    let to_a = invites(&n, A);
+    assert_eq!(to_a.len(), 1, "only the untampered call reached A");
+    assert_eq!(header(&to_a[0], "Call-ID").as_deref(), Some("after"));
+    assert_eq!(header(&to_a[0], "X-Seen").as_deref(), Some("INVITE"));
+    assert_eq!(
+        invites(&n, C).len(),
+        1,
+        "the tampering call went to the dial plan"
+    );
+}
