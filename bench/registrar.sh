@@ -60,9 +60,9 @@ for p in $PROXY_PORT $PHONE $UAC; do
 done
 
 # The tests' digest phone, one user per call: [field0] of the injection file is the user,
-# [field1] the password.
+# [field1] the password (quoted: SIPp 3.6 reads a bare nested [field0] as the keyword's end).
 sed -e 's/{{Q}}/1.0/; s/{{FINAL}}/200/; s/\[service\]/[field0]/g' \
-    -e 's/\[authentication\]/[authentication username=[field0] password=[field1]]/' \
+    -e 's/\[authentication\]/[authentication username="[field0]" password="[field1]"]/' \
   crates/rollover/tests/sipp/uac_register_digest.xml > "$W/register.xml"
 sed 's/{{HOLD_MS}}/0/' crates/rollover/tests/sipp/uac_answered.xml > "$W/uac.xml"
 sed -e 's/{{RING_MS}}/0/; s/{{ANSWER_MS}}/1/' crates/rollover/tests/sipp/uas_answer.xml > "$W/answer.xml"
@@ -283,7 +283,7 @@ for (( i = 1; i <= CALL_REPEAT; i++ )); do
 done
 
 echo
-echo "rollover $(git rev-parse --short HEAD), $(nproc) cores, workers = 1, $USERS users, MD5 digest"
+echo "$ROLLOVER_BIN (tree at $(git rev-parse --short HEAD)), $(nproc) cores, workers = 1, $USERS users, MD5 digest"
 echo "| store | CPU per registration at $FIXED_RATE/s: proxy (µs) | redis-server (µs) | registrations ok/failed | highest rate with 0 failures (/s, steps of $STEP_SECONDS s) | CPU per registration there: proxy / redis-server (µs) |"
 echo "|---|---|---|---|---|---|"
 for store in $STORES; do
