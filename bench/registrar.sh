@@ -302,6 +302,7 @@ for store in $STORES; do
   [ "$store" = redis ] || { fr="-"; mrd="-"; }
   echo "| $store | $fp | $fr | $fo | $mr | ${mp:-} / ${mrd:-} |"
 done
+[ "$CALL_REPEAT" -gt 0 ] || exit 0
 echo
 echo "| call ($CALL_RATE calls/s x $CALL_SECONDS s) | proxy CPU per call, each run (µs) | mean (µs) | calls ok/failed, each run |"
 echo "|---|---|---|---|"

@@ -14,7 +14,7 @@
 //!               └─ Verdict::Forbidden        ─▶ 403 (blocked source)
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -186,6 +186,15 @@ pub struct Digest {
     /// Per nonce: the highest count seen, the nonce's expiry, and the transaction that
     /// used that count (its retransmissions carry the same count and are no replay).
     counts: HashMap<String, Count>,
+    /// The nonces in `counts` in the order they were first used, with their expiry:
+    /// expired ones are dropped from the front as new ones come, at no cost per request.
+    order: VecDeque<(u64, String)>,
+    /// Nonces made before this time and not in `counts` were forgotten to keep the table
+    /// bounded: their use gets `stale=true` (a fresh nonce), never acceptance, so
+    /// forgetting a count never lets a replay through.
+    floor: u64,
+    /// Most nonce counts (and failing sources) remembered.
+    limit: usize,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -208,8 +217,18 @@ impl Digest {
             settings,
             next_salt: seed,
             counts: HashMap::new(),
+            order: VecDeque::new(),
+            floor: 0,
+            limit: TABLE_LIMIT,
             failures: HashMap::new(),
         }
+    }
+
+    /// The same with a smaller table, to test what happens when it is full.
+    #[cfg(test)]
+    pub(crate) fn with_limit(mut self, limit: usize) -> Digest {
+        self.limit = limit;
+        self
     }
 
     /// The settings.
@@ -323,8 +342,13 @@ impl Digest {
                 return Verdict::Challenge { stale: false };
             }
         }
-        if self.counts.len() >= TABLE_LIMIT {
-            self.counts.retain(|_, c| c.until > now);
+        let known = self.counts.contains_key(&answer.nonce);
+        if !known && made < self.floor {
+            // Its count was forgotten (the table was full): a fresh nonce, not a guess.
+            return Verdict::Challenge { stale: true };
+        }
+        if !known {
+            self.remember(now, &answer.nonce, expires);
         }
         self.counts.insert(
             answer.nonce.clone(),
@@ -338,9 +362,36 @@ impl Digest {
         user.map_or(Verdict::Challenge { stale: false }, Verdict::Ok)
     }
 
+    /// Makes room for a nonce first used now: drops the expired ones from the front, then,
+    /// when the table is still full, forgets the oldest live one and raises the floor.
+    fn remember(&mut self, now: u64, nonce: &str, expires: u64) {
+        while let Some((until, _)) = self.order.front() {
+            let full = self.counts.len() >= self.limit;
+            if *until > now && !full {
+                break;
+            }
+            let Some((until, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.counts.get(&old).is_some_and(|c| c.until == until) {
+                self.counts.remove(&old);
+                if until > now {
+                    let made = until.saturating_sub(self.settings.nonce_ttl);
+                    self.floor = self.floor.max(made.saturating_add(1));
+                }
+            }
+        }
+        self.order.push_back((expires, nonce.to_owned()));
+    }
+
     fn failed(&mut self, now: u64, source: IpAddr) -> Verdict {
-        if self.failures.len() >= TABLE_LIMIT && !self.failures.contains_key(&source) {
+        if self.failures.len() >= self.limit && !self.failures.contains_key(&source) {
             self.failures.retain(|_, f| f.blocked_until > now);
+            if self.failures.len() >= self.limit {
+                // As many sources blocked as the table holds: this one is not counted
+                // (scanning the table on every wrong answer would be the attack).
+                return Verdict::Challenge { stale: false };
+            }
         }
         let f = self.failures.entry(source).or_insert(Failures {
             count: 0,
@@ -364,6 +415,7 @@ impl Digest {
     /// Forgets nonce counts of expired nonces and blocks that ended.
     pub fn purge(&mut self, now: u64) {
         self.counts.retain(|_, c| c.until > now);
+        self.order.retain(|(until, _)| *until > now);
         self.failures
             .retain(|_, f| f.blocked_until > now || f.count > 0);
     }

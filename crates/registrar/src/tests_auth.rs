@@ -240,3 +240,28 @@ fn two_challenges_in_one_second_have_different_nonces() {
     let mut d = digest();
     assert_ne!(d.nonce(NOW, REALM), d.nonce(NOW, REALM));
 }
+
+#[test]
+fn a_full_nonce_table_forgets_the_oldest_and_never_accepts_its_replay() {
+    let mut d = digest().with_limit(3);
+    // Four phones, each its own nonce, one a second: the table holds three.
+    let answers: Vec<String> = (0..4)
+        .map(|i| {
+            let v = answer(&mut d, NOW + i, "MD5", "secret", &format!("c{i}"));
+            assert_eq!(check(&mut d, NOW + i, &v), Verdict::Ok(alice()));
+            v
+        })
+        .collect();
+    // The first nonce's count was forgotten: its replay is not accepted, it gets a fresh
+    // nonce (stale), as an expired one would.
+    assert_eq!(
+        check(&mut d, NOW + 5, &answers[0]),
+        Verdict::Challenge { stale: true }
+    );
+    // One still remembered is known with its transaction: this same request again is a
+    // retransmission, accepted as before.
+    assert_eq!(check(&mut d, NOW + 5, &answers[3]), Verdict::Ok(alice()));
+    // A new nonce is accepted as usual.
+    let v = answer(&mut d, NOW + 6, "MD5", "secret", "c9");
+    assert_eq!(check(&mut d, NOW + 6, &v), Verdict::Ok(alice()));
+}
