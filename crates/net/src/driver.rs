@@ -114,9 +114,11 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                     Some(Inbound::Message { source, bytes, .. }) => {
                         let backlog = inbound.len();
                         if let Some(msg) = door.screen(now, user, txn, source, bytes, backlog) {
-                            let owner = match msg.call_id() {
-                                Ok(id) => worker_for(id, transports.workers()),
-                                Err(_) => transports.worker(),
+                            // One worker owns everything: no Call-ID to read.
+                            let n = transports.workers();
+                            let owner = match (n > 1).then(|| msg.call_id()) {
+                                Some(Ok(id)) => worker_for(id, n),
+                                _ => transports.worker(),
                             };
                             if owner == transports.worker() {
                                 txn.handle_message(now, source, msg);

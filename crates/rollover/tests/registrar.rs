@@ -13,6 +13,24 @@
 
 mod support;
 
+/// One test per store, the same body: `sqlite_name` on the embedded SQLite store,
+/// `redis_name` on a redis-server of the test's own.
+macro_rules! on_both_stores {
+    ($($sqlite:ident, $redis:ident => $body:ident;)*) => {$(
+        #[test]
+        fn $sqlite() {
+            $body(&Store::Sqlite);
+        }
+
+        #[test]
+        fn $redis() {
+            if let Some(redis) = RedisServer::start() {
+                $body(&Store::Redis(redis));
+            }
+        }
+    )*};
+}
+
 #[path = "registrar/auth.rs"]
 mod auth;
 use auth::add_user;
@@ -414,52 +432,11 @@ fn a_phone_registered_through_an_edge_proxy_is_called_along_its_path() {
     );
 }
 
-#[test]
-fn register_rules_through_the_binary() {
-    register_rules_through_the_binary_on(&Store::Sqlite);
-}
-
-#[test]
-fn register_rules_through_the_binary_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        register_rules_through_the_binary_on(&Store::Redis(redis));
-    }
-}
-
-#[test]
-fn three_phones_fork_by_q_then_voicemail_answers() {
-    three_phones_fork_by_q_then_voicemail_answers_on(&Store::Sqlite);
-}
-
-#[test]
-fn three_phones_fork_by_q_then_voicemail_answers_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        three_phones_fork_by_q_then_voicemail_answers_on(&Store::Redis(redis));
-    }
-}
-
-#[test]
-fn a_binding_survives_restart_and_kill_9() {
-    a_binding_survives_restart_and_kill_9_on(&Store::Sqlite);
-}
-
-#[test]
-fn a_binding_survives_restart_and_kill_9_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        a_binding_survives_restart_and_kill_9_on(&Store::Redis(redis));
-    }
-}
-
-#[test]
-fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from() {
-    a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on(&Store::Sqlite);
-}
-
-#[test]
-fn a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on(&Store::Redis(redis));
-    }
+on_both_stores! {
+    register_rules_through_the_binary, register_rules_through_the_binary_on_redis => register_rules_through_the_binary_on;
+    three_phones_fork_by_q_then_voicemail_answers, three_phones_fork_by_q_then_voicemail_answers_on_redis => three_phones_fork_by_q_then_voicemail_answers_on;
+    a_binding_survives_restart_and_kill_9, a_binding_survives_restart_and_kill_9_on_redis => a_binding_survives_restart_and_kill_9_on;
+    a_phone_behind_nat_is_called_on_the_flow_it_registered_from, a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on_redis => a_phone_behind_nat_is_called_on_the_flow_it_registered_from_on;
 }
 
 /// Which store the proxy under test keeps its bindings and users in.

@@ -226,28 +226,9 @@ fn local_users_must_authenticate_and_strangers_cannot_relay() {
     assert_eq!(status(&r), "480", "{r}");
 }
 
-#[test]
-fn phones_register_with_digest_and_calls_fork_to_them() {
-    phones_register_with_digest_and_calls_fork_to_them_on(&Store::Sqlite);
-}
-
-#[test]
-fn phones_register_with_digest_and_calls_fork_to_them_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        phones_register_with_digest_and_calls_fork_to_them_on(&Store::Redis(redis));
-    }
-}
-
-#[test]
-fn a_wrong_password_gets_401_again_then_403_and_a_block() {
-    a_wrong_password_gets_401_again_then_403_and_a_block_on(&Store::Sqlite);
-}
-
-#[test]
-fn a_wrong_password_gets_401_again_then_403_and_a_block_on_redis() {
-    if let Some(redis) = RedisServer::start() {
-        a_wrong_password_gets_401_again_then_403_and_a_block_on(&Store::Redis(redis));
-    }
+on_both_stores! {
+    phones_register_with_digest_and_calls_fork_to_them, phones_register_with_digest_and_calls_fork_to_them_on_redis => phones_register_with_digest_and_calls_fork_to_them_on;
+    a_wrong_password_gets_401_again_then_403_and_a_block, a_wrong_password_gets_401_again_then_403_and_a_block_on_redis => a_wrong_password_gets_401_again_then_403_and_a_block_on;
 }
 
 /// Whether Python's pjsua2 imports; under CI its absence fails the test.
