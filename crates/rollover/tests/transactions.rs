@@ -201,7 +201,11 @@ fn a_200_crossing_the_callers_cancel_answers_the_call_and_nobody_is_left_half_op
     // The caller gives up…
     let cancel = format!("CANCEL sip:100@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-crossed-1\r\nMax-Forwards: 70\r\nTo: <sip:100@{}>\r\nFrom: <sip:caller@{me}>;tag=c-crossed-1\r\nCall-ID: crossed-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n", p.addr, p.addr);
     caller.send_to(cancel.as_bytes(), p.addr).unwrap();
-    // …while the callee's 200 is already on its way (it answers before seeing the CANCEL).
+    // …while the callee's 200 is already on its way: it answered before the CANCEL reached
+    // it. The proxy has cancelled its branch when the 200 arrives; waiting for the
+    // forwarded CANCEL first makes that order certain (sending both at once would race
+    // them inside the proxy, and a 200 that wins leaves nothing to cancel).
+    let fwd_cancel = recv_starting(&callee, "CANCEL");
     let ok = respond(&fwd, 200, "OK", "t1").replace(
         "Content-Length: 0",
         &format!(
@@ -211,7 +215,6 @@ fn a_200_crossing_the_callers_cancel_answers_the_call_and_nobody_is_left_half_op
         ),
     );
     callee.send_to(ok.as_bytes(), p.addr).unwrap();
-    let fwd_cancel = recv_starting(&callee, "CANCEL");
     callee
         .send_to(respond(&fwd_cancel, 200, "OK", "t1").as_bytes(), p.addr)
         .unwrap();
