@@ -16,7 +16,9 @@
 # key); without it the release build is made and used.
 # ROLLOVER_LUA=bench/routes.lua.in (with ROLLOVER_TOML=bench/rollover-script.toml.in) runs
 # the same failover call as a routing script instead of a rule, for the script's cost.
-# PERF=1 records a profile of each proxy during the fixed-rate run.
+# PERF=1 records a profile of each proxy during the fixed-rate run (PERF_CALLGRAPH=dwarf
+# for call stacks through code built without frame pointers; PERF_FREQ samples per second).
+# SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
 # retransmissions; then half its max for STEP_SECONDS to see that it recovered by itself.
@@ -206,9 +208,21 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   read -r u0 s0 < <(ticks $PROXY)
   if [ -n "${PERF:-}" ]; then
     # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
-    perf record -q -F 999 -g -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
+    perf record -q -F ${PERF_FREQ:-999} --call-graph ${PERF_CALLGRAPH:-fp} -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
+  fi
+  if [ -n "${SYSCALLS:-}" ]; then
+    # SYSCALLS=1: the system calls of every process of the proxy during the fixed-rate
+    # run (strace slows the proxy: its CPU figure is not comparable then).
+    strace_args=(); for p in $(tree $PROXY); do strace_args+=(-p "$p"); done
+    strace -c -f -o "$WORK/syscalls-$proxy.txt" "${strace_args[@]}" & STRACE_PID=$!
+    sleep 1
   fi
   read -r ok bad _ < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
+  if [ -n "${SYSCALLS:-}" ]; then
+    kill -INT $STRACE_PID; wait $STRACE_PID || true
+    echo "   system calls per call (strace -c, $ok calls):"
+    awk -v n="$ok" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "     %-16s %8.2f\n", $NF, $4 / n }' "$WORK/syscalls-$proxy.txt"
+  fi
   read -r u1 s1 < <(ticks $PROXY)
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then

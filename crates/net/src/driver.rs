@@ -1,14 +1,18 @@
 //! The one driver that runs the sans-IO cores on real sockets and the real clock.
 //!
 //! ```text
-//!  Inbound ─▶ rollover_txn::FrontDoor (parse, validate, stateless refusals, Via stamping,
-//!            user.admit) ─▶ TxnLayer::handle_message
-//!  sleep until min(txn, user) deadline ─▶ TxnLayer::handle_timeout, user.handle_timeout
+//!  UDP datagrams (read here, a batch per wake-up) ┐
+//!  Inbound channel (streams, hand-offs, failures) ┴─▶ rollover_txn::FrontDoor (parse,
+//!            validate, stateless refusals, Via stamping, user.admit) ─▶ TxnLayer::handle_message
+//!  one timer, moved when min(txn, user) deadline changes ─▶ TxnLayer::handle_timeout,
+//!            user.handle_timeout
 //!  after each: events ─▶ user; transmits ─▶ Transports::send
 //! ```
 //!
 //! One task owns the transaction layer and the user, so one call's messages are handled in
-//! order and never race; the socket tasks only move bytes.
+//! order and never race. It reads its UDP sockets itself ([`Transports::claim_udp`]): a
+//! datagram goes from the socket to the cores with no task or channel between; the
+//! connection tasks only move bytes.
 //!
 //! With several workers, each runs this loop over its own queue: it screens what its
 //! sockets received (parse, validation, flood and overload checks) and hands each message
@@ -89,52 +93,61 @@ pub async fn run_with_commands<U: TransactionUser, C>(
 ) {
     tokio::pin!(shutdown);
     let mut door = FrontDoor::new(limits);
+    // The driver reads its UDP sockets itself: no task and no channel per datagram.
+    let mut udp = transports.claim_udp();
+    // One timer, moved only when the next deadline changes (a new one per turn would be
+    // registered and cancelled with the runtime's timer wheel for every message).
+    let sleep = tokio::time::sleep(FAR);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
         pump(now, user, txn, transports);
-        let deadline = [txn.poll_timeout(), user.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let mut deadline = next_deadline(user, txn);
+        // Due timers fire here too, so a socket that never runs dry cannot starve them.
+        if deadline.is_some_and(|d| d <= now) {
+            txn.handle_timeout(now);
+            user.handle_timeout(now, txn);
+            pump(now, user, txn, transports);
+            deadline = next_deadline(user, txn);
+        }
+        if deadline != armed {
+            armed = deadline;
+            let at = deadline.map_or_else(|| tokio::time::Instant::now() + FAR, Into::into);
+            sleep.as_mut().reset(at);
+        }
         tokio::select! {
             biased;
             _ = &mut shutdown => return,
+            _ = udp.readable() => {
+                udp.fill();
+                while let Some((event, backlog)) = udp.take() {
+                    #[allow(clippy::disallowed_methods)]
+                    let now = Instant::now();
+                    handle(now, user, txn, transports, &mut door, event, backlog);
+                    pump(now, user, txn, transports);
+                }
+                // Then a share of the channel (streams, hand-offs), so a busy socket
+                // cannot starve it.
+                for _ in 0..FAIR_SHARE {
+                    let Ok(event) = inbound.try_recv() else { break };
+                    #[allow(clippy::disallowed_methods)]
+                    let now = Instant::now();
+                    let backlog = inbound.len();
+                    handle(now, user, txn, transports, &mut door, event, backlog);
+                    pump(now, user, txn, transports);
+                }
+            }
             msg = inbound.recv() => {
                 #[allow(clippy::disallowed_methods)]
                 let now = Instant::now();
                 match msg {
                     None => return,
-                    Some(Inbound::Message { source, bytes, .. }) => {
+                    Some(event) => {
                         let backlog = inbound.len();
-                        if let Some(msg) = door.screen(now, user, txn, source, bytes, backlog) {
-                            // One worker owns everything: no Call-ID to read.
-                            let n = transports.workers();
-                            let owner = match (n > 1).then(|| msg.call_id()) {
-                                Some(Ok(id)) => worker_for(id, n),
-                                _ => transports.worker(),
-                            };
-                            if owner == transports.worker() {
-                                txn.handle_message(now, source, msg);
-                            } else {
-                                door.note_handed_off(txn);
-                                transports.hand_off(owner, source, msg);
-                            }
-                        }
+                        handle(now, user, txn, transports, &mut door, event, backlog);
                     }
-                    Some(Inbound::Screened { source, message }) => txn.handle_message(now, source, message),
-                    Some(Inbound::SendFailed { txn: Some(r), error, dest }) => {
-                        debug!(%dest, "send failed: {error}");
-                        txn.handle_transport_error(r, error);
-                    }
-                    Some(Inbound::SendFailed { txn: None, error, dest }) => debug!(%dest, "stateless send failed: {error}"),
-                    Some(Inbound::BadStream { source, error }) => door.note_bad_stream(now, txn, source, &error),
                 }
             }
             cmd = commands.recv() => {
@@ -145,12 +158,72 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                     None => return,
                 }
             }
-            _ = sleep => {
+            _ = &mut sleep, if armed.is_some() => {
                 #[allow(clippy::disallowed_methods)]
                 let now = Instant::now();
                 txn.handle_timeout(now);
                 user.handle_timeout(now, txn);
             }
         }
+    }
+}
+
+/// The earliest deadline of the transaction layer and the user.
+fn next_deadline<U: TransactionUser>(user: &mut U, txn: &mut TxnLayer) -> Option<Instant> {
+    [txn.poll_timeout(), user.poll_timeout()]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Channel events handled after each batch of datagrams.
+const FAIR_SHARE: usize = 64;
+
+/// A timer that is not armed sleeps this long (a year), never firing in practice.
+const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// One inbound event: a received message is screened and given to the worker that owns
+/// its call (this one, or another through a hand-off).
+fn handle<U: TransactionUser>(
+    now: Instant,
+    user: &mut U,
+    txn: &mut TxnLayer,
+    transports: &Transports,
+    door: &mut FrontDoor,
+    event: Inbound,
+    backlog: usize,
+) {
+    match event {
+        Inbound::Message { source, bytes, .. } => {
+            if let Some(msg) = door.screen(now, user, txn, source, bytes, backlog) {
+                // One worker owns everything: no Call-ID to read.
+                let n = transports.workers();
+                let owner = match (n > 1).then(|| msg.call_id()) {
+                    Some(Ok(id)) => worker_for(id, n),
+                    _ => transports.worker(),
+                };
+                if owner == transports.worker() {
+                    txn.handle_message(now, source, msg);
+                } else {
+                    door.note_handed_off(txn);
+                    transports.hand_off(owner, source, msg);
+                }
+            }
+        }
+        Inbound::Screened { source, message } => txn.handle_message(now, source, message),
+        Inbound::SendFailed {
+            txn: Some(r),
+            error,
+            dest,
+        } => {
+            debug!(%dest, "send failed: {error}");
+            txn.handle_transport_error(r, error);
+        }
+        Inbound::SendFailed {
+            txn: None,
+            error,
+            dest,
+        } => debug!(%dest, "stateless send failed: {error}"),
+        Inbound::BadStream { source, error } => door.note_bad_stream(now, txn, source, &error),
     }
 }

@@ -72,9 +72,11 @@ mod ratelog;
 mod table;
 mod tls;
 mod transport;
+mod udp_in;
 
 pub mod driver;
 
 pub use config::{ListenSpec, NetConfig, NetError, Shed, SpecProblem, TlsFiles};
 pub use inner::{worker_for, Inbound, TlsNames};
 pub use transport::{Transports, WorkerTransports};
+pub use udp_in::UdpIn;

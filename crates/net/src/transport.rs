@@ -30,7 +30,7 @@ pub(crate) const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 const INBOUND_QUEUE: usize = 1024;
 
 /// Larger than any UDP payload (65,507 bytes over IPv4), so a datagram is never truncated.
-const DATAGRAM_BUFFER: usize = 65536;
+pub(crate) const DATAGRAM_BUFFER: usize = 65536;
 
 /// Backlog of pending connections on TCP/TLS listeners.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -48,6 +48,8 @@ pub struct Transports {
     inner: Arc<Inner>,
     worker: usize,
     udp: Arc<[(SocketAddr, Arc<UdpSocket>)]>,
+    /// Cancelled when the driver reads the UDP sockets itself: the receive tasks stop.
+    udp_claim: CancellationToken,
 }
 
 /// One more worker's share of the transports, not started yet: its UDP sockets (bound to
@@ -89,10 +91,12 @@ impl WorkerTransports {
             })?;
             udp.push((local, Arc::new(socket)));
         }
+        let udp_claim = self.inner.stop.child_token();
         let t = Transports {
             inner: self.inner,
             worker: self.worker,
             udp: udp.into(),
+            udp_claim,
         };
         t.spawn_udp_loops();
         Ok((t, self.inbound))
@@ -250,8 +254,17 @@ impl Transports {
     fn spawn_udp_loops(&self) {
         for (local, socket) in self.udp.iter() {
             let (inner, socket) = (self.inner.clone(), socket.clone());
-            tokio::spawn(udp_loop(inner, socket, *local, self.worker));
+            let claim = self.udp_claim.clone();
+            tokio::spawn(udp_loop(inner, socket, *local, self.worker, claim));
         }
+    }
+
+    /// Hands this worker's UDP sockets to its driver, which reads them itself from now on
+    /// (the receive tasks stop; what they already queued still arrives on the channel).
+    /// Streams, hand-offs from other workers and send failures keep coming on the channel.
+    pub fn claim_udp(&self) -> crate::UdpIn {
+        self.udp_claim.cancel();
+        crate::UdpIn::new(self.inner.clone(), self.worker, self.udp.to_vec())
     }
 
     /// Which worker this handle belongs to (0 for a single driver).
@@ -368,7 +381,7 @@ impl Transports {
 
 /// ICMP port unreachable, as surfaced on a UDP socket (Linux: ECONNREFUSED; Windows:
 /// WSAECONNRESET).
-fn is_icmp_error(e: &io::Error) -> bool {
+pub(crate) fn is_icmp_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
@@ -436,13 +449,19 @@ fn bind_stream(spec: &ListenSpec) -> io::Result<TcpListener> {
 /// What arrives on a worker's socket goes to that worker, which screens it (its own flood
 /// count sees every datagram of a source, since the system keeps one source on one socket)
 /// and hands it to the worker owning the call.
-async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, worker: usize) {
+async fn udp_loop(
+    inner: Arc<Inner>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    worker: usize,
+    claim: CancellationToken,
+) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     let mut shed_count = 0u64;
     loop {
         let received = tokio::select! {
             biased;
-            _ = inner.stop.cancelled() => return,
+            _ = claim.cancelled() => return,
             r = socket.recv_from(&mut buf) => r,
         };
         match received {
@@ -506,7 +525,7 @@ async fn udp_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr, 
 
 /// The 503 for a message the worker has no room for, when shedding is on, the sender is
 /// not exempt and the message is a new request.
-fn shed(inner: &Inner, event: &Inbound) -> Option<Bytes> {
+pub(crate) fn shed(inner: &Inner, event: &Inbound) -> Option<Bytes> {
     let policy = inner.shed.as_ref()?;
     let Inbound::Message { source, bytes, .. } = event else {
         return None;
