@@ -704,3 +704,63 @@ async fn a_full_queue_sheds_new_requests_with_503() {
     );
     t.shutdown();
 }
+
+/// The same when the driver reads its sockets itself (`claim_udp`, how `driver::run`
+/// reads): a datagram past a whole queue read ahead is a new request refused with 503 on
+/// arrival, while responses and in-dialog requests are still queued for it.
+#[tokio::test]
+async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
+    let cfg = NetConfig {
+        shed: Some(rollover_net::Shed {
+            retry_after: 7,
+            exempt: std::sync::Arc::new(|_| false),
+        }),
+        ..config(&["udp:127.0.0.1:0"])
+    };
+    let (t, _rx) = Transports::bind(cfg).await.unwrap();
+    let mut udp = t.claim_udp();
+    let proxy = t.local_addr(Transport::Udp).unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = |n: u32, to_tag: &str| {
+        format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-d{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:b@example.com>{to_tag}\r\nFrom: <sip:a@example.com>;tag=f{n}\r\n\
+             Call-ID: dshed-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // 1,100 new requests, then one inside a dialog, all waiting in the socket buffer.
+    let total = 1100u32;
+    for n in 0..total {
+        caller
+            .send_to(invite(n, "").as_bytes(), proxy)
+            .await
+            .unwrap();
+    }
+    caller
+        .send_to(invite(9000, ";tag=x").as_bytes(), proxy)
+        .await
+        .unwrap();
+    udp.fill();
+    let mut queued = 0;
+    let mut last_backlog = usize::MAX;
+    while let Some((event, backlog)) = udp.take() {
+        assert!(matches!(event, Inbound::Message { .. }));
+        assert!(backlog < last_backlog, "the backlog counts down");
+        last_backlog = backlog;
+        queued += 1;
+    }
+    let mut refused = 0;
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((len, _))) =
+        timeout(Duration::from_millis(300), caller.recv_from(&mut buf)).await
+    {
+        let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
+        assert_eq!(m.status(), Some(503));
+        assert_eq!(m.retry_after().unwrap().unwrap().seconds, 7);
+        refused += 1;
+    }
+    assert_eq!(queued, 1024 + 1, "a whole queue, and the in-dialog request");
+    assert_eq!(refused, total - 1024);
+    t.shutdown();
+}
