@@ -18,6 +18,9 @@
 # the same failover call as a routing script instead of a rule, for the script's cost.
 # PERF=1 records a profile of each proxy during the fixed-rate run (PERF_CALLGRAPH=dwarf
 # for call stacks through code built without frame pointers; PERF_FREQ samples per second).
+# CALLGRIND=1 runs Rollover under valgrind's callgrind and reports the instructions it
+# executes per call during the fixed-rate run: a figure that does not move with the
+# machine's noise, for comparing two builds (run it at a low rate, e.g. 50 cps).
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
@@ -138,10 +141,12 @@ start_proxy() {
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
       if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
-      in_cg env RUST_LOG=warn "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
+      in_cg env RUST_LOG=warn ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no} \
+        "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)
   sleep 1
+  if [ -n "${CALLGRIND:-}" ]; then sleep 4; fi
   if ! kill -0 $PROXY 2>/dev/null; then
     echo "$1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
   fi
@@ -217,7 +222,14 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     strace -c -f -o "$WORK/syscalls-$proxy.txt" "${strace_args[@]}" & STRACE_PID=$!
     sleep 1
   fi
+  if [ -n "${CALLGRIND:-}" ] && [ $proxy = rollover ]; then callgrind_control -z $PROXY >/dev/null; fi
   read -r ok bad _ < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
+  if [ -n "${CALLGRIND:-}" ] && [ $proxy = rollover ]; then
+    # Instructions executed in user space for the calls of the fixed-rate run only.
+    callgrind_control -d $PROXY >/dev/null; sleep 1
+    ir=$(for f in "$WORK"/callgrind.out*; do awk '/^summary:/ { print $2 }' "$f"; done | sort -n | tail -1)
+    echo "   callgrind: $(( ir / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls); profile: callgrind_annotate $(ls -t "$WORK"/callgrind.out* | head -1)"
+  fi
   if [ -n "${SYSCALLS:-}" ]; then
     kill -INT $STRACE_PID; wait $STRACE_PID || true
     echo "   system calls per call (strace -c, $ok calls):"

@@ -167,7 +167,9 @@ pub struct Engine {
     invite: bool,
     timer_c: Duration,
     groups: VecDeque<Vec<Target>>,
-    /// Identities of targets tried or queued (3xx Contacts already seen are dropped).
+    /// Identities of the 3xx Contacts queued (they and the targets tried, which the
+    /// branches hold, are not queued again). Only a redirect reads it, so a target tried
+    /// costs no identity.
     seen: Vec<String>,
     targets_used: usize,
     group: usize,
@@ -313,7 +315,6 @@ impl Engine {
                 break;
             }
             self.targets_used += 1;
-            self.seen.push(target.identity());
             let branch = BranchId(self.branches.len());
             self.branches.push(Branch {
                 target: target.clone(),
@@ -750,9 +751,14 @@ impl Engine {
             .saturating_sub(self.targets_used + queued);
         let mut added: Vec<Target> = Vec::new();
         let mut ids: Vec<String> = Vec::new();
+        let tried: Vec<String> = self.branches.iter().map(|b| b.target.identity()).collect();
         for (_, t) in contacts {
             let id = t.identity();
-            if self.seen.contains(&id) || ids.contains(&id) || added.len() >= room {
+            if tried.contains(&id)
+                || self.seen.contains(&id)
+                || ids.contains(&id)
+                || added.len() >= room
+            {
                 dropped += 1;
                 continue;
             }

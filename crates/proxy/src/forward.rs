@@ -19,6 +19,17 @@ const BRANCH_PREFIX: &str = "z9hG4bKrl";
 pub(crate) struct Local {
     addrs: Vec<(Transport, SocketAddr)>,
     secret: Secret,
+    /// Per transport: the start of our Via value and of our Record-Route entry, written
+    /// once rather than formatted for every request.
+    prefixes: Vec<(Transport, Prefixes)>,
+}
+
+#[derive(Debug, Clone)]
+struct Prefixes {
+    /// `SIP/2.0/UDP host:port;branch=`
+    via: String,
+    /// `<sip:host:port;transport=tcp;lr;tk=`
+    record_route: String,
 }
 
 /// What Route pre-processing found (RFC 3261 §16.4, with only our own entries trusted).
@@ -39,9 +50,39 @@ const TOKEN_PARAM: &str = "tk";
 
 impl Local {
     pub fn new(addrs: &[(Transport, SocketAddr)], secret: Secret) -> Local {
-        Local {
+        let mut local = Local {
             addrs: addrs.to_vec(),
             secret,
+            prefixes: Vec::new(),
+        };
+        for t in addrs.iter().map(|(t, _)| *t) {
+            if local.prefixes.iter().all(|(have, _)| *have != t) {
+                let sent_by = local.for_transport(t);
+                let param = if t == Transport::Udp {
+                    String::new()
+                } else {
+                    format!(";transport={}", t.as_str().to_ascii_lowercase())
+                };
+                let prefixes = Prefixes {
+                    via: format!("SIP/2.0/{t} {sent_by};branch="),
+                    record_route: format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}="),
+                };
+                local.prefixes.push((t, prefixes));
+            }
+        }
+        local
+    }
+
+    /// Our Via value over `transport` with `branch`.
+    pub fn via(&self, transport: Transport, branch: &str) -> String {
+        match self.prefixes.iter().find(|(t, _)| *t == transport) {
+            Some((_, p)) => {
+                let mut v = String::with_capacity(p.via.len() + branch.len());
+                v.push_str(&p.via);
+                v.push_str(branch);
+                v
+            }
+            None => via_value(transport, self.for_transport(transport), branch),
         }
     }
 
@@ -101,16 +142,8 @@ impl Local {
         else {
             return false;
         };
-        let upstream = upstream.to_string();
-        self.secret.verify(
-            mac,
-            &[
-                b"br",
-                head.as_bytes(),
-                call_id.as_bytes(),
-                upstream.as_bytes(),
-            ],
-        )
+        self.secret
+            .branch_mac_ok(mac, head, call_id, Some(upstream))
     }
 
     fn uri_is_us(&self, uri: &SipUri<'_>) -> bool {
@@ -161,17 +194,28 @@ impl Local {
 
     /// The Record-Route value for a request we forward over `transport`.
     pub fn record_route(&self, req: &Message, transport: Transport) -> String {
-        let sent_by = self.for_transport(transport);
-        let param = if transport == Transport::Udp {
-            String::new()
-        } else {
-            format!(";transport={}", transport.as_str().to_ascii_lowercase())
-        };
         let token = self.secret.route_token(
             req.call_id().unwrap_or_default(),
             req.from_tag().unwrap_or_default(),
         );
-        format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}={token}>")
+        match self.prefixes.iter().find(|(t, _)| *t == transport) {
+            Some((_, p)) => {
+                let mut rr = String::with_capacity(p.record_route.len() + token.len() + 1);
+                rr.push_str(&p.record_route);
+                rr.push_str(&token);
+                rr.push('>');
+                rr
+            }
+            None => {
+                let sent_by = self.for_transport(transport);
+                let param = if transport == Transport::Udp {
+                    String::new()
+                } else {
+                    format!(";transport={}", transport.as_str().to_ascii_lowercase())
+                };
+                format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}={token}>")
+            }
+        }
     }
 
     /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
@@ -349,13 +393,18 @@ impl Ids {
         loop_hash: u32,
         secret: &Secret,
         call_id: &str,
-        upstream: &str,
+        upstream: Option<&Peer>,
     ) -> String {
+        use std::fmt::Write;
         self.counter += 1;
         let (n, r) = (self.counter, self.next() & 0xff_ffff);
-        let head = format!("{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}");
-        let mac = secret.branch_mac(&head, call_id, upstream);
-        format!("{head}.{mac}")
+        let mut branch = String::with_capacity(64);
+        // Writing to a String cannot fail.
+        let _ = write!(branch, "{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}");
+        let mac = secret.branch_mac(&branch, call_id, upstream);
+        branch.push('.');
+        branch.push_str(&mac);
+        branch
     }
 
     /// A branch for a request the proxy sends as a user agent (no loop hash, no MAC: no
@@ -389,25 +438,19 @@ pub(crate) fn request(
     local: &Local,
     ids: &mut Ids,
 ) -> Option<Message> {
-    let sent_by = local.for_transport(transport);
-    let upstream = orig
-        .top_via()
-        .ok()
-        .and_then(|v| via_destination(&v))
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let upstream = orig.top_via().ok().and_then(|v| via_destination(&v));
     let branch = ids.branch(
         loop_hash(orig),
         local.secret(),
         orig.call_id().unwrap_or_default(),
-        &upstream,
+        upstream.as_ref(),
     );
     let mut e = orig.edit();
     if let Some(uri) = request_uri {
         e.set_request_uri(uri);
     }
     e.decrement_max_forwards().ok()?;
-    e.push_via(&via_value(transport, sent_by, &branch));
+    e.push_via(&local.via(transport, &branch));
     if let Some(inbound) = record_route {
         let outbound = local.record_route(orig, transport);
         if inbound == transport {
@@ -446,11 +489,7 @@ pub(crate) fn stateless_request(
     let branch = format!("{BRANCH_PREFIX}a{:016x}", h.finish());
     let mut e = req.edit();
     e.decrement_max_forwards().ok()?;
-    e.push_via(&via_value(
-        transport,
-        local.for_transport(transport),
-        &branch,
-    ));
+    e.push_via(&local.via(transport, &branch));
     Some(e.finish())
 }
 
