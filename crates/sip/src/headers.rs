@@ -72,7 +72,7 @@ impl<'a> Via<'a> {
         }
         let host_str = s.get(host_start..host_start + host_len)?;
         let host = if seen & !(HOST_DIGIT | HOST_DOT) == 0 && seen & HOST_DOT != 0 {
-            host_str.parse().map_or(Host::Domain(host_str), Host::V4)
+            scan::parse_ipv4(host_str).map_or(Host::Domain(host_str), Host::V4)
         } else {
             Host::Domain(host_str)
         };
@@ -460,6 +460,99 @@ fn bad(h: &Header) -> ParseError {
     ErrorKind::BadHeader(header_label(h.name)).at(h.offset())
 }
 
+/// The first value of a Via field's value: what `vias().next()` yields, without the
+/// iterator machinery.
+fn top_via_of(v: &str) -> Option<Via<'_>> {
+    // A value the one-pass parser takes whole holds no comma: it is the top Via.
+    if let Some(via) = Via::parse_plain(v) {
+        return Some(via);
+    }
+    let first = if scan::find_byte(v, b',').is_some() {
+        scan::split_top_level(v, b',').next().unwrap_or(v)
+    } else {
+        v
+    };
+    Via::parse(scan::trim_lws(first))
+}
+
+/// A byte range inside a header value.
+type At = (u32, u32);
+
+/// Where `inner` lies inside `outer` (it must be a sub-slice of it).
+fn at(outer: &str, inner: &str) -> Option<At> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+fn slice(v: &str, (start, end): At) -> Option<&str> {
+    v.get(start as usize..end as usize)
+}
+
+/// The top Via of a message as positions in its header value, so that asking for it again
+/// costs a few slices instead of a parse.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaSpans {
+    header: u32,
+    protocol: (At, At),
+    transport: At,
+    host: HostAt,
+    port: Option<u16>,
+    sent_by: At,
+    params: At,
+    branch: Option<At>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HostAt {
+    Domain(At),
+    V4(std::net::Ipv4Addr),
+    V6(std::net::Ipv6Addr),
+}
+
+impl ViaSpans {
+    fn of(via: &Via<'_>, v: &str, header: usize) -> Option<ViaSpans> {
+        Some(ViaSpans {
+            header: u32::try_from(header).ok()?,
+            protocol: (at(v, via.protocol.0)?, at(v, via.protocol.1)?),
+            transport: at(v, via.transport)?,
+            host: match via.host {
+                Host::Domain(d) => HostAt::Domain(at(v, d)?),
+                Host::V4(ip) => HostAt::V4(ip),
+                Host::V6(ip) => HostAt::V6(ip),
+            },
+            port: via.port,
+            sent_by: at(v, via.sent_by)?,
+            params: at(v, via.params.as_str())?,
+            branch: match via.branch {
+                Some(b) => Some(at(v, b)?),
+                None => None,
+            },
+        })
+    }
+
+    fn rebuild<'m>(&self, m: &'m Message) -> Option<Via<'m>> {
+        let h = m.headers.get(self.header as usize)?;
+        let v = m.value_str(h).ok()?;
+        Some(Via {
+            protocol: (slice(v, self.protocol.0)?, slice(v, self.protocol.1)?),
+            transport: slice(v, self.transport)?,
+            host: match self.host {
+                HostAt::Domain(d) => Host::Domain(slice(v, d)?),
+                HostAt::V4(ip) => Host::V4(ip),
+                HostAt::V6(ip) => Host::V6(ip),
+            },
+            port: self.port,
+            sent_by: slice(v, self.sent_by)?,
+            params: Params::new(slice(v, self.params)?),
+            branch: match self.branch {
+                Some(b) => Some(slice(v, b)?),
+                None => None,
+            },
+        })
+    }
+}
+
 impl Message {
     fn single(&self, name: HeaderName) -> Result<(&Header, &str), ParseError> {
         let h = self
@@ -542,21 +635,21 @@ impl Message {
         }
     }
 
-    /// The topmost Via value.
+    /// The topmost Via value. Parsed once per message; later calls rebuild it from the
+    /// positions noted the first time.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        // The first value of the first Via field: what `vias().next()` yields, without the
-        // iterator machinery (this runs for every message).
-        let (h, v) = self.single(HeaderName::Via)?;
-        // A value the one-pass parser takes whole holds no comma: it is the top Via.
-        if let Some(via) = Via::parse_plain(v) {
-            return Ok(via);
+        if let Some(spans) = self.top_via.0.get() {
+            if let Some(via) = spans.rebuild(self) {
+                return Ok(via);
+            }
         }
-        let first = if scan::find_byte(v, b',').is_some() {
-            scan::split_top_level(v, b',').next().unwrap_or(v)
-        } else {
-            v
-        };
-        Via::parse(scan::trim_lws(first)).ok_or_else(|| bad(h))
+        let (h, v) = self.single(HeaderName::Via)?;
+        let via = top_via_of(v).ok_or_else(|| bad(h))?;
+        let index = self.headers.iter().position(|x| std::ptr::eq(x, h));
+        if let Some(spans) = index.and_then(|i| ViaSpans::of(&via, v, i)) {
+            let _ = self.top_via.0.set(spans);
+        }
+        Ok(via)
     }
 
     /// Every Via value, top first.

@@ -81,7 +81,23 @@ pub struct Message {
     pub(crate) body: Span,
     pub(crate) content_length: Option<u32>,
     pub(crate) content_length_count: u8,
+    /// Where the top Via's parts are, once [`Message::top_via`] has parsed it: every layer
+    /// asks for it (transaction key, response routing, branch checks), about three times
+    /// per message.
+    pub(crate) top_via: ViaCache,
 }
+
+/// A memo that never makes two messages unequal (it holds nothing the bytes do not say).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ViaCache(pub(crate) std::sync::OnceLock<crate::headers::ViaSpans>);
+
+impl PartialEq for ViaCache {
+    fn eq(&self, _: &ViaCache) -> bool {
+        true
+    }
+}
+
+impl Eq for ViaCache {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -270,6 +270,32 @@ pub fn parse_decimal_bytes(s: &[u8], max: u64) -> Option<u64> {
     Some(v)
 }
 
+/// A dotted-quad IPv4 address, read as `Ipv4Addr::from_str` reads it (four decimal
+/// octets of at most 255, no leading zeros) in one pass: hosts in Via and URIs are parsed
+/// several times per message, and the general parser costs ten times as much.
+pub fn parse_ipv4(s: &str) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.as_bytes().split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+            return None;
+        }
+        let mut n = 0u16;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(c - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
 /// Decodes `%XX` escapes (RFC 3261 §19.1.4 compares URIs on decoded values).
 ///
 /// A `%` not followed by two hex digits is kept as it is.
@@ -327,6 +353,24 @@ pub fn escapes_valid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ipv4_reads_as_the_standard_parser_does() {
+        let cases = [
+            "127.0.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3",
+            "1.2.3.4.5", "1..2.3", "", ".", "1.2.3.4.", "1.2.3.04", "1.2.3.0", "1000.1.1.1",
+            "a.b.c.d", "1.2.3.-4", "192.168.100.200", "00.0.0.0",
+        ];
+        for c in cases {
+            assert_eq!(super::parse_ipv4(c), c.parse().ok(), "{c:?}");
+        }
+        // Every address of a /8's worth of octet spellings, with and without zeros.
+        for a in 0..300u32 {
+            for spelled in [format!("{a}.{a}.0.{a}"), format!("0{a}.1.1.1")] {
+                assert_eq!(super::parse_ipv4(&spelled), spelled.parse().ok(), "{spelled:?}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -145,7 +145,7 @@ impl<'a> Host<'a> {
             return Err(UriError::Host); // empty
         }
         if seen & !(HOST_DIGIT | HOST_DOT) == 0 && seen & HOST_DOT != 0 {
-            if let Ok(ip) = s.parse() {
+            if let Some(ip) = scan::parse_ipv4(s) {
                 return Ok(Host::V4(ip));
             }
         }

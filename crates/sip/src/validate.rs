@@ -55,13 +55,14 @@ impl Message {
         }
         self.call_id()?;
         let cseq = self.cseq()?;
-        let mut any_via = false;
-        for via in self.vias() {
-            via?;
-            any_via = true;
-        }
-        if !any_via {
+        if self.header(crate::name::HeaderName::Via).is_none() {
             return Err(ErrorKind::MissingHeader("Via").at(self.headers_end()));
+        }
+        // The top one through `top_via`, which keeps where its parts are for every later
+        // reader of this message; the others as they come.
+        self.top_via()?;
+        for via in self.vias().skip(1) {
+            via?;
         }
         self.max_forwards()?;
         if !self.contact_is_star() {

@@ -8,7 +8,11 @@
 //!    `handle_timeout(now)`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// The table is keyed by branches peers choose: a per-process random key (ahash) keeps
+/// them from aiming at one bucket, for less than SipHash costs.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -238,7 +242,7 @@ impl TxnLayer {
             slots: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
-            table: HashMap::new(),
+            table: HashMap::default(),
             key_buf: String::with_capacity(128),
             heap: BinaryHeap::new(),
             transmits: VecDeque::new(),

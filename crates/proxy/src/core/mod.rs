@@ -15,7 +15,11 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// The core's tables, hashed with a per-process random key (ahash): several are keyed by
+/// what peers send, and SipHash cost more than the lookups themselves.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,19 +215,19 @@ impl<R: RoutePolicy> Proxy<R> {
             draining: false,
             stats: ProxyStats::default(),
             questions: VecDeque::new(),
-            resolving: HashMap::new(),
-            failing: HashMap::new(),
-            routing: HashMap::new(),
-            routing_by_server: HashMap::new(),
+            resolving: HashMap::default(),
+            failing: HashMap::default(),
+            routing: HashMap::default(),
+            routing_by_server: HashMap::default(),
             routing_deadlines: VecDeque::new(),
             next_query: 1,
             refusals: RefusalLog::default(),
             cfg,
             router,
             resolver,
-            calls: HashMap::new(),
-            by_server: HashMap::new(),
-            by_client: HashMap::new(),
+            calls: HashMap::default(),
+            by_server: HashMap::default(),
+            by_client: HashMap::default(),
             timers: BinaryHeap::new(),
             next_call: 1,
             decisions: VecDeque::new(),
@@ -743,8 +747,8 @@ impl<R: RoutePolicy> Proxy<R> {
             hung_up: Vec::new(),
             switched: Vec::new(),
             awaiting_failure: false,
-            alternates: HashMap::new(),
-            branch_hops: HashMap::new(),
+            alternates: HashMap::default(),
+            branch_hops: HashMap::default(),
             live_clients: 0,
             server_done: false,
         };
