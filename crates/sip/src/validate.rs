@@ -55,14 +55,17 @@ impl Message {
         }
         self.call_id()?;
         let cseq = self.cseq()?;
-        if self.header(crate::name::HeaderName::Via).is_none() {
+        if self.header(HeaderName::Via).is_none() {
             return Err(ErrorKind::MissingHeader("Via").at(self.headers_end()));
         }
         // The top one through `top_via`, which keeps where its parts are for every later
         // reader of this message; the others as they come.
         self.top_via()?;
-        for via in self.vias().skip(1) {
-            via?;
+        for value in self.values(HeaderName::Via).skip(1) {
+            let (h, v) = value?;
+            if crate::headers::Via::parse(v).is_none() {
+                return Err(ErrorKind::BadHeader("Via").at(h.offset()));
+            }
         }
         self.max_forwards()?;
         if !self.contact_is_star() {
