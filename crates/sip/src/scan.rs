@@ -356,9 +356,24 @@ mod tests {
     #[test]
     fn ipv4_reads_as_the_standard_parser_does() {
         let cases = [
-            "127.0.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3",
-            "1.2.3.4.5", "1..2.3", "", ".", "1.2.3.4.", "1.2.3.04", "1.2.3.0", "1000.1.1.1",
-            "a.b.c.d", "1.2.3.-4", "192.168.100.200", "00.0.0.0",
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "",
+            ".",
+            "1.2.3.4.",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1000.1.1.1",
+            "a.b.c.d",
+            "1.2.3.-4",
+            "192.168.100.200",
+            "00.0.0.0",
         ];
         for c in cases {
             assert_eq!(super::parse_ipv4(c), c.parse().ok(), "{c:?}");
@@ -366,7 +381,11 @@ mod tests {
         // Every address of a /8's worth of octet spellings, with and without zeros.
         for a in 0..300u32 {
             for spelled in [format!("{a}.{a}.0.{a}"), format!("0{a}.1.1.1")] {
-                assert_eq!(super::parse_ipv4(&spelled), spelled.parse().ok(), "{spelled:?}");
+                assert_eq!(
+                    super::parse_ipv4(&spelled),
+                    spelled.parse().ok(),
+                    "{spelled:?}"
+                );
             }
         }
     }

@@ -251,12 +251,83 @@ pub struct SipUri<'a> {
     pub headers: Option<&'a str>,
 }
 
+#[cfg(test)]
 fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
             b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
         )
+}
+
+/// Characters allowed in each part of a SIP URI (RFC 3261 §25.1), one table load per byte:
+/// URIs are read several times per message.
+const USER: u8 = 1;
+const PASSWORD: u8 = 2;
+const PARAM: u8 = 4;
+const HEADER: u8 = 8;
+
+static URI_CHARS: [u8; 256] = uri_chars();
+
+#[allow(clippy::indexing_slicing)] // const evaluation: u8 indices into 256 entries
+const fn uri_chars() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
+            t[c] = USER | PASSWORD | PARAM | HEADER;
+        }
+        if matches!(b, b'%' | b'&' | b'=' | b'+' | b'$') {
+            t[c] |= USER | PASSWORD;
+        }
+        if matches!(b, b',') {
+            t[c] |= USER | PASSWORD;
+        }
+        if matches!(b, b';' | b'?' | b'/') {
+            t[c] |= USER;
+        }
+        if matches!(
+            b,
+            b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';'
+        ) {
+            t[c] |= PARAM;
+        }
+        if matches!(
+            b,
+            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+        ) {
+            t[c] |= HEADER;
+        }
+        c += 1;
+    }
+    t
+}
+
+/// The first byte of `s` not allowed in `part`, and whether a `%` escape was seen.
+#[allow(clippy::indexing_slicing)] // u8 index, 256 entries
+fn first_not(s: &str, part: u8) -> (Option<usize>, bool) {
+    let mut escaped = false;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        if URI_CHARS[usize::from(c)] & part == 0 {
+            return (Some(i), escaped);
+        }
+        escaped |= c == b'%';
+    }
+    (None, escaped)
+}
+
+/// Whether every byte of `s` is allowed in `part` and every escape is well formed.
+fn all_in(s: &str, part: u8) -> bool {
+    match first_not(s, part) {
+        (Some(_), _) => false,
+        (None, escaped) => !escaped || scan::escapes_valid(s),
+    }
 }
 
 impl<'a> SipUri<'a> {
@@ -284,21 +355,13 @@ impl<'a> SipUri<'a> {
                     Some(i) => (ui.get(..i).unwrap_or_default(), ui.get(i + 1..)),
                     None => (ui, None),
                 };
-                let bad_user = u.bytes().position(|c| {
-                    !(is_unreserved(c)
-                        || matches!(
-                            c,
-                            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-                        ))
-                });
-                if u.is_empty() || bad_user.is_some() || !scan::escapes_valid(u) {
+                let (bad_user, escaped) = first_not(u, USER);
+                if u.is_empty() || bad_user.is_some() || (escaped && !scan::escapes_valid(u)) {
                     return Err(UriError::User(base + bad_user.unwrap_or(0)));
                 }
                 if let Some(p) = p {
-                    let bad = p.bytes().position(|c| {
-                        !(is_unreserved(c) || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b','))
-                    });
-                    if bad.is_some() || !scan::escapes_valid(p) {
+                    let (bad, escaped) = first_not(p, PASSWORD);
+                    if bad.is_some() || (escaped && !scan::escapes_valid(p)) {
                         return Err(UriError::User(base + u.len() + 1 + bad.unwrap_or(0)));
                     }
                 }
@@ -318,27 +381,13 @@ impl<'a> SipUri<'a> {
             None => (before_headers, ""),
         };
         let (host, port) = parse_hostport(hostport)?;
-        let params_ok = params.bytes().all(|c| {
-            is_unreserved(c)
-                || matches!(
-                    c,
-                    b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';'
-                )
-        }) && scan::escapes_valid(params);
+        let params_ok = all_in(params, PARAM);
         let params = Params::new(params);
         if !params_ok || params.validate().is_err() {
             return Err(UriError::Param);
         }
         if let Some(h) = headers {
-            let ok = !h.is_empty()
-                && h.bytes().all(|c| {
-                    is_unreserved(c)
-                        || matches!(
-                            c,
-                            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-                        )
-                })
-                && scan::escapes_valid(h);
+            let ok = !h.is_empty() && all_in(h, HEADER);
             if !ok {
                 return Err(UriError::Headers);
             }
@@ -483,6 +532,35 @@ impl<'a> TelUri<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The character table says what the per-part rules it replaced said, for every byte.
+    #[test]
+    fn uri_char_table_matches_the_rules() {
+        for c in 0..=255u8 {
+            let t = URI_CHARS[usize::from(c)];
+            let u = is_unreserved(c);
+            let user = u
+                || matches!(
+                    c,
+                    b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+                );
+            let password = u || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b',');
+            let param = u
+                || matches!(
+                    c,
+                    b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';'
+                );
+            let header = u
+                || matches!(
+                    c,
+                    b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+                );
+            assert_eq!(t & USER != 0, user, "{c}");
+            assert_eq!(t & PASSWORD != 0, password, "{c}");
+            assert_eq!(t & PARAM != 0, param, "{c}");
+            assert_eq!(t & HEADER != 0, header, "{c}");
+        }
+    }
 
     /// The two-pass host check the one-pass table replaced, kept as its oracle.
     fn host_reference(s: &str) -> Result<Host<'_>, UriError> {
