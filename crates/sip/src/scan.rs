@@ -275,24 +275,33 @@ pub fn parse_decimal_bytes(s: &[u8], max: u64) -> Option<u64> {
 /// several times per message, and the general parser costs ten times as much.
 pub fn parse_ipv4(s: &str) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.as_bytes().split(|&c| c == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
-            return None;
-        }
-        let mut n = 0u16;
-        for &c in part {
-            if !c.is_ascii_digit() {
+    let mut n = 0usize; // octets finished
+    let mut value = 0u16;
+    let mut digits = 0u8;
+    let mut leading_zero = false;
+    for &c in s.as_bytes() {
+        if c == b'.' {
+            if digits == 0 {
                 return None;
             }
-            n = n * 10 + u16::from(c - b'0');
+            *octets.get_mut(n)? = u8::try_from(value).ok()?;
+            n += 1;
+            (value, digits, leading_zero) = (0, 0, false);
+        } else if c.is_ascii_digit() {
+            if leading_zero || digits == 3 {
+                return None;
+            }
+            leading_zero = digits == 0 && c == b'0';
+            value = value * 10 + u16::from(c - b'0');
+            digits += 1;
+        } else {
+            return None;
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    if parts.next().is_some() {
+    if digits == 0 || n != 3 {
         return None;
     }
+    *octets.get_mut(3)? = u8::try_from(value).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
 }
 
