@@ -92,6 +92,17 @@ ticks() {
   done
   echo "$u $s"
 }
+# Voluntary context switches (a thread going to sleep: each is a wake-up later) summed
+# over every thread of a process tree.
+switches() {
+  local n=0 p v
+  for p in $(tree "$@"); do
+    for v in $(awk '/^voluntary_ctxt_switches:/ { print $2 }' /proc/"$p"/task/*/status 2>/dev/null); do
+      n=$(( n + v ))
+    done
+  done
+  echo $n
+}
 # Memory in MB: RSS for a single process (Rollover), summed PSS over Kamailio's processes
 # (they share memory, so their RSS would count it once per process).
 memory_mb() {
@@ -211,6 +222,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
   read -r u0 s0 < <(ticks $PROXY)
+  w0=$(switches $PROXY)
   if [ -n "${PERF:-}" ]; then
     # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
     perf record -q -F ${PERF_FREQ:-999} --call-graph ${PERF_CALLGRAPH:-fp} -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
@@ -236,6 +248,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     awk -v n="$ok" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "     %-16s %8.2f\n", $NF, $4 / n }' "$WORK/syscalls-$proxy.txt"
   fi
   read -r u1 s1 < <(ticks $PROXY)
+  w1=$(switches $PROXY)
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
     wait $PERF_PID || true
@@ -243,7 +256,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   fi
   read -r p50 p90 p99 < <(percentiles)
   read -r cpu_us usr_us sys_us < <(python3 -c "n = max($ok, 1) / 1e6 * $CLK; print(f'{($u1 - $u0 + $s1 - $s0) / n:.1f} {($u1 - $u0) / n:.1f} {($s1 - $s0) / n:.1f}')")
-  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
   CPU[$proxy]=$cpu_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
   best=0
   for rate in "${STEPS[@]}"; do

@@ -475,25 +475,37 @@ fn top_via_of(v: &str) -> Option<Via<'_>> {
     Via::parse(scan::trim_lws(first))
 }
 
-/// A byte range inside a header value.
-type At = (u32, u32);
+/// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
+/// parsed each time).
+type At = (u16, u16);
 
 /// Where `inner` lies inside `outer` (it must be a sub-slice of it).
 fn at(outer: &str, inner: &str) -> Option<At> {
     let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
     let end = start.checked_add(inner.len())?;
-    (end <= outer.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+    (end <= outer.len()).then_some((u16::try_from(start).ok()?, u16::try_from(end).ok()?))
 }
 
 fn slice(v: &str, (start, end): At) -> Option<&str> {
-    v.get(start as usize..end as usize)
+    v.get(usize::from(start)..usize::from(end))
+}
+
+/// The host of a sent-by (`[v6]:port`, `host:port` or `host`).
+fn host_text(sent_by: &str) -> &str {
+    match sent_by.strip_prefix('[') {
+        Some(rest) => rest
+            .find(']')
+            .and_then(|i| sent_by.get(..i + 2))
+            .unwrap_or(sent_by),
+        None => sent_by.split(':').next().unwrap_or(sent_by),
+    }
 }
 
 /// The top Via of a message as positions in its header value, so that asking for it again
 /// costs a few slices instead of a parse.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ViaSpans {
-    header: u32,
+    header: u16,
     protocol: (At, At),
     transport: At,
     host: HostAt,
@@ -506,24 +518,29 @@ pub(crate) struct ViaSpans {
 #[derive(Debug, Clone, Copy)]
 enum HostAt {
     Domain(At),
-    V4(std::net::Ipv4Addr),
-    V6(std::net::Ipv6Addr),
+    V4([u8; 4]),
+    /// Read again when rebuilt (rare, and 16 bytes would double the note).
+    V6(At),
 }
 
 impl ViaSpans {
     fn of(via: &Via<'_>, v: &str, header: usize) -> Option<ViaSpans> {
         Some(ViaSpans {
-            header: u32::try_from(header).ok()?,
+            header: u16::try_from(header).ok()?,
             protocol: (at(v, via.protocol.0)?, at(v, via.protocol.1)?),
             transport: at(v, via.transport)?,
             host: match via.host {
                 Host::Domain(d) => HostAt::Domain(at(v, d)?),
-                Host::V4(ip) => HostAt::V4(ip),
-                Host::V6(ip) => HostAt::V6(ip),
+                Host::V4(ip) => HostAt::V4(ip.octets()),
+                Host::V6(_) => HostAt::V6(at(v, host_text(via.sent_by))?),
             },
             port: via.port,
             sent_by: at(v, via.sent_by)?,
-            params: at(v, via.params.as_str())?,
+            // No parameters may be an empty text from anywhere: any empty range will do.
+            params: match via.params.as_str() {
+                "" => (0, 0),
+                p => at(v, p)?,
+            },
             branch: match via.branch {
                 Some(b) => Some(at(v, b)?),
                 None => None,
@@ -539,8 +556,8 @@ impl ViaSpans {
             transport: slice(v, self.transport)?,
             host: match self.host {
                 HostAt::Domain(d) => Host::Domain(slice(v, d)?),
-                HostAt::V4(ip) => Host::V4(ip),
-                HostAt::V6(ip) => Host::V6(ip),
+                HostAt::V4(ip) => Host::V4(ip.into()),
+                HostAt::V6(text) => Host::parse(slice(v, text)?).ok()?,
             },
             port: self.port,
             sent_by: slice(v, self.sent_by)?,
@@ -727,6 +744,25 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_noted_top_via_reads_back_as_parsed() {
+        for via in [
+            "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK-6;rport",
+            "SIP/2.0/UDP [2001:db8::9];branch=z9hG4bK-7",
+            "SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK-8;received=192.0.2.2",
+            "SIP / 2.0 / UDP  pc33.example.com ; branch = z9hG4bK-9 , SIP/2.0/UDP h2",
+            "SIP/2.0/UDP host.example.com",
+        ] {
+            let text = format!(
+                "OPTIONS sip:a@b SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP other\r\nCall-ID: c\r\n\r\n"
+            );
+            let m = Message::parse(bytes::Bytes::from(text)).unwrap();
+            let first = m.top_via().unwrap();
+            assert!(m.top_via.0.get().is_some(), "noted: {via}");
+            assert_eq!(m.top_via().unwrap(), first, "{via}");
+        }
+    }
 
     #[test]
     fn tags_read_from_the_header_parameters() {
