@@ -166,6 +166,15 @@ impl Local {
     /// Whether a Route (or strict-routed Request-URI) entry is one we recorded for this
     /// request's dialog: our address, and a token that checks out for its Call-ID and tags.
     pub fn entry_is_ours(&self, uri: &str, req: &Message) -> bool {
+        // Every entry we write carries `tk=`: one without it (most Request-URIs) is not
+        // ours, and costs no URI parse.
+        let has_token = uri
+            .as_bytes()
+            .windows(TOKEN_PARAM.len() + 1)
+            .any(|w| w.eq_ignore_ascii_case(b"tk="));
+        if !has_token {
+            return false;
+        }
         let Ok(u) = SipUri::parse(uri) else {
             return false;
         };
