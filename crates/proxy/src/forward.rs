@@ -361,7 +361,7 @@ pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
 }
 
 /// Hash of what makes a request the same request at this hop (§16.6 step 8).
-fn loop_hash(req: &Message) -> u32 {
+pub(crate) fn loop_hash(req: &Message) -> u32 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     req.request_uri_str().hash(&mut h);
     req.from_tag().hash(&mut h);
@@ -438,9 +438,11 @@ fn via_value(transport: Transport, sent_by: SocketAddr, branch: &str) -> String 
 /// With `record_route = Some(inbound)`, the transport the request came in on: when it
 /// differs from the outgoing one, two Record-Route entries are written (RFC 5658), the
 /// one facing the caller below the one facing the callee, so each side reaches us over its
-/// own transport.
+/// own transport. `loop_hash` is [`loop_hash`] of `orig` (made once per request, not per
+/// branch).
 pub(crate) fn request(
     orig: &Message,
+    loop_hash: u32,
     request_uri: Option<&str>,
     transport: Transport,
     record_route: Option<Transport>,
@@ -449,7 +451,7 @@ pub(crate) fn request(
 ) -> Option<Message> {
     let upstream = orig.top_via().ok().and_then(|v| via_destination(&v));
     let branch = ids.branch(
-        loop_hash(orig),
+        loop_hash,
         local.secret(),
         orig.call_id().unwrap_or_default(),
         upstream.as_ref(),

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use crate::addr::NameAddr;
 use crate::error::{ErrorKind, ParseError};
-use crate::message::{header_label, Header, Message};
+use crate::message::{header_label, At, Header, HostAt, Message, ViaSpans};
 use crate::method::Method;
 use crate::name::HeaderName;
 use crate::params::{unquote, Params};
@@ -475,10 +475,6 @@ fn top_via_of(v: &str) -> Option<Via<'_>> {
     Via::parse(scan::trim_lws(first))
 }
 
-/// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
-/// parsed each time).
-type At = (u16, u16);
-
 /// Where `inner` lies inside `outer` (it must be a sub-slice of it).
 fn at(outer: &str, inner: &str) -> Option<At> {
     let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
@@ -499,28 +495,6 @@ fn host_text(sent_by: &str) -> &str {
             .unwrap_or(sent_by),
         None => sent_by.split(':').next().unwrap_or(sent_by),
     }
-}
-
-/// The top Via of a message as positions in its header value, so that asking for it again
-/// costs a few slices instead of a parse.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ViaSpans {
-    header: u16,
-    protocol: (At, At),
-    transport: At,
-    host: HostAt,
-    port: Option<u16>,
-    sent_by: At,
-    params: At,
-    branch: Option<At>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum HostAt {
-    Domain(At),
-    V4([u8; 4]),
-    /// Read again when rebuilt (rare, and 16 bytes would double the note).
-    V6(At),
 }
 
 impl ViaSpans {

@@ -87,9 +87,36 @@ pub struct Message {
     pub(crate) top_via: ViaCache,
 }
 
+/// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
+/// parsed each time).
+pub(crate) type At = (u16, u16);
+
+/// The top Via of a message as positions in its header value, so that asking for it again
+/// costs a few slices instead of a parse. Made and read in `headers.rs`; only the data is
+/// here, so the message does not depend on the header types.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaSpans {
+    pub(crate) header: u16,
+    pub(crate) protocol: (At, At),
+    pub(crate) transport: At,
+    pub(crate) host: HostAt,
+    pub(crate) port: Option<u16>,
+    pub(crate) sent_by: At,
+    pub(crate) params: At,
+    pub(crate) branch: Option<At>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HostAt {
+    Domain(At),
+    V4([u8; 4]),
+    /// Read again when rebuilt (rare, and 16 bytes would double the note).
+    V6(At),
+}
+
 /// A memo that never makes two messages unequal (it holds nothing the bytes do not say).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ViaCache(pub(crate) std::sync::OnceLock<crate::headers::ViaSpans>);
+pub(crate) struct ViaCache(pub(crate) std::sync::OnceLock<ViaSpans>);
 
 impl PartialEq for ViaCache {
     fn eq(&self, _: &ViaCache) -> bool {

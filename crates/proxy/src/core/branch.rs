@@ -218,8 +218,12 @@ impl<R: RoutePolicy> Proxy<R> {
         let rr = self.cfg.record_route
             && call.fixed_hop.is_none()
             && call.request.method() == Some(&Method::Invite);
+        let loop_hash = *call
+            .loop_hash
+            .get_or_insert_with(|| forward::loop_hash(&call.request));
         let built = forward::request(
             &call.request,
+            loop_hash,
             set_uri,
             dest.transport,
             rr.then_some(call.source.transport),
@@ -233,6 +237,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 // §18.1.1: the top Via must name the transport actually used.
                 let req = forward::request(
                     &call.request,
+                    loop_hash,
                     set_uri,
                     try_t,
                     rr.then_some(call.source.transport),

@@ -142,6 +142,8 @@ struct Call {
     request: Message,
     source: Peer,
     call_id: String,
+    /// §16.6 step 8's hash of `request`, for every branch's Via (made once, when needed).
+    loop_hash: Option<u32>,
     engine: Engine,
     /// The client transaction of each branch (by branch id), once started.
     clients: Vec<Option<ClientTxn>>,
@@ -738,6 +740,7 @@ impl<R: RoutePolicy> Proxy<R> {
             request,
             source,
             call_id,
+            loop_hash: None,
             engine,
             clients: Vec::new(),
             fixed_hop,
