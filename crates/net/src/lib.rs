@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!                      Transports::bind(NetConfig) spawns:
-//!  UDP  recv_from ──▶ one datagram ──────────────────────────┐
+//!  UDP  recv_from ──▶ one datagram ──────────────────────────┐   (until a driver claims the
+//!                                                            │    sockets: see below)
 //!  TCP  accept ─────▶ reader ─▶ StreamFramer ─▶ message ─────┤
 //!  TLS  accept ─▶ handshake ─┘        ├─ ping ─▶ pong (CRLF) │
 //!                                     └─ junk ─▶ BadStream ──┤
@@ -16,6 +17,11 @@
 //!  TCP/TLS  writer task ◀─ bounded queue ◀─ table[peer] ◀───┴── Transports::send(dest, bytes, txn)
 //!                 no entry: connect in the background, queue meanwhile
 //! ```
+//!
+//! The driver ([`driver::run`]) claims its worker's UDP sockets ([`Transports::claim_udp`])
+//! and reads them itself, a batch per wake-up ([`UdpIn`]): no task or channel between a
+//! datagram and the cores. The channel then carries what streams frame, what other workers
+//! hand over, and send failures.
 //!
 //! Guarantees:
 //! - **`send` never waits.** UDP goes out at once; a stream message is queued on the

@@ -617,6 +617,29 @@ async fn tls_verifies_the_sip_domain_a_target_named() {
     .unwrap();
 }
 
+/// A new INVITE (`to_tag` empty) or one inside a dialog (`;tag=…`) from `me`, numbered `n`.
+fn shed_invite(me: SocketAddr, n: u32, to_tag: &str) -> String {
+    format!(
+        "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-s{n}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:b@example.com>{to_tag}\r\nFrom: <sip:a@example.com>;tag=f{n}\r\n\
+         Call-ID: shed-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Counts the 503s `caller` gets until it has heard nothing for `quiet`; each must carry
+/// `Retry-After: retry_after`.
+async fn count_503s(caller: &tokio::net::UdpSocket, quiet: Duration, retry_after: u32) -> u32 {
+    let mut refused = 0;
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((len, _))) = timeout(quiet, caller.recv_from(&mut buf)).await {
+        let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
+        assert_eq!(m.status(), Some(503));
+        assert_eq!(m.retry_after().unwrap().unwrap().seconds, retry_after);
+        refused += 1;
+    }
+    refused
+}
+
 /// A driver that has fallen a whole queue behind: new requests arriving over UDP are
 /// answered 503 with Retry-After on arrival; responses and in-dialog requests wait their
 /// turn; an exempt source waits too.
@@ -634,13 +657,7 @@ async fn a_full_queue_sheds_new_requests_with_503() {
     let proxy = t.local_addr(Transport::Udp).unwrap();
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = caller.local_addr().unwrap();
-    let invite = |n: u32, to_tag: &str| {
-        format!(
-            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-s{n}\r\n\
-             Max-Forwards: 70\r\nTo: <sip:b@example.com>{to_tag}\r\nFrom: <sip:a@example.com>;tag=f{n}\r\n\
-             Call-ID: shed-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-        )
-    };
+    let invite = |n: u32, to_tag: &str| shed_invite(me, n, to_tag);
     // Nobody reads the queue: 1024 requests fill it; the rest are refused as they come.
     let total = 1100u32;
     for n in 0..total {
@@ -652,16 +669,8 @@ async fn a_full_queue_sheds_new_requests_with_503() {
             tokio::task::yield_now().await;
         }
     }
-    let mut refused = 0;
+    let refused = count_503s(&caller, Duration::from_millis(500), 9).await;
     let mut buf = vec![0u8; 4096];
-    while let Ok(Ok((len, _))) =
-        timeout(Duration::from_millis(500), caller.recv_from(&mut buf)).await
-    {
-        let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
-        assert_eq!(m.status(), Some(503));
-        assert_eq!(m.retry_after().unwrap().unwrap().seconds, 9);
-        refused += 1;
-    }
     assert!(
         (50..=76).contains(&refused),
         "about total - 1024 refused, got {refused}"
@@ -722,13 +731,7 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
     let proxy = t.local_addr(Transport::Udp).unwrap();
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = caller.local_addr().unwrap();
-    let invite = |n: u32, to_tag: &str| {
-        format!(
-            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-d{n}\r\n\
-             Max-Forwards: 70\r\nTo: <sip:b@example.com>{to_tag}\r\nFrom: <sip:a@example.com>;tag=f{n}\r\n\
-             Call-ID: dshed-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-        )
-    };
+    let invite = |n: u32, to_tag: &str| shed_invite(me, n, to_tag);
     // 1,100 new requests, then one inside a dialog, all waiting in the socket buffer.
     let total = 1100u32;
     for n in 0..total {
@@ -750,16 +753,7 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
         last_backlog = backlog;
         queued += 1;
     }
-    let mut refused = 0;
-    let mut buf = vec![0u8; 4096];
-    while let Ok(Ok((len, _))) =
-        timeout(Duration::from_millis(300), caller.recv_from(&mut buf)).await
-    {
-        let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
-        assert_eq!(m.status(), Some(503));
-        assert_eq!(m.retry_after().unwrap().unwrap().seconds, 7);
-        refused += 1;
-    }
+    let refused = count_503s(&caller, Duration::from_millis(300), 7).await;
     assert_eq!(queued, 1024 + 1, "a whole queue, and the in-dialog request");
     assert_eq!(refused, total - 1024);
     t.shutdown();
