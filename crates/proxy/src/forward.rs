@@ -266,7 +266,7 @@ impl Local {
                 e.add_header("Route", &joined);
             }
             return Ok(Routed {
-                request: Message::parse(e.finish())?,
+                request: e.finish_message()?,
                 ours: true,
                 foreign: rest.len(),
             });
@@ -285,7 +285,7 @@ impl Local {
             });
         }
         let request = if popped == 1 {
-            Message::parse(req.edit().pop_route().finish())?
+            req.edit().pop_route().finish_message()?
         } else {
             // Both entries of a double Record-Route (RFC 5658): rebuild the Route set from
             // what remains (one edit cannot pop the same line twice).
@@ -299,7 +299,7 @@ impl Local {
             if !rest.is_empty() {
                 e.add_header("Route", &rest.join(", "));
             }
-            Message::parse(e.finish())?
+            e.finish_message()?
         };
         Ok(Routed {
             request,
@@ -357,7 +357,7 @@ pub(crate) fn hangup(
 
 /// Removes every Route header: a preloaded route from a source we do not trust.
 pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
-    Message::parse(req.edit().remove_all(HeaderName::Route).finish())
+    req.edit().remove_all(HeaderName::Route).finish_message()
 }
 
 /// Hash of what makes a request the same request at this hop (§16.6 step 8).
@@ -472,7 +472,7 @@ pub(crate) fn request(
             e.push_record_route(&format!("{outbound}, {facing_caller}"));
         }
     }
-    Message::parse(e.finish()).ok()
+    e.finish_message().ok()
 }
 
 /// A response relayed upstream: our Via removed (§16.7 step 3).

@@ -87,7 +87,7 @@ impl Edits {
         for (n, v) in &self.add {
             e.add_header(n, v);
         }
-        Message::parse(e.finish())
+        e.finish_message()
     }
 }
 

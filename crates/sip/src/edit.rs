@@ -16,11 +16,11 @@ use crate::scan;
 
 /// One splice: replace `span` of the original with `with` (an insertion has an empty span).
 #[derive(Debug, Clone)]
-struct Splice {
-    span: Span,
-    with: Bytes,
+pub(crate) struct Splice {
+    pub(crate) span: Span,
+    pub(crate) with: Bytes,
     /// Order among splices at the same position (insertions keep call order).
-    seq: u32,
+    pub(crate) seq: u32,
 }
 
 /// A set of edits over a message, serialised by [`Editor::finish`].
@@ -29,8 +29,8 @@ struct Splice {
 /// the same header replaces the earlier one).
 #[derive(Debug)]
 pub struct Editor<'m> {
-    msg: &'m Message,
-    splices: Vec<Splice>,
+    pub(crate) msg: &'m Message,
+    pub(crate) splices: Vec<Splice>,
     extra_len: isize,
 }
 

@@ -34,6 +34,7 @@ mod name;
 pub mod oracles;
 mod params;
 mod parse;
+mod rebuild;
 mod salvage;
 /// Byte scanning helpers, public for the fuzz targets only.
 #[doc(hidden)]

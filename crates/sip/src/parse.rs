@@ -276,7 +276,7 @@ pub(crate) fn parse_head(b: &[u8], limits: &Limits, input: Input) -> Result<Head
 /// not a continuation. Returns the header and where the next line starts; `None` leaves
 /// the line to the general path, which also decides everything this declines.
 #[inline]
-fn plain_line(b: &[u8], pos: usize) -> Option<(Header, usize)> {
+pub(crate) fn plain_line(b: &[u8], pos: usize) -> Option<(Header, usize)> {
     let (name, name_len) = HeaderName::known_before_colon(b.get(pos..)?)?;
     let mut vstart = pos + name_len + 1;
     if b.get(vstart) == Some(&b' ') {
