@@ -33,36 +33,20 @@ impl Editor<'_> {
 
 type Splices = [crate::edit::Splice];
 
-/// Where an offset of the original lands in the output, for the start of something: the
-/// splices before it moved it, insertions at it included (they come before).
-fn map_start(splices: &Splices, x: u32) -> Option<u32> {
-    let mut delta: i64 = 0;
-    for s in splices.iter().filter(|s| s.span.end <= x) {
-        delta += s.with.len() as i64 - i64::from(s.span.end - s.span.start);
-    }
-    u32::try_from(i64::from(x) + delta).ok()
-}
-
-/// The same for the end of something: insertions at it come after, and do not count.
-fn map_end(splices: &Splices, x: u32) -> Option<u32> {
-    let mut delta: i64 = 0;
-    for s in splices
-        .iter()
-        .filter(|s| s.span.end <= x && !(s.span.start == x && s.span.end == x))
-    {
-        delta += s.with.len() as i64 - i64::from(s.span.end - s.span.start);
-    }
-    u32::try_from(i64::from(x) + delta).ok()
-}
-
-fn shifted(splices: &Splices, span: Span) -> Option<Span> {
+/// `span` moved by `delta` bytes.
+fn moved(span: Span, delta: i64) -> Option<Span> {
     Some(Span {
-        start: map_start(splices, span.start)?,
-        end: map_end(splices, span.end)?,
+        start: u32::try_from(i64::from(span.start) + delta).ok()?,
+        end: u32::try_from(i64::from(span.end) + delta).ok()?,
     })
 }
 
-fn rebuild(msg: &Message, splices: &[crate::edit::Splice], out: &Bytes) -> Option<Message> {
+/// How much a splice changes the length.
+fn growth(s: &crate::edit::Splice) -> i64 {
+    s.with.len() as i64 - i64::from(s.span.end - s.span.start)
+}
+
+fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
     let limits = Limits::default();
     if out.len() > limits.max_message_size || scan_crlf_start(out) {
         return None;
@@ -104,79 +88,101 @@ fn rebuild(msg: &Message, splices: &[crate::edit::Splice], out: &Bytes) -> Optio
     if splices.iter().any(|s| s.span.end > msg.headers_end) {
         return None;
     }
-    let mut headers: Vec<Header> = Vec::with_capacity(msg.headers.len() + 2);
-    let mut vias = 0usize;
-    let mut routes = 0usize;
-    let mut insertions = splices
+    // One pass over the headers and the splices (both in order), `delta` being how far
+    // the original's bytes have moved so far.
+    let mut delta: i64 = splices
         .iter()
-        .filter(|s| s.span.start == s.span.end)
+        .filter(|s| s.span.start < msg.headers_start)
+        .map(growth)
+        .sum();
+    let headers_start = u32::try_from(i64::from(msg.headers_start) + delta).ok()?;
+    let mut next = splices
+        .iter()
+        .filter(|s| s.span.start >= msg.headers_start)
         .peekable();
+    let mut headers: Vec<Header> = Vec::with_capacity(msg.headers.len() + 2);
     for h in &msg.headers {
         // Lines inserted before this one (an insertion anywhere else inside the header
         // section is not a line of its own: the parser decides).
-        while let Some(s) = insertions.next_if(|s| s.span.start <= h.line.start) {
+        while let Some(s) =
+            next.next_if(|s| s.span.start == s.span.end && s.span.start <= h.line.start)
+        {
             if s.span.start != h.line.start {
                 return None;
             }
-            insert_lines(splices, s, out, &mut headers)?;
+            insert_lines(s, h.line.start, delta, out, &mut headers)?;
+            delta += growth(s);
         }
-        let touching: Vec<&crate::edit::Splice> = splices
-            .iter()
-            .filter(|s| s.span.start < h.line.end && s.span.end > h.line.start)
-            .collect();
-        match touching.as_slice() {
-            [] => headers.push(Header {
-                name_span: shifted(splices, h.name_span)?,
-                value: shifted(splices, h.value)?,
-                line: shifted(splices, h.line)?,
+        match next.next_if(|s| s.span.start < h.line.end) {
+            None => headers.push(Header {
+                name_span: moved(h.name_span, delta)?,
+                value: moved(h.value, delta)?,
+                line: moved(h.line, delta)?,
                 ..*h
             }),
-            [s] if s.span == h.line && s.with.is_empty() => {} // removed
-            [s] if !h.folded
-                && h.name != HeaderName::ContentLength
-                && s.span.start >= h.value.start
-                && s.span.end <= h.value.end
-                && s.span.start != s.span.end =>
+            Some(s) if s.span == h.line && s.with.is_empty() => delta += growth(s), // removed
+            Some(s)
+                if !h.folded
+                    && h.name != HeaderName::ContentLength
+                    && s.span.start >= h.value.start
+                    && s.span.end <= h.value.end
+                    && s.span.start != s.span.end
+                    && !s.with.iter().any(|&c| c == b'\r' || c == b'\n') =>
             {
-                if s.with.iter().any(|&c| c == b'\r' || c == b'\n') {
-                    return None;
-                }
-                let value = shifted(splices, h.value)?;
+                let grown = delta + growth(s);
+                let value = Span {
+                    start: moved(h.value, delta)?.start,
+                    end: moved(h.value, grown)?.end,
+                };
                 // The parser trims the value: its edges must not be white space.
                 let v = out.get(value.start as usize..value.end as usize)?;
                 if v.is_empty() || scan::is_lws(*v.first()?) || scan::is_lws(*v.last()?) {
                     return None;
                 }
                 headers.push(Header {
-                    name_span: shifted(splices, h.name_span)?,
+                    name_span: moved(h.name_span, delta)?,
                     value,
-                    line: shifted(splices, h.line)?,
+                    line: Span {
+                        start: moved(h.line, delta)?.start,
+                        end: moved(h.line, grown)?.end,
+                    },
                     ..*h
                 });
+                delta = grown;
             }
-            _ => return None,
+            Some(_) => return None,
         }
-    }
-    // Lines inserted at the end of the header section.
-    for s in insertions {
-        if s.span.start != msg.headers_end {
+        // A second splice in the same line: the parser decides.
+        if next
+            .peek()
+            .is_some_and(|s| s.span.start < h.line.end && s.span.end > h.line.start)
+        {
             return None;
         }
-        insert_lines(splices, s, out, &mut headers)?;
     }
+    // Lines inserted at the end of the header section, before the empty line.
+    for s in next {
+        if s.span.start != s.span.end || s.span.start != msg.headers_end {
+            return None;
+        }
+        insert_lines(s, msg.headers_end, delta, out, &mut headers)?;
+        delta += growth(s);
+    }
+    let mut vias = 0usize;
+    let mut routes = 0usize;
     // Limits the parser checks: a count over them goes to the parser, which refuses.
     if headers.len() > limits.max_headers {
         return None;
     }
     for h in &headers {
-        let commas = out
-            .get(h.value.start as usize..h.value.end as usize)?
-            .iter()
-            .filter(|&&c| c == b',')
-            .count();
+        // An upper bound of the values (a comma inside a quoted string counts too).
+        let values = || -> Option<usize> {
+            let v = out.get(h.value.start as usize..h.value.end as usize)?;
+            Some(1 + v.iter().filter(|&&c| c == b',').count())
+        };
         match h.name {
-            HeaderName::Via => vias += 1 + commas,
-            HeaderName::Route | HeaderName::RecordRoute => routes += 1 + commas,
+            HeaderName::Via => vias += values()?,
+            HeaderName::Route | HeaderName::RecordRoute => routes += values()?,
             _ => {}
         }
         if h.line.end - h.line.start > limits.max_header_line as u32 {
@@ -186,12 +192,9 @@ fn rebuild(msg: &Message, splices: &[crate::edit::Splice], out: &Bytes) -> Optio
     if vias > limits.max_via || routes > limits.max_route {
         return None;
     }
-    // A line inserted first is part of the header section; one inserted last comes before
-    // the empty line.
-    let headers_start = map_end(splices, msg.headers_start)?;
-    let headers_end = map_start(splices, msg.headers_end)?;
+    let headers_end = u32::try_from(i64::from(msg.headers_end) + delta).ok()?;
     let body = Span {
-        start: map_start(splices, msg.body.start)?,
+        start: u32::try_from(i64::from(msg.body.start) + delta).ok()?,
         end: u32::try_from(out.len()).ok()?,
     };
     if body.end - body.start != msg.body.end - msg.body.start {
@@ -213,18 +216,13 @@ fn rebuild(msg: &Message, splices: &[crate::edit::Splice], out: &Bytes) -> Optio
 /// Reads the header lines an insertion put into `out`, each as the parser's one-pass path
 /// reads it; `None` for anything that path declines or that the parser counts specially.
 fn insert_lines(
-    splices: &Splices,
     s: &crate::edit::Splice,
+    at: u32,
+    delta: i64,
     out: &Bytes,
     headers: &mut Vec<Header>,
 ) -> Option<()> {
-    // After everything before this place, and after the insertions here made before it.
-    let before: usize = splices
-        .iter()
-        .filter(|o| o.span.start == s.span.start && o.span.end == o.span.start && o.seq < s.seq)
-        .map(|o| o.with.len())
-        .sum();
-    let mut at = map_end(splices, s.span.start)? as usize + before;
+    let mut at = usize::try_from(i64::from(at) + delta).ok()?;
     let stop = at + s.with.len();
     while at < stop {
         let (h, next) = plain_line(out, at)?;
