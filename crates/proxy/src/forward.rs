@@ -32,6 +32,20 @@ struct Prefixes {
     record_route: String,
 }
 
+impl Prefixes {
+    fn new(t: Transport, sent_by: SocketAddr) -> Prefixes {
+        let param = if t == Transport::Udp {
+            String::new()
+        } else {
+            format!(";transport={}", t.as_str().to_ascii_lowercase())
+        };
+        Prefixes {
+            via: format!("SIP/2.0/{t} {sent_by};branch="),
+            record_route: format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}="),
+        }
+    }
+}
+
 /// What Route pre-processing found (RFC 3261 §16.4, with only our own entries trusted).
 #[derive(Debug)]
 pub(crate) struct Routed {
@@ -57,33 +71,31 @@ impl Local {
         };
         for t in addrs.iter().map(|(t, _)| *t) {
             if local.prefixes.iter().all(|(have, _)| *have != t) {
-                let sent_by = local.for_transport(t);
-                let param = if t == Transport::Udp {
-                    String::new()
-                } else {
-                    format!(";transport={}", t.as_str().to_ascii_lowercase())
-                };
-                let prefixes = Prefixes {
-                    via: format!("SIP/2.0/{t} {sent_by};branch="),
-                    record_route: format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}="),
-                };
+                let prefixes = Prefixes::new(t, local.for_transport(t));
                 local.prefixes.push((t, prefixes));
             }
         }
         local
     }
 
+    /// The prefixes for `transport`: written at start for the transports we listen on,
+    /// made now for another one.
+    fn prefixes(&self, transport: Transport) -> std::borrow::Cow<'_, Prefixes> {
+        match self.prefixes.iter().find(|(t, _)| *t == transport) {
+            Some((_, p)) => std::borrow::Cow::Borrowed(p),
+            None => {
+                std::borrow::Cow::Owned(Prefixes::new(transport, self.for_transport(transport)))
+            }
+        }
+    }
+
     /// Our Via value over `transport` with `branch`.
     pub fn via(&self, transport: Transport, branch: &str) -> String {
-        match self.prefixes.iter().find(|(t, _)| *t == transport) {
-            Some((_, p)) => {
-                let mut v = String::with_capacity(p.via.len() + branch.len());
-                v.push_str(&p.via);
-                v.push_str(branch);
-                v
-            }
-            None => via_value(transport, self.for_transport(transport), branch),
-        }
+        let p = self.prefixes(transport);
+        let mut v = String::with_capacity(p.via.len() + branch.len());
+        v.push_str(&p.via);
+        v.push_str(branch);
+        v
     }
 
     /// The secret.
@@ -207,24 +219,12 @@ impl Local {
             req.call_id().unwrap_or_default(),
             req.from_tag().unwrap_or_default(),
         );
-        match self.prefixes.iter().find(|(t, _)| *t == transport) {
-            Some((_, p)) => {
-                let mut rr = String::with_capacity(p.record_route.len() + token.len() + 1);
-                rr.push_str(&p.record_route);
-                rr.push_str(&token);
-                rr.push('>');
-                rr
-            }
-            None => {
-                let sent_by = self.for_transport(transport);
-                let param = if transport == Transport::Udp {
-                    String::new()
-                } else {
-                    format!(";transport={}", transport.as_str().to_ascii_lowercase())
-                };
-                format!("<sip:{sent_by}{param};lr;{TOKEN_PARAM}={token}>")
-            }
-        }
+        let p = self.prefixes(transport);
+        let mut rr = String::with_capacity(p.record_route.len() + token.len() + 1);
+        rr.push_str(&p.record_route);
+        rr.push_str(&token);
+        rr.push('>');
+        rr
     }
 
     /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
@@ -333,10 +333,9 @@ pub(crate) fn hangup(
     let to = String::from_utf8_lossy(resp.value_bytes(resp.header(HeaderName::To)?)).into_owned();
     let call_id = invite.call_id().ok()?;
     let seq = invite.cseq().ok()?.seq;
-    let sent_by = local.for_transport(transport);
     let build = |method: rollover_sip::Method, seq: u32, branch: String| {
         let mut b = rollover_sip::RequestBuilder::new(method, &contact)
-            .via(&via_value(transport, sent_by, &branch))
+            .via(&local.via(transport, &branch))
             .from(&from)
             .to(&to)
             .call_id(call_id)
@@ -427,10 +426,6 @@ impl Ids {
     pub fn tag(&mut self) -> String {
         format!("{:012x}", self.next() & 0xffff_ffff_ffff)
     }
-}
-
-fn via_value(transport: Transport, sent_by: SocketAddr, branch: &str) -> String {
-    format!("SIP/2.0/{transport} {sent_by};branch={branch}")
 }
 
 /// The request for one branch (§16.6): Request-URI (unless routing by Route), Max-Forwards
