@@ -758,3 +758,40 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
     assert_eq!(refused, total - 1024);
     t.shutdown();
 }
+
+/// The driver reads up to 16 datagrams per system call, and a short read clears the
+/// socket's readiness without a last read that finds it empty: every datagram sent after
+/// that must wake it again, and a burst longer than one read must be read whole.
+#[tokio::test]
+async fn a_driver_reading_in_batches_gets_every_datagram_and_is_woken_for_later_ones() {
+    let (t, _rx) = bind(&["udp:127.0.0.1:0"]).await;
+    let mut udp = t.claim_udp();
+    let proxy = t.local_addr(Transport::Udp).unwrap();
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sender.local_addr().unwrap();
+    for (round, burst) in [1u32, 3, 16, 17, 40, 1].into_iter().enumerate() {
+        let first = round as u32 * 100;
+        for n in first..first + burst {
+            sender.send_to(&message(n), proxy).await.unwrap();
+        }
+        let mut got = first;
+        while got < first + burst {
+            timeout(WAIT, udp.readable())
+                .await
+                .unwrap_or_else(|_| panic!("not woken in round {round} after {got}"));
+            udp.fill();
+            while let Some((event, _)) = udp.take() {
+                match event {
+                    Inbound::Message { source, bytes, .. } => {
+                        assert_eq!(source.addr, me);
+                        assert_eq!(bytes, message(got), "in order, whole");
+                        got += 1;
+                    }
+                    other => panic!("expected a message, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(got, first + burst, "nothing more than was sent");
+    }
+    t.shutdown();
+}
