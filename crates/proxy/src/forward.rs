@@ -180,10 +180,12 @@ impl Local {
     pub fn entry_is_ours(&self, uri: &str, req: &Message) -> bool {
         // Every entry we write carries `tk=`: one without it (most Request-URIs) is not
         // ours, and costs no URI parse.
-        let has_token = uri
-            .as_bytes()
-            .windows(TOKEN_PARAM.len() + 1)
-            .any(|w| w.eq_ignore_ascii_case(b"tk="));
+        let b = uri.as_bytes();
+        let has_token = memchr::memchr_iter(b'=', b).any(|i| {
+            i.checked_sub(TOKEN_PARAM.len())
+                .and_then(|from| b.get(from..i))
+                .is_some_and(|name| name.eq_ignore_ascii_case(TOKEN_PARAM.as_bytes()))
+        });
         if !has_token {
             return false;
         }

@@ -163,25 +163,38 @@ fn same_transaction_request(
     let via = invite.top_via()?;
     let cseq = invite.cseq()?;
     let mut out = BytesMut::with_capacity(invite.headers_end());
-    out.put_slice(format!("{method} {uri} SIP/2.0\r\n").as_bytes());
+    for part in [method, " ", uri, " SIP/2.0\r\n"] {
+        out.put_slice(part.as_bytes());
+    }
     // Only the top Via: the CANCEL/ACK belongs to the same client transaction (§9.1).
     let (name, version) = via.protocol;
     let params = via.params.as_str();
     let sep = if params.is_empty() { "" } else { ";" };
-    put_header(
-        &mut out,
-        "Via",
-        &format!(
-            "{name}/{version}/{} {}{sep}{params}",
-            via.transport, via.sent_by
-        ),
-    );
+    let mut value = String::with_capacity(name.len() + version.len() + 48 + params.len());
+    for part in [
+        name,
+        "/",
+        version,
+        "/",
+        via.transport,
+        " ",
+        via.sent_by,
+        sep,
+        params,
+    ] {
+        value.push_str(part);
+    }
+    put_header(&mut out, "Via", &value);
     put_lines(&mut out, invite, HeaderName::Route);
     out.put_slice(b"Max-Forwards: 70\r\n");
     put_lines(&mut out, invite, HeaderName::From);
     put_lines(&mut out, to_from, HeaderName::To);
     put_lines(&mut out, invite, HeaderName::CallId);
-    put_header(&mut out, "CSeq", &format!("{} {method}", cseq.seq));
+    let mut value = String::with_capacity(32);
+    crate::scan::push_u64(&mut value, u64::from(cseq.seq));
+    value.push(' ');
+    value.push_str(method);
+    put_header(&mut out, "CSeq", &value);
     Ok(out)
 }
 

@@ -305,6 +305,37 @@ pub fn parse_ipv4(s: &str) -> Option<std::net::Ipv4Addr> {
     Some(std::net::Ipv4Addr::from(octets))
 }
 
+/// Appends an IPv4 address in dotted-quad form: what `Ipv4Addr`'s `Display` writes, for a
+/// tenth of its cost (it is written for every hop and address the proxy puts in a message
+/// or a key).
+pub fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_u64(out, u64::from(o));
+    }
+}
+
+/// Appends a decimal number (no `fmt` machinery).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
+}
+
 /// Decodes `%XX` escapes (RFC 3261 §19.1.4 compares URIs on decoded values).
 ///
 /// A `%` not followed by two hex digits is kept as it is.
@@ -400,6 +431,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn numbers_and_ipv4_written_as_display_writes_them() {
+        for n in [0u64, 1, 9, 10, 99, 100, 255, 65535, 4_294_967_295, u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for ip in [
+                std::net::Ipv4Addr::new(a, 0, 255, a),
+                std::net::Ipv4Addr::new(127, a, a, 1),
+            ] {
+                let mut s = String::new();
+                push_ipv4(&mut s, ip);
+                assert_eq!(s, ip.to_string());
+            }
+        }
+    }
 
     #[test]
     fn splits_outside_quotes_and_angles() {

@@ -195,7 +195,11 @@ impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
-            Host::V4(ip) => ip.fmt(f),
+            Host::V4(ip) => {
+                let mut s = String::with_capacity(15);
+                scan::push_ipv4(&mut s, *ip);
+                f.write_str(&s)
+            }
             Host::V6(ip) => write!(f, "[{ip}]"),
         }
     }

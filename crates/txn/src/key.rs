@@ -15,7 +15,10 @@ pub(crate) fn client_key(msg: &Message, out: &mut String) -> Option<()> {
     let branch = via.branch()?;
     let cseq = msg.cseq().ok()?;
     out.clear();
-    write!(out, "c {branch} {}", cseq.method).ok()
+    for part in ["c ", branch, " ", cseq.method.as_str()] {
+        out.push_str(part);
+    }
+    Some(())
 }
 
 /// Server side. RFC 3261 requests: `s <branch> <sent-by> <method>` where ACK counts as
@@ -36,9 +39,13 @@ pub(crate) fn server_key(
     let via = msg.top_via().ok()?;
     out.clear();
     if via.has_magic_cookie() {
-        write!(out, "s {} ", via.branch()?).ok()?;
+        for part in ["s ", via.branch()?, " "] {
+            out.push_str(part);
+        }
         push_lower(out, via.sent_by);
-        write!(out, " {method}").ok()
+        out.push(' ');
+        out.push_str(method.as_str());
+        Some(())
     } else {
         let uri = msg.request_uri_str()?;
         let from_tag = msg.from_tag().unwrap_or("-");
@@ -51,5 +58,9 @@ pub(crate) fn server_key(
 }
 
 fn push_lower(out: &mut String, s: &str) {
-    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(s);
+    }
 }
