@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use crate::addr::NameAddr;
 use crate::error::{ErrorKind, ParseError};
-use crate::message::{header_label, At, Header, HostAt, Message, ViaSpans};
+use crate::message::{header_label, At, Header, HostAt, IdSpans, Message, Span, ViaSpans};
 use crate::method::Method;
 use crate::name::HeaderName;
 use crate::params::{unquote, Params};
@@ -554,6 +554,41 @@ impl Message {
 
     /// Call-ID (mandatory).
     pub fn call_id(&self) -> Result<&str, ParseError> {
+        match self
+            .ids()
+            .call_id
+            .map(|s| std::str::from_utf8(s.of(&self.buf)))
+        {
+            Some(Ok(v)) => Ok(v),
+            _ => self.read_call_id(),
+        }
+    }
+
+    /// The Call-ID and the tags, found once per message.
+    fn ids(&self) -> &IdSpans {
+        self.ids.0.get_or_init(|| IdSpans {
+            call_id: self.read_call_id().ok().map(|v| self.span_of(v)),
+            from_tag: self.read_tag(HeaderName::From).map(|v| self.span_of(v)),
+            to_tag: self.read_tag(HeaderName::To).map(|v| self.span_of(v)),
+        })
+    }
+
+    /// Where `part`, a slice of this message's buffer, lies in it.
+    fn span_of(&self, part: &str) -> Span {
+        let start = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+        debug_assert!(
+            start + part.len() <= self.buf.len(),
+            "not a part of the message"
+        );
+        Span::new(start, start + part.len())
+    }
+
+    fn read_tag(&self, name: HeaderName) -> Option<&str> {
+        let h = self.header(name)?;
+        header_params(self.value_bytes(h))?.get("tag").flatten()
+    }
+
+    fn read_call_id(&self) -> Result<&str, ParseError> {
         let (h, v) = self.single(HeaderName::CallId)?;
         // LWS bytes are all at or below SP: one compare per byte in the common case.
         if v.is_empty() || v.bytes().any(|c| c <= b' ' && scan::is_lws(c)) {
@@ -588,14 +623,14 @@ impl Message {
     /// transaction matching asks for tags on every message, and `validate()` checks the
     /// whole header.
     pub fn to_tag(&self) -> Option<&str> {
-        let h = self.header(HeaderName::To)?;
-        header_params(self.value_bytes(h))?.get("tag").flatten()
+        let s = self.ids().to_tag?;
+        std::str::from_utf8(s.of(&self.buf)).ok()
     }
 
     /// The From tag, if the From header has one (see [`Message::to_tag`]).
     pub fn from_tag(&self) -> Option<&str> {
-        let h = self.header(HeaderName::From)?;
-        header_params(self.value_bytes(h))?.get("tag").flatten()
+        let s = self.ids().from_tag?;
+        std::str::from_utf8(s.of(&self.buf)).ok()
     }
 
     /// Max-Forwards, when present (0–255).
@@ -764,6 +799,34 @@ mod tests {
             .unwrap();
         assert_eq!(m.to_tag(), Some("t"));
         assert!(m.validate().is_err());
+    }
+
+    /// The Call-ID and tags are found once and then read from where they were noted: the
+    /// same answers, every time, as reading the headers again.
+    #[test]
+    fn noted_call_id_and_tags_read_back_as_found() {
+        let cases = [
+            "Call-ID: a84b4c76e66710@pc33\r\nFrom: <sip:a@b>;tag=1928\r\nTo: <sip:c@d>",
+            "i: short-form\r\nf: <sip:a@b>;tag=x\r\nt: Bob <sip:c@d>;tag=y",
+            "Call-ID: two words\r\nFrom: <sip:a@b>\r\nTo: <sip:c@d>;tag",
+            "From: <sip:a@b>;tag=only-from",
+            "Call-ID: \r\nTo: <sip:c@d>;TAG=upper",
+        ];
+        for headers in cases {
+            let text = format!("OPTIONS sip:b SIP/2.0\r\n{headers}\r\nContent-Length: 0\r\n\r\n");
+            let m = Message::parse(text.into_bytes()).unwrap();
+            let call_id = m.read_call_id().map_err(|e| e.to_string());
+            let (from, to) = (m.read_tag(HeaderName::From), m.read_tag(HeaderName::To));
+            for _ in 0..2 {
+                assert_eq!(m.call_id().map_err(|e| e.to_string()), call_id, "{headers}");
+                assert_eq!(m.from_tag(), from, "{headers}");
+                assert_eq!(m.to_tag(), to, "{headers}");
+            }
+            assert!(m.ids.0.get().is_some(), "noted: {headers}");
+            // A clone keeps the note and the answers.
+            let c = m.clone();
+            assert_eq!(c.to_tag(), to);
+        }
     }
 
     #[test]

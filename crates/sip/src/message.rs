@@ -85,6 +85,9 @@ pub struct Message {
     /// asks for it (transaction key, response routing, branch checks), about three times
     /// per message.
     pub(crate) top_via: ViaCache,
+    /// Where the Call-ID and the From and To tags are, once one of them is asked for: the
+    /// transaction layer, the proxy core and the route tokens ask about ten times per message.
+    pub(crate) ids: IdCache,
 }
 
 /// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
@@ -125,6 +128,26 @@ impl PartialEq for ViaCache {
 }
 
 impl Eq for ViaCache {}
+
+/// The Call-ID (when well formed) and the tags (when present) as places in the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdSpans {
+    pub(crate) call_id: Option<Span>,
+    pub(crate) from_tag: Option<Span>,
+    pub(crate) to_tag: Option<Span>,
+}
+
+/// A memo like [`ViaCache`]: never makes two messages unequal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdCache(pub(crate) std::sync::OnceLock<IdSpans>);
+
+impl PartialEq for IdCache {
+    fn eq(&self, _: &IdCache) -> bool {
+        true
+    }
+}
+
+impl Eq for IdCache {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -92,6 +92,7 @@ pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
         content_length: head.content_length,
         content_length_count: head.content_length_count,
         top_via: Default::default(),
+        ids: Default::default(),
     }
 }
 
