@@ -554,11 +554,7 @@ impl Message {
 
     /// Call-ID (mandatory).
     pub fn call_id(&self) -> Result<&str, ParseError> {
-        match self
-            .ids()
-            .call_id
-            .map(|s| std::str::from_utf8(s.of(&self.buf)))
-        {
+        match self.ids().call_id.map(|s| self.text(s).ok_or(())) {
             Some(Ok(v)) => Ok(v),
             _ => self.read_call_id(),
         }
@@ -624,13 +620,13 @@ impl Message {
     /// whole header.
     pub fn to_tag(&self) -> Option<&str> {
         let s = self.ids().to_tag?;
-        std::str::from_utf8(s.of(&self.buf)).ok()
+        self.text(s)
     }
 
     /// The From tag, if the From header has one (see [`Message::to_tag`]).
     pub fn from_tag(&self) -> Option<&str> {
         let s = self.ids().from_tag?;
-        std::str::from_utf8(s.of(&self.buf)).ok()
+        self.text(s)
     }
 
     /// Max-Forwards, when present (0–255).
