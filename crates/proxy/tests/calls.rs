@@ -598,7 +598,7 @@ fn invite_from_caller(call_id: &str) -> String {
 
 fn route_question<P: RoutePolicy>(n: &mut Net<P>) -> (u64, Message) {
     match n.proxy.poll_question() {
-        Some(Question::Route { id, request, .. }) => (id, request),
+        Some(Question::Route { id, request, .. }) => (id, *request),
         q => panic!("expected a routing question, got {q:?}"),
     }
 }

@@ -14,8 +14,6 @@ use crate::parse::{attach, parse_head, parse_start_line, Input};
 
 /// What the framer found at the front of the stream.
 #[derive(Debug)]
-// A frame is handed on at once: boxing the message would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
 pub enum Frame {
     /// A complete message.
     Message(Message),

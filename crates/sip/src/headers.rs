@@ -554,7 +554,7 @@ impl Message {
 
     /// Call-ID (mandatory).
     pub fn call_id(&self) -> Result<&str, ParseError> {
-        match self.ids().call_id.map(|s| self.text(s).ok_or(())) {
+        match self.ids().call_id().map(|s| self.text(s).ok_or(())) {
             Some(Ok(v)) => Ok(v),
             _ => self.read_call_id(),
         }
@@ -562,10 +562,12 @@ impl Message {
 
     /// The Call-ID and the tags, found once per message.
     fn ids(&self) -> &IdSpans {
-        self.ids.0.get_or_init(|| IdSpans {
-            call_id: self.read_call_id().ok().map(|v| self.span_of(v)),
-            from_tag: self.read_tag(HeaderName::From).map(|v| self.span_of(v)),
-            to_tag: self.read_tag(HeaderName::To).map(|v| self.span_of(v)),
+        self.ids.0.get_or_init(|| {
+            IdSpans::new(
+                self.read_call_id().ok().map(|v| self.span_of(v)),
+                self.read_tag(HeaderName::From).map(|v| self.span_of(v)),
+                self.read_tag(HeaderName::To).map(|v| self.span_of(v)),
+            )
         })
     }
 
@@ -619,13 +621,13 @@ impl Message {
     /// transaction matching asks for tags on every message, and `validate()` checks the
     /// whole header.
     pub fn to_tag(&self) -> Option<&str> {
-        let s = self.ids().to_tag?;
+        let s = self.ids().tag_of_to()?;
         self.text(s)
     }
 
     /// The From tag, if the From header has one (see [`Message::to_tag`]).
     pub fn from_tag(&self) -> Option<&str> {
-        let s = self.ids().from_tag?;
+        let s = self.ids().tag_of_from()?;
         self.text(s)
     }
 

@@ -88,10 +88,6 @@ pub struct Message {
     /// Where the Call-ID and the From and To tags are, once one of them is asked for: the
     /// transaction layer, the proxy core and the route tokens ask about ten times per message.
     pub(crate) ids: IdCache,
-    /// The header section as text, checked as UTF-8 once, the first time a part of it is
-    /// read as text (`None` inside when it is not UTF-8: each part is then checked alone).
-    /// Without it, every header read as text checks its bytes again (about 80 times per call).
-    pub(crate) head_text: HeadText,
 }
 
 /// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
@@ -133,12 +129,46 @@ impl PartialEq for ViaCache {
 
 impl Eq for ViaCache {}
 
-/// The Call-ID (when well formed) and the tags (when present) as places in the buffer.
+/// The Call-ID (when well formed) and the tags (when present) as places in the buffer
+/// (packed: every message carries this note).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct IdSpans {
-    pub(crate) call_id: Option<Span>,
-    pub(crate) from_tag: Option<Span>,
-    pub(crate) to_tag: Option<Span>,
+pub(crate) struct IdSpans([u32; 6]);
+
+impl IdSpans {
+    const NONE: u32 = u32::MAX;
+
+    pub(crate) fn new(
+        call_id: Option<Span>,
+        from_tag: Option<Span>,
+        to_tag: Option<Span>,
+    ) -> IdSpans {
+        let mut a = [IdSpans::NONE; 6];
+        for (i, s) in [call_id, from_tag, to_tag].into_iter().enumerate() {
+            if let (Some(s), Some(pair)) = (s, a.get_mut(2 * i..2 * i + 2)) {
+                pair.copy_from_slice(&[s.start, s.end]);
+            }
+        }
+        IdSpans(a)
+    }
+
+    fn get(&self, i: usize) -> Option<Span> {
+        match self.0.get(2 * i..2 * i + 2) {
+            Some(&[start, end]) if start != IdSpans::NONE => Some(Span { start, end }),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn call_id(&self) -> Option<Span> {
+        self.get(0)
+    }
+
+    pub(crate) fn tag_of_from(&self) -> Option<Span> {
+        self.get(1)
+    }
+
+    pub(crate) fn tag_of_to(&self) -> Option<Span> {
+        self.get(2)
+    }
 }
 
 /// A memo like [`ViaCache`]: never makes two messages unequal.
@@ -152,18 +182,6 @@ impl PartialEq for IdCache {
 }
 
 impl Eq for IdCache {}
-
-/// A memo like [`ViaCache`]: never makes two messages unequal.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HeadText(std::sync::OnceLock<Option<bytestring::ByteString>>);
-
-impl PartialEq for HeadText {
-    fn eq(&self, _: &HeadText) -> bool {
-        true
-    }
-}
-
-impl Eq for HeadText {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,14 +217,7 @@ impl Message {
 
     /// The bytes of `span` as text, when they are UTF-8.
     pub(crate) fn text(&self, span: Span) -> Option<&str> {
-        let head = self.head_text.0.get_or_init(|| {
-            let end = (self.headers_end as usize).min(self.buf.len());
-            bytestring::ByteString::try_from(self.buf.slice(..end)).ok()
-        });
-        match head.as_ref().and_then(|t| t.get(span.range())) {
-            Some(t) => Some(t),
-            None => std::str::from_utf8(span.of(&self.buf)).ok(),
-        }
+        std::str::from_utf8(span.of(&self.buf)).ok()
     }
 
     /// The Request-URI as written, for a request.

@@ -93,7 +93,6 @@ pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
         content_length_count: head.content_length_count,
         top_via: Default::default(),
         ids: Default::default(),
-        head_text: Default::default(),
     }
 }
 

@@ -39,8 +39,8 @@ pub enum Question {
         /// The question's id.
         id: u64,
         /// The request as the policy saw it (our Route entries popped, a stranger's
-        /// removed).
-        request: Message,
+        /// removed). Boxed: the other questions are small.
+        request: Box<Message>,
         /// Where it came from.
         source: Peer,
     },

@@ -50,7 +50,7 @@ impl<R: RoutePolicy> Proxy<R> {
         debug!(call_id, "routing answer pending (question {id})");
         self.questions.push_back(Question::Route {
             id,
-            request: request.clone(),
+            request: Box::new(request.clone()),
             source,
         });
         let deadline = now + ROUTE_ANSWER_TIMEOUT;
