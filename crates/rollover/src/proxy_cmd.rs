@@ -82,8 +82,13 @@ fn secret_bytes(sec: &SecuritySettings) -> anyhow::Result<Vec<u8>> {
 enum Cmd {
     /// SIGHUP: a freshly loaded dial plan, and script when there is one.
     Reload(Box<DialPlan>, Option<Arc<Script>>),
-    /// SIGTERM/SIGINT: stop taking calls; say when the last one is done or time is up.
-    Drain(Duration, tokio::sync::oneshot::Sender<()>),
+    /// SIGTERM/SIGINT: stop taking calls (say so on the first sender); say when the last one
+    /// is done or time is up (on the second).
+    Drain(
+        Duration,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ),
     /// SIGUSR1: log the counters.
     Stats,
     /// A name the core asked about was looked up.
@@ -130,8 +135,9 @@ impl Server {
                 }
             }
             Cmd::Stats => self.log_stats(txn),
-            Cmd::Drain(timeout, done) => {
+            Cmd::Drain(timeout, started, done) => {
                 self.proxy.drain();
+                let _ = started.send(());
                 self.drain = Some((now + timeout, done));
                 self.check_drained(now);
             }
@@ -600,17 +606,28 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     let stop_all = stop.0;
     let shutdown = async move {
         let why = stop_signal().await;
+        let mut done = Vec::new();
+        let mut started = Vec::new();
+        for cmds in &senders {
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if cmds
+                .send(Cmd::Drain(drain_timeout, started_tx, done_tx))
+                .await
+                .is_ok()
+            {
+                started.push(started_rx);
+                done.push(done_rx);
+            }
+        }
+        // Said once every worker refuses new calls: from this line on, none is taken.
+        for s in started {
+            let _ = s.await;
+        }
         info!(
             "{why}: draining: new calls get 503, calls under way finish (at most {}s)",
             drain_timeout.as_secs()
         );
-        let mut done = Vec::new();
-        for cmds in &senders {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            if cmds.send(Cmd::Drain(drain_timeout, done_tx)).await.is_ok() {
-                done.push(done_rx);
-            }
-        }
         let all_done = async {
             for d in done {
                 let _ = d.await;
