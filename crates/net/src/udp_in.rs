@@ -55,22 +55,27 @@ struct Datagram {
     truncated: bool,
 }
 
-/// What one `recvmmsg` read.
+/// What one `recvmmsg` read: how many datagrams (their facts in the caller's array), and
+/// whether that was fewer than [`BATCH`], so the socket was found empty and its readiness
+/// is cleared.
+#[derive(Clone, Copy)]
 struct Batch {
-    received: [Datagram; BATCH],
     count: usize,
-    /// Fewer than [`BATCH`] came: the socket was empty, its readiness is cleared.
     drained: bool,
 }
 
-/// One `recvmmsg` into `buf`'s slots.
+/// One `recvmmsg` into `buf`'s slots, the datagrams' facts into `received`.
 ///
 /// A short batch means the socket was empty when the call returned, so the readiness is
 /// cleared then, without the extra read that would only see `EAGAIN` (one system call per
 /// wake-up saved). That is safe: the runtime clears it only if no new readiness event came
 /// meanwhile, and a datagram arriving later raises a new one.
-fn receive_batch(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Batch> {
-    HEADERS.with_borrow_mut(|headers| receive_into(socket, headers, buf))
+fn receive_batch(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    received: &mut [Datagram; BATCH],
+) -> std::io::Result<Batch> {
+    HEADERS.with_borrow_mut(|headers| receive_into(socket, headers, buf, received))
 }
 
 thread_local! {
@@ -84,9 +89,9 @@ fn receive_into(
     socket: &UdpSocket,
     headers: &mut MultiHeaders<SockaddrStorage>,
     buf: &mut [u8],
+    received: &mut [Datagram; BATCH],
 ) -> std::io::Result<Batch> {
     let mut out = Batch {
-        received: [Datagram::default(); BATCH],
         count: 0,
         drained: false,
     };
@@ -102,7 +107,7 @@ fn receive_into(
             None,
         )
         .map_err(std::io::Error::from)?;
-        for (d, r) in out.received.iter_mut().zip(results) {
+        for (d, r) in received.iter_mut().zip(results) {
             *d = Datagram {
                 len: r.bytes,
                 src: r.address.as_ref().and_then(socket_addr),
@@ -137,6 +142,7 @@ pub struct UdpIn {
     worker: usize,
     sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
     buf: Vec<u8>,
+    received: [Datagram; BATCH],
     queue: VecDeque<Inbound>,
     shed_count: u64,
 }
@@ -162,6 +168,7 @@ impl UdpIn {
             worker,
             sockets,
             buf: vec![0u8; BATCH * SLOT],
+            received: [Datagram::default(); BATCH],
             queue: VecDeque::new(),
             shed_count: 0,
         }
@@ -192,7 +199,7 @@ impl UdpIn {
                 continue;
             };
             while self.queue.len() < 2 * QUEUE {
-                let got = match receive_batch(&socket, &mut self.buf) {
+                let got = match receive_batch(&socket, &mut self.buf, &mut self.received) {
                     Ok(got) => got,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if is_icmp_error(&e) => {
@@ -205,8 +212,10 @@ impl UdpIn {
                         break;
                     }
                 };
-                for (slot, d) in got.received.iter().take(got.count).enumerate() {
-                    self.accept(local, &socket, slot, d);
+                for slot in 0..got.count {
+                    if let Some(d) = self.received.get(slot).copied() {
+                        self.accept(local, &socket, slot, &d);
+                    }
                 }
                 if got.drained {
                     break;
