@@ -18,9 +18,10 @@
 # the same failover call as a routing script instead of a rule, for the script's cost.
 # PERF=1 records a profile of each proxy during the fixed-rate run (PERF_CALLGRAPH=dwarf
 # for call stacks through code built without frame pointers; PERF_FREQ samples per second).
-# CALLGRIND=1 runs Rollover under valgrind's callgrind and reports the instructions it
-# executes per call during the fixed-rate run: a figure that does not move with the
-# machine's noise, for comparing two builds (run it at a low rate, e.g. 50 cps).
+# CALLGRIND=1 runs each proxy under valgrind's callgrind (Kamailio: every process it forks)
+# and reports the instructions it executes in user space per call during the fixed-rate
+# run: a figure that moves far less with the machine's noise than CPU time, for comparing
+# two builds or the two proxies' user space (run it at a low rate, e.g. 50 cps).
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
@@ -148,7 +149,9 @@ start_proxy() {
     kamailio)
       fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
       # TLSF: Debian's default allocator (q_malloc with memory debugging) is ~3x slower.
-      in_cg kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
+      # Under CALLGRIND=1 every process of Kamailio is counted (valgrind follows its forks).
+      in_cg ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.kamailio.%p" --dump-instr=no} \
+        kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
       if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
@@ -235,12 +238,15 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     sleep 1
   fi
   if [ -n "${CALLGRIND:-}" ] && [ $proxy = rollover ]; then callgrind_control -z $PROXY >/dev/null; fi
+  load_start=$(date +%s.%N)
   read -r ok bad _ < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
+  load_seconds=$(python3 -c "import time; print(f'{time.time() - $load_start:.1f}')")
   if [ -n "${CALLGRIND:-}" ] && [ $proxy = rollover ]; then
-    # Instructions executed in user space for the calls of the fixed-rate run only.
+    # Instructions executed in user space for the calls of the fixed-rate run only (all
+    # threads): the dump after the zeroing.
     callgrind_control -d $PROXY >/dev/null; sleep 1
-    ir=$(for f in "$WORK"/callgrind.out*; do awk '/^summary:/ { print $2 }' "$f"; done | sort -n | tail -1)
-    echo "   callgrind: $(( ir / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls); profile: callgrind_annotate $(ls -t "$WORK"/callgrind.out* | head -1)"
+    ir=$(awk '/^summary:/ { print $2 }' "$WORK/callgrind.out.1")
+    echo "   callgrind: $(( ir / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls); profile: callgrind_annotate $WORK/callgrind.out.1"
   fi
   if [ -n "${SYSCALLS:-}" ]; then
     kill -INT $STRACE_PID; wait $STRACE_PID || true
@@ -257,6 +263,20 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   read -r p50 p90 p99 < <(percentiles)
   read -r cpu_us usr_us sys_us < <(python3 -c "n = max($ok, 1) / 1e6 * $CLK; print(f'{($u1 - $u0 + $s1 - $s0) / n:.1f} {($u1 - $u0) / n:.1f} {($s1 - $s0) / n:.1f}')")
   echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  if [ -n "${CALLGRIND:-}" ] && [ $proxy = kamailio ]; then
+    # valgrind's control tool cannot reach the processes Kamailio forks, so whole runs are
+    # counted (each process writes its count when it exits): this one, then one as long
+    # without calls; the difference is what the calls cost, start-up and timers left out.
+    stop_proxy; sleep 1
+    busy=$(cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    nproc=$(ls "$WORK"/callgrind.kamailio.* | wc -l)
+    rm -f "$WORK"/callgrind.kamailio.*
+    start_proxy kamailio; sleep "$load_seconds"; stop_proxy; sleep 1
+    idle=$(cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    rm -f "$WORK"/callgrind.kamailio.*
+    echo "   callgrind: $(( (busy - idle) / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls; $nproc processes; $busy with the calls, $idle idle for ${load_seconds} s)"
+    start_proxy kamailio
+  fi
   CPU[$proxy]=$cpu_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
   best=0
   for rate in "${STEPS[@]}"; do
