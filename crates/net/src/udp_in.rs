@@ -72,17 +72,29 @@ struct Batch {
 /// meanwhile, and a datagram arriving later raises a new one.
 fn receive_batch(
     socket: &UdpSocket,
+    v6: bool,
     buf: &mut [u8],
     received: &mut [Datagram; BATCH],
 ) -> std::io::Result<Batch> {
-    HEADERS.with_borrow_mut(|headers| receive_into(socket, headers, buf, received))
+    HEADERS.with_borrow_mut(|[v4_headers, v6_headers]| {
+        let headers = if v6 { v6_headers } else { v4_headers };
+        receive_into(socket, headers, buf, received)
+    })
 }
 
 thread_local! {
     /// The headers `recvmmsg` fills hold raw pointers, so they are not `Send`: kept per
     /// thread rather than in [`UdpIn`], whose driver may be a task that moves between threads.
-    static HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
-        RefCell::new(MultiHeaders::preallocate(BATCH, None));
+    ///
+    /// One set per address family: the kernel writes each source address's length into its
+    /// header and `nix` does not set it back before the next call, so headers that held an
+    /// IPv4 source (16 bytes) would cut an IPv6 one (28) short. A socket's sources are all
+    /// of its own family (IPv4-mapped ones too, on an IPv6 socket), so the length a set's
+    /// headers keep always fits.
+    static HEADERS: RefCell<[MultiHeaders<SockaddrStorage>; 2]> = RefCell::new([
+        MultiHeaders::preallocate(BATCH, None),
+        MultiHeaders::preallocate(BATCH, None),
+    ]);
 }
 
 fn receive_into(
@@ -199,7 +211,8 @@ impl UdpIn {
                 continue;
             };
             while self.queue.len() < 2 * QUEUE {
-                let got = match receive_batch(&socket, &mut self.buf, &mut self.received) {
+                let v6 = local.is_ipv6();
+                let got = match receive_batch(&socket, v6, &mut self.buf, &mut self.received) {
                     Ok(got) => got,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if is_icmp_error(&e) => {

@@ -795,3 +795,58 @@ async fn a_driver_reading_in_batches_gets_every_datagram_and_is_woken_for_later_
     }
     t.shutdown();
 }
+
+/// The driver's batched reads after an ICMP port unreachable (the next read reports
+/// ECONNREFUSED once) and from an IPv6 source: the socket keeps working, and each datagram
+/// comes with its sender's address.
+#[tokio::test]
+async fn a_driver_reading_in_batches_survives_icmp_errors_and_reads_ipv6_sources() {
+    for (listen, peer) in [
+        ("udp:127.0.0.1:0", "127.0.0.1:0"),
+        ("udp:[::1]:0", "[::1]:0"),
+    ] {
+        let (t, _rx) = match Transports::bind(config(&[listen])).await {
+            Ok(t) => t,
+            Err(NetError::Bind { source, .. }) if listen.contains("::1") => {
+                eprintln!("skipped IPv6: no loopback ({source})");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut udp = t.claim_udp();
+        let proxy = t.local_addr(Transport::Udp).unwrap();
+        let gone = std::net::UdpSocket::bind(peer)
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        for n in 0..3 {
+            let dest = Peer {
+                transport: Transport::Udp,
+                addr: gone,
+            };
+            t.send(dest, message(n), None);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sender = tokio::net::UdpSocket::bind(peer).await.unwrap();
+        let me = sender.local_addr().unwrap();
+        for n in 10..13 {
+            sender.send_to(&message(n), proxy).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            timeout(WAIT, udp.readable())
+                .await
+                .unwrap_or_else(|_| panic!("{listen}: not woken after the ICMP errors"));
+            udp.fill();
+            while let Some((event, _)) = udp.take() {
+                match event {
+                    Inbound::Message { source, bytes, .. } => got.push((source.addr, bytes)),
+                    other => panic!("expected a message, got {other:?}"),
+                }
+            }
+        }
+        let want: Vec<_> = (10..13).map(|n| (me, message(n))).collect();
+        assert_eq!(got, want, "{listen}");
+        t.shutdown();
+    }
+}
