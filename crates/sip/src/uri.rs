@@ -131,6 +131,13 @@ impl<'a> Host<'a> {
             let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
             return inner.parse().map(Host::V6).map_err(|_| UriError::Host);
         }
+        // An IPv4 address (the common case in a proxy's own traffic) is read in one pass,
+        // which checks every byte itself.
+        if s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            if let Some(ip) = scan::parse_ipv4(s) {
+                return Ok(Host::V4(ip));
+            }
+        }
         // One pass: every byte must be a host character; which kinds were seen decides
         // whether an IPv4 address is worth trying.
         let mut seen = 0u8;
@@ -536,6 +543,30 @@ impl<'a> TelUri<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// IPv4 hosts are read before the host-character pass; what is not an IPv4 address
+    /// is read as before.
+    #[test]
+    fn hosts_read_as_ipv4_or_names() {
+        let v4 = |s: &str| Host::V4(s.parse().unwrap());
+        let cases: &[(&str, Option<Host<'_>>)] = &[
+            ("127.0.0.1", Some(v4("127.0.0.1"))),
+            ("0.0.0.0", Some(v4("0.0.0.0"))),
+            ("1.2.3", Some(Host::Domain("1.2.3"))),
+            ("01.2.3.4", Some(Host::Domain("01.2.3.4"))),
+            ("256.1.1.1", Some(Host::Domain("256.1.1.1"))),
+            ("1.2.3.4.", Some(Host::Domain("1.2.3.4."))),
+            ("1and1.com", Some(Host::Domain("1and1.com"))),
+            ("1.2.3.4x", Some(Host::Domain("1.2.3.4x"))),
+            ("1.2.3.4:5", None),
+            ("1.2.3.4 ", None),
+            ("-a.com", None),
+            ("", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(Host::parse(s).ok(), *want, "{s:?}");
+        }
+    }
 
     /// The character table says what the per-part rules it replaced said, for every byte.
     #[test]
