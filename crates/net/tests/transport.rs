@@ -759,6 +759,29 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
     t.shutdown();
 }
 
+/// What the driver's reader hands out, source and bytes, until at least `n` have come
+/// (each wait for the socket bounded).
+async fn read_at_least(
+    udp: &mut rollover_net::UdpIn,
+    n: usize,
+    what: &str,
+) -> Vec<(SocketAddr, Bytes)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        timeout(WAIT, udp.readable())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not woken after {} datagrams", got.len()));
+        udp.fill();
+        while let Some((event, _)) = udp.take() {
+            match event {
+                Inbound::Message { source, bytes, .. } => got.push((source.addr, bytes)),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+    got
+}
+
 /// The driver reads up to 16 datagrams per system call, and a short read clears the
 /// socket's readiness without a last read that finds it empty: every datagram sent after
 /// that must wake it again, and a burst longer than one read must be read whole.
@@ -774,24 +797,12 @@ async fn a_driver_reading_in_batches_gets_every_datagram_and_is_woken_for_later_
         for n in first..first + burst {
             sender.send_to(&message(n), proxy).await.unwrap();
         }
-        let mut got = first;
-        while got < first + burst {
-            timeout(WAIT, udp.readable())
-                .await
-                .unwrap_or_else(|_| panic!("not woken in round {round} after {got}"));
-            udp.fill();
-            while let Some((event, _)) = udp.take() {
-                match event {
-                    Inbound::Message { source, bytes, .. } => {
-                        assert_eq!(source.addr, me);
-                        assert_eq!(bytes, message(got), "in order, whole");
-                        got += 1;
-                    }
-                    other => panic!("expected a message, got {other:?}"),
-                }
-            }
+        let got = read_at_least(&mut udp, burst as usize, &format!("round {round}")).await;
+        assert_eq!(got.len(), burst as usize, "nothing more than was sent");
+        for (n, (source, bytes)) in (first..).zip(got) {
+            assert_eq!(source, me);
+            assert_eq!(bytes, message(n), "in order, whole");
         }
-        assert_eq!(got, first + burst, "nothing more than was sent");
     }
     t.shutdown();
 }
@@ -832,19 +843,7 @@ async fn a_driver_reading_in_batches_survives_icmp_errors_and_reads_ipv6_sources
         for n in 10..13 {
             sender.send_to(&message(n), proxy).await.unwrap();
         }
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            timeout(WAIT, udp.readable())
-                .await
-                .unwrap_or_else(|_| panic!("{listen}: not woken after the ICMP errors"));
-            udp.fill();
-            while let Some((event, _)) = udp.take() {
-                match event {
-                    Inbound::Message { source, bytes, .. } => got.push((source.addr, bytes)),
-                    other => panic!("expected a message, got {other:?}"),
-                }
-            }
-        }
+        let got = read_at_least(&mut udp, 3, &format!("{listen} after the ICMP errors")).await;
         let want: Vec<_> = (10..13).map(|n| (me, message(n))).collect();
         assert_eq!(got, want, "{listen}");
         t.shutdown();
