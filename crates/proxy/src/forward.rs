@@ -232,11 +232,23 @@ impl Local {
     /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
     /// request's: it has been here before with the same routing inputs (a loop, not a spiral).
     pub fn is_loop(&self, req: &Message) -> bool {
-        let hash = format!("{:08x}", loop_hash(req));
+        let mut needle = [0u8; BRANCH_PREFIX.len() + 8];
+        let (prefix, hex) = needle.split_at_mut(BRANCH_PREFIX.len());
+        prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
+        hex8(loop_hash(req), hex);
+        let hash = needle.get(BRANCH_PREFIX.len()..).unwrap_or_default();
+        // A branch is a slice of its Via's text: when no Via line holds our prefix and this
+        // hash, none parses to a match (a first INVITE costs no Via parse).
+        if !req
+            .headers_named(HeaderName::Via)
+            .any(|h| memchr::memmem::find(req.value_bytes(h), &needle).is_some())
+        {
+            return false;
+        }
         req.vias().filter_map(Result::ok).any(|v| {
             self.is_ours(&v)
                 && v.branch()
-                    .and_then(|b| b.get(BRANCH_PREFIX.len()..BRANCH_PREFIX.len() + 8))
+                    .and_then(|b| b.as_bytes().get(BRANCH_PREFIX.len()..BRANCH_PREFIX.len() + 8))
                     .is_some_and(|h| h == hash)
         })
     }
@@ -361,9 +373,33 @@ pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
     req.edit().remove_all(HeaderName::Route).finish_message()
 }
 
+/// `v` as 8 lowercase hex digits, as `{v:08x}` writes it.
+fn hex8(v: u32, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out.iter_mut().take(8).enumerate() {
+        let nibble = (v >> (28 - 4 * i)) & 0xf;
+        *o = DIGITS.get(nibble as usize).copied().unwrap_or(b'0');
+    }
+}
+
+/// The hasher for values that must come out the same for a retransmission and need no
+/// secret: a request's loop hash, the branch of a stateless ACK, a stateless reply's tag.
+/// Fixed seeds (anyone can compute these, as with SipHash's zero keys before), a fraction
+/// of SipHash's cost.
+pub(crate) fn fixed_hasher() -> ahash::AHasher {
+    use std::hash::BuildHasher;
+    static SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    );
+    SEEDS.build_hasher()
+}
+
 /// Hash of what makes a request the same request at this hop (§16.6 step 8).
 pub(crate) fn loop_hash(req: &Message) -> u32 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = fixed_hasher();
     req.request_uri_str().hash(&mut h);
     req.from_tag().hash(&mut h);
     req.to_tag().hash(&mut h);
@@ -484,7 +520,7 @@ pub(crate) fn stateless_request(
     transport: Transport,
     local: &Local,
 ) -> Option<Bytes> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = fixed_hasher();
     req.call_id().ok().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
     req.from_tag().hash(&mut h);
@@ -522,4 +558,16 @@ pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
         transport,
         addr: SocketAddr::new(ip, port),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex8_writes_what_format_writes() {
+        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x0123_4567, u32::MAX] {
+            let mut out = [0u8; 8];
+            super::hex8(v, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:08x}"));
+        }
+    }
 }

@@ -588,6 +588,18 @@ mod checks {
     }
 
     #[test]
+    fn a_request_coming_back_with_another_request_uri_is_a_spiral_not_a_loop() {
+        let (_, fwd) = feed(invite(&[], 70));
+        // Sent back to us for another user: §16.3 item 4 calls that a spiral, routed again.
+        let back =
+            Message::parse(fwd[0].edit().set_request_uri("sip:200@192.0.2.1").finish()).unwrap();
+        let (statuses, again) = feed(back);
+        assert!(!statuses.contains(&482), "{statuses:?}");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].vias().count(), 3);
+    }
+
+    #[test]
     fn in_dialog_request_follows_route_and_pops_our_route() {
         let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:callee@192.0.2.20:5070")
             .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-bye")

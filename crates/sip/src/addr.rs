@@ -65,63 +65,7 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses one value (already split from any comma-separated list).
     pub fn parse(s: &'a str) -> Result<NameAddr<'a>, AddrError> {
-        let s = scan::trim_lws(s);
-        let (display, uri_str, rest, bracketed) = if s.starts_with('"') {
-            let (inner, rest) = scan::quoted_string(s).ok_or(AddrError::Quote)?;
-            let rest = scan::trim_lws(rest);
-            let (uri, after) = bracketed_uri(rest)?;
-            (Some(DisplayName::Quoted(inner)), uri, after, true)
-        } else if let Some(lt) = scan::find_byte(s, b'<') {
-            let name = scan::trim_lws(s.get(..lt).unwrap_or_default());
-            let display = if name.is_empty() {
-                None
-            } else {
-                let ok = name
-                    .split(|c: char| c.is_ascii() && scan::is_lws(c as u8))
-                    .filter(|t| !t.is_empty())
-                    .all(|t| scan::is_token(t.as_bytes()));
-                if !ok {
-                    return Err(if name.contains('"') {
-                        AddrError::Quote
-                    } else {
-                        AddrError::DisplayName
-                    });
-                }
-                Some(DisplayName::Tokens(name))
-            };
-            let (uri, after) = bracketed_uri(s.get(lt..).unwrap_or_default())?;
-            (display, uri, after, true)
-        } else {
-            // addr-spec: parameters after ';' belong to the header, not the URI (§20).
-            let (uri, params) = match scan::find_byte(s, b';') {
-                Some(i) => (
-                    s.get(..i).unwrap_or_default(),
-                    s.get(i..).unwrap_or_default(),
-                ),
-                None => (s, ""),
-            };
-            let uri = scan::trim_lws(uri);
-            if uri.contains('"') {
-                return Err(AddrError::Quote);
-            }
-            if uri.bytes().any(|c| scan::is_lws(c) || c == b',') {
-                return Err(AddrError::DisplayName);
-            }
-            (None, uri, params, false)
-        };
-        let rest = scan::trim_lws(rest);
-        let params = match rest.strip_prefix(';') {
-            Some(p) => Params::new(p),
-            None if rest.is_empty() => Params::new(""),
-            None => return Err(AddrError::Angle),
-        };
-        if !rest.is_empty() {
-            // A lone ';' or ';;' is an empty parameter (RFC 4475 §3.1.2.1).
-            params.validate().map_err(|_| AddrError::Param)?;
-            if scan::trim_lws(params.as_str()).is_empty() {
-                return Err(AddrError::Param);
-            }
-        }
+        let (display, uri_str, bracketed, params) = split(s)?;
         let uri = Uri::parse(uri_str)?;
         Ok(NameAddr {
             display,
@@ -130,6 +74,16 @@ impl<'a> NameAddr<'a> {
             bracketed,
             params,
         })
+    }
+
+    /// Checks the shape of one value (display name, brackets, header parameters) and
+    /// returns its header parameters, without decoding the URI: for addresses this element
+    /// only relays.
+    pub fn check_shape(s: &'a str) -> Result<Params<'a>, AddrError> {
+        match split(s)? {
+            (_, "", _, _) => Err(AddrError::Uri(UriError::Scheme)),
+            (_, _, _, params) => Ok(params),
+        }
     }
 
     /// The `tag` parameter (From/To, RFC 3261 §19.3).
@@ -148,6 +102,71 @@ impl<'a> NameAddr<'a> {
         let v = self.params.get("expires").flatten()?;
         scan::parse_decimal(v, u64::from(u32::MAX)).and_then(|v| u32::try_from(v).ok())
     }
+}
+
+/// A value's display name, URI text, whether the URI was bracketed, and its header
+/// parameters, each checked except the URI's inside.
+type Parts<'a> = (Option<DisplayName<'a>>, &'a str, bool, Params<'a>);
+
+fn split(s: &str) -> Result<Parts<'_>, AddrError> {
+    let s = scan::trim_lws(s);
+    let (display, uri_str, rest, bracketed) = if s.starts_with('"') {
+        let (inner, rest) = scan::quoted_string(s).ok_or(AddrError::Quote)?;
+        let rest = scan::trim_lws(rest);
+        let (uri, after) = bracketed_uri(rest)?;
+        (Some(DisplayName::Quoted(inner)), uri, after, true)
+    } else if let Some(lt) = scan::find_byte(s, b'<') {
+        let name = scan::trim_lws(s.get(..lt).unwrap_or_default());
+        let display = if name.is_empty() {
+            None
+        } else {
+            let ok = name
+                .split(|c: char| c.is_ascii() && scan::is_lws(c as u8))
+                .filter(|t| !t.is_empty())
+                .all(|t| scan::is_token(t.as_bytes()));
+            if !ok {
+                return Err(if name.contains('"') {
+                    AddrError::Quote
+                } else {
+                    AddrError::DisplayName
+                });
+            }
+            Some(DisplayName::Tokens(name))
+        };
+        let (uri, after) = bracketed_uri(s.get(lt..).unwrap_or_default())?;
+        (display, uri, after, true)
+    } else {
+        // addr-spec: parameters after ';' belong to the header, not the URI (§20).
+        let (uri, params) = match scan::find_byte(s, b';') {
+            Some(i) => (
+                s.get(..i).unwrap_or_default(),
+                s.get(i..).unwrap_or_default(),
+            ),
+            None => (s, ""),
+        };
+        let uri = scan::trim_lws(uri);
+        if uri.contains('"') {
+            return Err(AddrError::Quote);
+        }
+        if uri.bytes().any(|c| scan::is_lws(c) || c == b',') {
+            return Err(AddrError::DisplayName);
+        }
+        (None, uri, params, false)
+    };
+    let rest = scan::trim_lws(rest);
+    let params = match rest.strip_prefix(';') {
+        Some(p) => Params::new(p),
+        None if rest.is_empty() => Params::new(""),
+        None => return Err(AddrError::Angle),
+    };
+    if !rest.is_empty() {
+        // A lone ';' or ';;' is an empty parameter (RFC 4475 §3.1.2.1).
+        params.validate().map_err(|_| AddrError::Param)?;
+        if scan::trim_lws(params.as_str()).is_empty() {
+            return Err(AddrError::Param);
+        }
+    }
+    Ok((display, uri_str, bracketed, params))
 }
 
 /// Parses `<uri>` at the start of `s`; returns the URI text and what follows `>`.

@@ -609,6 +609,13 @@ impl Message {
         NameAddr::parse(v).map_err(|_| bad(h))
     }
 
+    /// The header parameters of From or To, the shape of the value checked but not its
+    /// URI (see [`NameAddr::check_shape`]).
+    pub(crate) fn addr_params(&self, name: HeaderName) -> Result<Params<'_>, ParseError> {
+        let (h, v) = self.single(name)?;
+        NameAddr::check_shape(v).map_err(|_| bad(h))
+    }
+
     /// To (mandatory).
     pub fn to_header(&self) -> Result<NameAddr<'_>, ParseError> {
         let (h, v) = self.single(HeaderName::To)?;
@@ -898,6 +905,38 @@ mod tests {
         let text = "OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:b@h>;tag\r\nFrom: <sip:a@h>;tag=f1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
         let m = Message::parse(text.as_bytes().to_vec()).unwrap();
         assert_eq!(m.validate().unwrap_err().kind, ErrorKind::BadHeader("To"));
+    }
+
+    #[test]
+    fn a_response_is_checked_for_what_this_element_reads() {
+        let msg = |start: &str, from: &str, to: &str, vias: &str| {
+            let text = format!(
+                "{start}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1{vias}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        let (good, bad_uri) = ("<sip:a@h>;tag=f1", "<sip:a@h@x>;tag=f1");
+        let (req, resp) = ("INVITE sip:b@h SIP/2.0", "SIP/2.0 180 Ringing");
+        // A URI inside From or To, or a Via below the top one, is decoded for a request
+        // only: a response's are relayed as they came.
+        assert!(msg(req, good, good, "").validate().is_ok());
+        assert!(msg(req, bad_uri, good, "").validate().is_err());
+        assert!(msg(req, good, bad_uri, "").validate().is_err());
+        assert!(msg(req, good, good, ", SIP/2.0/UDP").validate().is_err());
+        assert!(msg(resp, bad_uri, bad_uri, ", SIP/2.0/UDP").validate().is_ok());
+        // Their shape and tags are still checked.
+        for (from, to) in [
+            ("<sip:a@h>;tag", good),
+            (good, "<sip:a@h>;tag"),
+            ("<sip:a@h", good),
+            (good, "<>;tag=t"),
+            (good, "<sip:a@h> junk"),
+            ("Bell, Alexander <sip:a@h>", good),
+            (good, "<sip:a@h>;;"),
+        ] {
+            assert!(msg(resp, from, to, "").validate().is_err(), "{from} / {to}");
+        }
+        assert!(msg(resp, good, good, "").validate().is_ok());
     }
 
     #[test]

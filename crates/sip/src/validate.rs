@@ -15,7 +15,9 @@ impl Message {
     /// Requests: To, From, Call-ID, CSeq and Via present, single-value headers not repeated,
     /// each well formed, CSeq method equal to the request method, one Content-Length, a
     /// parseable Request-URI with a scheme this element handles (sip, sips, tel; else 416).
-    /// Responses: the same header checks (a bad response is dropped, never answered).
+    /// Responses: the same header checks, except that From and To are checked for shape
+    /// and tags without decoding their URIs, and only the top Via is read: this element
+    /// relays those parts unread (a bad response is dropped, never answered).
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut seen = [0u8; 8];
         const SINGLE: [HeaderName; 8] = [
@@ -43,12 +45,19 @@ impl Message {
                 }
             }
         }
-        for (name, addr) in [
-            (HeaderName::From, self.from_header()?),
-            (HeaderName::To, self.to_header()?),
-        ] {
+        // A response's From and To are relayed as they came (they are copies of the
+        // request's, §8.2.6.2): their shape and tags are checked, their URIs not decoded.
+        let request = self.is_request();
+        for name in [HeaderName::From, HeaderName::To] {
+            let params = if !request {
+                self.addr_params(name)?
+            } else if name == HeaderName::From {
+                self.from_header()?.params
+            } else {
+                self.to_header()?.params
+            };
             // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
-            if addr.params.get("tag") == Some(None) {
+            if params.get("tag") == Some(None) {
                 let at = self.header(name).map_or(0, |h| h.offset());
                 return Err(ErrorKind::BadHeader(header_label(name)).at(at));
             }
@@ -61,7 +70,9 @@ impl Message {
         // The top one through `top_via`, which keeps where its parts are for every later
         // reader of this message; the others as they come.
         self.top_via()?;
-        for value in self.values(HeaderName::Via).skip(1) {
+        // The Vias below the top one of a response are the upstream hops' business: this
+        // element sends a response where its own transaction says, never by them.
+        for value in self.values(HeaderName::Via).skip(1).filter(|_| request) {
             let (h, v) = value?;
             if crate::headers::Via::parse(v).is_none() {
                 return Err(ErrorKind::BadHeader("Via").at(h.offset()));

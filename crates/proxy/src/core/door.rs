@@ -163,7 +163,7 @@ pub(super) const ALLOW: &str =
 /// sees one dialog whichever copy it answers.
 pub(super) fn stateless_tag(req: &Message) -> String {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::forward::fixed_hasher();
     req.call_id().ok().hash(&mut h);
     req.from_tag().hash(&mut h);
     req.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
