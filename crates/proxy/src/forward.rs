@@ -189,14 +189,22 @@ impl Local {
         if !has_token {
             return false;
         }
-        let Ok(u) = SipUri::parse(uri) else {
+        match Uri::parse(uri) {
+            Ok(u) => self.parsed_entry_is_ours(&u, req),
+            Err(_) => false,
+        }
+    }
+
+    /// [`Local::entry_is_ours`] for an entry already parsed (a Route value's URI).
+    fn parsed_entry_is_ours(&self, uri: &Uri<'_>, req: &Message) -> bool {
+        let Uri::Sip(u) = uri else {
             return false;
         };
         let Some(Some(token)) = u.params.get(TOKEN_PARAM) else {
             return false;
         };
         let call_id = req.call_id().unwrap_or_default();
-        self.uri_is_us(&u)
+        self.uri_is_us(u)
             && self.secret.route_token_ok(
                 token,
                 call_id,
@@ -210,7 +218,7 @@ impl Local {
     pub fn top_route_is_ours(&self, req: &Message) -> bool {
         let top = req.routes().next().and_then(Result::ok);
         match top {
-            Some(r) => self.entry_is_ours(r.uri_str, req),
+            Some(r) => self.parsed_entry_is_ours(&r.uri, req),
             None => matches!(req.request_uri_str(), Some(u) if self.entry_is_ours(u, req)),
         }
     }
@@ -258,19 +266,14 @@ impl Local {
     /// of ours on top of the Route set are removed. Anything else is left and counted as
     /// foreign: the caller decides whether to honour it.
     pub fn preprocess_route(&self, req: &Message) -> Result<Routed, ParseError> {
-        let routes: Vec<String> = req
-            .routes()
-            .filter_map(Result::ok)
-            .map(|r| r.uri_str.to_owned())
-            .collect();
+        let entries: Vec<_> = req.routes().filter_map(Result::ok).collect();
         let ruri_ours = matches!(req.request_uri_str(), Some(u) if self.entry_is_ours(u, req));
-        if ruri_ours && !routes.is_empty() {
-            let (last, rest) = routes
-                .split_last()
-                .map(|(l, r)| (l.clone(), r.to_vec()))
-                .unwrap_or_default();
+        let routes = || entries.iter().map(|r| r.uri_str);
+        if ruri_ours && !entries.is_empty() {
+            let routes: Vec<&str> = routes().collect();
+            let (last, rest) = routes.split_last().unwrap_or((&"", &[]));
             let mut e = req.edit();
-            e.set_request_uri(&last).remove_all(HeaderName::Route);
+            e.set_request_uri(last).remove_all(HeaderName::Route);
             if !rest.is_empty() {
                 let joined = rest
                     .iter()
@@ -286,11 +289,11 @@ impl Local {
             });
         }
         // Ours on top, possibly twice (one entry per transport when they differ, RFC 5658).
-        let popped = routes
+        let popped = entries
             .iter()
-            .take_while(|r| self.entry_is_ours(r, req))
+            .take_while(|r| self.parsed_entry_is_ours(&r.uri, req))
             .count();
-        let foreign = routes.len() - popped;
+        let foreign = entries.len() - popped;
         if popped == 0 {
             return Ok(Routed {
                 request: req.clone(),
@@ -305,11 +308,7 @@ impl Local {
             // what remains (one edit cannot pop the same line twice).
             let mut e = req.edit();
             e.remove_all(HeaderName::Route);
-            let rest: Vec<String> = routes
-                .iter()
-                .skip(popped)
-                .map(|r| format!("<{r}>"))
-                .collect();
+            let rest: Vec<String> = routes().skip(popped).map(|r| format!("<{r}>")).collect();
             if !rest.is_empty() {
                 e.add_header("Route", &rest.join(", "));
             }
