@@ -2,6 +2,7 @@
 //! Name resolution (`Resolver`) lives with the failover engine, which the user agent
 //! shares.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rollover_failover::{default_port, FailoverPolicy, Resolver, Target, TargetPlan};
@@ -53,22 +54,39 @@ impl<F: Fn(&Message, &Peer) -> RouteDecision> Router for F {
     }
 }
 
-/// The host (its `maddr` if any), port and transport a request for `target` goes to.
-pub(crate) fn next_hop(target: &Target) -> Option<(String, u16)> {
+/// Where a request for a target goes: its address, when the host (its `maddr` if any) is
+/// an IP address, or a name to resolve and the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NextHop {
+    /// An IP address as written: no resolver is asked.
+    Addr(SocketAddr),
+    /// A host name and the port.
+    Name(String, u16),
+}
+
+/// The next hop of `target` (RFC 3263 §4: `maddr`, else the host; the port, else the
+/// transport's default).
+pub(crate) fn next_hop(target: &Target) -> Option<NextHop> {
     let uri = target.sip_uri()?;
     let port = uri.port.unwrap_or(default_port(target.transport));
-    let host = match (uri.maddr(), uri.host) {
-        (Some(m), _) => m.to_owned(),
-        (None, Host::V6(ip)) => ip.to_string(),
-        (None, h) => h.to_string(),
+    let ip: IpAddr = match (uri.maddr(), uri.host) {
+        (Some(m), _) => match m.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) => ip,
+            Err(_) => return Some(NextHop::Name(m.to_owned(), port)),
+        },
+        (None, Host::V4(ip)) => ip.into(),
+        (None, Host::V6(ip)) => ip.into(),
+        (None, Host::Domain(d)) => return Some(NextHop::Name(d.to_owned(), port)),
     };
-    Some((host, port))
+    Some(NextHop::Addr(SocketAddr::new(ip, port)))
 }
 
 /// Where to send a request for `target`, when the address is known now.
 pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Peer> {
-    let (host, port) = next_hop(target)?;
-    let addr = resolver.resolve(&host, port, target.transport)?;
+    let addr = match next_hop(target)? {
+        NextHop::Addr(a) => a,
+        NextHop::Name(host, port) => resolver.resolve(&host, port, target.transport)?,
+    };
     Some(Peer {
         transport: target.transport,
         addr,

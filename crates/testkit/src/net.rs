@@ -46,8 +46,9 @@ pub fn udp(s: &str) -> Peer {
     }
 }
 
-/// Maps every host to a stable documentation address (192.0.2.10 to 192.0.2.209), so
-/// nothing leaves a simulation and names need no DNS.
+/// Maps every host name to a stable documentation address (192.0.2.10 to 192.0.2.209), so
+/// names need no DNS. (The proxy sends to an IP address in a URI as written, without asking
+/// a resolver; in a simulation nothing is sent anyway.)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimResolver;
 

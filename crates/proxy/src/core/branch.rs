@@ -11,7 +11,7 @@ use tracing::{debug, info};
 use super::{CallKey, Proxy};
 use crate::forward;
 use crate::policy_hooks::{CallView, Edits, RoutePolicy};
-use crate::router::next_hop;
+use crate::router::{next_hop, NextHop};
 use rollover_failover::engine::BranchId;
 use rollover_failover::Resolved;
 use rollover_failover::StartFailure;
@@ -101,16 +101,17 @@ impl<R: RoutePolicy> Proxy<R> {
             .clone()
             .or(chosen)
             .unwrap_or_else(|| target.clone());
-        let Some((host, port)) = next_hop(&hop) else {
-            return call.engine.start_failed(now, b, StartFailure::Unresolvable);
+        let (host, port) = match next_hop(&hop) {
+            None => return call.engine.start_failed(now, b, StartFailure::Unresolvable),
+            // Never a multicast, broadcast or unspecified address, as written or as resolved.
+            Some(NextHop::Addr(a)) if rollover_failover::never_a_target(a.ip()) => {
+                return call.engine.start_failed(now, b, StartFailure::NotAllowed);
+            }
+            Some(NextHop::Addr(a)) => {
+                return self.send_branch_to(now, cid, b, target, vec![a], udp_only, txn);
+            }
+            Some(NextHop::Name(host, port)) => (host, port),
         };
-        // Never a multicast, broadcast or unspecified address, as written or as resolved.
-        if host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(rollover_failover::never_a_target)
-        {
-            return call.engine.start_failed(now, b, StartFailure::NotAllowed);
-        }
         match self.resolver.lookup(&host, port, hop.transport) {
             Resolved::Addrs(addrs) => {
                 self.send_branch_to(now, cid, b, target, addrs, udp_only, txn)
