@@ -256,7 +256,10 @@ impl Local {
         req.vias().filter_map(Result::ok).any(|v| {
             self.is_ours(&v)
                 && v.branch()
-                    .and_then(|b| b.as_bytes().get(BRANCH_PREFIX.len()..BRANCH_PREFIX.len() + 8))
+                    .and_then(|b| {
+                        b.as_bytes()
+                            .get(BRANCH_PREFIX.len()..BRANCH_PREFIX.len() + 8)
+                    })
                     .is_some_and(|h| h == hash)
         })
     }

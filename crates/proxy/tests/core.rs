@@ -451,6 +451,13 @@ mod checks {
     /// Feeds one request to a proxy and returns what it sent (status codes of responses to
     /// the caller, and forwarded requests).
     fn feed(req: Message) -> (Vec<u16>, Vec<Message>) {
+        let (statuses, forwarded, _) = feed_counted(req);
+        (statuses, forwarded)
+    }
+
+    /// [`feed`], with the proxy's statistics afterwards (decisions neither kept nor logged:
+    /// the default configuration, and no subscriber in this test).
+    fn feed_counted(req: Message) -> (Vec<u16>, Vec<Message>, ProxyStats) {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let local = SocketAddr::from(([192, 0, 2, 1], 5060));
@@ -492,7 +499,32 @@ mod checks {
                 break;
             }
         }
-        (statuses, forwarded)
+        (statuses, forwarded, proxy.stats().clone())
+    }
+
+    #[test]
+    fn routed_and_relayed_requests_are_counted_when_no_decision_is_kept_or_logged() {
+        let (_, fwd, stats) = feed_counted(invite(&[], 70));
+        assert_eq!(fwd.len(), 1);
+        assert_eq!((stats.routed, stats.relayed), (1, 0));
+        let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:callee@192.0.2.20:5070")
+            .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-bye")
+            .from("<sip:caller@example.com>;tag=c1")
+            .to("<sip:100@example.com>;tag=t1")
+            .call_id("dialog@example.com")
+            .cseq(2)
+            .header(
+                "Route",
+                &format!(
+                    "<sip:192.0.2.1:5060;lr;tk={}>",
+                    token("dialog@example.com", "c1")
+                ),
+            )
+            .build()
+            .unwrap();
+        let (_, fwd, stats) = feed_counted(Message::parse(bye).unwrap());
+        assert_eq!(fwd.len(), 1);
+        assert_eq!((stats.routed, stats.relayed), (0, 1));
     }
 
     fn invite(extra: &[(&str, &str)], max_forwards: u8) -> Message {

@@ -923,7 +923,9 @@ mod tests {
         assert!(msg(req, bad_uri, good, "").validate().is_err());
         assert!(msg(req, good, bad_uri, "").validate().is_err());
         assert!(msg(req, good, good, ", SIP/2.0/UDP").validate().is_err());
-        assert!(msg(resp, bad_uri, bad_uri, ", SIP/2.0/UDP").validate().is_ok());
+        assert!(msg(resp, bad_uri, bad_uri, ", SIP/2.0/UDP")
+            .validate()
+            .is_ok());
         // Their shape and tags are still checked.
         for (from, to) in [
             ("<sip:a@h>;tag", good),

@@ -152,15 +152,16 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         if let Some(bytes) = forward::stateless_request(&ack, dest.transport, &self.local) {
             let call_id = ack.call_id().unwrap_or("-").to_owned();
-            let hop = hop_uri.unwrap_or_default();
-            self.decide(
+            let trusted = !routed.ours;
+            self.decide_lazily(
                 now,
                 &call_id,
-                Decision::Relayed {
+                |s| s.relayed += 1,
+                || Decision::Relayed {
                     method: "ACK".into(),
-                    hop,
+                    hop: hop_uri.unwrap_or_default(),
                     source: source.to_string(),
-                    trusted: !routed.ours,
+                    trusted,
                 },
             );
             txn.send_stateless(dest, bytes);

@@ -319,6 +319,23 @@ impl<R: RoutePolicy> Proxy<R> {
         }
     }
 
+    /// [`Proxy::decide`] for a decision whose text costs formatted addresses and copied
+    /// names: built only when it is logged at info or kept. `counts` is what
+    /// [`ProxyStats::note`] counts for it, so the statistics are the same either way.
+    fn decide_lazily(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        counts: fn(&mut ProxyStats),
+        build: impl FnOnce() -> Decision,
+    ) {
+        if self.cfg.keep_decisions || tracing::enabled!(tracing::Level::INFO) {
+            self.decide(now, call_id, build());
+        } else {
+            counts(&mut self.stats);
+        }
+    }
+
     /// Feeds one event from the transaction layer.
     pub fn handle_txn_event(&mut self, now: Instant, ev: Event, txn: &mut TxnLayer) {
         match ev {
@@ -655,14 +672,16 @@ impl<R: RoutePolicy> Proxy<R> {
                     txn,
                 );
             }
-            self.decide(
+            let trusted = trusted && !routed.ours;
+            self.decide_lazily(
                 now,
                 &call_id,
-                Decision::Relayed {
+                |s| s.relayed += 1,
+                || Decision::Relayed {
                     method: method.clone(),
                     hop: hop.uri.clone(),
                     source: source.to_string(),
-                    trusted: trusted && !routed.ours,
+                    trusted,
                 },
             );
         }
@@ -717,10 +736,11 @@ impl<R: RoutePolicy> Proxy<R> {
     ) {
         let targets = plan.iter().map(Vec::len).sum();
         if fixed_hop.is_none() {
-            self.decide(
+            self.decide_lazily(
                 now,
                 &call_id,
-                Decision::Routed {
+                |s| s.routed += 1,
+                || Decision::Routed {
                     rule: rule.to_string(),
                     targets,
                 },
