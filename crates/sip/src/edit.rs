@@ -230,7 +230,7 @@ impl<'m> Editor<'m> {
 
     /// Serialises the edited message.
     pub fn finish(&mut self) -> Bytes {
-        let orig = &self.msg.buf;
+        let orig = self.msg.buf.bytes();
         if self.splices.is_empty() {
             return orig.clone();
         }

@@ -437,23 +437,20 @@ impl<'a> Auth<'a> {
     }
 }
 
-/// The header parameters of a name-addr or addr-spec value, without decoding the URI:
-/// after `>` when the URI is bracketed, else after the first `;` (RFC 3261 §20). Works on
-/// the raw bytes; only the parameters are checked for UTF-8.
-fn header_params(v: &[u8]) -> Option<Params<'_>> {
-    let mut rest = scan::trim_lws_bytes(v);
-    if rest.first() == Some(&b'"') {
+/// Where the header parameters of a name-addr or addr-spec value begin (just past their
+/// `;`), without decoding the URI: after `>` when the URI is bracketed, else after the first
+/// `;` (RFC 3261 §20).
+fn params_start(v: &[u8]) -> Option<usize> {
+    let mut from = v.iter().take_while(|c| scan::is_lws(**c)).count();
+    if v.get(from) == Some(&b'"') {
         // A quoted display name may hold '<', '>' or ';'.
-        rest = rest.get(scan::closing_quote(rest)? + 1..)?;
+        from += scan::closing_quote(v.get(from..)?)? + 1;
     }
-    let after_uri = match scan::find_byte_from(rest, 0, b'<') {
-        Some(lt) => scan::find_byte_from(rest, lt, b'>')? + 1,
-        None => 0,
+    let after_uri = match scan::find_byte_from(v, from, b'<') {
+        Some(lt) => scan::find_byte_from(v, lt, b'>')? + 1,
+        None => from,
     };
-    let semi = scan::find_byte_from(rest, after_uri, b';')?;
-    std::str::from_utf8(rest.get(semi + 1..)?)
-        .ok()
-        .map(Params::new)
+    Some(scan::find_byte_from(v, after_uri, b';')? + 1)
 }
 
 fn bad(h: &Header) -> ParseError {
@@ -583,7 +580,12 @@ impl Message {
 
     fn read_tag(&self, name: HeaderName) -> Option<&str> {
         let h = self.header(name)?;
-        header_params(self.value_bytes(h))?.get("tag").flatten()
+        let from = u32::try_from(params_start(self.value_bytes(h))?).ok()?;
+        let params = Span {
+            start: h.value.start.checked_add(from)?,
+            end: h.value.end,
+        };
+        Params::new(self.text(params)?).get("tag").flatten()
     }
 
     fn read_call_id(&self) -> Result<&str, ParseError> {

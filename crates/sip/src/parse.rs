@@ -83,7 +83,7 @@ fn parse_datagram(bytes: Bytes, limits: &Limits) -> Result<Message, ParseError> 
 pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
     let body = Span::new(head.body_start.min(buf.len()), buf.len());
     Message {
-        buf,
+        buf: crate::message::Buf::new(buf),
         start_line: head.start_line,
         headers: head.headers,
         headers_start: head.headers_start,

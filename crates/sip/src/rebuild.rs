@@ -201,7 +201,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         return None;
     }
     Some(Message {
-        buf: out.clone(),
+        buf: crate::message::Buf::new(out.clone()),
         start_line,
         headers,
         headers_start,
