@@ -30,8 +30,7 @@ impl<'a> Params<'a> {
         ParamsIter {
             raw: self.0,
             pos: 0,
-            // A list of white space only has no elements (but ";" has two empty ones).
-            done: self.0.bytes().all(scan::is_lws),
+            done: self.0.is_empty(),
         }
     }
 
@@ -142,6 +141,11 @@ impl<'a> Iterator for ParamsIter<'a> {
         };
         let element =
             |from: usize, to: usize| scan::trim_lws(self.raw.get(from..to).unwrap_or_default());
+        // A list of white space only has no elements (but ";" has two empty ones): found
+        // here rather than by a pass over the list each time one is made.
+        if start == 0 && end.is_none() && eq.is_none() && element(0, stop).is_empty() {
+            return None;
+        }
         Some(match eq {
             Some(e) => (element(start, e), Some(element(e + 1, stop))),
             None => (element(start, stop), None),
