@@ -618,6 +618,23 @@ impl Message {
         NameAddr::check_shape(v).map_err(|_| bad(h))
     }
 
+    /// Checks every value of an address header: decoded whole, or (`decode` false) for
+    /// shape only, the URI left as written.
+    pub(crate) fn check_addresses(&self, name: HeaderName, decode: bool) -> Result<(), ParseError> {
+        for value in self.values(name) {
+            let (h, v) = value?;
+            let ok = if decode {
+                NameAddr::parse(v).is_ok()
+            } else {
+                NameAddr::check_shape(v).is_ok()
+            };
+            if !ok {
+                return Err(bad(h));
+            }
+        }
+        Ok(())
+    }
+
     /// To (mandatory).
     pub fn to_header(&self) -> Result<NameAddr<'_>, ParseError> {
         let (h, v) = self.single(HeaderName::To)?;
@@ -941,6 +958,40 @@ mod tests {
             assert!(msg(resp, from, to, "").validate().is_err(), "{from} / {to}");
         }
         assert!(msg(resp, good, good, "").validate().is_ok());
+    }
+
+    #[test]
+    fn a_response_s_contact_and_record_route_are_decoded_where_they_are_acted_on() {
+        let msg = |status: &str, header: &str| {
+            let text = format!(
+                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{header}\r\n\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        for header in ["Contact: <sip:b@h@x>", "Record-Route: <sip:p@h@x;lr>"] {
+            // A 2xx makes a dialog and a 3xx redirects: their addresses must decode.
+            for status in ["200 OK", "302 Moved"] {
+                assert!(msg(status, header).validate().is_err(), "{status} {header}");
+            }
+            // A provisional or failure response is relayed with them as they came.
+            for status in ["180 Ringing", "486 Busy Here"] {
+                assert!(msg(status, header).validate().is_ok(), "{status} {header}");
+            }
+        }
+        for status in ["180 Ringing", "486 Busy Here", "200 OK"] {
+            assert!(
+                msg(status, "Contact: <sip:b@h").validate().is_err(),
+                "{status}"
+            );
+            assert!(
+                msg(status, "Contact: <sip:b@h>;;").validate().is_err(),
+                "{status}"
+            );
+            assert!(
+                msg(status, "Contact: <sip:b@h>").validate().is_ok(),
+                "{status}"
+            );
+        }
     }
 
     #[test]

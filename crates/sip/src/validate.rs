@@ -16,8 +16,9 @@ impl Message {
     /// each well formed, CSeq method equal to the request method, one Content-Length, a
     /// parseable Request-URI with a scheme this element handles (sip, sips, tel; else 416).
     /// Responses: the same header checks, except that From and To are checked for shape
-    /// and tags without decoding their URIs, and only the top Via is read: this element
-    /// relays those parts unread (a bad response is dropped, never answered).
+    /// and tags without decoding their URIs, Contact and the route headers likewise unless
+    /// the response is a 2xx or 3xx, and only the top Via is read: this element relays
+    /// those parts unread (a bad response is dropped, never answered).
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut seen = [0u8; 8];
         const SINGLE: [HeaderName; 8] = [
@@ -79,14 +80,18 @@ impl Message {
             }
         }
         self.max_forwards()?;
-        if !self.contact_is_star() {
-            for c in self.contacts() {
-                c?;
-            }
-        }
-        for r in self.routes().chain(self.record_routes()) {
-            r?;
-        }
+        // Contact and the route headers are decoded where this element may act on them: in
+        // a request, and in a 2xx (dialog, ACK) or 3xx (redirect). A provisional or
+        // failure response is relayed with them as they came, checked for shape.
+        let acts_on_addresses = request || matches!(self.status(), Some(200..=399));
+        let mut names = [
+            HeaderName::Contact,
+            HeaderName::Route,
+            HeaderName::RecordRoute,
+        ]
+        .into_iter()
+        .filter(|n| *n != HeaderName::Contact || !self.contact_is_star());
+        names.try_for_each(|name| self.check_addresses(name, acts_on_addresses))?;
         if let Some(method) = self.method() {
             if *method != cseq.method {
                 let at = self.header(HeaderName::CSeq).map_or(0, |h| h.offset());
