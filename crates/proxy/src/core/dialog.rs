@@ -116,7 +116,7 @@ impl<R: RoutePolicy> Proxy<R> {
         // as Kamailio's sl module does.
         if ack
             .to_tag()
-            .is_some_and(|t| t == stateless_tag(&ack) || t == "rl-bad")
+            .is_some_and(|t| t == "rl-bad" || t.starts_with("sl") && t == stateless_tag(&ack))
         {
             return;
         }

@@ -160,7 +160,8 @@ pub(super) const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
 
 /// The To tag of a stateless reply: the same for a retransmitted request, so the caller
-/// sees one dialog whichever copy it answers.
+/// sees one dialog whichever copy it answers. Always begins with `sl` (an ACK whose tag
+/// does not is not for one of these replies).
 pub(super) fn stateless_tag(req: &Message) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = crate::forward::fixed_hasher();
