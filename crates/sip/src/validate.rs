@@ -107,3 +107,84 @@ impl Message {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::ErrorKind;
+    use crate::message::Message;
+
+    #[test]
+    fn a_tag_without_value_fails_validation() {
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:b@h>;tag\r\nFrom: <sip:a@h>;tag=f1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        let m = Message::parse(text.as_bytes().to_vec()).unwrap();
+        assert_eq!(m.validate().unwrap_err().kind, ErrorKind::BadHeader("To"));
+    }
+
+    #[test]
+    fn a_response_is_checked_for_what_this_element_reads() {
+        let msg = |start: &str, from: &str, to: &str, vias: &str| {
+            let text = format!(
+                "{start}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1{vias}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        let (good, bad_uri) = ("<sip:a@h>;tag=f1", "<sip:a@h@x>;tag=f1");
+        let (req, resp) = ("INVITE sip:b@h SIP/2.0", "SIP/2.0 180 Ringing");
+        // A URI inside From or To, or a Via below the top one, is decoded for a request
+        // only: a response's are relayed as they came.
+        assert!(msg(req, good, good, "").validate().is_ok());
+        assert!(msg(req, bad_uri, good, "").validate().is_err());
+        assert!(msg(req, good, bad_uri, "").validate().is_err());
+        assert!(msg(req, good, good, ", SIP/2.0/UDP").validate().is_err());
+        assert!(msg(resp, bad_uri, bad_uri, ", SIP/2.0/UDP")
+            .validate()
+            .is_ok());
+        // Their shape and tags are still checked.
+        for (from, to) in [
+            ("<sip:a@h>;tag", good),
+            (good, "<sip:a@h>;tag"),
+            ("<sip:a@h", good),
+            (good, "<>;tag=t"),
+            (good, "<sip:a@h> junk"),
+            ("Bell, Alexander <sip:a@h>", good),
+            (good, "<sip:a@h>;;"),
+        ] {
+            assert!(msg(resp, from, to, "").validate().is_err(), "{from} / {to}");
+        }
+        assert!(msg(resp, good, good, "").validate().is_ok());
+    }
+
+    #[test]
+    fn a_response_s_contact_and_record_route_are_decoded_where_they_are_acted_on() {
+        let msg = |status: &str, header: &str| {
+            let text = format!(
+                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{header}\r\n\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        for header in ["Contact: <sip:b@h@x>", "Record-Route: <sip:p@h@x;lr>"] {
+            // A 2xx makes a dialog and a 3xx redirects: their addresses must decode.
+            for status in ["200 OK", "302 Moved"] {
+                assert!(msg(status, header).validate().is_err(), "{status} {header}");
+            }
+            // A provisional or failure response is relayed with them as they came.
+            for status in ["180 Ringing", "486 Busy Here"] {
+                assert!(msg(status, header).validate().is_ok(), "{status} {header}");
+            }
+        }
+        for status in ["180 Ringing", "486 Busy Here", "200 OK"] {
+            assert!(
+                msg(status, "Contact: <sip:b@h").validate().is_err(),
+                "{status}"
+            );
+            assert!(
+                msg(status, "Contact: <sip:b@h>;;").validate().is_err(),
+                "{status}"
+            );
+            assert!(
+                msg(status, "Contact: <sip:b@h>").validate().is_ok(),
+                "{status}"
+            );
+        }
+    }
+}

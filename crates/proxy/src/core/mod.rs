@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_txn::{Admit, ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
@@ -40,6 +40,7 @@ use rollover_failover::Resolver;
 use rollover_failover::{Decision, Why};
 
 mod branch;
+mod decide;
 mod dialog;
 mod door;
 mod failure;
@@ -304,36 +305,6 @@ impl<R: RoutePolicy> Proxy<R> {
             self.timers.pop();
         }
         pike
-    }
-
-    fn decide(&mut self, now: Instant, call_id: &str, d: Decision) {
-        self.stats.note(&d);
-        match &d {
-            Decision::Ringing { .. } | Decision::TimerArmed { .. } => {
-                debug!(call_id, "{d}")
-            }
-            _ => info!(call_id, "{d}"),
-        }
-        if self.cfg.keep_decisions {
-            self.decisions.push_back((now, call_id.to_owned(), d));
-        }
-    }
-
-    /// [`Proxy::decide`] for a decision whose text costs formatted addresses and copied
-    /// names: built only when it is logged at info or kept. `counts` is what
-    /// [`ProxyStats::note`] counts for it, so the statistics are the same either way.
-    fn decide_lazily(
-        &mut self,
-        now: Instant,
-        call_id: &str,
-        counts: fn(&mut ProxyStats),
-        build: impl FnOnce() -> Decision,
-    ) {
-        if self.cfg.keep_decisions || tracing::enabled!(tracing::Level::INFO) {
-            self.decide(now, call_id, build());
-        } else {
-            counts(&mut self.stats);
-        }
     }
 
     /// Feeds one event from the transaction layer.
