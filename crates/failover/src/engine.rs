@@ -132,6 +132,9 @@ enum State {
 #[derive(Debug)]
 struct Branch {
     target: Target,
+    /// The target as decisions name it, written once (a call's decisions name it several
+    /// times: trying, timers, ringing, answered or left).
+    name: String,
     group: usize,
     state: State,
     no_response_at: Option<Instant>,
@@ -285,7 +288,7 @@ impl Engine {
     fn name(&self, b: BranchId) -> String {
         self.branches
             .get(b.0)
-            .map(|br| br.target.to_string())
+            .map(|br| br.name.clone())
             .unwrap_or_default()
     }
 
@@ -316,8 +319,10 @@ impl Engine {
             }
             self.targets_used += 1;
             let branch = BranchId(self.branches.len());
+            let name = target.to_string();
             self.branches.push(Branch {
                 target: target.clone(),
+                name: name.clone(),
                 group: self.group,
                 state: State::Trying,
                 no_response_at: Some(now + self.policy.no_response_timeout),
@@ -327,13 +332,13 @@ impl Engine {
             self.decide(
                 Some(branch),
                 Decision::Trying {
-                    target: target.to_string(),
+                    target: name.clone(),
                 },
             );
             self.decide(
                 Some(branch),
                 Decision::TimerArmed {
-                    target: target.to_string(),
+                    target: name,
                     timer: "no-response",
                     after: self.policy.no_response_timeout,
                 },
@@ -682,7 +687,7 @@ impl Engine {
             .enumerate()
             .filter(|(_, b)| b.is_active())
         {
-            steps.push((BranchId(i), br.target.to_string()));
+            steps.push((BranchId(i), br.name.clone()));
             // A 100 Trying is a provisional too: the CANCEL may go (§9.1).
             br.state = if matches!(br.state, State::Ringing | State::Heard) {
                 State::Cancelled
