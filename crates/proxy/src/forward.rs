@@ -264,6 +264,29 @@ impl Local {
         })
     }
 
+    /// When all §16.4 does to this request is remove one entry of ours from the top of the
+    /// Route set (the usual in-dialog request: the Request-URI is not ours, the next entry
+    /// is not ours either), the URI it then goes to: the next Route entry, else the
+    /// Request-URI. A request relayed statelessly can then drop that entry in the same edit
+    /// that adds our Via, instead of being copied once for each.
+    pub fn single_own_route_then(&self, req: &Message) -> Option<String> {
+        if matches!(req.request_uri_str(), Some(u) if self.entry_is_ours(u, req)) {
+            return None;
+        }
+        let mut entries = req.routes();
+        let first = entries.next()?.ok()?;
+        if !self.parsed_entry_is_ours(&first.uri, req) {
+            return None;
+        }
+        match entries.next() {
+            None => req.request_uri_str().map(str::to_owned),
+            Some(Ok(next)) if !self.parsed_entry_is_ours(&next.uri, req) => {
+                Some(next.uri_str.to_owned())
+            }
+            Some(_) => None,
+        }
+    }
+
     /// §16.4, trusting only what we issued: a Request-URI that is our own signed entry came
     /// from a strict router (the real one is restored from the last Route); signed entries
     /// of ours on top of the Route set are removed. Anything else is left and counted as
@@ -516,9 +539,11 @@ pub(crate) fn response(resp: &Message) -> Bytes {
 }
 
 /// A request forwarded statelessly (the ACK for a 2xx): the branch is a hash of the request
-/// so a retransmission gets the same one (§16.11).
+/// so a retransmission gets the same one (§16.11). With `pop_route`, the top Route entry
+/// (ours, see [`Local::single_own_route_then`]) is removed in the same edit.
 pub(crate) fn stateless_request(
     req: &Message,
+    pop_route: bool,
     transport: Transport,
     local: &Local,
 ) -> Option<Bytes> {
@@ -534,6 +559,9 @@ pub(crate) fn stateless_request(
         .hash(&mut h);
     let branch = format!("{BRANCH_PREFIX}a{:016x}", h.finish());
     let mut e = req.edit();
+    if pop_route {
+        e.pop_route();
+    }
     e.decrement_max_forwards().ok()?;
     e.push_via(&local.via(transport, &branch));
     Some(e.finish())

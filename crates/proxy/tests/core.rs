@@ -632,6 +632,56 @@ mod checks {
     }
 
     #[test]
+    fn an_ack_along_our_route_loses_our_entries_and_gains_our_via() {
+        let ours = format!(
+            "<sip:192.0.2.1:5060;lr;tk={}>",
+            token("ack@example.com", "c1")
+        );
+        let ours_tcp = format!(
+            "<sip:192.0.2.1:5060;transport=tcp;lr;tk={}>",
+            token("ack@example.com", "c1")
+        );
+        let edge = "<sip:edge@192.0.2.30;lr>";
+        // (Route set, the entries left): one of ours on top (popped in the edit that adds
+        // our Via), then a foreign one kept, then both entries of a double Record-Route
+        // (the whole of route preprocessing).
+        for (routes, left) in [
+            (ours.clone(), vec![]),
+            (format!("{ours}, {edge}"), vec!["sip:edge@192.0.2.30;lr"]),
+            (
+                format!("{ours}, {ours_tcp}, {edge}"),
+                vec!["sip:edge@192.0.2.30;lr"],
+            ),
+            (format!("{ours}, {ours_tcp}"), vec![]),
+        ] {
+            let ack = RequestBuilder::new(rollover_sip::Method::Ack, "sip:callee@192.0.2.20:5070")
+                .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-ack")
+                .from("<sip:caller@example.com>;tag=c1")
+                .to("<sip:100@example.com>;tag=t1")
+                .call_id("ack@example.com")
+                .cseq(1)
+                .header("Route", &routes)
+                .build()
+                .unwrap();
+            let (statuses, fwd) = feed(Message::parse(ack).unwrap());
+            assert!(statuses.is_empty(), "{routes}: an ACK is never answered");
+            assert_eq!(fwd.len(), 1, "{routes}");
+            let f = &fwd[0];
+            let got: Vec<_> = f.routes().map(|r| r.unwrap().uri_str.to_owned()).collect();
+            assert_eq!(got, left, "{routes}");
+            assert_eq!(f.vias().count(), 2, "{routes}");
+            assert!(f
+                .top_via()
+                .unwrap()
+                .branch()
+                .unwrap()
+                .starts_with("z9hG4bKrl"));
+            assert_eq!(f.max_forwards().unwrap(), Some(69), "{routes}");
+            assert_eq!(f.request_uri_str(), Some("sip:callee@192.0.2.20:5070"));
+        }
+    }
+
+    #[test]
     fn in_dialog_request_follows_route_and_pops_our_route() {
         let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:callee@192.0.2.20:5070")
             .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-bye")

@@ -120,10 +120,27 @@ impl<R: RoutePolicy> Proxy<R> {
         {
             return;
         }
-        let Ok(routed) = self.local.preprocess_route(&ack) else {
-            return;
+        // The usual ACK: one entry of ours on top, dropped in the same edit that adds our
+        // Via. Anything else goes through the whole of §16.4 first.
+        let routed;
+        let (ack, pop_route, ours, hop_uri) = match self.local.single_own_route_then(&ack) {
+            Some(hop) => (&ack, true, true, Some(hop)),
+            None => {
+                let Ok(r) = self.local.preprocess_route(&ack) else {
+                    return;
+                };
+                routed = r;
+                let hop_uri = routed
+                    .request
+                    .routes()
+                    .next()
+                    .and_then(Result::ok)
+                    .map(|r| r.uri_str.to_owned())
+                    .or_else(|| routed.request.request_uri_str().map(str::to_owned));
+                (&routed.request, false, routed.ours, hop_uri)
+            }
         };
-        if !routed.ours && !self.cfg.security.is_trusted(source.addr.ip()) {
+        if !ours && !self.cfg.security.is_trusted(source.addr.ip()) {
             self.refusals.note(
                 now,
                 Refusal::Ack,
@@ -132,13 +149,6 @@ impl<R: RoutePolicy> Proxy<R> {
             );
             return;
         }
-        let ack = routed.request;
-        let hop_uri = ack
-            .routes()
-            .next()
-            .and_then(Result::ok)
-            .map(|r| r.uri_str.to_owned())
-            .or_else(|| ack.request_uri_str().map(str::to_owned));
         let Some(dest) = hop_uri
             .clone()
             .and_then(|h| Target::parse(&h).ok())
@@ -150,9 +160,10 @@ impl<R: RoutePolicy> Proxy<R> {
             debug!(%source, "ACK with no usable next hop dropped");
             return;
         };
-        if let Some(bytes) = forward::stateless_request(&ack, dest.transport, &self.local) {
+        if let Some(bytes) = forward::stateless_request(ack, pop_route, dest.transport, &self.local)
+        {
             let call_id = ack.call_id().unwrap_or("-").to_owned();
-            let trusted = !routed.ours;
+            let trusted = !ours;
             self.decide_lazily(
                 now,
                 &call_id,
