@@ -51,12 +51,37 @@ impl<'a> Params<'a> {
     /// Checks that every element has a non-empty name and, when `=` is present, a
     /// non-empty value that is a quoted string or has no white space or delimiters.
     pub fn validate(&self) -> Result<(), BadParam> {
-        if self.iter().all(|(name, value)| pair_ok(name, value)) {
+        // The common list (`tag=…`, `lr;tk=…`) has no white space, quotes or brackets: no
+        // element needs trimming or unquoting, and one split decides.
+        let ok = if self
+            .0
+            .bytes()
+            .all(|c| plain_char(c) || c == b';' || c == b'=')
+        {
+            plain_well_formed(self.0.as_bytes())
+        } else {
+            self.iter().all(|(name, value)| pair_ok(name, value))
+        };
+        if ok {
             Ok(())
         } else {
             Err(BadParam)
         }
     }
+}
+
+/// [`Params::validate`] for a list of plain bytes, `;` and `=` only: every element has a
+/// name, and a value after `=` that is not empty and holds no second `=`.
+pub(crate) fn plain_well_formed(p: &[u8]) -> bool {
+    p.is_empty()
+        || p.split(|&c| c == b';')
+            .all(|element| match element.iter().position(|&c| c == b'=') {
+                None => !element.is_empty(),
+                Some(eq) => {
+                    let value = element.get(eq + 1..).unwrap_or_default();
+                    eq > 0 && !value.is_empty() && !value.contains(&b'=')
+                }
+            })
 }
 
 /// The iterator of [`Params::iter`].
@@ -235,6 +260,15 @@ mod tests {
         fn iter_matches_reference(raw in r#"[ab ;=<>"\\\t\r\né]{0,40}"#) {
             let got: Vec<_> = Params::new(&raw).iter().collect();
             proptest::prop_assert_eq!(got, iter_reference(&raw));
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-split check of a plain list decides as the element-by-element one.
+        #[test]
+        fn validate_matches_the_general_check(raw in r#"[ab ;=<>"\\\t%]{0,16}"#) {
+            let general = Params::new(&raw).iter().all(|(n, v)| pair_ok(n, v));
+            proptest::prop_assert_eq!(Params::new(&raw).validate().is_ok(), general);
         }
     }
 

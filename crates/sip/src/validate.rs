@@ -58,7 +58,13 @@ impl Message {
                 self.to_header()?.params
             };
             // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
-            if params.get("tag") == Some(None) {
+            // A tag already found with a value (the note every later reader uses) is the
+            // first one, so only a header without one is searched.
+            let tagged = match name {
+                HeaderName::From => self.from_tag().is_some(),
+                _ => self.to_tag().is_some(),
+            };
+            if !tagged && params.get("tag") == Some(None) {
                 let at = self.header(name).map_or(0, |h| h.offset());
                 return Err(ErrorKind::BadHeader(header_label(name)).at(at));
             }
