@@ -571,7 +571,8 @@ pub(crate) fn stateless_request(
 /// sent-by. Only IP addresses are used.
 pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
     let transport = Transport::from_token(via.transport)?;
-    let ip: IpAddr = match via.received() {
+    let (received, rport) = via.received_and_rport();
+    let ip: IpAddr = match received {
         Some(r) => r.parse().ok()?,
         None => match via.host {
             Host::V4(ip) => ip.into(),
@@ -579,8 +580,7 @@ pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
             Host::Domain(d) => d.parse().ok()?,
         },
     };
-    let port = via
-        .rport()
+    let port = rport
         .flatten()
         .or(via.port)
         .unwrap_or(default_port(transport));

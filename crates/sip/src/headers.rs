@@ -228,6 +228,23 @@ impl<'a> Via<'a> {
             .map(|v| v.and_then(|p| p.parse().ok()))
     }
 
+    /// [`Via::received`] and [`Via::rport`] in one walk over the parameters: where a
+    /// response goes (RFC 3261 §18.2.2, RFC 3581) needs both.
+    pub fn received_and_rport(&self) -> (Option<&'a str>, Option<Option<u16>>) {
+        let (mut received, mut rport) = (None, None);
+        for (name, value) in self.params.iter() {
+            if received.is_none() && name.eq_ignore_ascii_case("received") {
+                received = Some(value);
+            } else if rport.is_none() && name.eq_ignore_ascii_case("rport") {
+                rport = Some(value.and_then(|p| p.parse().ok()));
+            }
+            if received.is_some() && rport.is_some() {
+                break;
+            }
+        }
+        (received.flatten(), rport)
+    }
+
     /// The `maddr` parameter.
     pub fn maddr(&self) -> Option<&'a str> {
         self.params.get("maddr").flatten()
@@ -917,6 +934,24 @@ mod tests {
         assert_eq!(m.to_tag(), Some("yes"));
         assert_eq!(m.from_tag(), Some("f1"));
         assert_eq!(m.to_header().unwrap().tag(), Some("yes"));
+    }
+
+    #[test]
+    fn received_and_rport_read_together_as_apart() {
+        for v in [
+            "SIP/2.0/UDP h;branch=z9hG4bK1",
+            "SIP/2.0/UDP h;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;rport=5070;received=192.0.2.9",
+            "SIP/2.0/UDP h;received=192.0.2.9;RPORT=1;received=192.0.2.10;rport=2",
+            "SIP/2.0/UDP h;Received;rport",
+        ] {
+            let via = Via::parse(v).unwrap();
+            assert_eq!(
+                via.received_and_rport(),
+                (via.received(), via.rport()),
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ impl Message {
                     Host::V6(ip) => IpAddr::from(ip) == source.ip(),
                     Host::Domain(_) => false,
                 };
-                (!same_ip && v.received().is_none(), v.rport() == Some(None))
+                let (received, rport) = v.received_and_rport();
+                (!same_ip && received.is_none(), rport == Some(None))
             }
             Err(_) => return msg,
         };
