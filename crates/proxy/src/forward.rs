@@ -240,16 +240,15 @@ impl Local {
     /// §16.3 item 4: the request carries one of our Vias whose branch hash equals this
     /// request's: it has been here before with the same routing inputs (a loop, not a spiral).
     pub fn is_loop(&self, req: &Message) -> bool {
-        let mut needle = [0u8; BRANCH_PREFIX.len() + 8];
-        let (prefix, hex) = needle.split_at_mut(BRANCH_PREFIX.len());
-        prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
-        hex8(loop_hash(req), hex);
-        let hash = needle.get(BRANCH_PREFIX.len()..).unwrap_or_default();
+        let mut needle = String::with_capacity(BRANCH_PREFIX.len() + 8);
+        needle.push_str(BRANCH_PREFIX);
+        push_hex(&mut needle, loop_hash(req).into(), 8);
+        let hash = needle.as_bytes().get(BRANCH_PREFIX.len()..).unwrap_or_default();
         // A branch is a slice of its Via's text: when no Via line holds our prefix and this
         // hash, none parses to a match (a first INVITE costs no Via parse).
         if !req
             .headers_named(HeaderName::Via)
-            .any(|h| memchr::memmem::find(req.value_bytes(h), &needle).is_some())
+            .any(|h| memchr::memmem::find(req.value_bytes(h), needle.as_bytes()).is_some())
         {
             return false;
         }
@@ -398,12 +397,15 @@ pub(crate) fn strip_routes(req: &Message) -> Result<Message, ParseError> {
     req.edit().remove_all(HeaderName::Route).finish_message()
 }
 
-/// `v` as 8 lowercase hex digits, as `{v:08x}` writes it.
-fn hex8(v: u32, out: &mut [u8]) {
+/// Appends `v` in lowercase hex, zero-padded to at least `min_digits`, as
+/// `{v:0min_digits$x}` writes it (branches and tags are made for every request; the
+/// formatting machinery costs several times this).
+pub(crate) fn push_hex(out: &mut String, v: u64, min_digits: usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, o) in out.iter_mut().take(8).enumerate() {
-        let nibble = (v >> (28 - 4 * i)) & 0xf;
-        *o = DIGITS.get(nibble as usize).copied().unwrap_or(b'0');
+    let digits = (16 - v.leading_zeros() as usize / 4).max(min_digits).max(1);
+    for i in (0..digits).rev() {
+        let nibble = v.checked_shr(4 * i as u32).unwrap_or(0) & 0xf;
+        out.push(char::from(DIGITS.get(nibble as usize).copied().unwrap_or(b'0')));
     }
 }
 
@@ -466,12 +468,15 @@ impl Ids {
         call_id: &str,
         upstream: Option<&Peer>,
     ) -> String {
-        use std::fmt::Write;
         self.counter += 1;
         let (n, r) = (self.counter, self.next() & 0xff_ffff);
         let mut branch = String::with_capacity(64);
-        // Writing to a String cannot fail.
-        let _ = write!(branch, "{BRANCH_PREFIX}{loop_hash:08x}.{n:x}{r:06x}");
+        // BRANCH_PREFIX, the loop hash in 8 hex digits, '.', the counter, 6 random digits.
+        branch.push_str(BRANCH_PREFIX);
+        push_hex(&mut branch, loop_hash.into(), 8);
+        branch.push('.');
+        push_hex(&mut branch, n, 1);
+        push_hex(&mut branch, r, 6);
         let mac = secret.branch_mac(&branch, call_id, upstream);
         branch.push('.');
         branch.push_str(&mac);
@@ -487,7 +492,9 @@ impl Ids {
     }
 
     pub fn tag(&mut self) -> String {
-        format!("{:012x}", self.next() & 0xffff_ffff_ffff)
+        let mut tag = String::with_capacity(12);
+        push_hex(&mut tag, self.next() & 0xffff_ffff_ffff, 12);
+        tag
     }
 }
 
@@ -557,7 +564,10 @@ pub(crate) fn stateless_request(
         .ok()
         .and_then(|v| v.branch().map(str::to_owned))
         .hash(&mut h);
-    let branch = format!("{BRANCH_PREFIX}a{:016x}", h.finish());
+    let mut branch = String::with_capacity(BRANCH_PREFIX.len() + 17);
+    branch.push_str(BRANCH_PREFIX);
+    branch.push('a');
+    push_hex(&mut branch, h.finish(), 16);
     let mut e = req.edit();
     if pop_route {
         e.pop_route();
@@ -593,11 +603,13 @@ pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn hex8_writes_what_format_writes() {
-        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x0123_4567, u32::MAX] {
-            let mut out = [0u8; 8];
-            super::hex8(v, &mut out);
-            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:08x}"));
+    fn push_hex_writes_what_format_writes() {
+        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x0123_4567, u64::from(u32::MAX), u64::MAX] {
+            for width in [0, 1, 6, 8, 12, 16, 20] {
+                let mut out = String::from("x");
+                super::push_hex(&mut out, v, width);
+                assert_eq!(out, format!("x{v:0width$x}"), "{v} {width}");
+            }
         }
     }
 }
