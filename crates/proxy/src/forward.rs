@@ -243,7 +243,10 @@ impl Local {
         let mut needle = String::with_capacity(BRANCH_PREFIX.len() + 8);
         needle.push_str(BRANCH_PREFIX);
         push_hex(&mut needle, loop_hash(req).into(), 8);
-        let hash = needle.as_bytes().get(BRANCH_PREFIX.len()..).unwrap_or_default();
+        let hash = needle
+            .as_bytes()
+            .get(BRANCH_PREFIX.len()..)
+            .unwrap_or_default();
         // A branch is a slice of its Via's text: when no Via line holds our prefix and this
         // hash, none parses to a match (a first INVITE costs no Via parse).
         if !req
@@ -405,7 +408,9 @@ pub(crate) fn push_hex(out: &mut String, v: u64, min_digits: usize) {
     let digits = (16 - v.leading_zeros() as usize / 4).max(min_digits).max(1);
     for i in (0..digits).rev() {
         let nibble = v.checked_shr(4 * i as u32).unwrap_or(0) & 0xf;
-        out.push(char::from(DIGITS.get(nibble as usize).copied().unwrap_or(b'0')));
+        out.push(char::from(
+            DIGITS.get(nibble as usize).copied().unwrap_or(b'0'),
+        ));
     }
 }
 
@@ -604,7 +609,16 @@ pub(crate) fn via_destination(via: &Via<'_>) -> Option<Peer> {
 mod tests {
     #[test]
     fn push_hex_writes_what_format_writes() {
-        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x0123_4567, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xdead_beef,
+            0x0123_4567,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             for width in [0, 1, 6, 8, 12, 16, 20] {
                 let mut out = String::from("x");
                 super::push_hex(&mut out, v, width);
