@@ -507,22 +507,7 @@ mod checks {
         let (_, fwd, stats) = feed_counted(invite(&[], 70));
         assert_eq!(fwd.len(), 1);
         assert_eq!((stats.routed, stats.relayed), (1, 0));
-        let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:callee@192.0.2.20:5070")
-            .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-bye")
-            .from("<sip:caller@example.com>;tag=c1")
-            .to("<sip:100@example.com>;tag=t1")
-            .call_id("dialog@example.com")
-            .cseq(2)
-            .header(
-                "Route",
-                &format!(
-                    "<sip:192.0.2.1:5060;lr;tk={}>",
-                    token("dialog@example.com", "c1")
-                ),
-            )
-            .build()
-            .unwrap();
-        let (_, fwd, stats) = feed_counted(Message::parse(bye).unwrap());
+        let (_, fwd, stats) = feed_counted(bye_along_our_route());
         assert_eq!(fwd.len(), 1);
         assert_eq!((stats.routed, stats.relayed), (0, 1));
     }
@@ -681,8 +666,8 @@ mod checks {
         }
     }
 
-    #[test]
-    fn in_dialog_request_follows_route_and_pops_our_route() {
+    /// A BYE in a dialog this proxy recorded: its Route is our entry, token and all.
+    fn bye_along_our_route() -> Message {
         let bye = RequestBuilder::new(rollover_sip::Method::Bye, "sip:callee@192.0.2.20:5070")
             .via("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-bye")
             .from("<sip:caller@example.com>;tag=c1")
@@ -698,7 +683,12 @@ mod checks {
             )
             .build()
             .unwrap();
-        let (_, fwd) = feed(Message::parse(bye).unwrap());
+        Message::parse(bye).unwrap()
+    }
+
+    #[test]
+    fn in_dialog_request_follows_route_and_pops_our_route() {
+        let (_, fwd) = feed(bye_along_our_route());
         assert_eq!(fwd.len(), 1);
         assert_eq!(fwd[0].request_uri_str(), Some("sip:callee@192.0.2.20:5070"));
         assert_eq!(fwd[0].routes().count(), 0, "our Route removed");
