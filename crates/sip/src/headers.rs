@@ -470,6 +470,16 @@ fn params_start(v: &[u8]) -> Option<usize> {
     Some(scan::find_byte_from(v, after_uri, b';')? + 1)
 }
 
+/// One name-addr value's header parameters, once it is decoded whole or (`decode` false)
+/// checked for shape only ([`NameAddr::check_shape`]).
+fn checked_addr(v: &str, decode: bool) -> Option<Params<'_>> {
+    if decode {
+        NameAddr::parse(v).ok().map(|a| a.params)
+    } else {
+        NameAddr::check_shape(v).ok()
+    }
+}
+
 fn bad(h: &Header) -> ParseError {
     ErrorKind::BadHeader(header_label(h.name)).at(h.offset())
 }
@@ -628,26 +638,22 @@ impl Message {
         NameAddr::parse(v).map_err(|_| bad(h))
     }
 
-    /// The header parameters of From or To, the shape of the value checked but not its
-    /// URI (see [`NameAddr::check_shape`]).
-    pub(crate) fn addr_params(&self, name: HeaderName) -> Result<Params<'_>, ParseError> {
+    /// The header parameters of From or To, the value checked whole, or (`decode` false)
+    /// for shape only, the URI left as written.
+    pub(crate) fn addr_params(
+        &self,
+        name: HeaderName,
+        decode: bool,
+    ) -> Result<Params<'_>, ParseError> {
         let (h, v) = self.single(name)?;
-        NameAddr::check_shape(v).map_err(|_| bad(h))
+        checked_addr(v, decode).ok_or_else(|| bad(h))
     }
 
-    /// Checks every value of an address header: decoded whole, or (`decode` false) for
-    /// shape only, the URI left as written.
+    /// Checks every value of an address header as [`Message::addr_params`] does.
     pub(crate) fn check_addresses(&self, name: HeaderName, decode: bool) -> Result<(), ParseError> {
         for value in self.values(name) {
             let (h, v) = value?;
-            let ok = if decode {
-                NameAddr::parse(v).is_ok()
-            } else {
-                NameAddr::check_shape(v).is_ok()
-            };
-            if !ok {
-                return Err(bad(h));
-            }
+            checked_addr(v, decode).ok_or_else(|| bad(h))?;
         }
         Ok(())
     }

@@ -50,13 +50,7 @@ impl Message {
         // request's, §8.2.6.2): their shape and tags are checked, their URIs not decoded.
         let request = self.is_request();
         for name in [HeaderName::From, HeaderName::To] {
-            let params = if !request {
-                self.addr_params(name)?
-            } else if name == HeaderName::From {
-                self.from_header()?.params
-            } else {
-                self.to_header()?.params
-            };
+            let params = self.addr_params(name, request)?;
             // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
             // A tag already found with a value (the note every later reader uses) is the
             // first one, so only a header without one is searched.

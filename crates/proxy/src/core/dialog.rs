@@ -7,7 +7,7 @@ use rollover_sip::{HeaderName, Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, Transport, TxnLayer};
 use tracing::{debug, info};
 
-use super::door::stateless_tag;
+use super::door::{stateless_tag, STATELESS_TAG_PREFIX};
 use super::{CallKey, Proxy};
 use crate::forward;
 use crate::guard::Refusal;
@@ -114,10 +114,9 @@ impl<R: RoutePolicy> Proxy<R> {
     ) {
         // The ACK for one of our stateless refusals (same branch, so the same tag): absorbed,
         // as Kamailio's sl module does.
-        if ack
-            .to_tag()
-            .is_some_and(|t| t == "rl-bad" || t.starts_with("sl") && t == stateless_tag(&ack))
-        {
+        if ack.to_tag().is_some_and(|t| {
+            t == "rl-bad" || t.starts_with(STATELESS_TAG_PREFIX) && t == stateless_tag(&ack)
+        }) {
             return;
         }
         // The usual ACK: one entry of ours on top, dropped in the same edit that adds our

@@ -159,16 +159,22 @@ impl<R: RoutePolicy> Proxy<R> {
 pub(super) const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
 
+/// How every [`stateless_tag`] begins: an ACK whose To tag does not is not for one of
+/// those replies.
+pub(super) const STATELESS_TAG_PREFIX: &str = "sl";
+
 /// The To tag of a stateless reply: the same for a retransmitted request, so the caller
-/// sees one dialog whichever copy it answers. Always begins with `sl` (an ACK whose tag
-/// does not is not for one of these replies).
+/// sees one dialog whichever copy it answers.
 pub(super) fn stateless_tag(req: &Message) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = crate::forward::fixed_hasher();
     req.call_id().ok().hash(&mut h);
     req.from_tag().hash(&mut h);
     req.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
-    format!("sl{:012x}", h.finish() & 0xffff_ffff_ffff)
+    format!(
+        "{STATELESS_TAG_PREFIX}{:012x}",
+        h.finish() & 0xffff_ffff_ffff
+    )
 }
 
 /// A stateless response to a request the front door refuses.
