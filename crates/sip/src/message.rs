@@ -420,6 +420,37 @@ impl Message {
         self.body.of(&self.buf)
     }
 
+    /// The message without its body: the header section copied into a buffer of its own
+    /// (so the body's memory can go), Content-Length's digits written as zeros (`1234`
+    /// becomes `0000`, still `1*DIGIT`, RFC 3261 §20.14). Every position stays where it
+    /// was, so nothing is parsed again. For a message kept long after it was handled.
+    pub fn without_body(&self) -> Message {
+        let head_end = self.body.start as usize;
+        let Some(head) = self.buf.get(..head_end) else {
+            return self.clone();
+        };
+        let mut head = head.to_vec();
+        for h in self.headers_named(HeaderName::ContentLength) {
+            for b in head.get_mut(h.value.range()).into_iter().flatten() {
+                if b.is_ascii_digit() {
+                    *b = b'0';
+                }
+            }
+        }
+        Message {
+            buf: Buf::new(Bytes::from(head)),
+            start_line: self.start_line.clone(),
+            headers: self.headers.clone(),
+            headers_start: self.headers_start,
+            headers_end: self.headers_end,
+            body: Span::new(head_end, head_end),
+            content_length: self.content_length.map(|_| 0),
+            content_length_count: self.content_length_count,
+            top_via: self.top_via.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+
     /// The body as a zero-copy `Bytes` slice.
     pub fn body_bytes(&self) -> Bytes {
         self.buf.bytes().slice(self.body.range())
@@ -486,5 +517,35 @@ mod tests {
         let half = Span::new(zoe, zoe + 1);
         assert_eq!(text.text(half), None);
         assert_eq!(text.text(Span::new(zoe, zoe + 2)), Some("ë"));
+    }
+
+    /// Dropping the body keeps every header readable where it was and reads as the same
+    /// message with an empty body, without a parse.
+    #[test]
+    fn without_body_is_the_same_message_with_no_body() {
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n";
+        let m = with(b"\"Al\"", sdp);
+        m.top_via().unwrap();
+        let bare = m.without_body();
+        assert_eq!(bare.body(), b"");
+        assert_eq!(bare.content_length(), Some(0));
+        let want = String::from_utf8_lossy(m.as_bytes()).replace(
+            &format!("Content-Length: {}\r\n\r\n{}", sdp.len(), String::from_utf8_lossy(sdp)),
+            "Content-Length: 00\r\n\r\n",
+        );
+        assert_eq!(String::from_utf8_lossy(bare.as_bytes()), want);
+        // The bytes parse back to an equal message, and every note still reads true.
+        let again = Message::parse(bare.as_bytes().to_vec()).unwrap();
+        assert_eq!(again, bare);
+        assert!(again.validate().is_ok());
+        assert_eq!(bare.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        assert_eq!(bare.call_id().unwrap(), "c");
+        assert_eq!(bare.from_tag(), Some("f1"));
+        assert_eq!(bare.request_uri_str(), Some("sip:b@h"));
+        // The copy does not hold on to the body's buffer.
+        assert_eq!(bare.as_bytes().len(), m.as_bytes().len() - sdp.len());
+        // A message without a body is kept as it is.
+        let empty = with(b"\"Al\"", b"");
+        assert_eq!(empty.without_body(), empty);
     }
 }

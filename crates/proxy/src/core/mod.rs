@@ -974,11 +974,7 @@ impl<R: RoutePolicy> Proxy<R> {
 /// to hang up, the reply route's view), so a lingering call does not keep the body.
 pub(super) fn settle_request(request: &mut Message) {
     if !request.body().is_empty() {
-        let mut e = request.edit();
-        e.set_body(None, bytes::Bytes::new());
-        if let Ok(m) = Message::parse(e.finish()) {
-            *request = m;
-        }
+        *request = request.without_body();
     }
     request.shrink_to_fit();
 }
