@@ -142,8 +142,20 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts one; `None` (skip) when it is not installed, except under `CI=true`.
+    /// Starts one; `None` (skip) when it is not installed, except under `CI=true`. A port
+    /// another test's server took meanwhile (it was free when picked) is given up for
+    /// another: the connection that proves the server up must be to this one.
     pub(crate) fn start() -> Option<RedisServer> {
+        for _ in 0..5 {
+            match RedisServer::start_once()? {
+                Ok(s) => return Some(s),
+                Err(port) => eprintln!("redis-server could not take port {port}: another"),
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn start_once() -> Option<Result<RedisServer, u16>> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -173,11 +185,18 @@ impl RedisServer {
                 return None;
             }
         };
-        let s = RedisServer { child, port };
-        // Up to 5 s, in 20 ms steps.
+        let mut s = RedisServer { child, port };
+        // Up to 5 s, in 20 ms steps; a server that exited (its port was taken) is no proof.
         for _ in 0..250 {
+            if let Ok(Some(_)) = s.child.try_wait() {
+                return Some(Err(port));
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(s);
+                std::thread::sleep(Duration::from_millis(20));
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    return Some(Err(port));
+                }
+                return Some(Ok(s));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
