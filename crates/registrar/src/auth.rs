@@ -461,6 +461,14 @@ fn name_proxy() -> &'static str {
     "Proxy-Authenticate"
 }
 
+/// The 400 for a request whose `header` (From, To) is read for a decision but does not
+/// decode: refused, never let through unchecked.
+pub fn bad_address(req: &Message, header: &str) -> Bytes {
+    req.response(400, &format!("Bad {header} URI"))
+        .to_tag(&crate::rules::reply_tag(req))
+        .build()
+}
+
 /// The 403 for a blocked source or a user registering someone else's address.
 pub fn forbidden(req: &Message) -> Bytes {
     req.reply(StatusCode::FORBIDDEN)

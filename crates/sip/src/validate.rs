@@ -15,10 +15,12 @@ impl Message {
     /// Requests: To, From, Call-ID, CSeq and Via present, single-value headers not repeated,
     /// each well formed, CSeq method equal to the request method, one Content-Length, a
     /// parseable Request-URI with a scheme this element handles (sip, sips, tel; else 416).
-    /// Responses: the same header checks, except that From and To are checked for shape
-    /// and tags without decoding their URIs, Contact and the route headers likewise unless
-    /// the response is a 2xx or 3xx, and only the top Via is read: this element relays
-    /// those parts unread (a bad response is dropped, never answered).
+    /// From and To are checked for shape and tags without decoding their URIs (whoever
+    /// reads one decodes it then, and refuses what does not decode).
+    /// Responses: the same header checks, except that Contact and the route headers are
+    /// checked for shape only unless the response is a 2xx or 3xx, and only the top Via is
+    /// read: this element relays those parts unread (a bad response is dropped, never
+    /// answered).
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut seen = [0u8; 8];
         const SINGLE: [HeaderName; 8] = [
@@ -46,11 +48,14 @@ impl Message {
                 }
             }
         }
-        // A response's From and To are relayed as they came (they are copies of the
-        // request's, §8.2.6.2): their shape and tags are checked, their URIs not decoded.
+        // From and To are relayed as they came (a response's are copies of the request's,
+        // §8.2.6.2): their shape and tags are checked, their URIs decoded only by whoever
+        // reads them (`from_header`, `to_header`: a registrar, an authenticator), which
+        // refuses the request when they do not decode (§16.3 item 1: a proxy checks what it
+        // acts on).
         let request = self.is_request();
         for name in [HeaderName::From, HeaderName::To] {
-            let params = self.addr_params(name, request)?;
+            let params = self.addr_params(name, false)?;
             // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
             // A tag already found with a value (the note every later reader uses) is the
             // first one, so only a header without one is searched.
@@ -121,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn a_response_is_checked_for_what_this_element_reads() {
+    fn a_message_is_checked_for_what_this_element_reads() {
         let msg = |start: &str, from: &str, to: &str, vias: &str| {
             let text = format!(
                 "{start}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1{vias}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n"
@@ -130,11 +135,12 @@ mod tests {
         };
         let (good, bad_uri) = ("<sip:a@h>;tag=f1", "<sip:a@h@x>;tag=f1");
         let (req, resp) = ("INVITE sip:b@h SIP/2.0", "SIP/2.0 180 Ringing");
-        // A URI inside From or To, or a Via below the top one, is decoded for a request
-        // only: a response's are relayed as they came.
+        // A Via below the top one is decoded for a request only; the URI inside From or
+        // To for neither (it is decoded by whoever reads it, and refused there).
         assert!(msg(req, good, good, "").validate().is_ok());
-        assert!(msg(req, bad_uri, good, "").validate().is_err());
-        assert!(msg(req, good, bad_uri, "").validate().is_err());
+        let lazy = msg(req, bad_uri, bad_uri, "");
+        assert!(lazy.validate().is_ok());
+        assert!(lazy.from_header().is_err() && lazy.to_header().is_err());
         assert!(msg(req, good, good, ", SIP/2.0/UDP").validate().is_err());
         assert!(msg(resp, bad_uri, bad_uri, ", SIP/2.0/UDP")
             .validate()
@@ -150,6 +156,7 @@ mod tests {
             (good, "<sip:a@h>;;"),
         ] {
             assert!(msg(resp, from, to, "").validate().is_err(), "{from} / {to}");
+            assert!(msg(req, from, to, "").validate().is_err(), "{from} / {to}");
         }
         assert!(msg(resp, good, good, "").validate().is_ok());
     }

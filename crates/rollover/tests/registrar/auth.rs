@@ -224,6 +224,19 @@ fn local_users_must_authenticate_and_strangers_cannot_relay() {
     s.send_to(m.as_bytes(), proxy.addr()).unwrap();
     let r = recv_starting(&s, "SIP/2.0 4");
     assert_eq!(status(&r), "480", "{r}");
+    // A From the front door checks for shape only but the authenticator cannot decode
+    // (alice's, spoiled) is refused, to our users and elsewhere alike: never taken for a
+    // stranger's and let through.
+    for (to, call_id) in [
+        ("sip:bob@elsewhere.test", "i4"),
+        ("sip:alice@example.com", "i5"),
+    ] {
+        let m = invite("sip:alice@example.com@x", to, call_id);
+        s.send_to(m.as_bytes(), proxy.addr()).unwrap();
+        let r = recv_starting(&s, "SIP/2.0 4");
+        assert_eq!(status(&r), "400", "{r}");
+        assert!(r.contains("Bad From URI"), "{r}");
+    }
 }
 
 on_both_stores! {
