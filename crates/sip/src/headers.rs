@@ -485,16 +485,16 @@ fn bad(h: &Header) -> ParseError {
 }
 
 /// The first value of a Via field's value: what `vias().next()` yields, without the
-/// iterator machinery.
+/// iterator machinery. Its end is the first comma unless a quote or `<` comes before that
+/// comma (a value without either cannot hold a comma of its own), so a list is parsed
+/// once, its first value only.
 fn top_via_of(v: &str) -> Option<Via<'_>> {
-    // A value the one-pass parser takes whole holds no comma: it is the top Via.
-    if let Some(via) = Via::parse_plain(v) {
-        return Some(via);
-    }
-    let first = if scan::find_byte(v, b',').is_some() {
-        scan::split_top_level(v, b',').next().unwrap_or(v)
-    } else {
-        v
+    let first = match scan::find_byte(v, b',') {
+        None => v,
+        Some(i) => match v.get(..i) {
+            Some(head) if !head.bytes().any(|c| c == b'"' || c == b'<') => head,
+            _ => scan::split_top_level(v, b',').next().unwrap_or(v),
+        },
     };
     Via::parse(scan::trim_lws(first))
 }

@@ -363,6 +363,36 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(config(256))]
+
+    /// The top Via of a comma list, found at its first comma when that is safe, is the
+    /// first value the general list split yields (quotes, `<`, commas inside quotes).
+    #[test]
+    fn top_via_of_a_list_is_its_first_value(
+        values in prop::collection::vec(prop::sample::select(vec![
+            "SIP/2.0/UDP a.example.com:5060;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2;rport",
+            "SIP/2.0/TCP h;x=\"a,b\";branch=z9hG4bK3",
+            "SIP/2.0/UDP h;x=<a,b>;branch=z9hG4bK4",
+            "SIP / 2.0 / UDP h ; branch=z9hG4bK5",
+            "SIP/2.0/UDP h;branch=z9hG4bK6 ",
+            "SIP/2.0/UDP",
+            "",
+        ]), 1..4),
+        sep in prop::sample::select(vec![",", ", ", " ,", ",\r\n "]),
+    ) {
+        let via = values.join(sep);
+        let text = format!(
+            "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n"
+        );
+        if let Ok(m) = Message::parse(text.into_bytes()) {
+            let first = m.vias().next().and_then(Result::ok);
+            prop_assert_eq!(m.top_via().ok(), first);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(config(512))]
 
     /// Uniform random bytes never panic.
