@@ -361,10 +361,13 @@ pub(crate) fn hangup(
     ids: &mut Ids,
 ) -> Option<(String, Bytes, Message)> {
     let contact = resp.contacts().next()?.ok()?.uri_str.to_owned();
+    // An entry that does not decode spoils the whole route set: no hang-up along it.
     let routes: Vec<String> = resp
         .record_routes()
-        .filter_map(Result::ok)
-        .map(|r| r.uri_str.to_owned())
+        .map(|r| r.map(|r| r.uri_str.to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?
+        .into_iter()
         .filter(|r| !local.entry_is_ours(r, resp))
         .collect();
     let routes: Vec<String> = routes.into_iter().rev().collect();

@@ -174,6 +174,16 @@ fn expires_zero_removes_one_contact() {
     assert_eq!(contacts(&b), ["sip:b@127.0.0.1:2"]);
 }
 
+/// The front door checks a Contact for shape only: one whose URI does not decode reaches
+/// the registrar, which refuses the whole REGISTER and changes nothing.
+#[test]
+fn a_contact_that_does_not_decode_refuses_the_register() {
+    let b = apply(&[], &reg("c", 1, &["Contact: <sip:a@127.0.0.1:1>"])).unwrap();
+    let bad = reg("c", 2, &["Contact: <sip:b@127.0.0.1:2>, <sip:x@h@y>"]);
+    assert!(bad.validate().is_ok());
+    assert!(matches!(apply(&b, &bad), Err(Refusal::Malformed(_))));
+}
+
 #[test]
 fn star_removes_all_only_with_expires_zero() {
     let b = apply(

@@ -17,10 +17,10 @@ impl Message {
     /// parseable Request-URI with a scheme this element handles (sip, sips, tel; else 416).
     /// From and To are checked for shape and tags without decoding their URIs (whoever
     /// reads one decodes it then, and refuses what does not decode).
-    /// Responses: the same header checks, except that Contact and the route headers are
-    /// checked for shape only unless the response is a 2xx or 3xx, and only the top Via is
-    /// read: this element relays those parts unread (a bad response is dropped, never
-    /// answered).
+    /// Contact and Record-Route are checked for shape only (decoded by their readers);
+    /// Route is decoded in a request. Responses: the same header checks, except that
+    /// only the top Via is read: this element relays the others unread (a bad response is
+    /// dropped, never answered).
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut seen = [0u8; 8];
         const SINGLE: [HeaderName; 8] = [
@@ -85,10 +85,11 @@ impl Message {
             }
         }
         self.max_forwards()?;
-        // Contact and the route headers are decoded where this element may act on them: in
-        // a request, and in a 2xx (dialog, ACK) or 3xx (redirect). A provisional or
-        // failure response is relayed with them as they came, checked for shape.
-        let acts_on_addresses = request || matches!(self.status(), Some(200..=399));
+        // Route is decoded in a request: routing acts on it, and a request it cannot read is
+        // refused here. Contact and Record-Route are checked for shape only, in every
+        // message: their readers decode them (the registrar refuses a REGISTER whose
+        // Contact does not decode, a redirect skips such a Contact, a dialog is not formed
+        // on one), and this element relays them otherwise as they came.
         let mut names = [
             HeaderName::Contact,
             HeaderName::Route,
@@ -96,7 +97,9 @@ impl Message {
         ]
         .into_iter()
         .filter(|n| *n != HeaderName::Contact || !self.contact_is_star());
-        names.try_for_each(|name| self.check_addresses(name, acts_on_addresses))?;
+        names.try_for_each(|name| {
+            self.check_addresses(name, request && name == HeaderName::Route)
+        })?;
         if let Some(method) = self.method() {
             if *method != cseq.method {
                 let at = self.header(HeaderName::CSeq).map_or(0, |h| h.offset());
@@ -162,36 +165,41 @@ mod tests {
     }
 
     #[test]
-    fn a_response_s_contact_and_record_route_are_decoded_where_they_are_acted_on() {
-        let msg = |status: &str, header: &str| {
+    fn contact_and_record_route_are_checked_for_shape_and_decoded_by_their_readers() {
+        let msg = |start: &str, header: &str| {
             let text = format!(
-                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{header}\r\n\r\n"
+                "{start}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{header}\r\n\r\n"
             );
             Message::parse(text.into_bytes()).unwrap()
         };
-        for header in ["Contact: <sip:b@h@x>", "Record-Route: <sip:p@h@x;lr>"] {
-            // A 2xx makes a dialog and a 3xx redirects: their addresses must decode.
-            for status in ["200 OK", "302 Moved"] {
-                assert!(msg(status, header).validate().is_err(), "{status} {header}");
+        let starts = [
+            "SIP/2.0 200 OK",
+            "SIP/2.0 302 Moved",
+            "SIP/2.0 180 Ringing",
+            "SIP/2.0 486 Busy Here",
+            "INVITE sip:b@h SIP/2.0",
+        ];
+        for start in starts {
+            // A URI that does not decode passes; its reader sees the error.
+            let m = msg(start, "Contact: <sip:b@h@x>");
+            assert!(m.validate().is_ok(), "{start}");
+            assert!(m.contacts().next().unwrap().is_err(), "{start}");
+            let m = msg(start, "Record-Route: <sip:p@h@x;lr>");
+            assert!(m.validate().is_ok(), "{start}");
+            assert!(m.record_routes().next().unwrap().is_err(), "{start}");
+            // A value of the wrong shape does not.
+            for header in [
+                "Contact: <sip:b@h",
+                "Contact: <sip:b@h>;;",
+                "Record-Route: <sip:p@h;lr",
+            ] {
+                assert!(msg(start, header).validate().is_err(), "{start} {header}");
             }
-            // A provisional or failure response is relayed with them as they came.
-            for status in ["180 Ringing", "486 Busy Here"] {
-                assert!(msg(status, header).validate().is_ok(), "{status} {header}");
-            }
+            assert!(msg(start, "Contact: <sip:b@h>").validate().is_ok(), "{start}");
         }
-        for status in ["180 Ringing", "486 Busy Here", "200 OK"] {
-            assert!(
-                msg(status, "Contact: <sip:b@h").validate().is_err(),
-                "{status}"
-            );
-            assert!(
-                msg(status, "Contact: <sip:b@h>;;").validate().is_err(),
-                "{status}"
-            );
-            assert!(
-                msg(status, "Contact: <sip:b@h>").validate().is_ok(),
-                "{status}"
-            );
-        }
+        // Route is decoded in a request, which routing acts on.
+        let route = "Route: <sip:p@h@x;lr>";
+        assert!(msg("INVITE sip:b@h SIP/2.0", route).validate().is_err());
+        assert!(msg("SIP/2.0 200 OK", route).validate().is_ok());
     }
 }

@@ -794,11 +794,12 @@ impl OutgoingCall {
 /// Record-Route reversed, To with the remote tag.
 fn dialog_of(resp: &Message) -> Option<Dialog> {
     let remote_target = resp.contacts().next()?.ok()?.uri_str.to_owned();
+    // An entry that does not decode spoils the whole route set: no dialog on it.
     let mut routes: Vec<String> = resp
         .record_routes()
-        .filter_map(Result::ok)
-        .map(|r| format!("<{}>", r.uri_str))
-        .collect();
+        .map(|r| r.map(|r| format!("<{}>", r.uri_str)))
+        .collect::<Result<_, _>>()
+        .ok()?;
     routes.reverse();
     let to = String::from_utf8_lossy(resp.value_bytes(resp.header(rollover_sip::HeaderName::To)?))
         .into_owned();
@@ -864,11 +865,12 @@ pub(crate) fn ack_for_2xx(
         .call_id(&opts.call_id)
         .cseq(resp.cseq().ok()?.seq);
     // The route set is the Record-Route in reverse order at the UAC (§12.1.2).
+    // An entry that does not decode spoils the whole route set: no ACK along it.
     let routes: Vec<String> = resp
         .record_routes()
-        .filter_map(Result::ok)
-        .map(|r| format!("<{}>", r.uri_str))
-        .collect();
+        .map(|r| r.map(|r| format!("<{}>", r.uri_str)))
+        .collect::<Result<_, _>>()
+        .ok()?;
     for r in routes.iter().rev() {
         b = b.header("Route", r);
     }

@@ -546,6 +546,24 @@ fn the_ack_carries_the_applications_answer_when_the_2xx_carried_the_offer() {
     opts.sdp = Some(bytes::Bytes::from_static(b"v=0\r\n"));
     let (_, ack) = call::ack_for_2xx(&opts, &offer_200(&invite), &mut n).unwrap();
     assert!(Message::parse(ack).unwrap().body().is_empty());
+    // A Record-Route entry that does not decode (checked for shape only on the way in)
+    // spoils the route set: no ACK is sent along what is left of it.
+    let spoiled = |rr: &str| {
+        Message::parse(
+            invite
+                .response(200, "OK")
+                .to_tag("callee")
+                .header("Record-Route", rr)
+                .header("Contact", "<sip:b@192.0.2.20>")
+                .build(),
+        )
+        .unwrap()
+    };
+    let good = spoiled("<sip:p1@192.0.2.30;lr>, <sip:p2@192.0.2.31;lr>");
+    assert!(call::ack_for_2xx(&opts, &good, &mut n).is_some());
+    let bad = spoiled("<sip:p1@192.0.2.30;lr>, <sip:p2@h@x;lr>");
+    assert!(bad.validate().is_ok());
+    assert!(call::ack_for_2xx(&opts, &bad, &mut n).is_none());
 }
 
 #[test]
