@@ -530,7 +530,11 @@ mod tests {
         assert_eq!(bare.body(), b"");
         assert_eq!(bare.content_length(), Some(0));
         let want = String::from_utf8_lossy(m.as_bytes()).replace(
-            &format!("Content-Length: {}\r\n\r\n{}", sdp.len(), String::from_utf8_lossy(sdp)),
+            &format!(
+                "Content-Length: {}\r\n\r\n{}",
+                sdp.len(),
+                String::from_utf8_lossy(sdp)
+            ),
             "Content-Length: 00\r\n\r\n",
         );
         assert_eq!(String::from_utf8_lossy(bare.as_bytes()), want);

@@ -195,7 +195,10 @@ mod tests {
             ] {
                 assert!(msg(start, header).validate().is_err(), "{start} {header}");
             }
-            assert!(msg(start, "Contact: <sip:b@h>").validate().is_ok(), "{start}");
+            assert!(
+                msg(start, "Contact: <sip:b@h>").validate().is_ok(),
+                "{start}"
+            );
         }
         // Route is decoded in a request, which routing acts on.
         let route = "Route: <sip:p@h@x;lr>";
