@@ -142,8 +142,35 @@ enum Cond {
 #[derive(Debug, Clone)]
 enum Action {
     /// Groups of target templates, tried in order, each forked in parallel.
-    Targets(Vec<Vec<String>>),
+    Targets(Vec<Vec<Template>>),
     Reject(StatusCode, String),
+}
+
+/// A target as written, and parsed once at load when it has no capture to fill in (most
+/// targets): routing a call then copies it instead of parsing its URI again.
+#[derive(Debug, Clone)]
+struct Template {
+    text: String,
+    fixed: Option<Target>,
+}
+
+impl Template {
+    fn new(text: String) -> Template {
+        let fixed = if text.contains('$') || text == LOCATION_TARGET {
+            None
+        } else {
+            Target::parse(&text).ok()
+        };
+        Template { text, fixed }
+    }
+}
+
+impl std::ops::Deref for Template {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -707,7 +734,7 @@ fn compile_rule(
         let list = targets
             .iter()
             .enumerate()
-            .map(|(n, t)| check_target(t, &key(&format!("targets[{}]", n + 1))))
+            .map(|(n, t)| check_target(t, &key(&format!("targets[{}]", n + 1))).map(Template::new))
             .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() {
             return Err(cx.err(0..0, &key("targets"), "no targets"));
@@ -729,7 +756,7 @@ fn compile_rule(
                 .targets
                 .iter()
                 .enumerate()
-                .map(|(n, t)| check_target(t, &format!("{k}[{}]", n + 1)))
+                .map(|(n, t)| check_target(t, &format!("{k}[{}]", n + 1)).map(Template::new))
                 .collect::<Result<Vec<_>, _>>()?;
             if list.is_empty() {
                 return Err(cx.err(0..0, &k, "no targets"));
@@ -802,7 +829,11 @@ impl DialPlan {
                     for g in groups {
                         let mut group = Vec::new();
                         for t in g {
-                            if t == LOCATION_TARGET {
+                            if let Some(fixed) = &t.fixed {
+                                group.push(fixed.clone());
+                                continue;
+                            }
+                            if **t == *LOCATION_TARGET {
                                 // Expanded by the location service (see `location_target`).
                                 group.push(location_target());
                                 continue;
@@ -817,8 +848,9 @@ impl DialPlan {
                                 if !pinned && !reach.is_some_and(|r| r.allows_uri(&target.uri)) {
                                     tracing::info!(
                                         call_id = req.call_id().unwrap_or("-"),
-                                        "rule {:?}: skipped target {target} (from {t}): its host is neither pinned by match.request_uri nor in the reach {}",
+                                        "rule {:?}: skipped target {target} (from {}): its host is neither pinned by match.request_uri nor in the reach {}",
                                         rule.name,
+                                        &**t,
                                         reach.map_or_else(String::new, ToString::to_string)
                                     );
                                     continue;
@@ -964,7 +996,8 @@ impl fmt::Display for DialPlan {
                 Action::Targets(groups) => {
                     for (g, group) in groups.iter().enumerate() {
                         let how = if group.len() > 1 { "in parallel" } else { "" };
-                        writeln!(f, "     {}) {} {how}", g + 1, group.join(", "))?;
+                        let texts: Vec<&str> = group.iter().map(|t| &**t).collect();
+                        writeln!(f, "     {}) {} {how}", g + 1, texts.join(", "))?;
                     }
                     writeln!(f, "     failover: {}", r.policy)?;
                 }

@@ -655,3 +655,43 @@ fn the_script_section_names_a_file_relative_to_the_config() {
     assert_eq!(cfg.script.unwrap().file, dir.join("routes.lua"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A target without a capture is parsed once at load; one with a capture, and the
+/// `location:` placeholder, are made per call; each routes to what it routed to before.
+#[test]
+fn targets_without_captures_are_parsed_once_at_load() {
+    let fixed = Template::new("sip:100@192.0.2.10:5070;transport=tcp".to_owned());
+    assert_eq!(
+        fixed.fixed,
+        Some(Target::parse("sip:100@192.0.2.10:5070;transport=tcp").unwrap())
+    );
+    assert!(Template::new("sip:${1}@192.0.2.10".to_owned())
+        .fixed
+        .is_none());
+    assert!(Template::new(LOCATION_TARGET.to_owned()).fixed.is_none());
+    let plan = Config::parse(
+        "t.toml",
+        r#"
+[[route]]
+name = "r"
+match.request_uri = '^sip:(\d+)@'
+targets = ["sip:100@192.0.2.10", "sip:$1@192.0.2.11/TCP"]
+"#,
+    )
+    .unwrap()
+    .plan;
+    let RouteDecision::Targets { plan, .. } = plan
+        .explain(&invite("sip:42@example.com", &[]), &udp())
+        .decision
+    else {
+        panic!("not routed");
+    };
+    let got: Vec<Target> = plan.groups.into_iter().flatten().collect();
+    assert_eq!(
+        got,
+        [
+            Target::parse("sip:100@192.0.2.10").unwrap(),
+            Target::parse("sip:42@192.0.2.11/TCP").unwrap()
+        ]
+    );
+}
