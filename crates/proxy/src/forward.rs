@@ -521,7 +521,7 @@ pub(crate) fn request(
     record_route: Option<Transport>,
     local: &Local,
     ids: &mut Ids,
-) -> Option<Message> {
+) -> Option<(Message, String)> {
     let upstream = orig.top_via().ok().and_then(|v| via_destination(&v));
     let branch = ids.branch(
         loop_hash,
@@ -545,7 +545,7 @@ pub(crate) fn request(
             e.push_record_route(&format!("{outbound}, {facing_caller}"));
         }
     }
-    e.finish_message().ok()
+    Some((e.finish_message().ok()?, branch))
 }
 
 /// A response relayed upstream: our Via removed (§16.7 step 3).

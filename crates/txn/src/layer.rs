@@ -546,6 +546,42 @@ impl TxnLayer {
         let key: Arc<str> = Arc::from(buf.as_str());
         self.key_buf = buf;
         keyed.ok_or(TxnError::Unkeyed)?;
+        self.start_client(now, key, request, dest)
+    }
+
+    /// [`TxnLayer::send_request`] for a request whose top Via the caller has just written
+    /// with `branch`: the key is made from it, without parsing that Via back out of the
+    /// message (a proxy forwards one or two requests per call this way). The request's
+    /// CSeq method must be its method, as every validated or built request's is.
+    pub fn send_request_on_branch(
+        &mut self,
+        now: Instant,
+        request: Message,
+        dest: Peer,
+        branch: &str,
+    ) -> Result<ClientTxn, TxnError> {
+        let method = request.method().ok_or(TxnError::Unkeyed)?;
+        let mut key = String::with_capacity(branch.len() + 12);
+        for part in ["c ", branch, " ", method.as_str()] {
+            key.push_str(part);
+        }
+        debug_assert!(
+            {
+                let mut parsed = String::new();
+                client_key(&request, &mut parsed).is_some() && parsed == key
+            },
+            "the branch given is not the request's top Via's"
+        );
+        self.start_client(now, Arc::from(key), request, dest)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        key: Arc<str>,
+        request: Message,
+        dest: Peer,
+    ) -> Result<ClientTxn, TxnError> {
         if self.table.contains_key(&key) {
             return Err(TxnError::Duplicate);
         }

@@ -189,6 +189,39 @@ fn invite_client_acks_non_2xx_and_absorbs_retransmissions() {
     assert!(h.layer.is_empty());
 }
 
+/// A request sent with the branch its sender just wrote is the same transaction as one
+/// whose top Via is parsed for it: its responses match, the ACK of a 4xx goes along it,
+/// and a second one on that branch is refused.
+#[test]
+fn a_request_sent_on_its_branch_matches_as_if_its_via_were_parsed() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-2", Transport::Udp);
+    h.layer
+        .send_request_on_branch(h.now, inv.clone(), peer(Transport::Udp), "z9hG4bK-2")
+        .unwrap();
+    assert!(matches!(
+        h.layer
+            .send_request(h.now, inv.clone(), peer(Transport::Udp)),
+        Err(crate::TxnError::Duplicate)
+    ));
+    h.recv(Transport::Udp, response_to(&inv, 486));
+    assert_eq!(h.responses(), [486]);
+    let ack = Message::parse(h.sent[1].1.clone()).unwrap();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+}
+
+/// In a debug build, a branch that is not the request's top Via's is caught at once.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "not the request's top Via's")]
+fn a_request_sent_on_another_branch_is_caught_in_debug_builds() {
+    let mut h = Harness::new();
+    let inv = request(Method::Invite, "z9hG4bK-3", Transport::Udp);
+    let _ = h
+        .layer
+        .send_request_on_branch(h.now, inv, peer(Transport::Udp), "z9hG4bK-other");
+}
+
 #[test]
 fn invite_client_tcp_timer_d_is_zero() {
     let mut h = Harness::new();

@@ -231,12 +231,12 @@ impl<R: RoutePolicy> Proxy<R> {
             &self.local,
             &mut self.ids,
         )
-        .and_then(|req| {
+        .and_then(|(req, branch)| {
             let (mtu, try_t) = (self.cfg.udp_mtu, self.cfg.udp_mtu_try);
             let big = req.as_bytes().len();
             if !udp_only && mtu > 0 && dest.transport == Transport::Udp && big > mtu {
                 // §18.1.1: the top Via must name the transport actually used.
-                let req = forward::request(
+                let (req, branch) = forward::request(
                     &call.request,
                     loop_hash,
                     set_uri,
@@ -255,12 +255,12 @@ impl<R: RoutePolicy> Proxy<R> {
                     transport: try_t,
                     ..dest
                 };
-                return Some((dest, req));
+                return Some((dest, req, branch));
             }
-            Some((dest, req))
+            Some((dest, req, branch))
         });
         // The branch route: edits for this branch's request only.
-        let built = built.map(|(dest, req)| {
+        let built = built.map(|(dest, req, branch)| {
             let mut edits = Edits::default();
             let view = CallView {
                 key: cid.0,
@@ -269,23 +269,28 @@ impl<R: RoutePolicy> Proxy<R> {
                 source: &call.source,
             };
             self.router.on_branch(view, &target, &mut edits);
-            let req = if edits.is_empty() {
-                req
+            // The branch is known to be the top Via's only while no edit has been made.
+            let (req, branch) = if edits.is_empty() {
+                (req, Some(branch))
             } else {
-                edits.apply(req.clone()).unwrap_or(req)
+                (edits.apply(req.clone()).unwrap_or(req), None)
             };
-            (dest, req, edits.drop)
+            (dest, req, branch, edits.drop)
         });
         let started = match built {
             None => Err(StartFailure::Unbuildable),
-            Some((_, _, true)) => {
+            Some((_, _, _, true)) => {
                 debug!(
                     call_id = call.call_id,
                     "branch to {target} dropped by the policy"
                 );
                 Err(StartFailure::Dropped)
             }
-            Some((dest, req, false)) => txn.send_request(now, req, dest).map_err(|e| {
+            Some((dest, req, branch, false)) => match branch {
+                Some(b) => txn.send_request_on_branch(now, req, dest, &b),
+                None => txn.send_request(now, req, dest),
+            }
+            .map_err(|e| {
                 debug!(
                     call_id = call.call_id,
                     "could not start a client transaction: {e}"
