@@ -2,12 +2,13 @@
 //! Name resolution (`Resolver`) lives with the failover engine, which the user agent
 //! shares.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rollover_failover::{default_port, FailoverPolicy, Resolver, Target, TargetPlan};
 use rollover_sip::{Host, Message, StatusCode};
-use rollover_txn::Peer;
+use rollover_txn::{Peer, Transport};
 
 /// The routing decision for a new request.
 #[derive(Debug, Clone)]
@@ -81,9 +82,41 @@ pub(crate) fn next_hop(target: &Target) -> Option<NextHop> {
     Some(NextHop::Addr(SocketAddr::new(ip, port)))
 }
 
+/// The next hops of the targets sent to lately, so that a target's URI is read once rather
+/// than on every branch and check to it (a dial plan names a few targets, an in-dialog
+/// request's hop is checked and then sent to, a registered phone is called again and
+/// again). Bounded: emptied when full. Keyed with a random seed (the URIs come from
+/// outside).
+#[derive(Debug, Default)]
+pub(crate) struct Hops(HashMap<String, (Transport, Option<NextHop>), ahash::RandomState>);
+
+impl Hops {
+    const MAX: usize = 4096;
+
+    /// [`next_hop`], remembered.
+    pub(crate) fn of(&mut self, target: &Target) -> Option<NextHop> {
+        if let Some((transport, hop)) = self.0.get(target.uri.as_str()) {
+            if *transport == target.transport {
+                return hop.clone();
+            }
+        }
+        let hop = next_hop(target);
+        if self.0.len() >= Hops::MAX {
+            self.0.clear();
+        }
+        self.0
+            .insert(target.uri.clone(), (target.transport, hop.clone()));
+        hop
+    }
+}
+
 /// Where to send a request for `target`, when the address is known now.
-pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Peer> {
-    let addr = match next_hop(target)? {
+pub(crate) fn destination(
+    hops: &mut Hops,
+    target: &Target,
+    resolver: &dyn Resolver,
+) -> Option<Peer> {
+    let addr = match hops.of(target)? {
         NextHop::Addr(a) => a,
         NextHop::Name(host, port) => resolver.resolve(&host, port, target.transport)?,
     };
@@ -91,4 +124,42 @@ pub(crate) fn destination(target: &Target, resolver: &dyn Resolver) -> Option<Pe
         transport: target.transport,
         addr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hops_are_remembered_per_transport_and_bounded() {
+        let mut hops = Hops::default();
+        let t = |s: &str| Target::parse(s).unwrap();
+        let udp = t("sip:100@192.0.2.1");
+        let tls = Target {
+            transport: Transport::Tls,
+            ..udp.clone()
+        };
+        let addr = |p: u16| Some(NextHop::Addr(SocketAddr::new([192, 0, 2, 1].into(), p)));
+        assert_eq!(hops.of(&udp), addr(5060));
+        assert_eq!(hops.of(&udp), addr(5060));
+        // The same URI on another transport has another default port.
+        assert_eq!(hops.of(&tls), addr(5061));
+        assert_eq!(hops.of(&udp), addr(5060));
+        let named = t("sip:100@example.com:5070;maddr=192.0.2.9");
+        assert_eq!(
+            hops.of(&named),
+            Some(NextHop::Addr(SocketAddr::new([192, 0, 2, 9].into(), 5070)))
+        );
+        assert_eq!(
+            hops.of(&t("sip:100@example.com")),
+            Some(NextHop::Name("example.com".into(), 5060))
+        );
+        assert_eq!(hops.of(&Target::location()), None);
+        // Whatever is sent to, the memory stays bounded.
+        for i in 0..Hops::MAX + 10 {
+            hops.of(&t(&format!("sip:{i}@192.0.2.2")));
+        }
+        assert!(hops.0.len() <= Hops::MAX);
+        assert_eq!(hops.of(&udp), addr(5060));
+    }
 }

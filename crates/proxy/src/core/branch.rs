@@ -11,7 +11,7 @@ use tracing::{debug, info};
 use super::{CallKey, Proxy};
 use crate::forward;
 use crate::policy_hooks::{CallView, Edits, RoutePolicy};
-use crate::router::{next_hop, NextHop};
+use crate::router::NextHop;
 use rollover_failover::engine::BranchId;
 use rollover_failover::Resolved;
 use rollover_failover::StartFailure;
@@ -101,7 +101,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .clone()
             .or(chosen)
             .unwrap_or_else(|| target.clone());
-        let (host, port) = match next_hop(&hop) {
+        let (host, port) = match self.hops.of(&hop) {
             None => return call.engine.start_failed(now, b, StartFailure::Unresolvable),
             // Never a multicast, broadcast or unspecified address, as written or as resolved.
             Some(NextHop::Addr(a)) if rollover_failover::never_a_target(a.ip()) => {

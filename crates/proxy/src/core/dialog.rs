@@ -42,7 +42,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let Some(dest) = Target::parse(&hop)
             .ok()
-            .and_then(|t| destination(&t, self.resolver.as_ref()))
+            .and_then(|t| destination(&mut self.hops, &t, self.resolver.as_ref()))
         else {
             info!(call_id, "late 2xx: its next hop {hop} cannot be resolved");
             return;
@@ -151,7 +151,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(dest) = hop_uri
             .clone()
             .and_then(|h| Target::parse(&h).ok())
-            .and_then(|t| destination(&t, self.resolver.as_ref()))
+            .and_then(|t| destination(&mut self.hops, &t, self.resolver.as_ref()))
             .filter(|d| {
                 !self.local.is_local_addr(d.addr) && !rollover_failover::never_a_target(d.addr.ip())
             })

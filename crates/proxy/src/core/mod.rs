@@ -31,7 +31,7 @@ use tracing::debug;
 use crate::forward::{self, Local};
 use crate::guard::{Overload, Pike, RefusalLog, SecurityConfig};
 use crate::policy_hooks::{CallView, Edits, Failed, RoutePolicy};
-use crate::router::{destination, RouteDecision};
+use crate::router::{destination, Hops, RouteDecision};
 use crate::secret::Secret;
 use crate::stats::ProxyStats;
 use rollover_failover::engine::{BranchId, End, Engine, RedirectMode, Step};
@@ -175,6 +175,7 @@ pub struct Proxy<R> {
     local: Local,
     router: R,
     resolver: Box<dyn Resolver + Send>,
+    hops: Hops,
     /// Boxed: a call lingers 32 s after its final (RFC 6026), so the table holds tens of
     /// thousands; boxed, its spare capacity costs a pointer per slot, not a whole call.
     calls: HashMap<CallKey, Box<Call>>,
@@ -228,6 +229,7 @@ impl<R: RoutePolicy> Proxy<R> {
             cfg,
             router,
             resolver,
+            hops: Hops::default(),
             calls: HashMap::default(),
             by_server: HashMap::default(),
             by_client: HashMap::default(),
@@ -628,7 +630,7 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         };
         if let Some(hop) = &fixed_hop {
-            let to_us = destination(hop, self.resolver.as_ref())
+            let to_us = destination(&mut self.hops, hop, self.resolver.as_ref())
                 .is_some_and(|d| self.local.is_local_addr(d.addr));
             if to_us {
                 // Its next hop is this proxy: nowhere to go.
