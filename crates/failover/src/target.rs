@@ -100,11 +100,13 @@ impl Target {
         if uri.port == Some(0) {
             return Err(fail(TargetProblem::PortRange("0".into())));
         }
-        let transport = match (suffix, uri.transport()) {
+        let written = uri.params.get("transport").flatten();
+        let transport = match (suffix, written) {
             (Some(t), _) => Transport::from_token(t),
-            (None, Some(t)) => {
-                Some(Transport::from_token(&t).ok_or_else(|| fail(TargetProblem::Transport(t)))?)
-            }
+            (None, Some(t)) => Some(
+                Transport::from_token(t)
+                    .ok_or_else(|| fail(TargetProblem::Transport(t.to_ascii_lowercase())))?,
+            ),
             (None, None) if uri.secure => Some(Transport::Tls),
             (None, None) => Some(Transport::Udp),
         }

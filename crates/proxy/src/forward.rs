@@ -159,9 +159,12 @@ impl Local {
     }
 
     fn uri_is_us(&self, uri: &SipUri<'_>) -> bool {
+        // `from_token` ignores case: the parameter is read as written, not lowered first.
         let t = uri
-            .transport()
-            .and_then(|t| Transport::from_token(&t))
+            .params
+            .get("transport")
+            .flatten()
+            .and_then(Transport::from_token)
             .unwrap_or(if uri.secure {
                 Transport::Tls
             } else {
