@@ -918,12 +918,23 @@ pub fn is_location_target(t: &Target) -> bool {
 
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
     let mut caps = HashMap::new();
-    // `${ruri}`: the Request-URI as received (the seed's "original destination first").
-    caps.insert(
-        "ruri".to_owned(),
-        req.request_uri_str().unwrap_or_default().to_owned(),
-    );
+    // A rule whose targets were all parsed at load fills nothing in: its conditions are
+    // only tested, and no capture is copied out.
+    let filled = match &rule.action {
+        Action::Targets(groups) => groups.iter().flatten().any(|t| t.fixed.is_none()),
+        Action::Reject(..) => false,
+    };
+    if filled {
+        // `${ruri}`: the Request-URI as received (the seed's "original destination first").
+        caps.insert(
+            "ruri".to_owned(),
+            req.request_uri_str().unwrap_or_default().to_owned(),
+        );
+    }
     let mut take = |re: &Regex, text: &str, numbered: bool| -> bool {
+        if !filled {
+            return re.is_match(text);
+        }
         let Some(c) = re.captures(text) else {
             return false;
         };
