@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use rollover_failover::{default_port, FailoverPolicy, Resolver, Target, TargetPlan};
+use rollover_failover::{default_port, FailoverPolicy, Resolver, Target, TargetError, TargetPlan};
 use rollover_sip::{Host, Message, StatusCode};
 use rollover_txn::{Peer, Transport};
 
@@ -87,26 +87,45 @@ pub(crate) fn next_hop(target: &Target) -> Option<NextHop> {
 /// request's hop is checked and then sent to, a registered phone is called again and
 /// again). Bounded: emptied when full. Keyed with a random seed (the URIs come from
 /// outside).
+/// An in-dialog request's hop URI (its next Route entry or Request-URI, the same for
+/// every request of a dialog and often for every call to one phone) is read as a target
+/// once too.
 #[derive(Debug, Default)]
-pub(crate) struct Hops(HashMap<String, (Transport, Option<NextHop>), ahash::RandomState>);
+pub(crate) struct Hops {
+    hops: HashMap<String, (Transport, Option<NextHop>), ahash::RandomState>,
+    targets: HashMap<String, Target, ahash::RandomState>,
+}
 
 impl Hops {
     const MAX: usize = 4096;
 
     /// [`next_hop`], remembered.
     pub(crate) fn of(&mut self, target: &Target) -> Option<NextHop> {
-        if let Some((transport, hop)) = self.0.get(target.uri.as_str()) {
+        if let Some((transport, hop)) = self.hops.get(target.uri.as_str()) {
             if *transport == target.transport {
                 return hop.clone();
             }
         }
         let hop = next_hop(target);
-        if self.0.len() >= Hops::MAX {
-            self.0.clear();
+        if self.hops.len() >= Hops::MAX {
+            self.hops.clear();
         }
-        self.0
+        self.hops
             .insert(target.uri.clone(), (target.transport, hop.clone()));
         hop
+    }
+
+    /// [`Target::parse`], remembered when it succeeds.
+    pub(crate) fn target(&mut self, uri: &str) -> Result<Target, TargetError> {
+        if let Some(t) = self.targets.get(uri) {
+            return Ok(t.clone());
+        }
+        let t = Target::parse(uri)?;
+        if self.targets.len() >= Hops::MAX {
+            self.targets.clear();
+        }
+        self.targets.insert(uri.to_owned(), t.clone());
+        Ok(t)
     }
 }
 
@@ -157,9 +176,22 @@ mod tests {
         assert_eq!(hops.of(&Target::location()), None);
         // Whatever is sent to, the memory stays bounded.
         for i in 0..Hops::MAX + 10 {
-            hops.of(&t(&format!("sip:{i}@192.0.2.2")));
+            let uri = format!("sip:{i}@192.0.2.2");
+            hops.of(&t(&uri));
+            assert_eq!(hops.target(&uri).unwrap(), t(&uri));
         }
-        assert!(hops.0.len() <= Hops::MAX);
+        assert!(hops.hops.len() <= Hops::MAX && hops.targets.len() <= Hops::MAX);
         assert_eq!(hops.of(&udp), addr(5060));
+        // A target read from the cache is the one parsed; what does not parse is refused
+        // every time.
+        for uri in [
+            "sip:100@192.0.2.1/TCP",
+            "sip:100@192.0.2.1/TCP",
+            "sips:a@example.com",
+        ] {
+            assert_eq!(hops.target(uri).unwrap(), t(uri));
+        }
+        assert!(hops.target("tel:+123").is_err());
+        assert!(hops.target("tel:+123").is_err());
     }
 }

@@ -14,7 +14,6 @@ use crate::guard::Refusal;
 use crate::policy_hooks::RoutePolicy;
 use crate::router::destination;
 use rollover_failover::Decision;
-use rollover_failover::Target;
 
 impl<R: RoutePolicy> Proxy<R> {
     /// `late_answer = "hangup"`: the late 2xx is ACKed and its dialog ended with a BYE by
@@ -40,7 +39,9 @@ impl<R: RoutePolicy> Proxy<R> {
             );
             return;
         };
-        let Some(dest) = Target::parse(&hop)
+        let Some(dest) = self
+            .hops
+            .target(&hop)
             .ok()
             .and_then(|t| destination(&mut self.hops, &t, self.resolver.as_ref()))
         else {
@@ -150,7 +151,7 @@ impl<R: RoutePolicy> Proxy<R> {
         }
         let Some(dest) = hop_uri
             .clone()
-            .and_then(|h| Target::parse(&h).ok())
+            .and_then(|h| self.hops.target(&h).ok())
             .and_then(|t| destination(&mut self.hops, &t, self.resolver.as_ref()))
             .filter(|d| {
                 !self.local.is_local_addr(d.addr) && !rollover_failover::never_a_target(d.addr.ip())

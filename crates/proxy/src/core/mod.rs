@@ -582,7 +582,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let (fixed_hop, plan, policy, rule) = if follow_route {
             let hop_uri = top_route
                 .unwrap_or_else(|| request.request_uri_str().unwrap_or_default().to_owned());
-            match Target::parse(&hop_uri) {
+            match self.hops.target(&hop_uri) {
                 Ok(hop) => (
                     Some(hop.clone()),
                     vec![vec![hop]],
