@@ -25,6 +25,7 @@ mod registrar;
 mod security;
 mod server;
 mod shadow;
+mod template;
 
 use check::{dead_rules, dynamic_host, host_pinned, key_path, unfenced_targets, Captures};
 pub use duration::parse_duration;
@@ -32,6 +33,7 @@ pub use listen::{parse_listen, Listen};
 pub use registrar::{AuthConfig, RegistrarSettings, StoreSettings, LOCATION_TARGET};
 use security::compile_security;
 pub use server::{ConnectionLimits, ServerSettings, DEFAULT_LINGER};
+use template::{expand, Template};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -144,33 +146,6 @@ enum Action {
     /// Groups of target templates, tried in order, each forked in parallel.
     Targets(Vec<Vec<Template>>),
     Reject(StatusCode, String),
-}
-
-/// A target as written, and parsed once at load when it has no capture to fill in (most
-/// targets): routing a call then copies it instead of parsing its URI again.
-#[derive(Debug, Clone)]
-struct Template {
-    text: String,
-    fixed: Option<Target>,
-}
-
-impl Template {
-    fn new(text: String) -> Template {
-        let fixed = if text.contains('$') || text == LOCATION_TARGET {
-            None
-        } else {
-            Target::parse(&text).ok()
-        };
-        Template { text, fixed }
-    }
-}
-
-impl std::ops::Deref for Template {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.text
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -357,36 +332,6 @@ impl Ctx<'_> {
             },
         })
     }
-}
-
-/// Replaces `$1`, `${name}` and `$$` in a target template.
-fn expand(template: &str, caps: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(i) = rest.find('$') {
-        out.push_str(rest.get(..i).unwrap_or_default());
-        let after = rest.get(i + 1..).unwrap_or_default();
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('{') {
-            let end = inner.find('}').unwrap_or(inner.len());
-            let name = inner.get(..end).unwrap_or_default();
-            out.push_str(caps.get(name).map_or("", String::as_str));
-            rest = inner.get(end + 1..).unwrap_or_default();
-        } else {
-            let digits = after.chars().take_while(char::is_ascii_digit).count();
-            let name = after.get(..digits).unwrap_or_default();
-            if digits == 0 {
-                out.push('$');
-            } else {
-                out.push_str(caps.get(name).map_or("", String::as_str));
-            }
-            rest = after.get(digits..).unwrap_or_default();
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 impl Config {

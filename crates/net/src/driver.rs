@@ -100,6 +100,8 @@ pub async fn run_with_commands<U: TransactionUser, C>(
     let sleep = tokio::time::sleep(FAR);
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    #[allow(clippy::disallowed_methods)] // the origin of the timer grid
+    let grid = Instant::now();
     loop {
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
@@ -112,6 +114,10 @@ pub async fn run_with_commands<U: TransactionUser, C>(
             pump(now, user, txn, transports);
             deadline = next_deadline(user, txn);
         }
+        // Timers wake the driver on a grid of TIMER_TICK: the timers of calls a few
+        // milliseconds apart (a call's lingering transactions, several calls' at a low
+        // rate) cost one wake-up, not one each. A timer fires at most one tick late.
+        let deadline = deadline.map(|d| on_grid(grid, d));
         if deadline != armed {
             armed = deadline;
             let at = deadline.map_or_else(|| tokio::time::Instant::now() + FAR, Into::into);
@@ -176,6 +182,21 @@ fn next_deadline<U: TransactionUser>(user: &mut U, txn: &mut TxnLayer) -> Option
         .min()
 }
 
+/// The timer grid: SIP's shortest timer (T1, 500 ms) moves by at most 2 %, as Kamailio's
+/// own timer ticks move its timers.
+const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// `deadline` rounded up to the next point of the grid that starts at `origin`.
+fn on_grid(origin: Instant, deadline: Instant) -> Instant {
+    let since = deadline.saturating_duration_since(origin).as_nanos();
+    let tick = TIMER_TICK.as_nanos();
+    let ticks = since.div_ceil(tick);
+    let rounded = u64::try_from(ticks.saturating_mul(tick)).unwrap_or(u64::MAX);
+    origin
+        .checked_add(std::time::Duration::from_nanos(rounded))
+        .unwrap_or(deadline)
+}
+
 /// Channel events handled after each batch of datagrams.
 const FAIR_SHARE: usize = 64;
 
@@ -225,5 +246,42 @@ fn handle<U: TransactionUser>(
             dest,
         } => debug!(%dest, "stateless send failed: {error}"),
         Inbound::BadStream { source, error } => door.note_bad_stream(now, txn, source, &error),
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_deadline_moves_up_to_the_next_tick_and_never_earlier() {
+        #[allow(clippy::disallowed_methods)]
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        for (after, want) in [
+            (0, 0),
+            (1, 10),
+            (9, 10),
+            (10, 10),
+            (11, 20),
+            (500, 500),
+            (501, 510),
+        ] {
+            assert_eq!(
+                on_grid(origin, origin + ms(after)),
+                origin + ms(want),
+                "{after}"
+            );
+        }
+        // Already past (a deadline before the grid began) fires at once.
+        if let Some(before) = origin.checked_sub(ms(5)) {
+            assert_eq!(on_grid(origin, before), origin);
+        }
+        for n in 0..1000u64 {
+            let d = origin + Duration::from_micros(n * 7_919);
+            let g = on_grid(origin, d);
+            assert!(g >= d && g - d < TIMER_TICK, "{n}");
+        }
     }
 }

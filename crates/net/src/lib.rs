@@ -79,6 +79,7 @@ mod table;
 mod tls;
 mod transport;
 mod udp_in;
+mod udp_sock;
 
 pub mod driver;
 

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use rollover_sip::Limits;
 use rollover_txn::{Peer, Transport, TransportError, TxnRef};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
+
+use crate::udp_sock::UdpSock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +49,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub struct Transports {
     inner: Arc<Inner>,
     worker: usize,
-    udp: Arc<[(SocketAddr, Arc<UdpSocket>)]>,
+    udp: Arc<[(SocketAddr, Arc<UdpSock>)]>,
     /// Cancelled when the driver reads the UDP sockets itself: the receive tasks stop.
     udp_claim: CancellationToken,
 }
@@ -82,7 +84,7 @@ impl WorkerTransports {
     pub fn start(self) -> Result<(Transports, mpsc::Receiver<Inbound>), NetError> {
         let mut udp = Vec::new();
         for (local, socket) in self.udp {
-            let socket = UdpSocket::from_std(socket).map_err(|source| NetError::Bind {
+            let socket = UdpSock::new(socket).map_err(|source| NetError::Bind {
                 spec: ListenSpec {
                     transport: Transport::Udp,
                     addr: local,
@@ -451,7 +453,7 @@ fn bind_stream(spec: &ListenSpec) -> io::Result<TcpListener> {
 /// and hands it to the worker owning the call.
 async fn udp_loop(
     inner: Arc<Inner>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<UdpSock>,
     local: SocketAddr,
     worker: usize,
     claim: CancellationToken,

@@ -29,11 +29,10 @@ use std::task::Poll;
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
 
+use crate::udp_sock::UdpSock;
 use bytes::Bytes;
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use rollover_txn::{Peer, Transport};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 use crate::inner::{Inbound, Inner};
 use crate::transport::{is_icmp_error, shed, DATAGRAM_BUFFER};
@@ -71,7 +70,7 @@ struct Batch {
 /// wake-up saved). That is safe: the runtime clears it only if no new readiness event came
 /// meanwhile, and a datagram arriving later raises a new one.
 fn receive_batch(
-    socket: &UdpSocket,
+    socket: &UdpSock,
     v6: bool,
     buf: &mut [u8],
     received: &mut [Datagram; BATCH],
@@ -98,7 +97,7 @@ thread_local! {
 }
 
 fn receive_into(
-    socket: &UdpSocket,
+    socket: &UdpSock,
     headers: &mut MultiHeaders<SockaddrStorage>,
     buf: &mut [u8],
     received: &mut [Datagram; BATCH],
@@ -107,7 +106,7 @@ fn receive_into(
         count: 0,
         drained: false,
     };
-    let read = socket.try_io(Interest::READABLE, || {
+    let read = socket.try_read_io(|| {
         let mut chunks = buf.chunks_mut(SLOT);
         let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
@@ -152,7 +151,7 @@ fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
 pub struct UdpIn {
     inner: Arc<Inner>,
     worker: usize,
-    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    sockets: Vec<(SocketAddr, Arc<UdpSock>)>,
     buf: Vec<u8>,
     received: [Datagram; BATCH],
     queue: VecDeque<Inbound>,
@@ -173,7 +172,7 @@ impl UdpIn {
     pub(crate) fn new(
         inner: Arc<Inner>,
         worker: usize,
-        sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        sockets: Vec<(SocketAddr, Arc<UdpSock>)>,
     ) -> UdpIn {
         UdpIn {
             inner,
@@ -238,7 +237,7 @@ impl UdpIn {
     }
 
     /// Queues (or sheds) the datagram read into `slot` of the buffer.
-    fn accept(&mut self, local: SocketAddr, socket: &UdpSocket, slot: usize, d: &Datagram) {
+    fn accept(&mut self, local: SocketAddr, socket: &UdpSock, slot: usize, d: &Datagram) {
         let Some(src) = d.src else {
             return; // not an IP source: cannot be answered
         };
