@@ -175,10 +175,6 @@ impl Registrar {
         let to_us = uri.as_sip().is_some_and(|u| self.is_local_host(&u.host));
         // The front door checked From and To for shape only: what is read here for a
         // decision must decode, or the request is refused (never let through unchecked).
-        let from = match msg.from_header() {
-            Ok(f) => f,
-            Err(_) => return Door::Reply(auth::bad_address(msg, "From")),
-        };
         if *method == Method::Register && to_us {
             if msg.to_header().is_err() {
                 return Door::Reply(auth::bad_address(msg, "To"));
@@ -195,6 +191,10 @@ impl Registrar {
         }
         // A request addressed to the proxy itself (an OPTIONS ping) is the core's.
         let to_proxy = uri.as_sip().is_some_and(|u| u.user.is_none()) && to_us;
+        let from = match msg.from_header() {
+            Ok(f) => f,
+            Err(_) => return Door::Reply(auth::bad_address(msg, "From")),
+        };
         let from_sip = from.uri.as_sip().cloned();
         let from_us = from_sip
             .as_ref()
