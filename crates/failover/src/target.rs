@@ -100,8 +100,7 @@ impl Target {
         if uri.port == Some(0) {
             return Err(fail(TargetProblem::PortRange("0".into())));
         }
-        let written = uri.params.get("transport").flatten();
-        let transport = match (suffix, written) {
+        let transport = match (suffix, uri.transport_param()) {
             (Some(t), _) => Transport::from_token(t),
             (None, Some(t)) => Some(
                 Transport::from_token(t)

@@ -161,9 +161,7 @@ impl Local {
     fn uri_is_us(&self, uri: &SipUri<'_>) -> bool {
         // `from_token` ignores case: the parameter is read as written, not lowered first.
         let t = uri
-            .params
-            .get("transport")
-            .flatten()
+            .transport_param()
             .and_then(Transport::from_token)
             .unwrap_or(if uri.secure {
                 Transport::Tls

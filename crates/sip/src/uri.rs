@@ -421,10 +421,13 @@ impl<'a> SipUri<'a> {
 
     /// The `transport` parameter in lower case, when present.
     pub fn transport(&self) -> Option<String> {
-        self.params
-            .get("transport")
-            .flatten()
-            .map(|t| t.to_ascii_lowercase())
+        self.transport_param().map(str::to_ascii_lowercase)
+    }
+
+    /// The `transport` parameter as written (compare it case-insensitively): for readers
+    /// that match it on every message and need no lower-case copy.
+    pub fn transport_param(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
     }
 
     /// Whether the `lr` parameter is present (loose router, RFC 3261 §16.4).
