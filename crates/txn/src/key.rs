@@ -14,11 +14,16 @@ pub(crate) fn client_key(msg: &Message, out: &mut String) -> Option<()> {
     let via = msg.top_via().ok()?;
     let branch = via.branch()?;
     let cseq = msg.cseq().ok()?;
+    client_key_of(branch, &cseq.method, out);
+    Some(())
+}
+
+/// [`client_key`] from its parts, for a sender that knows the branch it wrote.
+pub(crate) fn client_key_of(branch: &str, method: &Method, out: &mut String) {
     out.clear();
-    for part in ["c ", branch, " ", cseq.method.as_str()] {
+    for part in ["c ", branch, " ", method.as_str()] {
         out.push_str(part);
     }
-    Some(())
 }
 
 /// Server side. RFC 3261 requests: `s <branch> <sent-by> <method>` where ACK counts as

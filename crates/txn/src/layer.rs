@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::client::{Action, InviteClient, NonInviteClient};
 use crate::config::Config;
-use crate::key::{client_key, server_key};
+use crate::key::{client_key, client_key_of, server_key};
 use crate::server::{InviteServer, NonInviteServer, SendError};
 use crate::timer::{Slot, Timers};
 use crate::transport::{Peer, TransportError};
@@ -562,9 +562,7 @@ impl TxnLayer {
     ) -> Result<ClientTxn, TxnError> {
         let method = request.method().ok_or(TxnError::Unkeyed)?;
         let mut key = String::with_capacity(branch.len() + 12);
-        for part in ["c ", branch, " ", method.as_str()] {
-            key.push_str(part);
-        }
+        client_key_of(branch, method, &mut key);
         debug_assert!(
             {
                 let mut parsed = String::new();
