@@ -154,6 +154,9 @@ struct Rule {
     conds: Vec<Cond>,
     action: Action,
     policy: FailoverPolicy,
+    /// Whether a target is filled in from captures per call: otherwise the conditions are
+    /// only tested, and no capture is copied out.
+    fills: bool,
 }
 
 impl Rule {
@@ -729,7 +732,12 @@ fn compile_rule(
             "a route needs targets, [[route.group]] or reject",
         ));
     };
+    let fills = match &action {
+        Action::Targets(groups) => groups.iter().flatten().any(|t| t.fixed.is_none()),
+        Action::Reject(..) => false,
+    };
     Ok(Rule {
+        fills,
         name: Arc::from(
             r.name
                 .clone()
@@ -863,13 +871,7 @@ pub fn is_location_target(t: &Target) -> bool {
 
 fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, String>> {
     let mut caps = HashMap::new();
-    // A rule whose targets were all parsed at load fills nothing in: its conditions are
-    // only tested, and no capture is copied out.
-    let filled = match &rule.action {
-        Action::Targets(groups) => groups.iter().flatten().any(|t| t.fixed.is_none()),
-        Action::Reject(..) => false,
-    };
-    if filled {
+    if rule.fills {
         // `${ruri}`: the Request-URI as received (the seed's "original destination first").
         caps.insert(
             "ruri".to_owned(),
@@ -877,7 +879,7 @@ fn matches(rule: &Rule, req: &Message, source: &Peer) -> Option<HashMap<String, 
         );
     }
     let mut take = |re: &Regex, text: &str, numbered: bool| -> bool {
-        if !filled {
+        if !rule.fills {
             return re.is_match(text);
         }
         let Some(c) = re.captures(text) else {
