@@ -43,5 +43,5 @@ pub use rollover_failover::{
     StartFailure, Target, TargetError, TargetPlan, TargetProblem, Why,
 };
 pub use router::{RouteDecision, Router};
-pub use secret::Secret;
+pub use secret::{Secret, Token};
 pub use stats::ProxyStats;

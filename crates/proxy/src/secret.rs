@@ -53,24 +53,50 @@ impl Secret {
     }
 
     /// The token over `parts` (each length-prefixed, so `("ab","c")` ≠ `("a","bc")`).
-    pub fn token(&self, parts: &[&[u8]]) -> String {
+    pub fn token(&self, parts: &[&[u8]]) -> Token {
+        // One pass over one buffer: SipHash's streaming writes cost more per short part
+        // than the hash of the whole (a branch MAC and a route token are four short parts).
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        for p in parts {
+            let end = len + 4 + p.len();
+            let Some(slot) = buf.get_mut(len..end) else {
+                return Token::of(self.token_streamed(parts));
+            };
+            let (prefix, bytes) = slot.split_at_mut(4);
+            prefix.copy_from_slice(&(p.len() as u32).to_be_bytes());
+            bytes.copy_from_slice(p);
+            len = end;
+        }
+        let mut h = SipHasher24::new_with_key(&self.sip);
+        h.write(buf.get(..len).unwrap_or_default());
+        Token::of(h.finish().to_be_bytes())
+    }
+
+    /// [`Secret::token`] for parts too long for its buffer: the same hash, written piece
+    /// by piece.
+    fn token_streamed(&self, parts: &[&[u8]]) -> [u8; 8] {
         let mut h = SipHasher24::new_with_key(&self.sip);
         for p in parts {
             h.write(&(p.len() as u32).to_be_bytes());
             h.write(p);
         }
-        to_hex(&h.finish().to_be_bytes())
+        h.finish().to_be_bytes()
     }
 
     /// The token of earlier versions: HMAC-SHA256 truncated to 64 bits.
-    fn legacy_token(&self, parts: &[&[u8]]) -> String {
+    fn legacy_token(&self, parts: &[&[u8]]) -> Token {
         let mut ctx = hmac::Context::with_key(&self.legacy);
         for p in parts {
             ctx.update(&(p.len() as u32).to_be_bytes());
             ctx.update(p);
         }
         let tag = ctx.sign();
-        to_hex(tag.as_ref().get(..TOKEN_LEN / 2).unwrap_or_default())
+        let mut first = [0u8; TOKEN_LEN / 2];
+        for (d, s) in first.iter_mut().zip(tag.as_ref()) {
+            *d = *s;
+        }
+        Token::of(first)
     }
 
     /// Whether `token` is the token over `parts` (compared in constant time).
@@ -81,7 +107,7 @@ impl Secret {
     /// The Record-Route token of a dialog: bound to its Call-ID and the caller's tag, so it
     /// serves requests in both directions (the tag is the From tag one way, the To tag the
     /// other) and no other dialog.
-    pub fn route_token(&self, call_id: &str, caller_tag: &str) -> String {
+    pub fn route_token(&self, call_id: &str, caller_tag: &str) -> Token {
         self.token(&[b"rr", call_id.as_bytes(), caller_tag.as_bytes()])
     }
 
@@ -93,16 +119,19 @@ impl Secret {
         from_tag: Option<&str>,
         to_tag: Option<&str>,
     ) -> bool {
-        [from_tag, to_tag].into_iter().flatten().any(|tag| {
-            let parts: [&[u8]; 3] = [b"rr", call_id.as_bytes(), tag.as_bytes()];
-            self.verify(token, &parts) || same(&self.legacy_token(&parts), token)
-        })
+        let tags = || [from_tag, to_tag].into_iter().flatten();
+        // Today's token for either tag first: the legacy one costs an HMAC each.
+        tags().any(|tag| self.verify(token, &[b"rr", call_id.as_bytes(), tag.as_bytes()]))
+            || tags().any(|tag| {
+                let parts: [&[u8]; 3] = [b"rr", call_id.as_bytes(), tag.as_bytes()];
+                same(&self.legacy_token(&parts), token)
+            })
     }
 
     /// The MAC closing one of our branches: over the branch so far, the Call-ID and where
     /// the response is relayed to (the upstream Via's destination), so a stray 2xx can be
     /// relayed only to the hop the request really came from.
-    pub fn branch_mac(&self, branch_head: &str, call_id: &str, upstream: Option<&Peer>) -> String {
+    pub fn branch_mac(&self, branch_head: &str, call_id: &str, upstream: Option<&Peer>) -> Token {
         // The hop in binary (transport, address, port): no text to format per branch.
         let mut hop = [0u8; 24];
         let mut len = 0;
@@ -152,22 +181,77 @@ fn same(want: &str, token: &str) -> bool {
             == 0
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        out.push(hex(b >> 4));
-        out.push(hex(b & 0xf));
+/// A token: 16 lower-case hex digits, kept on the stack (a call makes about ten).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token([u8; TOKEN_LEN]);
+
+impl Token {
+    fn of(bytes: [u8; TOKEN_LEN / 2]) -> Token {
+        let mut out = [0u8; TOKEN_LEN];
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&[hex(b >> 4), hex(b & 0xf)]);
+        }
+        Token(out)
     }
-    out
+
+    /// The token as text.
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
-fn hex(n: u8) -> char {
-    char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
+impl std::ops::Deref for Token {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.as_str())
+    }
+}
+
+fn hex(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + n - 10
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_the_same_hashed_whole_or_piece_by_piece() {
+        // Tokens written by earlier builds (streamed part by part) must still check out,
+        // and a part too long for the one-pass buffer takes the streamed path.
+        let s = Secret::new(b"0123456789abcdef0123456789abcdef");
+        let long = [b'x'; 300];
+        for parts in [
+            &[&b"rr"[..], b"call-1", b"tagA"][..],
+            &[&b"br"[..], b"z9hG4bKrl1", b"c", &[0u8; 7]][..],
+            &[&b"rr"[..], &long[..], b"t"][..],
+        ] {
+            assert_eq!(s.token(parts), Token::of(s.token_streamed(parts)));
+        }
+        let t = s.token(&[b"rr", b"call-1", b"tagA"]);
+        assert!(t
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_eq!(t.to_string(), t.as_str());
+    }
 
     #[test]
     fn tokens_are_keyed_bound_and_checked() {

@@ -537,7 +537,10 @@ mod checks {
     }
 
     fn token(call_id: &str, tag: &str) -> String {
-        ProxyConfig::default().secret.route_token(call_id, tag)
+        ProxyConfig::default()
+            .secret
+            .route_token(call_id, tag)
+            .to_string()
     }
 
     #[test]
