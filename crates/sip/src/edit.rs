@@ -45,6 +45,35 @@ impl Message {
     }
 }
 
+/// 0 to 255 in decimal, three bytes each (a forwarded request's Max-Forwards is written
+/// from here, not formatted and allocated). Indexed at compile time: an index out of
+/// range would fail the build, not a call.
+#[allow(clippy::indexing_slicing)]
+static DECIMALS: [[u8; 3]; 256] = {
+    let mut t = [[0u8; 3]; 256];
+    let mut n = 0;
+    while n < 256 {
+        t[n] = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
+        n += 1;
+    }
+    t
+};
+
+/// `n` in decimal, without leading zeros.
+fn decimal(n: u8) -> &'static [u8] {
+    let digits = DECIMALS.get(usize::from(n)).map_or(&[][..], |d| &d[..]);
+    let skip = match n {
+        0..=9 => 2,
+        10..=99 => 1,
+        _ => 0,
+    };
+    digits.get(skip..).unwrap_or_default()
+}
+
 fn header_line(name: &str, value: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(name.len() + value.len() + 4);
     b.put_slice(name.as_bytes());
@@ -164,8 +193,8 @@ impl<'m> Editor<'m> {
             self.msg.max_forwards()?,
         ) {
             (Some(h), Some(v)) => {
-                let n = v.saturating_sub(1).to_string();
-                self.splice(h.value, Bytes::copy_from_slice(n.as_bytes()));
+                let n = v.saturating_sub(1);
+                self.splice(h.value, Bytes::from_static(decimal(n)));
             }
             _ => {
                 let at = self.msg.headers_end;
@@ -268,6 +297,13 @@ CSeq: 314159 INVITE\r\n\
 Content-Length: 2\r\n\
 \r\n\
 hi";
+
+    #[test]
+    fn max_forwards_digits_are_the_decimal_number() {
+        for n in 0..=u8::MAX {
+            assert_eq!(decimal(n), n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn forwarding_edits_round_trip() {
