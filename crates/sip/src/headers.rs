@@ -595,6 +595,16 @@ impl Message {
         })
     }
 
+    /// Notes the Call-ID and tags `validate` found (slices of this message), unless they
+    /// were noted already.
+    pub(crate) fn note_ids(&self, call_id: &str, from_tag: Option<&str>, to_tag: Option<&str>) {
+        let _ = self.ids.0.set(IdSpans::new(
+            Some(self.span_of(call_id)),
+            from_tag.map(|t| self.span_of(t)),
+            to_tag.map(|t| self.span_of(t)),
+        ));
+    }
+
     /// Where `part`, a slice of this message's buffer, lies in it.
     fn span_of(&self, part: &str) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
@@ -615,7 +625,7 @@ impl Message {
         Params::new(self.text(params)?).get("tag").flatten()
     }
 
-    fn read_call_id(&self) -> Result<&str, ParseError> {
+    pub(crate) fn read_call_id(&self) -> Result<&str, ParseError> {
         let (h, v) = self.single(HeaderName::CallId)?;
         // LWS bytes are all at or below SP: one compare per byte in the common case.
         if v.is_empty() || v.bytes().any(|c| c <= b' ' && scan::is_lws(c)) {

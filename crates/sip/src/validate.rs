@@ -54,21 +54,25 @@ impl Message {
         // refuses the request when they do not decode (§16.3 item 1: a proxy checks what it
         // acts on).
         let request = self.is_request();
-        for name in [HeaderName::From, HeaderName::To] {
+        let mut tags = [None, None];
+        for (tag, name) in tags.iter_mut().zip([HeaderName::From, HeaderName::To]) {
             let params = self.addr_params(name, false)?;
-            // `;tag` with no value: no dialog can be matched on it (§19.3 requires a token).
-            // A tag already found with a value (the note every later reader uses) is the
-            // first one, so only a header without one is searched.
-            let tagged = match name {
-                HeaderName::From => self.from_tag().is_some(),
-                _ => self.to_tag().is_some(),
-            };
-            if !tagged && params.get("tag") == Some(None) {
-                let at = self.header(name).map_or(0, |h| h.offset());
-                return Err(ErrorKind::BadHeader(header_label(name)).at(at));
+            match params.get("tag") {
+                // `;tag` with no value: no dialog can be matched on it (§19.3 requires a
+                // token).
+                Some(None) => {
+                    let at = self.header(name).map_or(0, |h| h.offset());
+                    return Err(ErrorKind::BadHeader(header_label(name)).at(at));
+                }
+                Some(Some(t)) => *tag = Some(t),
+                None => {}
             }
         }
-        self.call_id()?;
+        let call_id = self.read_call_id()?;
+        // What every later reader asks for (transaction keys, dialogs), noted as found
+        // here, so it is not looked for again.
+        let [from_tag, to_tag] = tags;
+        self.note_ids(call_id, from_tag, to_tag);
         let cseq = self.cseq()?;
         if self.header(HeaderName::Via).is_none() {
             return Err(ErrorKind::MissingHeader("Via").at(self.headers_end()));
@@ -126,6 +130,37 @@ mod tests {
         let text = "OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:b@h>;tag\r\nFrom: <sip:a@h>;tag=f1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
         let m = Message::parse(text.as_bytes().to_vec()).unwrap();
         assert_eq!(m.validate().unwrap_err().kind, ErrorKind::BadHeader("To"));
+    }
+
+    #[test]
+    fn the_ids_validate_notes_are_those_read_without_it() {
+        let msg = |from: &str, to: &str| {
+            let text = format!(
+                "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID:  c-1@h \r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        for (from, to) in [
+            ("<sip:a@h>;tag=f1", "<sip:b@h>"),
+            (
+                "\"A;tag=no\" <sip:a@h;tag=uri>;x=1;TAG=f2",
+                "<sip:b@h>;tag=t2;tag=t3",
+            ),
+            ("sip:a@h;tag=f3", "B <sip:b@h>;tag=t4"),
+            ("<sip:a@h>;tag=f5;tag", "<sip:b@h>;x;tag=t5"),
+        ] {
+            let checked = msg(from, to);
+            checked.validate().unwrap();
+            let unchecked = msg(from, to);
+            let ids = |m: &Message| {
+                (
+                    m.call_id().unwrap().to_owned(),
+                    m.from_tag().map(str::to_owned),
+                    m.to_tag().map(str::to_owned),
+                )
+            };
+            assert_eq!(ids(&checked), ids(&unchecked), "{from} / {to}");
+        }
     }
 
     #[test]
