@@ -126,33 +126,15 @@ impl<'a> Iterator for ParamsIter<'a> {
         }
         let b = self.raw.as_bytes();
         let start = self.pos;
-        let mut i = start;
-        let mut eq = None;
-        let mut in_angle = false;
-        let end = loop {
-            let run = b
-                .get(i..)
-                .unwrap_or_default()
-                .iter()
-                .position(|&c| special(c));
-            let Some(run) = run else { break None };
-            i += run;
-            match b.get(i) {
-                Some(b';') if !in_angle => break Some(i),
-                Some(b'=') if !in_angle && eq.is_none() => eq = Some(i),
-                Some(b'"') => match scan::after_quoted(b, i + 1) {
-                    Some(after) => {
-                        i = after;
-                        continue;
-                    }
-                    // An unterminated quote runs to the end: no more separators.
-                    None => break None,
-                },
-                Some(b'<') => in_angle = true,
-                Some(b'>') => in_angle = false,
-                _ => {}
+        // Most elements hold no quote and no `<`: their end is the next `;` and their `=`
+        // the first one, found a word at a time. The others are stepped through.
+        let (end, eq) = match scan::find_any_from(b, start, [b';', b'"', b'<']) {
+            Some(i) if b.get(i) == Some(&b';') => {
+                let element = b.get(..i).unwrap_or_default();
+                (Some(i), scan::find_byte_from(element, start, b'='))
             }
-            i += 1;
+            None => (None, scan::find_byte_from(b, start, b'=')),
+            Some(_) => element_end(b, start),
         };
         let stop = match end {
             Some(e) => {
@@ -175,6 +157,41 @@ impl<'a> Iterator for ParamsIter<'a> {
             Some(e) => (element(start, e), Some(element(e + 1, stop))),
             None => (element(start, stop), None),
         })
+    }
+}
+
+/// Where the element starting at `start` ends (its `;`, or `None` at the end of the list)
+/// and its first `=`, both outside quoted strings and `<…>`.
+fn element_end(b: &[u8], start: usize) -> (Option<usize>, Option<usize>) {
+    let mut i = start;
+    let mut eq = None;
+    let mut in_angle = false;
+    loop {
+        let run = b
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&c| special(c));
+        let Some(run) = run else {
+            return (None, eq);
+        };
+        i += run;
+        match b.get(i) {
+            Some(b';') if !in_angle => return (Some(i), eq),
+            Some(b'=') if !in_angle && eq.is_none() => eq = Some(i),
+            Some(b'"') => match scan::after_quoted(b, i + 1) {
+                Some(after) => {
+                    i = after;
+                    continue;
+                }
+                // An unterminated quote runs to the end: no more separators.
+                None => return (None, eq),
+            },
+            Some(b'<') => in_angle = true,
+            Some(b'>') => in_angle = false,
+            _ => {}
+        }
+        i += 1;
     }
 }
 

@@ -116,6 +116,33 @@ pub fn find_byte_from(b: &[u8], from: usize, c: u8) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// Index of the first of the bytes `cs` in `b` at or after `from`, eight bytes at a time.
+///
+/// The flags of several bytes are or-ed: a false flag lies above a real match of its own
+/// byte, which is flagged too, so the lowest flag is still exact.
+#[inline]
+pub fn find_any_from(b: &[u8], from: usize, cs: [u8; 3]) -> Option<usize> {
+    let rest = b.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for w in words.by_ref() {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        let hit = cs.iter().fold(0, |acc, &c| {
+            let x = w ^ (LO * u64::from(c));
+            acc | (x.wrapping_sub(LO) & !x & HI)
+        });
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|x| cs.contains(x))
+        .map(|i| at + i)
+}
+
 /// Splits `s` at every `sep` that is outside a quoted string and outside `<…>`.
 ///
 /// Used for comma-separated header values (RFC 3261 §7.3.1) and `;` parameter lists. Empty
@@ -514,6 +541,12 @@ mod tests {
             for c in [b'\n', 0u8, 0x8a] {
                 let want = s.get(from..).and_then(|r| r.iter().position(|&x| x == c)).map(|i| from + i);
                 proptest::prop_assert_eq!(find_byte_from(&s, from, c), want);
+            }
+            // Several bytes at once: the first of any of them (a false flag of one byte
+            // must not hide an earlier match of another).
+            for cs in [[b'\n', 0u8, 0x8a], [b';', b'"', b'<'], [0x0b, 0x0a, 0x0c]] {
+                let want = s.get(from..).and_then(|r| r.iter().position(|x| cs.contains(x))).map(|i| from + i);
+                proptest::prop_assert_eq!(find_any_from(&s, from, cs), want);
             }
         }
     }
