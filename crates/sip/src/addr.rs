@@ -120,10 +120,10 @@ fn split(s: &str) -> Result<Parts<'_>, AddrError> {
         let display = if name.is_empty() {
             None
         } else {
+            // Tokens separated by white space: every byte is one or the other.
             let ok = name
-                .split(|c: char| c.is_ascii() && scan::is_lws(c as u8))
-                .filter(|t| !t.is_empty())
-                .all(|t| scan::is_token(t.as_bytes()));
+                .bytes()
+                .all(|c| scan::is_token_char(c) || scan::is_lws(c));
             if !ok {
                 return Err(if name.contains('"') {
                     AddrError::Quote
@@ -236,6 +236,15 @@ mod tests {
         assert_eq!(
             NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#).unwrap_err(),
             AddrError::Param
+        );
+        // Unquoted, a display name is tokens and white space, ASCII only.
+        assert_eq!(
+            NameAddr::parse("J\u{f6}rg <sip:a@b>").unwrap_err(),
+            AddrError::DisplayName
+        );
+        assert_eq!(
+            NameAddr::parse("A  B\t C.D <sip:a@b>").unwrap().display,
+            Some(DisplayName::Tokens("A  B\t C.D"))
         );
         assert!(NameAddr::parse("<sip:a@b").is_err());
         assert!(NameAddr::parse("<sip:a@b> junk").is_err());
