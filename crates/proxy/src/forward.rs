@@ -50,8 +50,8 @@ impl Prefixes {
 #[derive(Debug)]
 pub(crate) struct Routed {
     /// The request with our own entries removed (and a strict router's Request-URI
-    /// restored).
-    pub request: Message,
+    /// restored); `None` when nothing was removed (the request as it came, not copied).
+    pub request: Option<Message>,
     /// At least one entry was ours, its token valid: the request follows a route set we
     /// recorded.
     pub ours: bool,
@@ -173,6 +173,11 @@ impl Local {
 
     /// Whether the Request-URI names this proxy itself (no user part, our address).
     pub fn request_uri_is_us(&self, req: &Message) -> bool {
+        // Ours has no user part, and the URI parser ends a user part at the first '@'
+        // anywhere: a Request-URI holding one (nearly every request) is not us, unparsed.
+        if req.request_uri_str().is_some_and(|u| u.contains('@')) {
+            return false;
+        }
         matches!(req.request_uri(), Some(Ok(Uri::Sip(u))) if self.uri_is_us(&u))
     }
 
@@ -312,7 +317,7 @@ impl Local {
                 e.add_header("Route", &joined);
             }
             return Ok(Routed {
-                request: e.finish_message()?,
+                request: Some(e.finish_message()?),
                 ours: true,
                 foreign: rest.len(),
             });
@@ -325,7 +330,7 @@ impl Local {
         let foreign = entries.len() - popped;
         if popped == 0 {
             return Ok(Routed {
-                request: req.clone(),
+                request: None,
                 ours: false,
                 foreign,
             });
@@ -344,7 +349,7 @@ impl Local {
             e.finish_message()?
         };
         Ok(Routed {
-            request,
+            request: Some(request),
             ours: true,
             foreign,
         })

@@ -130,14 +130,14 @@ impl<R: RoutePolicy> Proxy<R> {
                     return;
                 };
                 routed = r;
-                let hop_uri = routed
-                    .request
+                let request = routed.request.as_ref().unwrap_or(&ack);
+                let hop_uri = request
                     .routes()
                     .next()
                     .and_then(Result::ok)
                     .map(|r| r.uri_str.to_owned())
-                    .or_else(|| routed.request.request_uri_str().map(str::to_owned));
-                (&routed.request, false, routed.ours, hop_uri)
+                    .or_else(|| request.request_uri_str().map(str::to_owned));
+                (request, false, routed.ours, hop_uri)
             }
         };
         if !ours && !self.cfg.security.is_trusted(source.addr.ip()) {

@@ -525,9 +525,9 @@ impl<R: RoutePolicy> Proxy<R> {
             Err(_) => return self.refuse_bad_route(now, server, &request, txn),
         };
         let trusted = self.cfg.security.is_trusted(source.addr.ip());
-        let in_dialog = routed.request.to_tag().is_some();
-        let method = routed
-            .request
+        let routed_request = routed.request.as_ref().unwrap_or(&request);
+        let in_dialog = routed_request.to_tag().is_some();
+        let method = routed_request
             .method()
             .map_or_else(String::new, |m| m.as_str().to_owned());
         // Which path: along a route set (ours, or a trusted source's), or the dial plan.
@@ -540,7 +540,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 return self.refuse_with_reason(
                     now,
                     server,
-                    &routed.request,
+                    routed_request,
                     StatusCode::NOT_FOUND,
                     "Not Here",
                     why,
@@ -556,7 +556,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let request = if !follow_route && routed.foreign > 0 {
             // A stranger's preloaded Route: removed, and the dial plan decides.
-            match forward::strip_routes(&routed.request) {
+            match forward::strip_routes(routed_request) {
                 Ok(r) => {
                     self.decide(
                         now,
@@ -571,7 +571,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 Err(_) => return self.refuse_bad_route(now, server, &request, txn),
             }
         } else {
-            routed.request
+            routed.request.unwrap_or(request)
         };
         let top_route = request
             .routes()
