@@ -99,6 +99,12 @@ impl Pike {
         }
     }
 
+    /// Whether a flood limit is set (`flood_rate` above zero): without one, `admit` lets
+    /// everything through.
+    pub fn limits(&self) -> bool {
+        self.rate > 0.0
+    }
+
     /// Counts one new request from `ip`; false when it must be dropped.
     pub fn admit(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.rate <= 0.0 {

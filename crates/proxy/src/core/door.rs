@@ -55,7 +55,14 @@ impl<R: RoutePolicy> Proxy<R> {
         if *method == Method::Ack || sec.is_trusted(ip) {
             return Admit::Accept;
         }
-        let follows_our_route = msg.to_tag().is_some() && self.local.top_route_is_ours(msg);
+        // An in-dialog request that follows our Route is spared the flood limit; without
+        // one (and the overload check is for new requests only) nothing below can refuse
+        // it, and its Route is not read here.
+        let in_dialog = msg.to_tag().is_some();
+        if in_dialog && !self.pike.limits() {
+            return Admit::Accept;
+        }
+        let follows_our_route = in_dialog && self.local.top_route_is_ours(msg);
         if follows_our_route {
             return Admit::Accept;
         }
