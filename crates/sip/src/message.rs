@@ -402,17 +402,12 @@ impl Message {
         &self,
         name: HeaderName,
     ) -> impl Iterator<Item = Result<(&Header, &str), ParseError>> + '_ {
-        self.headers_named(name).flat_map(move |h| {
-            let (one, many) = match self.value_str(h) {
-                Err(e) => (Some(Err(e)), None),
-                Ok(v) if name.is_list() => (
-                    None,
-                    Some(scan::split_top_level(v, b',').map(move |p| Ok((h, scan::trim_lws(p))))),
-                ),
-                Ok(v) => (Some(Ok((h, v))), None),
-            };
-            one.into_iter().chain(many.into_iter().flatten())
-        })
+        Values {
+            msg: self,
+            name,
+            headers: self.headers.iter(),
+            list: None,
+        }
     }
 
     /// The body bytes (empty when there is none).
@@ -551,5 +546,42 @@ mod tests {
         // A message without a body is kept as it is.
         let empty = with(b"\"Al\"", b"");
         assert_eq!(empty.without_body(), empty);
+    }
+}
+
+/// The iterator of [`Message::values`]: the fields of one name, a list field's values one
+/// by one (a plain loop: most fields hold one value, and a chain of adapters around every
+/// field cost more than the values).
+struct Values<'m> {
+    msg: &'m Message,
+    name: HeaderName,
+    headers: std::slice::Iter<'m, Header>,
+    /// The rest of a list field being split.
+    list: Option<(&'m Header, scan::SplitTopLevel<'m>)>,
+}
+
+impl<'m> Iterator for Values<'m> {
+    type Item = Result<(&'m Header, &'m str), ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some((h, list)) = &mut self.list {
+            if let Some(v) = list.next() {
+                return Some(Ok((*h, scan::trim_lws(v))));
+            }
+            self.list = None;
+        }
+        let name = self.name;
+        let h = self.headers.by_ref().find(|h| h.name == name)?;
+        let v = match self.msg.value_str(h) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        if !name.is_list() {
+            return Some(Ok((h, v)));
+        }
+        let mut list = scan::split_top_level(v, b',');
+        let first = list.next().map(|v| Ok((h, scan::trim_lws(v))));
+        self.list = Some((h, list));
+        first
     }
 }
