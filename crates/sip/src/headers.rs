@@ -659,13 +659,45 @@ impl Message {
         checked_addr(v, decode).ok_or_else(|| bad(h))
     }
 
-    /// Checks every value of an address header as [`Message::addr_params`] does.
-    pub(crate) fn check_addresses(&self, name: HeaderName, decode: bool) -> Result<(), ParseError> {
-        for value in self.values(name) {
-            let (h, v) = value?;
-            checked_addr(v, decode).ok_or_else(|| bad(h))?;
+    /// Checks every value of Contact, Route and Record-Route as [`Message::addr_params`]
+    /// does, Route's URIs decoded when `decode_route`; Contact not at all when one of its
+    /// values is `*` (REGISTER, §10.2.2). One pass over the headers; the error reported is
+    /// the first Contact one, else the first Route one, else the first Record-Route one.
+    pub(crate) fn check_address_headers(&self, decode_route: bool) -> Result<(), ParseError> {
+        // Contact, Route, Record-Route.
+        let mut first_error: [Option<ParseError>; 3] = [None, None, None];
+        let mut star = false;
+        for h in &self.headers {
+            let (slot, decode) = match h.name {
+                HeaderName::Contact => (0, false),
+                HeaderName::Route => (1, decode_route),
+                HeaderName::RecordRoute => (2, false),
+                _ => continue,
+            };
+            let v = match self.value_str(h) {
+                Ok(v) => v,
+                Err(e) => {
+                    if let Some(e0 @ None) = first_error.get_mut(slot) {
+                        *e0 = Some(e);
+                    }
+                    continue;
+                }
+            };
+            for v in scan::split_top_level(v, b',').map(scan::trim_lws) {
+                if slot == 0 && v == "*" {
+                    star = true;
+                } else if checked_addr(v, decode).is_none() {
+                    if let Some(e0 @ None) = first_error.get_mut(slot) {
+                        *e0 = Some(bad(h));
+                    }
+                }
+            }
         }
-        Ok(())
+        let [contact, route, record_route] = first_error;
+        match (contact.filter(|_| !star), route, record_route) {
+            (Some(e), _, _) | (None, Some(e), _) | (None, None, Some(e)) => Err(e),
+            (None, None, None) => Ok(()),
+        }
     }
 
     /// To (mandatory).

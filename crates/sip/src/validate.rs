@@ -82,10 +82,12 @@ impl Message {
         self.top_via()?;
         // The Vias below the top one of a response are the upstream hops' business: this
         // element sends a response where its own transaction says, never by them.
-        for value in self.values(HeaderName::Via).skip(1).filter(|_| request) {
-            let (h, v) = value?;
-            if crate::headers::Via::parse(v).is_none() {
-                return Err(ErrorKind::BadHeader("Via").at(h.offset()));
+        if request {
+            for value in self.values(HeaderName::Via).skip(1) {
+                let (h, v) = value?;
+                if crate::headers::Via::parse(v).is_none() {
+                    return Err(ErrorKind::BadHeader("Via").at(h.offset()));
+                }
             }
         }
         self.max_forwards()?;
@@ -94,16 +96,7 @@ impl Message {
         // message: their readers decode them (the registrar refuses a REGISTER whose
         // Contact does not decode, a redirect skips such a Contact, a dialog is not formed
         // on one), and this element relays them otherwise as they came.
-        let mut names = [
-            HeaderName::Contact,
-            HeaderName::Route,
-            HeaderName::RecordRoute,
-        ]
-        .into_iter()
-        .filter(|n| *n != HeaderName::Contact || !self.contact_is_star());
-        names.try_for_each(|name| {
-            self.check_addresses(name, request && name == HeaderName::Route)
-        })?;
+        self.check_address_headers(request)?;
         if let Some(method) = self.method() {
             if *method != cseq.method {
                 let at = self.header(HeaderName::CSeq).map_or(0, |h| h.offset());
@@ -197,6 +190,45 @@ mod tests {
             assert!(msg(req, from, to, "").validate().is_err(), "{from} / {to}");
         }
         assert!(msg(resp, good, good, "").validate().is_ok());
+    }
+
+    #[test]
+    fn address_headers_report_contact_then_route_then_record_route() {
+        let msg = |headers: &str| {
+            let text = format!(
+                "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n{headers}\r\n"
+            );
+            Message::parse(text.into_bytes()).unwrap()
+        };
+        let err = |headers: &str| msg(headers).validate().unwrap_err().kind;
+        let bad_rr = "Record-Route: <sip:p@h\r\n";
+        let bad_route = "Route: <sip:p@h@x;lr>\r\n";
+        let bad_contact = "Contact: <sip:c@h\r\n";
+        assert_eq!(
+            err(&format!("{bad_rr}{bad_route}{bad_contact}")),
+            ErrorKind::BadHeader("Contact")
+        );
+        assert_eq!(
+            err(&format!("{bad_rr}{bad_route}")),
+            ErrorKind::BadHeader("Route")
+        );
+        assert_eq!(err(bad_rr), ErrorKind::BadHeader("Record-Route"));
+        // `Contact: *` (a REGISTER removing every binding): Contact is not checked, the
+        // rest is.
+        let star = "Contact: *\r\n";
+        assert!(msg(&format!("{bad_contact}{star}")).validate().is_ok());
+        assert_eq!(
+            err(&format!("{star}{bad_route}")),
+            ErrorKind::BadHeader("Route")
+        );
+        // A list is checked value by value.
+        assert_eq!(
+            err("Contact: <sip:c@h>, <sip:d@h\r\n"),
+            ErrorKind::BadHeader("Contact")
+        );
+        assert!(msg("Contact: <sip:c@h>, \"D, E\" <sip:d@h>\r\n")
+            .validate()
+            .is_ok());
     }
 
     #[test]
