@@ -7,8 +7,7 @@
 //! 3. `poll_timeout()` — sleep until then (or until the next datagram), then call
 //!    `handle_timeout(now)`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 /// The table is keyed by branches peers choose: a per-process random key (ahash) keeps
 /// them from aiming at one bucket, for less than SipHash costs.
@@ -26,6 +25,7 @@ use crate::key::{client_key, client_key_of, server_key};
 use crate::server::{InviteServer, NonInviteServer, SendError};
 use crate::timer::{Slot, Timers};
 use crate::transport::{Peer, TransportError};
+use crate::wheel::TimerWheel;
 
 /// A slab index with a generation, so a stale handle never reaches a reused slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -227,7 +227,7 @@ pub struct TxnLayer {
     /// Both kinds of key live in one map: their first letter keeps them apart.
     table: HashMap<Arc<str>, Id>,
     key_buf: String,
-    heap: BinaryHeap<Reverse<(Instant, Id, Slot)>>,
+    timers: TimerWheel<(Id, Slot)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<Action>,
@@ -244,7 +244,7 @@ impl TxnLayer {
             free: Vec::new(),
             table: HashMap::default(),
             key_buf: String::with_capacity(128),
-            heap: BinaryHeap::new(),
+            timers: TimerWheel::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::with_capacity(4),
@@ -329,32 +329,25 @@ impl TxnLayer {
         if self.table.capacity() > 4096 && n < self.table.capacity() / 4 {
             self.table.shrink_to(n * 2);
         }
-        let h = self.heap.len();
-        if self.heap.capacity() > 4096 && h < self.heap.capacity() / 4 {
-            self.heap.shrink_to(h * 2);
-        }
+        // The timer wheel gives a slot's memory back as the slot empties.
         // The slab keeps its length: a slot's generation must outlive every handle to it.
     }
 
     /// Deadlines queued, live or stale (for tests of the compaction).
     #[doc(hidden)]
     pub fn heap_len(&self) -> usize {
-        self.heap.len()
+        self.timers.len()
     }
 
     /// Drops stale deadlines (a Timer B cleared by a response, a timer reset) once they
     /// outnumber four per live transaction: otherwise each stays until it is due.
     fn compact_heap(&mut self) {
-        if self.heap.len() <= 4 * self.table.len() + 1024 {
+        if self.timers.len() <= 4 * self.table.len() + 1024 {
             return;
         }
         let slots = &self.slots;
-        self.heap.retain(|Reverse((at, id, slot))| {
-            slots
-                .get(id.index as usize)
-                .and_then(Option::as_deref)
-                .is_some_and(|e| e.gen == id.gen && timers_of(e).get(*slot) == Some(*at))
-        });
+        self.timers
+            .retain(|at, &(id, slot)| is_live(slots, at, id, slot));
     }
 
     /// Applies the actions a machine produced, schedules its timers, reaps it when done.
@@ -377,7 +370,7 @@ impl TxnLayer {
             TxnRef::Server(ServerTxn(id))
         };
         for (slot, at) in entry.timers().take_dirty() {
-            self.heap.push(Reverse((at, id, slot)));
+            self.timers.insert(at, (id, slot));
         }
         let done = entry.is_terminated();
         self.compact_heap();
@@ -721,11 +714,7 @@ impl TxnLayer {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.shrink_after_peak();
-        while let Some(&Reverse((at, id, slot))) = self.heap.peek() {
-            if at > now {
-                break;
-            }
-            self.heap.pop();
+        while let Some((at, (id, slot))) = self.timers.pop_due(now) {
             let cfg = self.cfg;
             let mut out = std::mem::take(&mut self.scratch);
             let fired = match self.get_mut(id) {
@@ -789,20 +778,10 @@ impl TxnLayer {
 
     /// The next deadline, if any.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        // Drop stale entries at the top so the driver does not wake for nothing.
-        while let Some(&Reverse((at, id, slot))) = self.heap.peek() {
-            let live = self
-                .slots
-                .get(id.index as usize)
-                .and_then(Option::as_deref)
-                .filter(|e| e.gen == id.gen)
-                .is_some_and(|e| timers_of(e).get(slot) == Some(at));
-            if live {
-                return Some(at);
-            }
-            self.heap.pop();
-        }
-        None
+        // Stale entries on the way are dropped, so the driver does not wake for nothing.
+        let slots = &self.slots;
+        self.timers
+            .next_deadline(|at, &(id, slot)| is_live(slots, at, id, slot))
     }
 
     /// The next datagram or segment to send.
@@ -826,6 +805,14 @@ impl TxnLayer {
             .filter(|e| e.gen == id.gen)
             .map(|e| e.peer)
     }
+}
+
+/// Whether a queued deadline is still its transaction's (not reset, cleared or reaped).
+fn is_live(slots: &[Option<Box<Entry>>], at: Instant, id: Id, slot: Slot) -> bool {
+    slots
+        .get(id.index as usize)
+        .and_then(Option::as_deref)
+        .is_some_and(|e| e.gen == id.gen && timers_of(e).get(slot) == Some(at))
 }
 
 fn timers_of(e: &Entry) -> &Timers {

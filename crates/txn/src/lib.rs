@@ -10,7 +10,7 @@
 //!  datagram ─ parse ─▶ handle_message(now) ─▶ match ─▶ machine ─▶ Transmit queue ─▶ poll_transmit
 //!  sleep done ───────▶ handle_timeout(now) ─▶ timers ─┘         └▶ Event queue ───▶ poll_event
 //!  TU commands ──────▶ send_request / send_response / cancel / abandon
-//!                      poll_timeout() ◀── earliest live deadline (heap, lazy invalidation)
+//!                      poll_timeout() ◀── earliest live deadline (timer wheel, lazy invalidation)
 //! ```
 //!
 //! No IO, no clock, no tasks: time is always an argument, so every timer and race is
@@ -25,6 +25,7 @@ mod layer;
 pub(crate) mod server;
 pub(crate) mod timer;
 mod transport;
+pub mod wheel;
 
 pub use client::{InviteClientState, NonInviteClientState};
 pub use config::Config;
@@ -33,6 +34,7 @@ pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRe
 pub use server::{InviteServerState, NonInviteServerState, SendError};
 pub use timer::Slot;
 pub use transport::{Peer, Transport, TransportError};
+pub use wheel::TimerWheel;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Per-transaction timer slots. Each transaction uses at most four timers at once, so the
-//! RFC's A–M are mapped onto four slots by role; the layer keeps one heap of deadlines and
-//! checks a popped entry against the slot (lazy invalidation).
+//! RFC's A–M are mapped onto four slots by role; the layer keeps one timer wheel of
+//! deadlines and checks a popped entry against the slot (lazy invalidation).
 
 use std::time::Instant;
 

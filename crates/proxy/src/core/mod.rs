@@ -14,8 +14,7 @@
 //!          1xx and 2xx upstream, send the best final response when every target failed
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 /// The core's tables, hashed with a per-process random key (ahash): several are keyed by
 /// what peers send, and SipHash cost more than the lookups themselves.
@@ -25,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollover_sip::{HeaderName, Message, Method, StatusCode};
-use rollover_txn::{Admit, ClientTxn, Event, Peer, ServerTxn, Transport, TxnLayer, TxnRef};
+use rollover_txn::{
+    Admit, ClientTxn, Event, Peer, ServerTxn, TimerWheel, Transport, TxnLayer, TxnRef,
+};
 use tracing::debug;
 
 use crate::forward::{self, Local};
@@ -182,7 +183,7 @@ pub struct Proxy<R> {
     by_server: HashMap<ServerTxn, CallKey>,
     by_client: HashMap<ClientTxn, (CallKey, BranchId)>,
     /// (deadline, call): each call's next engine deadline, lazily invalidated.
-    timers: BinaryHeap<Reverse<(Instant, CallKey)>>,
+    timers: TimerWheel<CallKey>,
     next_call: u64,
     ids: forward::Ids,
     decisions: VecDeque<(Instant, String, Decision)>,
@@ -233,7 +234,7 @@ impl<R: RoutePolicy> Proxy<R> {
             calls: HashMap::default(),
             by_server: HashMap::default(),
             by_client: HashMap::default(),
-            timers: BinaryHeap::new(),
+            timers: TimerWheel::new(),
             next_call: 1,
             decisions: VecDeque::new(),
         }
@@ -296,17 +297,16 @@ impl<R: RoutePolicy> Proxy<R> {
         .into_iter()
         .flatten()
         .min();
-        while let Some(&Reverse((at, cid))) = self.timers.peek() {
-            let live = self
-                .calls
-                .get(&cid)
-                .is_some_and(|c| c.engine.poll_timeout() == Some(at));
-            if live {
-                return Some(pike.map_or(at, |p| p.min(at)));
-            }
-            self.timers.pop();
+        let calls = &self.calls;
+        let next = self.timers.next_deadline(|at, cid| {
+            calls
+                .get(cid)
+                .is_some_and(|c| c.engine.poll_timeout() == Some(at))
+        });
+        match (next, pike) {
+            (Some(at), Some(p)) => Some(at.min(p)),
+            (at, p) => at.or(p),
         }
-        pike
     }
 
     /// Feeds one event from the transaction layer.
@@ -380,7 +380,7 @@ impl<R: RoutePolicy> Proxy<R> {
         }
     }
 
-    /// Drops stale deadlines from the timer heap once they outnumber the live ones: a
+    /// Drops stale deadlines from the timer wheel once they outnumber the live ones: a
     /// deadline left behind (a branch answered before its Timer C) would otherwise stay
     /// until it is due, up to 3 minutes, for every call.
     fn compact_timers(&mut self) {
@@ -388,10 +388,10 @@ impl<R: RoutePolicy> Proxy<R> {
             return;
         }
         let calls = &self.calls;
-        self.timers.retain(|Reverse((at, cid))| {
+        self.timers.retain(|at, cid| {
             calls
                 .get(cid)
-                .is_some_and(|c| c.engine.poll_timeout() == Some(*at))
+                .is_some_and(|c| c.engine.poll_timeout() == Some(at))
         });
     }
 
@@ -438,10 +438,7 @@ impl<R: RoutePolicy> Proxy<R> {
         shrink(&mut self.calls);
         shrink(&mut self.by_server);
         shrink(&mut self.by_client);
-        let t = self.timers.len();
-        if self.timers.capacity() > 4096 && t < self.timers.capacity() / 4 {
-            self.timers.shrink_to(t * 2);
-        }
+        // The timer wheel gives a slot's memory back as the slot empties.
     }
 
     /// Forgets a call whose transactions still run: their events then find no call.
@@ -864,7 +861,7 @@ impl<R: RoutePolicy> Proxy<R> {
             return self.release_now(cid);
         }
         if let Some(at) = self.calls.get(&cid).and_then(|c| c.engine.poll_timeout()) {
-            self.timers.push(Reverse((at, cid)));
+            self.timers.insert(at, cid);
             self.compact_timers();
         }
     }
@@ -956,11 +953,7 @@ impl<R: RoutePolicy> Proxy<R> {
         self.refusals.flush(now);
         self.expire_routes(now, txn);
         self.shrink_after_peak();
-        while let Some(&Reverse((at, cid))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((_, cid)) = self.timers.pop_due(now) {
             let Some(call) = self.calls.get_mut(&cid) else {
                 continue;
             };
