@@ -38,14 +38,16 @@ pub struct TimerWheel<T> {
     /// The instant of tick zero (the first deadline given).
     origin: Option<Instant>,
     /// Slot `t % SLOTS` holds the deadlines of tick `t`, for `t` in
-    /// `cursor..cursor + SLOTS`; one in the past is put in the cursor's slot.
-    slots: Vec<Vec<(Instant, T)>>,
+    /// `cursor..cursor + SLOTS`; one in the past is put in the cursor's slot. A deadline
+    /// is kept as nanoseconds from the origin (negative before it): exact, and half the
+    /// size of an `Instant`, for the half million a loaded proxy holds.
+    slots: Vec<Vec<(i64, T)>>,
     /// A bit per slot that holds anything.
     occupied: [u64; WORDS],
     /// No deadline in the slots has a tick below this.
     cursor: u64,
     /// Deadlines beyond the slots' reach, moved in as the cursor comes near.
-    far: BinaryHeap<Reverse<(Instant, T)>>,
+    far: BinaryHeap<Reverse<(i64, T)>>,
     len: usize,
     /// Entries taken from the cursor's slot since it was last empty: its capacity is
     /// brought down to that when it empties (after a peak of load).
@@ -53,7 +55,7 @@ pub struct TimerWheel<T> {
     /// The earliest entry of the first slot that holds any, with that slot's tick, while
     /// that slot is not touched: the owner asks for the next deadline after every batch
     /// of messages, and a slot holds hundreds of entries under load.
-    earliest: Option<(u64, Instant, T)>,
+    earliest: Option<(u64, i64, T)>,
 }
 
 impl<T: Copy + Ord> Default for TimerWheel<T> {
@@ -87,14 +89,22 @@ impl<T: Copy + Ord> TimerWheel<T> {
         self.len == 0
     }
 
-    fn tick_of(&self, at: Instant) -> u64 {
-        let since = self
-            .origin
-            .map_or(Duration::ZERO, |o| at.saturating_duration_since(o));
-        u64::try_from(since.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX)
+    /// `at` as nanoseconds from the origin (which must be set).
+    fn offset(&self, at: Instant) -> i64 {
+        let Some(o) = self.origin else { return 0 };
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        if at >= o {
+            nanos(at - o)
+        } else {
+            -nanos(o - at)
+        }
     }
 
-    fn slot_mut(&mut self, tick: u64) -> Option<&mut Vec<(Instant, T)>> {
+    fn tick_of(offset: i64) -> u64 {
+        u64::try_from(offset.max(0)).unwrap_or(0) / TICK_NANOS
+    }
+
+    fn slot_mut(&mut self, tick: u64) -> Option<&mut Vec<(i64, T)>> {
         self.slots.get_mut((tick % SLOTS as u64) as usize)
     }
 
@@ -119,34 +129,31 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// Adds a deadline.
     pub fn insert(&mut self, at: Instant, item: T) {
         self.len += 1;
-        let origin = *self.origin.get_or_insert(at);
-        let tick = if at < origin {
-            self.cursor
-        } else {
-            self.tick_of(at).max(self.cursor)
-        };
+        self.origin.get_or_insert(at);
+        let offset = self.offset(at);
+        let tick = Self::tick_of(offset).max(self.cursor);
         if tick >= self.cursor + SLOTS as u64 {
-            self.far.push(Reverse((at, item)));
+            self.far.push(Reverse((offset, item)));
             return;
         }
         self.touched(tick);
         if let Some(slot) = self.slot_mut(tick) {
-            slot.push((at, item));
+            slot.push((offset, item));
         }
         self.mark(tick, true);
     }
 
     /// Moves the far deadlines the cursor has come near into the slots.
     fn bring_near(&mut self) {
-        while let Some(&Reverse((at, item))) = self.far.peek() {
-            let tick = self.tick_of(at).max(self.cursor);
+        while let Some(&Reverse((offset, item))) = self.far.peek() {
+            let tick = Self::tick_of(offset).max(self.cursor);
             if tick >= self.cursor + SLOTS as u64 {
                 return;
             }
             self.far.pop();
             self.touched(tick);
             if let Some(slot) = self.slot_mut(tick) {
-                slot.push((at, item));
+                slot.push((offset, item));
             }
             self.mark(tick, true);
         }
@@ -191,8 +198,9 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// Takes one deadline due at `now` (`at <= now`), earliest slot first. Deadlines of one
     /// slot (10 ms) come in no particular order.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, T)> {
-        self.origin?;
-        let now_tick = self.tick_of(now);
+        let origin = self.origin?;
+        let now = self.offset(now);
+        let now_tick = Self::tick_of(now);
         loop {
             self.bring_near();
             match self.first_occupied() {
@@ -201,22 +209,25 @@ impl<T: Copy + Ord> TimerWheel<T> {
                         self.cursor = t;
                         self.taken = 0;
                     }
-                    self.touched(t);
                     let slot = self.slot_mut(t)?;
-                    // Usually every entry is due (the driver wakes after the tick):
-                    // the last one is taken without a search.
-                    let i = match slot.last() {
-                        Some(&(at, _)) if at <= now => slot.len() - 1,
-                        _ => slot.iter().position(|&(at, _)| at <= now)?,
-                    };
-                    let due = slot.swap_remove(i);
+                    // Usually every entry is due (the driver wakes after the tick) and the
+                    // last one is taken. When it is not, one pass puts the due ones last,
+                    // so each is then taken without a search.
+                    if slot.last().is_none_or(|&(at, _)| at > now) && !due_last(slot, now) {
+                        return None;
+                    }
+                    let due = slot.pop()?;
                     let empty = slot.is_empty();
                     self.len -= 1;
                     self.taken += 1;
+                    // Taking any other entry leaves the slot's earliest where it was.
+                    if self.earliest == Some((t, due.0, due.1)) {
+                        self.earliest = None;
+                    }
                     if empty {
                         self.emptied(t);
                     }
-                    return Some(due);
+                    return Some((instant_from(origin, due.0), due.1));
                 }
                 _ if self.cursor < now_tick => {
                     // Nothing due before now: the cursor moves up to it (never past it,
@@ -232,10 +243,12 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// The earliest live deadline. `live` tells a live entry from a stale one; the stale
     /// entries found on the way are dropped.
     pub fn next_deadline(&mut self, mut live: impl FnMut(Instant, &T) -> bool) -> Option<Instant> {
+        let origin = self.origin?;
         loop {
             self.bring_near();
             let Some(t) = self.first_occupied() else {
-                while let Some(&Reverse((at, item))) = self.far.peek() {
+                while let Some(&Reverse((offset, item))) = self.far.peek() {
+                    let at = instant_from(origin, offset);
                     if live(at, &item) {
                         return Some(at);
                     }
@@ -245,15 +258,16 @@ impl<T: Copy + Ord> TimerWheel<T> {
                 return None;
             };
             let noted = self.earliest.filter(|&(tick, _, _)| tick == t);
-            let (at, item) = match noted {
-                Some((_, at, item)) => (at, item),
+            let (offset, item) = match noted {
+                Some((_, offset, item)) => (offset, item),
                 None => {
                     let slot = self.slots.get((t % SLOTS as u64) as usize)?;
-                    let &(at, item) = slot.iter().min_by_key(|e| e.0)?;
-                    self.earliest = Some((t, at, item));
-                    (at, item)
+                    let &(offset, item) = slot.iter().min_by_key(|e| e.0)?;
+                    self.earliest = Some((t, offset, item));
+                    (offset, item)
                 }
             };
+            let at = instant_from(origin, offset);
             if live(at, &item) {
                 return Some(at);
             }
@@ -263,7 +277,7 @@ impl<T: Copy + Ord> TimerWheel<T> {
             self.touched(t);
             let slot = self.slot_mut(t)?;
             let before = slot.len();
-            slot.retain(|e| live(e.0, &e.1));
+            slot.retain(|e| live(instant_from(origin, e.0), &e.1));
             let (dropped, empty) = (before - slot.len(), slot.is_empty());
             self.len -= dropped;
             if t == self.cursor {
@@ -278,12 +292,13 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// Keeps only the deadlines `keep` says to (stale ones dropped in bulk).
     pub fn retain(&mut self, mut keep: impl FnMut(Instant, &T) -> bool) {
         self.earliest = None;
+        let Some(origin) = self.origin else { return };
         let mut len = 0;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.is_empty() {
                 continue;
             }
-            slot.retain(|(at, item)| keep(*at, item));
+            slot.retain(|(at, item)| keep(instant_from(origin, *at), item));
             len += slot.len();
             if slot.is_empty() {
                 if let Some(w) = self.occupied.get_mut(i / 64) {
@@ -294,10 +309,38 @@ impl<T: Copy + Ord> TimerWheel<T> {
                 slot.shrink_to(slot.len());
             }
         }
-        self.far.retain(|Reverse((at, item))| keep(*at, item));
+        self.far
+            .retain(|Reverse((at, item))| keep(instant_from(origin, *at), item));
         self.far.shrink_to_fit();
         self.len = len + self.far.len();
     }
+}
+
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
+/// The instant `offset` nanoseconds from `origin`.
+fn instant_from(origin: Instant, offset: i64) -> Instant {
+    let d = Duration::from_nanos(offset.unsigned_abs());
+    if offset >= 0 {
+        origin.checked_add(d).unwrap_or(origin)
+    } else {
+        origin.checked_sub(d).unwrap_or(origin)
+    }
+}
+
+/// Moves the entries due at `now` to the end of `slot`, in one pass; false when none is.
+fn due_last<T>(slot: &mut [(i64, T)], now: i64) -> bool {
+    let mut end = slot.len();
+    let mut i = 0;
+    while i < end {
+        if slot.get(i).is_some_and(|&(at, _)| at <= now) {
+            end -= 1;
+            slot.swap(i, end);
+        } else {
+            i += 1;
+        }
+    }
+    end < slot.len()
 }
 
 #[cfg(test)]
@@ -385,7 +428,7 @@ mod tests {
             w.insert(later, i);
         }
         while w.pop_due(later).is_some() {}
-        let i = (w.tick_of(later) % SLOTS as u64) as usize;
+        let i = (TimerWheel::<u32>::tick_of(w.offset(later)) % SLOTS as u64) as usize;
         assert!(w.slots[i].capacity() <= 3 + 16, "{}", w.slots[i].capacity());
     }
 
