@@ -44,6 +44,9 @@ pub struct TimerWheel<T> {
     slots: Vec<Vec<(i64, T)>>,
     /// A bit per slot that holds anything.
     occupied: [u64; WORDS],
+    /// A bit per word of `occupied` that is not zero: a wheel with few deadlines (a quiet
+    /// proxy) is searched a word of words at a time.
+    summary: [u64; WORDS / 64],
     /// No deadline in the slots has a tick below this.
     cursor: u64,
     /// Deadlines beyond the slots' reach, moved in as the cursor comes near.
@@ -71,6 +74,7 @@ impl<T: Copy + Ord> TimerWheel<T> {
             origin: None,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             occupied: [0; WORDS],
+            summary: [0; WORDS / 64],
             cursor: 0,
             far: BinaryHeap::new(),
             len: 0,
@@ -110,11 +114,25 @@ impl<T: Copy + Ord> TimerWheel<T> {
 
     fn mark(&mut self, tick: u64, on: bool) {
         let i = (tick % SLOTS as u64) as usize;
-        if let Some(w) = self.occupied.get_mut(i / 64) {
-            if on {
-                *w |= 1 << (i % 64);
+        self.mark_slot(i, on);
+    }
+
+    fn mark_slot(&mut self, i: usize, on: bool) {
+        let w = i / 64;
+        let Some(word) = self.occupied.get_mut(w) else {
+            return;
+        };
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+        let any = *word != 0;
+        if let Some(s) = self.summary.get_mut(w / 64) {
+            if any {
+                *s |= 1 << (w % 64);
             } else {
-                *w &= !(1 << (i % 64));
+                *s &= !(1 << (w % 64));
             }
         }
     }
@@ -162,18 +180,40 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// The tick of the first slot at or after the cursor that holds anything.
     fn first_occupied(&self) -> Option<u64> {
         let start = (self.cursor % SLOTS as u64) as usize;
-        // The words from the cursor's to the end, then from the start up to it again (its
-        // own word once more, for the bits below the cursor).
-        for step in 0..=WORDS {
-            let w = (start / 64 + step) % WORDS;
-            let mut bits = self.occupied.get(w).copied().unwrap_or(0);
-            if step == 0 {
-                bits &= u64::MAX << (start % 64);
+        let sw = start / 64;
+        // The cursor's word from the cursor on; then the next word that holds anything;
+        // then, round the wheel, the first one up to the cursor's (whose bits at and after
+        // the cursor are known to be clear by then).
+        let here = self.occupied.get(sw).copied().unwrap_or(0) & (u64::MAX << (start % 64));
+        let w = if here != 0 {
+            sw
+        } else {
+            self.next_word(sw + 1)
+                .or_else(|| self.next_word(0).filter(|&w| w <= sw))?
+        };
+        let bits = self.occupied.get(w).copied().unwrap_or(0)
+            & if w == sw && here != 0 {
+                u64::MAX << (start % 64)
+            } else {
+                u64::MAX
+            };
+        if bits == 0 {
+            return None;
+        }
+        let i = w * 64 + bits.trailing_zeros() as usize;
+        let distance = (i + SLOTS - start) % SLOTS;
+        Some(self.cursor + distance as u64)
+    }
+
+    /// The first word of `occupied` at or after `from` that is not zero.
+    fn next_word(&self, from: usize) -> Option<usize> {
+        for s in from / 64..self.summary.len() {
+            let mut bits = self.summary.get(s).copied().unwrap_or(0);
+            if s == from / 64 {
+                bits &= u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
             }
             if bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                let distance = (i + SLOTS - start) % SLOTS;
-                return Some(self.cursor + distance as u64);
+                return Some(s * 64 + bits.trailing_zeros() as usize);
             }
         }
         None
@@ -294,6 +334,7 @@ impl<T: Copy + Ord> TimerWheel<T> {
         self.earliest = None;
         let Some(origin) = self.origin else { return };
         let mut len = 0;
+        let mut emptied = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.is_empty() {
                 continue;
@@ -301,13 +342,14 @@ impl<T: Copy + Ord> TimerWheel<T> {
             slot.retain(|(at, item)| keep(instant_from(origin, *at), item));
             len += slot.len();
             if slot.is_empty() {
-                if let Some(w) = self.occupied.get_mut(i / 64) {
-                    *w &= !(1 << (i % 64));
-                }
+                emptied.push(i);
             }
             if slot.capacity() > 2 * slot.len() + 16 {
                 slot.shrink_to(slot.len());
             }
+        }
+        for i in emptied {
+            self.mark_slot(i, false);
         }
         self.far
             .retain(|Reverse((at, item))| keep(instant_from(origin, *at), item));
@@ -378,6 +420,25 @@ mod tests {
         assert_eq!(w.next_deadline(|_, _| true), Some(t0 + ms(180_000)));
         assert_eq!(w.pop_due(t0 + ms(180_000)), Some((t0 + ms(180_000), 4)));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_deadline_a_round_ahead_is_found_behind_the_cursor() {
+        let t0 = origin();
+        let mut w = TimerWheel::new();
+        w.insert(t0, 0);
+        // The cursor to tick 70, in the middle of its word.
+        w.insert(t0 + ms(700), 1);
+        assert_eq!(w.pop_due(t0 + ms(700)), Some((t0, 0)));
+        assert_eq!(w.pop_due(t0 + ms(700)), Some((t0 + ms(700), 1)));
+        // Tick 70 + 8190: the slot two below the cursor's, in the same word.
+        let far = t0 + ms(700) + SPAN - ms(20);
+        w.insert(far, 2);
+        assert_eq!(w.next_deadline(|_, _| true), Some(far));
+        assert_eq!(w.pop_due(far - ms(1)), None);
+        assert_eq!(w.pop_due(far), Some((far, 2)));
+        assert!(w.is_empty());
+        assert_eq!(w.next_deadline(|_, _| true), None);
     }
 
     #[test]
