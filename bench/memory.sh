@@ -20,7 +20,11 @@ command -v sipp >/dev/null || { echo "needs sipp (Debian: sip-tester)" >&2; exit
 
 W=$(mktemp -d /tmp/rollover-memory.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# Waits for them too: a run started right after this one must find its ports free.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 PROXY_PORT=15060; T1=15070; T2=15080; UAC=15090
 sed 's/{{HOLD_MS}}/0/' crates/rollover/tests/sipp/uac_answered.xml > "$W/uac.xml"

@@ -54,7 +54,11 @@ W=$(mktemp -d /tmp/rollover-registrar.XXXXXX)
 echo "work dir: $W ($(df -T "$W" | awk 'NR == 2 { print $2 " on " $1 }'))"
 PROXY_PORT=15260; PHONE=15270; UAC=15290; REDIS_PORT=16390
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# Waits for them too: a run started right after this one must find its ports free.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 for p in $PROXY_PORT $PHONE $UAC; do
   if ss -Hlun "sport = :$p" | grep -q .; then echo "UDP port $p is taken" >&2; exit 1; fi
