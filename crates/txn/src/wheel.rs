@@ -2,8 +2,8 @@
 //! the same however many are pending.
 //!
 //! A binary heap of every pending deadline (what this replaced) pays a sift through
-//! log₂ n levels for each timer fired, and at 2,000 calls/s n is over half a million
-//! (every transaction arms a 32 s timer): each level a cache miss, the heap was the
+//! log₂ n levels for each timer fired, and at 2,000 calls/s n runs to hundreds of
+//! thousands (most transactions arm a 32 s timer): each level a cache miss, the heap was the
 //! largest single user-space cost of a loaded proxy. Here a deadline goes into the slot of
 //! its 10 ms tick; the slots cover [`SPAN`] ahead of the cursor, and a deadline further
 //! out (Timer C, three minutes) waits in a small heap until the cursor comes near.
@@ -40,7 +40,7 @@ pub struct TimerWheel<T> {
     /// Slot `t % SLOTS` holds the deadlines of tick `t`, for `t` in
     /// `cursor..cursor + SLOTS`; one in the past is put in the cursor's slot. A deadline
     /// is kept as nanoseconds from the origin (negative before it): exact, and half the
-    /// size of an `Instant`, for the half million a loaded proxy holds.
+    /// size of an `Instant`, for the hundreds of thousands a loaded proxy holds.
     slots: Vec<Vec<(i64, T)>>,
     /// A bit per slot that holds anything.
     occupied: [u64; WORDS],
