@@ -20,6 +20,7 @@
 //! the lazy, range-based layout (decode only what is asked for) is the point.
 
 mod addr;
+mod auth;
 mod build;
 mod edit;
 mod error;
@@ -45,11 +46,12 @@ mod uri;
 mod validate;
 
 pub use addr::{parse_qvalue, AddrError, DisplayName, NameAddr};
+pub use auth::Auth;
 pub use build::{BuildError, RequestBuilder, ResponseBuilder};
 pub use edit::Editor;
 pub use error::{ErrorKind, Located, ParseError};
 pub use framer::{Frame, StreamFramer};
-pub use headers::{Auth, CSeq, Reason, RetryAfter, Via, MAGIC_COOKIE};
+pub use headers::{CSeq, Reason, RetryAfter, Via, MAGIC_COOKIE};
 pub use limits::Limits;
 pub use message::{Header, Message};
 pub use method::Method;
