@@ -467,6 +467,43 @@ pub(crate) fn header_label(name: HeaderName) -> &'static str {
     name.canonical().unwrap_or("extension")
 }
 
+/// The iterator of [`Message::values`]: the fields of one name, a list field's values one
+/// by one (a plain loop: most fields hold one value, and a chain of adapters around every
+/// field cost more than the values).
+struct Values<'m> {
+    msg: &'m Message,
+    name: HeaderName,
+    headers: std::slice::Iter<'m, Header>,
+    /// The rest of a list field being split.
+    list: Option<(&'m Header, scan::SplitTopLevel<'m>)>,
+}
+
+impl<'m> Iterator for Values<'m> {
+    type Item = Result<(&'m Header, &'m str), ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some((h, list)) = &mut self.list {
+            if let Some(v) = list.next() {
+                return Some(Ok((*h, scan::trim_lws(v))));
+            }
+            self.list = None;
+        }
+        let name = self.name;
+        let h = self.headers.by_ref().find(|h| h.name == name)?;
+        let v = match self.msg.value_str(h) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        if !name.is_list() {
+            return Some(Ok((h, v)));
+        }
+        let mut list = scan::split_top_level(v, b',');
+        let first = list.next().map(|v| Ok((h, scan::trim_lws(v))));
+        self.list = Some((h, list));
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,42 +583,5 @@ mod tests {
         // A message without a body is kept as it is.
         let empty = with(b"\"Al\"", b"");
         assert_eq!(empty.without_body(), empty);
-    }
-}
-
-/// The iterator of [`Message::values`]: the fields of one name, a list field's values one
-/// by one (a plain loop: most fields hold one value, and a chain of adapters around every
-/// field cost more than the values).
-struct Values<'m> {
-    msg: &'m Message,
-    name: HeaderName,
-    headers: std::slice::Iter<'m, Header>,
-    /// The rest of a list field being split.
-    list: Option<(&'m Header, scan::SplitTopLevel<'m>)>,
-}
-
-impl<'m> Iterator for Values<'m> {
-    type Item = Result<(&'m Header, &'m str), ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some((h, list)) = &mut self.list {
-            if let Some(v) = list.next() {
-                return Some(Ok((*h, scan::trim_lws(v))));
-            }
-            self.list = None;
-        }
-        let name = self.name;
-        let h = self.headers.by_ref().find(|h| h.name == name)?;
-        let v = match self.msg.value_str(h) {
-            Ok(v) => v,
-            Err(e) => return Some(Err(e)),
-        };
-        if !name.is_list() {
-            return Some(Ok((h, v)));
-        }
-        let mut list = scan::split_top_level(v, b',');
-        let first = list.next().map(|v| Ok((h, scan::trim_lws(v))));
-        self.list = Some((h, list));
-        first
     }
 }
