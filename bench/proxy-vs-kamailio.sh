@@ -60,8 +60,10 @@ WORK=$(mktemp -d /tmp/rollover-bench.XXXXXX)
 echo "work dir: $WORK"
 PROXY_PORT=15060; T1=15070; T2=15080; UAC=15090
 PIDS=()
+# Waits for them too: a run started right after this one must find its ports free.
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -n "${CG:-}" ]; then sleep 0.5; rmdir "$CG" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
