@@ -110,10 +110,6 @@ impl<T: Copy + Ord> TimerWheel<T> {
 
     fn mark(&mut self, tick: u64, on: bool) {
         let i = (tick % SLOTS as u64) as usize;
-        self.mark_slot(i, on);
-    }
-
-    fn mark_slot(&mut self, i: usize, on: bool) {
         let w = i / 64;
         let Some(word) = self.occupied.get_mut(w) else {
             return;
@@ -319,24 +315,20 @@ impl<T: Copy + Ord> TimerWheel<T> {
         self.earliest = None;
         let Some(origin) = self.origin else { return };
         let mut len = 0;
-        let mut emptied = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for i in 0..SLOTS {
+            let Some(slot) = self.slots.get_mut(i) else {
+                continue;
+            };
             if slot.is_empty() {
                 continue;
             }
             slot.retain(|(at, item)| keep(instant_from(origin, *at), item));
             len += slot.len();
             if slot.is_empty() {
-                emptied.push(i);
-            }
-            if slot.is_empty() && slot.capacity() > 16 {
-                *slot = Vec::new();
+                self.emptied(i as u64);
             } else if slot.capacity() > 2 * slot.len() + 16 {
                 slot.shrink_to(slot.len());
             }
-        }
-        for i in emptied {
-            self.mark_slot(i, false);
         }
         self.far
             .retain(|Reverse((at, item))| keep(instant_from(origin, *at), item));
