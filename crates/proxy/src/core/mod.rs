@@ -289,24 +289,21 @@ impl<R: RoutePolicy> Proxy<R> {
 
     /// The next proxy timer (no-response, ring, Timer C, the flood table's sweep).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let pike = [
+        let calls = &self.calls;
+        let call = self.timers.next_deadline(|at, cid| {
+            calls
+                .get(cid)
+                .is_some_and(|c| c.engine.poll_timeout() == Some(at))
+        });
+        [
+            call,
             self.pike.poll_timeout(),
             self.refusals.poll_timeout(),
             self.routing_timeout(),
         ]
         .into_iter()
         .flatten()
-        .min();
-        let calls = &self.calls;
-        let next = self.timers.next_deadline(|at, cid| {
-            calls
-                .get(cid)
-                .is_some_and(|c| c.engine.poll_timeout() == Some(at))
-        });
-        match (next, pike) {
-            (Some(at), Some(p)) => Some(at.min(p)),
-            (at, p) => at.or(p),
-        }
+        .min()
     }
 
     /// Feeds one event from the transaction layer.
