@@ -102,6 +102,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
     let mut armed: Option<Instant> = None;
     #[allow(clippy::disallowed_methods)] // the origin of the timer grid
     let grid = Instant::now();
+    let tick = timer_tick(txn.config().t1);
     loop {
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
@@ -114,10 +115,11 @@ pub async fn run_with_commands<U: TransactionUser, C>(
             pump(now, user, txn, transports);
             deadline = next_deadline(user, txn);
         }
-        // Timers wake the driver on a grid of TIMER_TICK: the timers of calls a few
+        // Timers wake the driver on a grid of `tick`: the timers of calls a few
         // milliseconds apart (a call's lingering transactions, several calls' at a low
-        // rate) cost one wake-up, not one each. A timer fires at most one tick late.
-        let deadline = deadline.map(|d| on_grid(grid, d));
+        // rate) cost one wake-up, not one each. A timer fires at most one tick late, or
+        // earlier with the next message.
+        let deadline = deadline.map(|d| on_grid(grid, d, tick));
         if deadline != armed {
             armed = deadline;
             let at = deadline.map_or_else(|| tokio::time::Instant::now() + FAR, Into::into);
@@ -182,14 +184,22 @@ fn next_deadline<U: TransactionUser>(user: &mut U, txn: &mut TxnLayer) -> Option
         .min()
 }
 
-/// The timer grid: SIP's shortest timer (T1, 500 ms) moves by at most 2 %, as Kamailio's
-/// own timer ticks move its timers.
-const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+/// The timer grid's step: an eighth of T1, so SIP's shortest timer (T1) moves by at most
+/// 12.5 %. At the default T1 (500 ms) that is 62.5 ms, the tick of Kamailio's timers (16 a
+/// second). A coarser grid means fewer wake-ups for timers alone: on a 10 ms grid they were
+/// about one in eleven of the driver's wake-ups at 200 calls/s (`docs/performance.md`).
+fn timer_tick(t1: std::time::Duration) -> std::time::Duration {
+    (t1 / 8).clamp(MIN_TICK, MAX_TICK)
+}
 
-/// `deadline` rounded up to the next point of the grid that starts at `origin`.
-fn on_grid(origin: Instant, deadline: Instant) -> Instant {
+/// The grid's bounds, whatever T1 is configured to.
+const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+const MAX_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `deadline` rounded up to the next point of the grid of `tick` that starts at `origin`.
+fn on_grid(origin: Instant, deadline: Instant, tick: std::time::Duration) -> Instant {
     let since = deadline.saturating_duration_since(origin).as_nanos();
-    let tick = TIMER_TICK.as_nanos();
+    let tick = tick.as_nanos().max(1);
     let ticks = since.div_ceil(tick);
     let rounded = u64::try_from(ticks.saturating_mul(tick)).unwrap_or(u64::MAX);
     origin
@@ -254,6 +264,18 @@ mod grid_tests {
     use super::*;
     use std::time::Duration;
 
+    const TICK: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn the_tick_is_an_eighth_of_t1_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(timer_tick(ms(500)), Duration::from_micros(62_500));
+        assert_eq!(timer_tick(ms(100)), Duration::from_micros(12_500));
+        assert_eq!(timer_tick(ms(4)), ms(1));
+        assert_eq!(timer_tick(Duration::ZERO), ms(1));
+        assert_eq!(timer_tick(Duration::from_secs(60)), ms(250));
+    }
+
     #[test]
     fn a_deadline_moves_up_to_the_next_tick_and_never_earlier() {
         #[allow(clippy::disallowed_methods)]
@@ -269,19 +291,19 @@ mod grid_tests {
             (501, 510),
         ] {
             assert_eq!(
-                on_grid(origin, origin + ms(after)),
+                on_grid(origin, origin + ms(after), TICK),
                 origin + ms(want),
                 "{after}"
             );
         }
         // Already past (a deadline before the grid began) fires at once.
         if let Some(before) = origin.checked_sub(ms(5)) {
-            assert_eq!(on_grid(origin, before), origin);
+            assert_eq!(on_grid(origin, before, TICK), origin);
         }
         for n in 0..1000u64 {
             let d = origin + Duration::from_micros(n * 7_919);
-            let g = on_grid(origin, d);
-            assert!(g >= d && g - d < TIMER_TICK, "{n}");
+            let g = on_grid(origin, d, TICK);
+            assert!(g >= d && g - d < TICK, "{n}");
         }
     }
 }
