@@ -160,31 +160,15 @@ fn same_transaction_request(
     to_from: &Message,
 ) -> Result<BytesMut, BuildError> {
     let uri = invite.request_uri_str().ok_or(BuildError::WrongKind)?;
-    let via = invite.top_via()?;
+    let via = invite.top_via_text()?;
     let cseq = invite.cseq()?;
     let mut out = BytesMut::with_capacity(invite.headers_end());
     for part in [method, " ", uri, " SIP/2.0\r\n"] {
         out.put_slice(part.as_bytes());
     }
-    // Only the top Via: the CANCEL/ACK belongs to the same client transaction (§9.1).
-    let (name, version) = via.protocol;
-    let params = via.params.as_str();
-    let sep = if params.is_empty() { "" } else { ";" };
-    let mut value = String::with_capacity(name.len() + version.len() + 48 + params.len());
-    for part in [
-        name,
-        "/",
-        version,
-        "/",
-        via.transport,
-        " ",
-        via.sent_by,
-        sep,
-        params,
-    ] {
-        value.push_str(part);
-    }
-    put_header(&mut out, "Via", &value);
+    // Only the top Via, as written: the CANCEL/ACK belongs to the same client transaction
+    // (§9.1).
+    put_header(&mut out, "Via", via);
     put_lines(&mut out, invite, HeaderName::Route);
     out.put_slice(b"Max-Forwards: 70\r\n");
     put_lines(&mut out, invite, HeaderName::From);
@@ -399,5 +383,36 @@ mod tests {
         assert_eq!(ack.method(), Some(&Method::Ack));
         assert_eq!(ack.to_tag(), Some("t486"));
         assert_eq!(ack.cseq().unwrap().method, Method::Ack);
+    }
+
+    /// The CANCEL and the ACK repeat the INVITE's top Via value as written: the first of a
+    /// list, a folded one on one line, never the ones below.
+    #[test]
+    fn cancel_and_ack_repeat_the_top_via_only() {
+        let top = "SIP/2.0/UDP proxy.example.com:5070;branch=z9hG4bKtop;received=192.0.2.9";
+        for via in [
+            format!("Via: {top}, SIP/2.0/TCP pc33.example.com;branch=z9hG4bKlow\r\n"),
+            format!("Via: {top}\r\nVia: SIP/2.0/UDP pc33.example.com;branch=z9hG4bKlow\r\n"),
+            "Via: SIP/2.0/UDP proxy.example.com:5070\r\n ;branch=z9hG4bKtop;received=192.0.2.9\r\n"
+                .to_owned(),
+        ] {
+            let text = format!(
+                "INVITE sip:bob@example.com SIP/2.0\r\n{via}Max-Forwards: 70\r\n\
+                 To: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=1928\r\n\
+                 Call-ID: a84b4c76e66710\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let req = Message::parse(text.into_bytes()).unwrap();
+            req.validate().unwrap();
+            let resp = Message::parse(req.response(486, "Busy Here").to_tag("t").build()).unwrap();
+            for out in [req.cancel(None).unwrap(), req.ack_for(&resp).unwrap()] {
+                let m = Message::parse(out).unwrap();
+                m.validate().unwrap();
+                let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
+                assert_eq!(vias.len(), 1, "{via}");
+                assert_eq!(vias[0].branch(), Some("z9hG4bKtop"), "{via}");
+                assert_eq!(vias[0].sent_by, "proxy.example.com:5070", "{via}");
+                assert_eq!(vias[0].received(), Some("192.0.2.9"), "{via}");
+            }
+        }
     }
 }

@@ -432,6 +432,11 @@ fn bad(h: &Header) -> ParseError {
 /// comma (a value without either cannot hold a comma of its own), so a list is parsed
 /// once, its first value only.
 fn top_via_of(v: &str) -> Option<Via<'_>> {
+    Via::parse(first_via_value(v))
+}
+
+/// The first value of a Via field's value, trimmed (see [`top_via_of`]).
+fn first_via_value(v: &str) -> &str {
     let first = match scan::find_byte(v, b',') {
         None => v,
         Some(i) => match v.get(..i) {
@@ -439,7 +444,7 @@ fn top_via_of(v: &str) -> Option<Via<'_>> {
             _ => scan::split_top_level(v, b',').next().unwrap_or(v),
         },
     };
-    Via::parse(scan::trim_lws(first))
+    scan::trim_lws(first)
 }
 
 /// Where `inner` lies inside `outer` (it must be a sub-slice of it).
@@ -579,10 +584,20 @@ impl Message {
 
     /// CSeq (mandatory).
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        if let Some(&(seq, code)) = self.cseq.0.get() {
+            if let Some(method) = Method::from_code(code) {
+                return Ok(CSeq { seq, method });
+            }
+        }
         let h = self
             .header(HeaderName::CSeq)
             .ok_or(ErrorKind::MissingHeader("CSeq").at(self.headers_end()))?;
-        CSeq::parse_bytes(self.value_bytes(h)).ok_or_else(|| bad(h))
+        let cseq = CSeq::parse_bytes(self.value_bytes(h)).ok_or_else(|| bad(h))?;
+        // An extension method is read again each time (it would need a copy to be kept).
+        if let Some(code) = cseq.method.code() {
+            let _ = self.cseq.0.set((cseq.seq, code));
+        }
+        Ok(cseq)
     }
 
     /// From (mandatory).
@@ -708,6 +723,20 @@ impl Message {
             let _ = self.top_via.0.set(spans);
         }
         Ok(via)
+    }
+
+    /// The top Via value as written, for a CANCEL or ACK that repeats it (§9.1, §17.1.1.3).
+    /// Parsed only when not yet parsed and the text is unusual (folded): a request this
+    /// element builds such a request for is one it sent, whose top Via it wrote.
+    pub(crate) fn top_via_text(&self) -> Result<&str, ParseError> {
+        let (h, v) = self.single(HeaderName::Via)?;
+        if h.folded && self.top_via.0.get().is_none() {
+            self.top_via()?;
+        }
+        match first_via_value(v) {
+            "" => Err(bad(h)),
+            first => Ok(first),
+        }
     }
 
     /// Every Via value, top first.
@@ -858,6 +887,49 @@ mod tests {
             // A clone keeps the note and the answers.
             let c = m.clone();
             assert_eq!(c.to_tag(), to);
+        }
+    }
+
+    /// A CSeq read once is noted; later reads (and a clone's) give what parsing gives. An
+    /// extension method is parsed each time; a missing or bad CSeq stays an error.
+    #[test]
+    fn noted_cseq_reads_back_as_parsed() {
+        let methods = [
+            "INVITE",
+            "ACK",
+            "BYE",
+            "CANCEL",
+            "REGISTER",
+            "OPTIONS",
+            "INFO",
+            "UPDATE",
+            "PRACK",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "REFER",
+            "MESSAGE",
+            "PUBLISH",
+            "FOO",
+        ];
+        for (n, method) in methods.iter().enumerate() {
+            let text = format!(
+                "{method} sip:b SIP/2.0\r\nCSeq: {}  {method}\r\nContent-Length: 0\r\n\r\n",
+                2_147_483_647 - n
+            );
+            let m = Message::parse(text.into_bytes()).unwrap();
+            let value = m.header_str(HeaderName::CSeq).unwrap().unwrap();
+            let parsed = CSeq::parse(value).unwrap();
+            for _ in 0..2 {
+                assert_eq!(m.cseq().unwrap(), parsed, "{method}");
+            }
+            assert_eq!(m.cseq.0.get().is_some(), *method != "FOO", "{method}");
+            assert_eq!(m.clone().cseq().unwrap(), parsed, "{method}");
+        }
+        for bad in ["CSeq: x INVITE\r\n", "CSeq: 1INVITE\r\n", ""] {
+            let text = format!("INVITE sip:b SIP/2.0\r\n{bad}Content-Length: 0\r\n\r\n");
+            let m = Message::parse(text.into_bytes()).unwrap();
+            assert!(m.cseq().is_err() && m.cseq().is_err(), "{bad}");
+            assert!(m.cseq.0.get().is_none(), "{bad}");
         }
     }
 

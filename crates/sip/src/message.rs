@@ -133,6 +133,9 @@ pub struct Message {
     /// Where the Call-ID and the From and To tags are, once one of them is asked for: the
     /// transaction layer, the proxy core and the route tokens ask about ten times per message.
     pub(crate) ids: IdCache,
+    /// The CSeq's number and method (by [`crate::Method`]'s code), once read: asked for
+    /// about twice per message by the transaction layer and the proxy core.
+    pub(crate) cseq: CSeqCache,
 }
 
 /// A byte range inside a header value (a value longer than 64 KiB is not noted: it is
@@ -227,6 +230,18 @@ impl PartialEq for IdCache {
 }
 
 impl Eq for IdCache {}
+
+/// A memo like [`ViaCache`]: never makes two messages unequal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CSeqCache(pub(crate) std::sync::OnceLock<(u32, u8)>);
+
+impl PartialEq for CSeqCache {
+    fn eq(&self, _: &CSeqCache) -> bool {
+        true
+    }
+}
+
+impl Eq for CSeqCache {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -443,6 +458,7 @@ impl Message {
             content_length_count: self.content_length_count,
             top_via: self.top_via.clone(),
             ids: self.ids.clone(),
+            cseq: self.cseq.clone(),
         }
     }
 

@@ -65,6 +65,50 @@ impl Method {
         }
     }
 
+    /// A small number for a method with a variant (a message notes its CSeq by it);
+    /// `None` for [`Method::Other`].
+    pub(crate) fn code(&self) -> Option<u8> {
+        let code = match self {
+            Method::Invite => 0,
+            Method::Ack => 1,
+            Method::Bye => 2,
+            Method::Cancel => 3,
+            Method::Register => 4,
+            Method::Options => 5,
+            Method::Info => 6,
+            Method::Update => 7,
+            Method::Prack => 8,
+            Method::Subscribe => 9,
+            Method::Notify => 10,
+            Method::Refer => 11,
+            Method::Message => 12,
+            Method::Publish => 13,
+            Method::Other(_) => return None,
+        };
+        Some(code)
+    }
+
+    /// The method [`Method::code`] gave `code`.
+    pub(crate) fn from_code(code: u8) -> Option<Method> {
+        const BY_CODE: [Method; 14] = [
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Register,
+            Method::Options,
+            Method::Info,
+            Method::Update,
+            Method::Prack,
+            Method::Subscribe,
+            Method::Notify,
+            Method::Refer,
+            Method::Message,
+            Method::Publish,
+        ];
+        BY_CODE.get(usize::from(code)).cloned()
+    }
+
     /// The method as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {
@@ -90,5 +134,39 @@ impl Method {
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_method_has_a_code_that_gives_it_back() {
+        let mut seen = Vec::new();
+        for token in [
+            "INVITE",
+            "ACK",
+            "BYE",
+            "CANCEL",
+            "REGISTER",
+            "OPTIONS",
+            "INFO",
+            "UPDATE",
+            "PRACK",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "REFER",
+            "MESSAGE",
+            "PUBLISH",
+        ] {
+            let m = Method::from_token(token);
+            let code = m.code().expect(token);
+            assert_eq!(Method::from_code(code), Some(m), "{token}");
+            assert!(!seen.contains(&code), "{token}");
+            seen.push(code);
+        }
+        assert_eq!(Method::from_token("FOO").code(), None);
+        assert_eq!(Method::from_code(14), None);
     }
 }

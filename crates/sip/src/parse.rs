@@ -93,6 +93,7 @@ pub(crate) fn attach(head: Head, buf: Bytes) -> Message {
         content_length_count: head.content_length_count,
         top_via: Default::default(),
         ids: Default::default(),
+        cseq: Default::default(),
     }
 }
 

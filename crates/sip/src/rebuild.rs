@@ -211,6 +211,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         content_length_count: msg.content_length_count,
         top_via: ViaCache::default(),
         ids: Default::default(),
+        cseq: Default::default(),
     })
 }
 
