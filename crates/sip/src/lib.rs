@@ -44,6 +44,7 @@ mod stamp;
 mod status;
 mod uri;
 mod validate;
+mod via;
 
 pub use addr::{parse_qvalue, AddrError, DisplayName, NameAddr};
 pub use auth::Auth;

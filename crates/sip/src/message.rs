@@ -143,7 +143,7 @@ pub struct Message {
 pub(crate) type At = (u16, u16);
 
 /// The top Via of a message as positions in its header value, so that asking for it again
-/// costs a few slices instead of a parse. Made and read in `headers.rs`; only the data is
+/// costs a few slices instead of a parse. Made and read in `via.rs`; only the data is
 /// here, so the message does not depend on the header types.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ViaSpans {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::edit::Editor;
 use crate::error::ParseError;
 use crate::limits::Limits;
-use crate::message::{Header, Message, Span, StartLine, ViaCache};
+use crate::message::{CSeqCache, Header, IdCache, IdSpans, Message, Span, StartLine, ViaCache};
 use crate::name::HeaderName;
 use crate::parse::plain_line;
 use crate::scan;
@@ -101,6 +101,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         .filter(|s| s.span.start >= msg.headers_start)
         .peekable();
     let mut headers: Vec<Header> = Vec::with_capacity(msg.headers.len() + 2);
+    let mut notes = Notes::of(msg);
     for h in &msg.headers {
         // Lines inserted before this one (an insertion anywhere else inside the header
         // section is not a line of its own: the parser decides).
@@ -110,17 +111,27 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
             if s.span.start != h.line.start {
                 return None;
             }
+            let first = headers.len();
             insert_lines(s, h.line.start, delta, out, &mut headers)?;
+            for added in headers.get(first..).unwrap_or_default() {
+                notes.touched(added.name);
+            }
             delta += growth(s);
         }
         match next.next_if(|s| s.span.start < h.line.end) {
-            None => headers.push(Header {
-                name_span: moved(h.name_span, delta)?,
-                value: moved(h.value, delta)?,
-                line: moved(h.line, delta)?,
-                ..*h
-            }),
-            Some(s) if s.span == h.line && s.with.is_empty() => delta += growth(s), // removed
+            None => {
+                notes.moved(h.name, delta);
+                headers.push(Header {
+                    name_span: moved(h.name_span, delta)?,
+                    value: moved(h.value, delta)?,
+                    line: moved(h.line, delta)?,
+                    ..*h
+                })
+            }
+            Some(s) if s.span == h.line && s.with.is_empty() => {
+                notes.touched(h.name);
+                delta += growth(s); // removed
+            }
             Some(s)
                 if !h.folded
                     && h.name != HeaderName::ContentLength
@@ -129,6 +140,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
                     && s.span.start != s.span.end
                     && !s.with.iter().any(|&c| c == b'\r' || c == b'\n') =>
             {
+                notes.touched(h.name);
                 let grown = delta + growth(s);
                 let value = Span {
                     start: moved(h.value, delta)?.start,
@@ -165,7 +177,11 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         if s.span.start != s.span.end || s.span.start != msg.headers_end {
             return None;
         }
+        let first = headers.len();
         insert_lines(s, msg.headers_end, delta, out, &mut headers)?;
+        for added in headers.get(first..).unwrap_or_default() {
+            notes.touched(added.name);
+        }
         delta += growth(s);
     }
     let mut vias = 0usize;
@@ -210,9 +226,80 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         content_length: msg.content_length,
         content_length_count: msg.content_length_count,
         top_via: ViaCache::default(),
-        ids: Default::default(),
-        cseq: Default::default(),
+        ids: notes.ids(msg),
+        cseq: notes.cseq(msg),
     })
+}
+
+/// What the original had noted about its Call-ID, tags and CSeq, carried to the rebuilt
+/// message when the headers they come from were only moved: the first Call-ID, From, To
+/// and CSeq field of each are then the same field, by the same number of bytes further.
+/// Any of those four edited, removed or inserted, and the rebuilt message reads its own.
+struct Notes {
+    /// How far the first Call-ID, From and To fields moved.
+    moved: [Option<i64>; 3],
+    /// A Call-ID, From, To or CSeq field was edited, removed or added.
+    touched: bool,
+}
+
+impl Notes {
+    fn of(msg: &Message) -> Notes {
+        Notes {
+            moved: [None; 3],
+            // Nothing noted: nothing to carry.
+            touched: msg.ids.0.get().is_none() && msg.cseq.0.get().is_none(),
+        }
+    }
+
+    fn slot(name: HeaderName) -> Option<usize> {
+        match name {
+            HeaderName::CallId => Some(0),
+            HeaderName::From => Some(1),
+            HeaderName::To => Some(2),
+            _ => None,
+        }
+    }
+
+    fn moved(&mut self, name: HeaderName, delta: i64) {
+        if let Some(d) = Notes::slot(name).and_then(|i| self.moved.get_mut(i)) {
+            d.get_or_insert(delta);
+        }
+    }
+
+    fn touched(&mut self, name: HeaderName) {
+        if Notes::slot(name).is_some() || name == HeaderName::CSeq {
+            self.touched = true;
+        }
+    }
+
+    fn ids(&self, msg: &Message) -> IdCache {
+        let cache = IdCache::default();
+        let Some(ids) = msg.ids.0.get().filter(|_| !self.touched) else {
+            return cache;
+        };
+        // A place noted in a field that moves with it; nothing noted stays nothing.
+        let carry = |span: Option<Span>, delta: Option<i64>| match (span, delta) {
+            (None, _) => Some(None),
+            (Some(s), Some(d)) => moved(s, d).map(Some),
+            (Some(_), None) => None,
+        };
+        let [call_id, from_tag, to_tag] = self.moved;
+        if let (Some(call_id), Some(from_tag), Some(to_tag)) = (
+            carry(ids.call_id(), call_id),
+            carry(ids.tag_of_from(), from_tag),
+            carry(ids.tag_of_to(), to_tag),
+        ) {
+            let _ = cache.0.set(IdSpans::new(call_id, from_tag, to_tag));
+        }
+        cache
+    }
+
+    fn cseq(&self, msg: &Message) -> CSeqCache {
+        match msg.cseq.0.get().filter(|_| !self.touched) {
+            Some(&noted) => CSeqCache(noted.into()),
+            None => CSeqCache::default(),
+        }
+    }
 }
 
 /// Reads the header lines an insertion put into `out`, each as the parser's one-pass path
@@ -300,6 +387,80 @@ v=0\n";
             let rebuilt = rebuild(&m, &e.splices, &out);
             assert!(rebuilt.is_some(), "followed without the parser: {names:?}");
             assert_eq!(rebuilt, Message::parse(out).ok(), "{names:?}");
+        }
+    }
+
+    /// The Call-ID, tags and CSeq the original had noted are carried when their fields only
+    /// moved, and read afresh when one was edited, removed or added: either way the rebuilt
+    /// message answers what parsing its bytes answers.
+    #[test]
+    fn noted_ids_and_cseq_carry_over_only_when_untouched() {
+        let m = Message::parse(INVITE).unwrap();
+        m.validate().unwrap();
+        let _ = m.cseq().unwrap();
+        assert!(m.ids.0.get().is_some() && m.cseq.0.get().is_some());
+        type Edit = fn(&Message, &mut Editor<'_>);
+        fn header(m: &Message, n: HeaderName) -> Header {
+            m.header(n).cloned().unwrap()
+        }
+        let edits: [(&str, bool, Edit); 9] = [
+            ("forwarding", true, |_, e| {
+                e.set_request_uri("sip:alice@192.0.2.1:5070")
+                    .push_via("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKrl1")
+                    .push_record_route("<sip:127.0.0.1:5060;lr;tk=aa>")
+                    .pop_route();
+            }),
+            ("a header added", true, |_, e| {
+                e.add_header("Subject", "carried");
+            }),
+            ("To replaced", false, |m, e| {
+                e.replace_value(&header(m, HeaderName::To), "<sip:bob@example.com>;tag=new");
+            }),
+            ("From replaced", false, |m, e| {
+                e.replace_value(&header(m, HeaderName::From), "<sip:x@example.com>;tag=f2");
+            }),
+            ("Call-ID replaced", false, |m, e| {
+                e.replace_value(&header(m, HeaderName::CallId), "another-call");
+            }),
+            ("CSeq replaced", false, |m, e| {
+                e.replace_value(&header(m, HeaderName::CSeq), "77 INVITE");
+            }),
+            ("To removed", false, |_, e| {
+                e.remove_all(HeaderName::To);
+            }),
+            ("a To added", false, |_, e| {
+                e.add_header("To", "<sip:later@example.com>;tag=later");
+            }),
+            ("a Call-ID added", false, |_, e| {
+                e.add_header("Call-ID", "second");
+            }),
+        ];
+        for (name, carried, edit) in edits {
+            let mut e = m.edit();
+            edit(&m, &mut e);
+            let out = e.finish();
+            let Some(rebuilt) = rebuild(&m, &e.splices, &out) else {
+                panic!("{name}: left to the parser");
+            };
+            let parsed = Message::parse(out).unwrap();
+            assert_eq!(
+                rebuilt.ids.0.get().is_some() && rebuilt.cseq.0.get().is_some(),
+                carried,
+                "{name}"
+            );
+            let err = |e: ParseError| e.to_string();
+            assert_eq!(
+                rebuilt.call_id().map_err(err),
+                parsed.call_id().map_err(err),
+                "{name}"
+            );
+            assert_eq!(rebuilt.from_tag(), parsed.from_tag(), "{name}");
+            assert_eq!(rebuilt.to_tag(), parsed.to_tag(), "{name}");
+            assert_eq!(
+                rebuilt.cseq().map_err(err),
+                parsed.cseq().map_err(err),
+                "{name}"
+            );
         }
     }
 

@@ -241,9 +241,14 @@ proptest! {
         new_via in via(),
         new_uri in uri(),
         edits in 0u8..64,
+        noted in any::<bool>(),
     ) {
         let (bytes, _) = req.render();
         let m = Message::parse(bytes).unwrap();
+        if noted {
+            // What the original noted is carried to the rebuilt message, or read again.
+            let _ = (m.validate(), m.call_id(), m.to_tag(), m.cseq());
+        }
         let apply = |e: &mut rollover_sip::Editor<'_>| {
             if edits & 1 != 0 {
                 e.set_request_uri(&new_uri.text());
@@ -271,6 +276,13 @@ proptest! {
         apply(&mut b);
         let built = b.finish_message();
         assert_eq!(built, parsed);
+        if let (Ok(built), Ok(parsed)) = (&built, &parsed) {
+            let err = |e: rollover_sip::ParseError| e.to_string();
+            assert_eq!(built.call_id().map_err(err), parsed.call_id().map_err(err));
+            assert_eq!(built.from_tag(), parsed.from_tag());
+            assert_eq!(built.to_tag(), parsed.to_tag());
+            assert_eq!(built.cseq().map_err(err), parsed.cseq().map_err(err));
+        }
         if let Ok(built) = built {
             exercise(&built);
         }
