@@ -18,9 +18,6 @@ use rollover_sip::{HeaderName, Message, StatusCode};
 
 /// How a branch ended, for ranking.
 #[derive(Debug, Clone)]
-// Most outcomes are responses, held only until the call settles: boxing them would add an
-// allocation per final response.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
     /// A final response from the target.
     Response(Message),

@@ -14,9 +14,6 @@ use crate::parse::{attach, parse_head, parse_start_line, Input};
 
 /// What the framer found at the front of the stream.
 #[derive(Debug)]
-// Nearly every frame is a message, handed on at once: boxing it would add an allocation
-// per message to save a move of a couple of hundred bytes.
-#[allow(clippy::large_enum_variant)]
 pub enum Frame {
     /// A complete message.
     Message(Message),

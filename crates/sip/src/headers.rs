@@ -175,20 +175,26 @@ impl Message {
     }
 
     /// The Call-ID and the tags, found once per message.
-    fn ids(&self) -> &IdSpans {
-        self.ids.0.get_or_init(|| {
-            IdSpans::new(
-                self.read_call_id().ok().map(|v| self.span_of(v)),
-                self.read_tag(HeaderName::From).map(|v| self.span_of(v)),
-                self.read_tag(HeaderName::To).map(|v| self.span_of(v)),
-            )
-        })
+    fn ids(&self) -> IdSpans {
+        if let Some(ids) = self.ids.get() {
+            return ids;
+        }
+        let ids = IdSpans::new(
+            self.read_call_id().ok().map(|v| self.span_of(v)),
+            self.read_tag(HeaderName::From).map(|v| self.span_of(v)),
+            self.read_tag(HeaderName::To).map(|v| self.span_of(v)),
+        );
+        self.ids.set(ids);
+        ids
     }
 
     /// Notes the Call-ID and tags `validate` found (slices of this message), unless they
     /// were noted already.
     pub(crate) fn note_ids(&self, call_id: &str, from_tag: Option<&str>, to_tag: Option<&str>) {
-        let _ = self.ids.0.set(IdSpans::new(
+        if self.ids.get().is_some() {
+            return;
+        }
+        self.ids.set(IdSpans::new(
             Some(self.span_of(call_id)),
             from_tag.map(|t| self.span_of(t)),
             to_tag.map(|t| self.span_of(t)),
@@ -226,7 +232,7 @@ impl Message {
 
     /// CSeq (mandatory).
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        if let Some(&(seq, code)) = self.cseq.0.get() {
+        if let Some((seq, code)) = self.cseq.get() {
             if let Some(method) = Method::from_code(code) {
                 return Ok(CSeq { seq, method });
             }
@@ -237,7 +243,7 @@ impl Message {
         let cseq = CSeq::parse_bytes(self.value_bytes(h)).ok_or_else(|| bad(h))?;
         // An extension method is read again each time (it would need a copy to be kept).
         if let Some(code) = cseq.method.code() {
-            let _ = self.cseq.0.set((cseq.seq, code));
+            self.cseq.set((cseq.seq, code));
         }
         Ok(cseq)
     }
@@ -526,7 +532,7 @@ mod tests {
                 assert_eq!(m.from_tag(), from, "{headers}");
                 assert_eq!(m.to_tag(), to, "{headers}");
             }
-            assert!(m.ids.0.get().is_some(), "noted: {headers}");
+            assert!(m.ids.get().is_some(), "noted: {headers}");
             // A clone keeps the note and the answers.
             let c = m.clone();
             assert_eq!(c.to_tag(), to);
@@ -565,14 +571,14 @@ mod tests {
             for _ in 0..2 {
                 assert_eq!(m.cseq().unwrap(), parsed, "{method}");
             }
-            assert_eq!(m.cseq.0.get().is_some(), *method != "FOO", "{method}");
+            assert_eq!(m.cseq.get().is_some(), *method != "FOO", "{method}");
             assert_eq!(m.clone().cseq().unwrap(), parsed, "{method}");
         }
         for bad in ["CSeq: x INVITE\r\n", "CSeq: 1INVITE\r\n", ""] {
             let text = format!("INVITE sip:b SIP/2.0\r\n{bad}Content-Length: 0\r\n\r\n");
             let m = Message::parse(text.into_bytes()).unwrap();
             assert!(m.cseq().is_err() && m.cseq().is_err(), "{bad}");
-            assert!(m.cseq.0.get().is_none(), "{bad}");
+            assert!(m.cseq.get().is_none(), "{bad}");
         }
     }
 

@@ -247,7 +247,7 @@ impl Notes {
         Notes {
             moved: [None; 3],
             // Nothing noted: nothing to carry.
-            touched: msg.ids.0.get().is_none() && msg.cseq.0.get().is_none(),
+            touched: msg.ids.get().is_none() && msg.cseq.get().is_none(),
         }
     }
 
@@ -274,7 +274,7 @@ impl Notes {
 
     fn ids(&self, msg: &Message) -> IdCache {
         let cache = IdCache::default();
-        let Some(ids) = msg.ids.0.get().filter(|_| !self.touched) else {
+        let Some(ids) = msg.ids.get().filter(|_| !self.touched) else {
             return cache;
         };
         // A place noted in a field that moves with it; nothing noted stays nothing.
@@ -289,16 +289,17 @@ impl Notes {
             carry(ids.tag_of_from(), from_tag),
             carry(ids.tag_of_to(), to_tag),
         ) {
-            let _ = cache.0.set(IdSpans::new(call_id, from_tag, to_tag));
+            cache.set(IdSpans::new(call_id, from_tag, to_tag));
         }
         cache
     }
 
     fn cseq(&self, msg: &Message) -> CSeqCache {
-        match msg.cseq.0.get().filter(|_| !self.touched) {
-            Some(&noted) => CSeqCache(noted.into()),
-            None => CSeqCache::default(),
+        let cache = CSeqCache::default();
+        if let Some(noted) = msg.cseq.get().filter(|_| !self.touched) {
+            cache.set(noted);
         }
+        cache
     }
 }
 
@@ -398,7 +399,7 @@ v=0\n";
         let m = Message::parse(INVITE).unwrap();
         m.validate().unwrap();
         let _ = m.cseq().unwrap();
-        assert!(m.ids.0.get().is_some() && m.cseq.0.get().is_some());
+        assert!(m.ids.get().is_some() && m.cseq.get().is_some());
         type Edit = fn(&Message, &mut Editor<'_>);
         fn header(m: &Message, n: HeaderName) -> Header {
             m.header(n).cloned().unwrap()
@@ -444,7 +445,7 @@ v=0\n";
             };
             let parsed = Message::parse(out).unwrap();
             assert_eq!(
-                rebuilt.ids.0.get().is_some() && rebuilt.cseq.0.get().is_some(),
+                rebuilt.ids.get().is_some() && rebuilt.cseq.get().is_some(),
                 carried,
                 "{name}"
             );
