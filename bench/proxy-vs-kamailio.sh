@@ -110,6 +110,13 @@ oncpu() {
   done
   echo $n
 }
+# "steal total" ticks of the whole machine (/proc/stat's cpu line): the time a virtual
+# machine's CPUs were ready but the host ran something else. A run during which the host
+# took a large share measures the host as much as the proxy: its figures are not comparable
+# with a quiet run's (the ratio of two proxies in one run suffers less).
+steal() {
+  awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat
+}
 # Voluntary context switches (a thread going to sleep: each is a wake-up later) summed
 # over every thread of a process tree.
 switches() {
@@ -242,7 +249,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
   read -r u0 s0 < <(ticks $PROXY)
-  w0=$(switches $PROXY); c0=$(oncpu $PROXY)
+  w0=$(switches $PROXY); c0=$(oncpu $PROXY); read -r st0 tt0 < <(steal)
   if [ -n "${PERF:-}" ]; then
     # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
     perf record -q -F ${PERF_FREQ:-999} --call-graph ${PERF_CALLGRAPH:-fp} -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
@@ -271,7 +278,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     awk -v n="$ok" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "     %-16s %8.2f\n", $NF, $4 / n }' "$WORK/syscalls-$proxy.txt"
   fi
   read -r u1 s1 < <(ticks $PROXY)
-  w1=$(switches $PROXY); c1=$(oncpu $PROXY)
+  w1=$(switches $PROXY); c1=$(oncpu $PROXY); read -r st1 tt1 < <(steal)
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
     wait $PERF_PID || true
@@ -280,7 +287,8 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   read -r p50 p90 p99 < <(percentiles)
   read -r cpu_us usr_us sys_us < <(python3 -c "n = max($ok, 1) / 1e6 * $CLK; print(f'{($u1 - $u0 + $s1 - $s0) / n:.1f} {($u1 - $u0) / n:.1f} {($s1 - $s0) / n:.1f}')")
   exact_us=$(python3 -c "print(f'{($c1 - $c0) / 1000 / max($ok, 1):.1f}')")
-  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); on CPU $exact_us us/call (schedstat); $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  steal_pct=$(python3 -c "print(f'{100 * ($st1 - $st0) / max($tt1 - $tt0, 1):.0f}')")
+  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); on CPU $exact_us us/call (schedstat); host steal $steal_pct %; $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
   if [ -n "${CALLGRIND:-}" ] && [ $proxy = kamailio ]; then
     # valgrind's control tool cannot reach the processes Kamailio forks, so whole runs are
     # counted (each process writes its count when it exits): this one, then one as long
