@@ -97,36 +97,30 @@ ticks() {
   done
   echo "$u $s"
 }
-# Nanoseconds on a CPU (/proc/PID/task/TID/schedstat, field 1) summed over every thread of a
-# process tree. utime and stime are sampled at the clock tick here (10 ms): at 200 calls/s
-# a 30 s run gathers about a hundred samples, so they wander by several per cent from run
-# to run; the scheduler's own count is exact.
-oncpu() {
-  local n=0 p v
+# Sums, over every thread of a process tree, what the awk program $2 prints from each
+# thread's /proc/PID/task/TID/$1.
+sum_threads() {
+  local file=$1 prog=$2 n=0 p v
+  shift 2
   for p in $(tree "$@"); do
-    for v in $(awk '{ print $1 }' /proc/"$p"/task/*/schedstat 2>/dev/null); do
+    for v in $(awk "$prog" /proc/"$p"/task/*/"$file" 2>/dev/null); do
       n=$(( n + v ))
     done
   done
   echo $n
 }
+# Nanoseconds on a CPU, from the scheduler's own count (schedstat, field 1): exact, where
+# utime and stime are sampled at the clock tick (the two agree within 0.5 % in the runs of
+# docs/performance.md, so the spread between runs is not the measurement's).
+oncpu() { sum_threads schedstat '{ print $1 }' "$@"; }
+# Voluntary context switches (a thread going to sleep: each is a wake-up later).
+switches() { sum_threads status '/^voluntary_ctxt_switches:/ { print $2 }' "$@"; }
 # "steal total" ticks of the whole machine (/proc/stat's cpu line): the time a virtual
 # machine's CPUs were ready but the host ran something else. A run during which the host
 # took a large share measures the host as much as the proxy: its figures are not comparable
 # with a quiet run's (the ratio of two proxies in one run suffers less).
 steal() {
   awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat
-}
-# Voluntary context switches (a thread going to sleep: each is a wake-up later) summed
-# over every thread of a process tree.
-switches() {
-  local n=0 p v
-  for p in $(tree "$@"); do
-    for v in $(awk '/^voluntary_ctxt_switches:/ { print $2 }' /proc/"$p"/task/*/status 2>/dev/null); do
-      n=$(( n + v ))
-    done
-  done
-  echo $n
 }
 # Memory in MB: RSS for a single process (Rollover), summed PSS over Kamailio's processes
 # (they share memory, so their RSS would count it once per process).
