@@ -187,7 +187,8 @@ fn next_deadline<U: TransactionUser>(user: &mut U, txn: &mut TxnLayer) -> Option
 /// The timer grid's step: an eighth of T1, so SIP's shortest timer (T1) moves by at most
 /// 12.5 %. At the default T1 (500 ms) that is 62.5 ms, the tick of Kamailio's timers (16 a
 /// second). A coarser grid means fewer wake-ups for timers alone: on a 10 ms grid they were
-/// about one in eleven of the driver's wake-ups at 200 calls/s (`docs/performance.md`).
+/// about a tenth of the driver's wake-ups at 200 calls/s, on this grid about one in forty
+/// (`docs/performance.md`).
 fn timer_tick(t1: std::time::Duration) -> std::time::Duration {
     (t1 / 8).clamp(MIN_TICK, MAX_TICK)
 }

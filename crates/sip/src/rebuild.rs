@@ -111,11 +111,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
             if s.span.start != h.line.start {
                 return None;
             }
-            let first = headers.len();
-            insert_lines(s, h.line.start, delta, out, &mut headers)?;
-            for added in headers.get(first..).unwrap_or_default() {
-                notes.touched(added.name);
-            }
+            insert_lines(s, h.line.start, delta, out, &mut headers, &mut notes)?;
             delta += growth(s);
         }
         match next.next_if(|s| s.span.start < h.line.end) {
@@ -177,11 +173,7 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         if s.span.start != s.span.end || s.span.start != msg.headers_end {
             return None;
         }
-        let first = headers.len();
-        insert_lines(s, msg.headers_end, delta, out, &mut headers)?;
-        for added in headers.get(first..).unwrap_or_default() {
-            notes.touched(added.name);
-        }
+        insert_lines(s, msg.headers_end, delta, out, &mut headers, &mut notes)?;
         delta += growth(s);
     }
     let mut vias = 0usize;
@@ -304,13 +296,15 @@ impl Notes {
 }
 
 /// Reads the header lines an insertion put into `out`, each as the parser's one-pass path
-/// reads it; `None` for anything that path declines or that the parser counts specially.
+/// reads it, telling `notes` which fields were added; `None` for anything that path
+/// declines or that the parser counts specially.
 fn insert_lines(
     s: &crate::edit::Splice,
     at: u32,
     delta: i64,
     out: &Bytes,
     headers: &mut Vec<Header>,
+    notes: &mut Notes,
 ) -> Option<()> {
     let mut at = usize::try_from(i64::from(at) + delta).ok()?;
     let stop = at + s.with.len();
@@ -319,6 +313,7 @@ fn insert_lines(
         if h.name == HeaderName::ContentLength || h.name == HeaderName::Other || next > stop {
             return None;
         }
+        notes.touched(h.name);
         headers.push(h);
         at = next;
     }
