@@ -29,6 +29,8 @@
 # the calls it completed per second against its max, what it refused, SIPp's
 # retransmissions; then half its max for STEP_SECONDS to see that it recovered by itself.
 # OVERLOAD_RATE=R offers R calls/s instead of 1.5x the max.
+# FIXED_ONLY=1 runs the fixed-rate run only (no max-rate steps, no overload): what
+# bench/cpu-series.sh repeats.
 # CPU_QUOTA=P runs each proxy (all its processes) in a cgroup limited to P % of one core,
 # so that the proxy, not SIPp, is what saturates: on a 2-core machine SIPp's three
 # processes cannot offer 1.5x what a whole core of either proxy sustains.
@@ -299,6 +301,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   fi
   CPU[$proxy]=$cpu_us; EXACT[$proxy]=$exact_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
   best=0
+  if [ -n "${FIXED_ONLY:-}" ]; then STEPS=(); fi
   for rate in "${STEPS[@]}"; do
     read -r ok bad _ < <(run_load "$rate" $(( rate * STEP_SECONDS )))
     echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
@@ -329,6 +332,6 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${EXACT[$proxy]} | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${OVER[$proxy]:-} at ${OVERRATE[$proxy]:-} cps | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
 if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
-  python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; ke=${EXACT[kamailio]}; re=${EXACT[rollover]}; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {ru/ku:.2f}); on CPU (schedstat): {re/ke:.2f}')"
+  python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; ke=${EXACT[kamailio]}; re=${EXACT[rollover]}; user = f'{ru/ku:.2f}' if ku else 'n/a'; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {user}); on CPU (schedstat): {re/ke:.2f}')"
   echo "max rate, rollover / kamailio: ${MAXRATE[rollover]} / ${MAXRATE[kamailio]}"
 fi
