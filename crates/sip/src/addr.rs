@@ -80,9 +80,18 @@ impl<'a> NameAddr<'a> {
     /// returns its header parameters, without decoding the URI: for addresses this element
     /// only relays.
     pub fn check_shape(s: &'a str) -> Result<Params<'a>, AddrError> {
-        match split(s)? {
-            (_, "", _, _) => Err(AddrError::Uri(UriError::Scheme)),
-            (_, _, _, params) => Ok(params),
+        Self::check_shape_get(s, "").map(|(params, _)| params)
+    }
+
+    /// [`NameAddr::check_shape`], and the header parameter `name` found in the same pass
+    /// (as [`Params::get`] gives it).
+    pub fn check_shape_get(
+        s: &'a str,
+        name: &str,
+    ) -> Result<(Params<'a>, Option<Option<&'a str>>), AddrError> {
+        match split_get(s, name)? {
+            ((_, "", _, _), _) => Err(AddrError::Uri(UriError::Scheme)),
+            ((_, _, _, params), found) => Ok((params, found)),
         }
     }
 
@@ -109,6 +118,14 @@ impl<'a> NameAddr<'a> {
 type Parts<'a> = (Option<DisplayName<'a>>, &'a str, bool, Params<'a>);
 
 fn split(s: &str) -> Result<Parts<'_>, AddrError> {
+    split_get(s, "").map(|(parts, _)| parts)
+}
+
+/// [`split`], and the header parameter `name` (`""`: none) found while checking them.
+fn split_get<'a>(
+    s: &'a str,
+    name: &str,
+) -> Result<(Parts<'a>, Option<Option<&'a str>>), AddrError> {
     let s = scan::trim_lws(s);
     let (display, uri_str, rest, bracketed) = if s.starts_with('"') {
         let (inner, rest) = scan::quoted_string(s).ok_or(AddrError::Quote)?;
@@ -159,14 +176,15 @@ fn split(s: &str) -> Result<Parts<'_>, AddrError> {
         None if rest.is_empty() => Params::new(""),
         None => return Err(AddrError::Angle),
     };
+    let mut found = None;
     if !rest.is_empty() {
         // A lone ';' or ';;' is an empty parameter (RFC 4475 §3.1.2.1).
-        params.validate().map_err(|_| AddrError::Param)?;
+        found = params.validate_get(name).map_err(|_| AddrError::Param)?;
         if scan::trim_lws(params.as_str()).is_empty() {
             return Err(AddrError::Param);
         }
     }
-    Ok((display, uri_str, bracketed, params))
+    Ok(((display, uri_str, bracketed, params), found))
 }
 
 /// Parses `<uri>` at the start of `s`; returns the URI text and what follows `>`.

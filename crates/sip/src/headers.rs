@@ -256,6 +256,20 @@ impl Message {
 
     /// The header parameters of From or To, the value checked whole, or (`decode` false)
     /// for shape only, the URI left as written.
+    /// The header parameter `param` of the single `name` header (From, To), its value
+    /// checked for shape as [`Message::addr_params`] does, in the same pass.
+    pub(crate) fn addr_param(
+        &self,
+        name: HeaderName,
+        param: &str,
+    ) -> Result<Option<Option<&str>>, ParseError> {
+        let (h, v) = self.single(name)?;
+        match NameAddr::check_shape_get(v, param) {
+            Ok((_, found)) => Ok(found),
+            Err(_) => Err(bad(h)),
+        }
+    }
+
     pub(crate) fn addr_params(
         &self,
         name: HeaderName,

@@ -51,27 +51,64 @@ impl<'a> Params<'a> {
     /// Checks that every element has a non-empty name and, when `=` is present, a
     /// non-empty value that is a quoted string or has no white space or delimiters.
     pub fn validate(&self) -> Result<(), BadParam> {
-        // The common list (`tag=…`, `lr;tk=…`) has no white space, quotes or brackets: no
-        // element needs trimming or unquoting, and one split decides.
-        let ok = if self
-            .0
-            .bytes()
-            .all(|c| plain_char(c) || c == b';' || c == b'=')
-        {
-            plain_well_formed(self.0.as_bytes())
-        } else {
-            self.iter().all(|(name, value)| pair_ok(name, value))
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(BadParam)
+        self.validate_get("").map(|_| ())
+    }
+
+    /// [`Params::validate`], then [`Params::get`] of `name` (`""`: none): the common list
+    /// (`tag=…`, `branch=…;rport`) has no white space, quotes or brackets, so one pass
+    /// over it checks every element and finds the one asked for. Others take the
+    /// element-by-element check and a second walk.
+    pub fn validate_get(&self, name: &str) -> Result<Option<Option<&'a str>>, BadParam> {
+        match plain_pass(self.0, name) {
+            Some(found) => Ok(found),
+            None if self.iter().all(|(n, v)| pair_ok(n, v)) => Ok(if name.is_empty() {
+                None
+            } else {
+                self.get(name)
+            }),
+            None => Err(BadParam),
         }
     }
 }
 
-/// [`Params::validate`] for a list of plain bytes, `;` and `=` only: every element has a
-/// name, and a value after `=` that is not empty and holds no second `=`.
+/// One pass over a list of plain bytes, `;` and `=` only, every element with a name and,
+/// after `=`, a value that is not empty and holds no second `=`: the first value of the
+/// element named `name` (case-insensitively; `""` finds none). `None` for any other list,
+/// left to the general check (which refuses the ill-formed plain ones too).
+fn plain_pass<'a>(raw: &'a str, name: &str) -> Option<Option<Option<&'a str>>> {
+    let b = raw.as_bytes();
+    if b.is_empty() {
+        return Some(None);
+    }
+    let mut found = None;
+    let (mut start, mut eq) = (0, None);
+    for i in 0..=b.len() {
+        match b.get(i).copied().unwrap_or(b';') {
+            b';' => {
+                let name_end = eq.unwrap_or(i);
+                if name_end == start || eq.is_some_and(|e| e + 1 == i) {
+                    return None;
+                }
+                if found.is_none()
+                    && !name.is_empty()
+                    && raw
+                        .get(start..name_end)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                {
+                    found = Some(eq.and_then(|e| raw.get(e + 1..i)));
+                }
+                (start, eq) = (i + 1, None);
+            }
+            b'=' if eq.is_none() => eq = Some(i),
+            c if plain_char(c) => {}
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
+/// The shape of a list of plain bytes, `;` and `=` only (URI parameters): every element
+/// has a name, and a value after `=` that is not empty and holds no second `=`.
 pub(crate) fn plain_well_formed(p: &[u8]) -> bool {
     p.is_empty()
         || p.split(|&c| c == b';')
@@ -287,6 +324,29 @@ mod tests {
             let general = Params::new(&raw).iter().all(|(n, v)| pair_ok(n, v));
             proptest::prop_assert_eq!(Params::new(&raw).validate().is_ok(), general);
         }
+    }
+
+    proptest::proptest! {
+        /// The one-pass check and look-up decide and find as the check and `get` apart.
+        #[test]
+        fn validate_get_is_validate_then_get(raw in r#"[aAgGt ;=<>"\\\t%]{0,16}"#, name in "(tag|TaG|a|g)") {
+            let p = Params::new(&raw);
+            let general = p.iter().all(|(n, v)| pair_ok(n, v));
+            let expected = if general { Ok(p.get(&name)) } else { Err(BadParam) };
+            proptest::prop_assert_eq!(p.validate_get(&name), expected);
+            proptest::prop_assert_eq!(p.validate_get(""), if general { Ok(None) } else { Err(BadParam) });
+        }
+    }
+
+    #[test]
+    fn validate_get_finds_the_first_of_a_plain_list() {
+        let p = Params::new("x;TAG=t1;tag=t2");
+        assert_eq!(p.validate_get("tag"), Ok(Some(Some("t1"))));
+        assert_eq!(p.validate_get("x"), Ok(Some(None)));
+        assert_eq!(p.validate_get("y"), Ok(None));
+        assert_eq!(Params::new("tag=a=b").validate_get("tag"), Err(BadParam));
+        assert_eq!(Params::new("tag=").validate_get("tag"), Err(BadParam));
+        assert_eq!(Params::new("tag=t;").validate_get("tag"), Err(BadParam));
     }
 
     #[test]

@@ -56,8 +56,7 @@ impl Message {
         let request = self.is_request();
         let mut tags = [None, None];
         for (tag, name) in tags.iter_mut().zip([HeaderName::From, HeaderName::To]) {
-            let params = self.addr_params(name, false)?;
-            match params.get("tag") {
+            match self.addr_param(name, "tag")? {
                 // `;tag` with no value: no dialog can be matched on it (§19.3 requires a
                 // token).
                 Some(None) => {
