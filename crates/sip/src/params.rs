@@ -81,10 +81,14 @@ fn plain_pass<'a>(raw: &'a str, name: &str) -> Option<Option<Option<&'a str>>> {
         return Some(None);
     }
     let mut found = None;
-    let (mut start, mut eq) = (0, None);
-    for i in 0..=b.len() {
-        match b.get(i).copied().unwrap_or(b';') {
-            b';' => {
+    let (mut start, mut eq, mut i) = (0, None, 0);
+    loop {
+        // Past a run of plain bytes (most of the list) to the next `;`, `=` or other byte.
+        let rest = b.get(i..).unwrap_or_default();
+        i += rest.iter().position(|&c| !plain_char(c)).unwrap_or(rest.len());
+        match b.get(i) {
+            Some(b'=') if eq.is_none() => eq = Some(i),
+            Some(b';') | None => {
                 let name_end = eq.unwrap_or(i);
                 if name_end == start || eq.is_some_and(|e| e + 1 == i) {
                     return None;
@@ -97,14 +101,15 @@ fn plain_pass<'a>(raw: &'a str, name: &str) -> Option<Option<Option<&'a str>>> {
                 {
                     found = Some(eq.and_then(|e| raw.get(e + 1..i)));
                 }
+                if i >= b.len() {
+                    return Some(found);
+                }
                 (start, eq) = (i + 1, None);
             }
-            b'=' if eq.is_none() => eq = Some(i),
-            c if plain_char(c) => {}
-            _ => return None,
+            Some(_) => return None,
         }
+        i += 1;
     }
-    Some(found)
 }
 
 /// The shape of a list of plain bytes, `;` and `=` only (URI parameters): every element
