@@ -254,10 +254,9 @@ impl Message {
         NameAddr::parse(v).map_err(|_| bad(h))
     }
 
-    /// The header parameters of From or To, the value checked whole, or (`decode` false)
-    /// for shape only, the URI left as written.
-    /// The header parameter `param` of the single `name` header (From, To), its value
-    /// checked for shape as [`Message::addr_params`] does, in the same pass.
+    /// The header parameter `param` of the single `name` header (From, To), found while
+    /// the value's shape is checked ([`NameAddr::check_shape`]: display name, brackets,
+    /// parameters; the URI left as written).
     pub(crate) fn addr_param(
         &self,
         name: HeaderName,
@@ -270,17 +269,8 @@ impl Message {
         }
     }
 
-    pub(crate) fn addr_params(
-        &self,
-        name: HeaderName,
-        decode: bool,
-    ) -> Result<Params<'_>, ParseError> {
-        let (h, v) = self.single(name)?;
-        checked_addr(v, decode).ok_or_else(|| bad(h))
-    }
-
-    /// Checks every value of Contact, Route and Record-Route as [`Message::addr_params`]
-    /// does, Route's URIs decoded when `decode_route`; Contact not at all when one of its
+    /// Checks every value of Contact, Route and Record-Route for shape as
+    /// [`Message::addr_param`] does, Route's URIs decoded when `decode_route`; Contact not at all when one of its
     /// values is `*` (REGISTER, §10.2.2). One pass over the headers; the error reported is
     /// the first Contact one, else the first Route one, else the first Record-Route one.
     pub(crate) fn check_address_headers(&self, decode_route: bool) -> Result<(), ParseError> {

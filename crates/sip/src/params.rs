@@ -85,7 +85,10 @@ fn plain_pass<'a>(raw: &'a str, name: &str) -> Option<Option<Option<&'a str>>> {
     loop {
         // Past a run of plain bytes (most of the list) to the next `;`, `=` or other byte.
         let rest = b.get(i..).unwrap_or_default();
-        i += rest.iter().position(|&c| !plain_char(c)).unwrap_or(rest.len());
+        i += rest
+            .iter()
+            .position(|&c| !plain_char(c))
+            .unwrap_or(rest.len());
         match b.get(i) {
             Some(b'=') if eq.is_none() => eq = Some(i),
             Some(b';') | None => {
