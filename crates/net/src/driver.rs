@@ -16,14 +16,15 @@
 //!
 //! With several workers, each runs this loop over its own queue: it screens what its
 //! sockets received (parse, validation, flood and overload checks) and hands each message
-//! it lets in to the worker its Call-ID hashes to ([`Inbound::Screened`]). A call's
+//! it lets in to the worker its Call-ID hashes to ([`Inbound::Screened`]: what one turn let
+//! in for a worker goes in one event, so that worker is woken once per turn). A call's
 //! transactions and state live in one worker only: no lock on the per-message path.
 
 use std::future::Future;
 use std::time::Instant;
 
 use rollover_sip::Limits;
-use rollover_txn::{FrontDoor, TransactionUser, TxnLayer};
+use rollover_txn::{FrontDoor, Peer, TransactionUser, TxnLayer};
 use tokio::sync::mpsc::Receiver;
 use tracing::debug;
 
@@ -103,7 +104,10 @@ pub async fn run_with_commands<U: TransactionUser, C>(
     #[allow(clippy::disallowed_methods)] // the origin of the timer grid
     let grid = Instant::now();
     let tick = timer_tick(txn.config().t1);
+    // What this turn let in for other workers, sent once the turn is over.
+    let mut handoffs = HandOffs::new(transports.workers());
     loop {
+        handoffs.send(transports);
         #[allow(clippy::disallowed_methods)] // the driver is where real time enters
         let now = Instant::now();
         pump(now, user, txn, transports);
@@ -133,7 +137,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                 while let Some((event, backlog)) = udp.take() {
                     #[allow(clippy::disallowed_methods)]
                     let now = Instant::now();
-                    handle(now, user, txn, transports, &mut door, event, backlog);
+                    handle(now, user, txn, transports, &mut door, &mut handoffs, event, backlog);
                     pump(now, user, txn, transports);
                 }
                 // Then a share of the channel (streams, hand-offs), so a busy socket
@@ -143,7 +147,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                     #[allow(clippy::disallowed_methods)]
                     let now = Instant::now();
                     let backlog = inbound.len();
-                    handle(now, user, txn, transports, &mut door, event, backlog);
+                    handle(now, user, txn, transports, &mut door, &mut handoffs, event, backlog);
                     pump(now, user, txn, transports);
                 }
             }
@@ -154,7 +158,7 @@ pub async fn run_with_commands<U: TransactionUser, C>(
                     None => return,
                     Some(event) => {
                         let backlog = inbound.len();
-                        handle(now, user, txn, transports, &mut door, event, backlog);
+                        handle(now, user, txn, transports, &mut door, &mut handoffs, event, backlog);
                     }
                 }
             }
@@ -214,14 +218,41 @@ const FAIR_SHARE: usize = 64;
 /// A timer that is not armed sleeps this long (a year), never firing in practice.
 const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
+/// The messages one turn of the driver let in for other workers, one list per worker.
+struct HandOffs(Vec<Vec<(Peer, rollover_sip::Message)>>);
+
+impl HandOffs {
+    fn new(workers: usize) -> HandOffs {
+        HandOffs((0..workers).map(|_| Vec::new()).collect())
+    }
+
+    fn push(&mut self, worker: usize, source: Peer, msg: rollover_sip::Message) {
+        if let Some(list) = self.0.get_mut(worker) {
+            list.push((source, msg));
+        }
+    }
+
+    /// Each worker's list in one event: a turn's hand-offs wake a worker once, where one
+    /// event per message woke it about once per message (an `eventfd` write each).
+    fn send(&mut self, transports: &Transports) {
+        for (worker, list) in self.0.iter_mut().enumerate() {
+            if !list.is_empty() {
+                transports.hand_off(worker, std::mem::take(list));
+            }
+        }
+    }
+}
+
 /// One inbound event: a received message is screened and given to the worker that owns
-/// its call (this one, or another through a hand-off).
+/// its call (this one, or another through a hand-off at the end of the turn).
+#[allow(clippy::too_many_arguments)]
 fn handle<U: TransactionUser>(
     now: Instant,
     user: &mut U,
     txn: &mut TxnLayer,
     transports: &Transports,
     door: &mut FrontDoor,
+    handoffs: &mut HandOffs,
     event: Inbound,
     backlog: usize,
 ) {
@@ -238,11 +269,16 @@ fn handle<U: TransactionUser>(
                     txn.handle_message(now, source, msg);
                 } else {
                     door.note_handed_off(txn);
-                    transports.hand_off(owner, source, msg);
+                    handoffs.push(owner, source, msg);
                 }
             }
         }
-        Inbound::Screened { source, message } => txn.handle_message(now, source, message),
+        Inbound::Screened { messages } => {
+            for (source, message) in messages {
+                txn.handle_message(now, source, message);
+                pump(now, user, txn, transports);
+            }
+        }
         Inbound::SendFailed {
             txn: Some(r),
             error,

@@ -42,14 +42,14 @@ pub enum Inbound {
         /// Why it failed.
         error: TransportError,
     },
-    /// A message another worker received and let in (parsed, checked, admitted): it is
-    /// this worker's because its Call-ID hashes here. Goes straight to the transaction
-    /// layer.
+    /// Messages another worker received and let in (parsed, checked, admitted), in the
+    /// order it received them: they are this worker's because their Call-IDs hash here.
+    /// They go straight to the transaction layer. One event carries what the other worker
+    /// let in for this one during one of its turns, so this one is woken once for them,
+    /// not once each.
     Screened {
-        /// Who sent it.
-        source: Peer,
-        /// The message, its Via stamped.
-        message: rollover_sip::Message,
+        /// Who sent each, and the message, its Via stamped.
+        messages: Vec<(Peer, rollover_sip::Message)>,
     },
     /// A stream carried bytes that cannot be framed (the connection is closed); for logging.
     BadStream {

@@ -279,12 +279,13 @@ impl Transports {
         self.inner.inbound.len()
     }
 
-    /// Queues a message this worker let in for the worker that owns its call
-    /// ([`Inbound::Screened`]). Never waits: when that worker's queue is full, a task
-    /// waits for room.
-    pub fn hand_off(&self, worker: usize, source: Peer, message: rollover_sip::Message) {
-        self.inner
-            .report(worker, Inbound::Screened { source, message });
+    /// Queues messages this worker let in for the worker that owns their calls
+    /// ([`Inbound::Screened`]), in one event. Never waits: when that worker's queue is
+    /// full, a task waits for room.
+    pub fn hand_off(&self, worker: usize, messages: Vec<(Peer, rollover_sip::Message)>) {
+        if !messages.is_empty() {
+            self.inner.report(worker, Inbound::Screened { messages });
+        }
     }
 
     /// Sends without blocking the caller on connection set-up: UDP is sent right away
