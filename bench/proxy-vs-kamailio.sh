@@ -247,8 +247,9 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   read -r u0 s0 < <(ticks $PROXY)
   w0=$(switches $PROXY); c0=$(oncpu $PROXY); read -r st0 tt0 < <(steal)
   if [ -n "${PERF:-}" ]; then
-    # PERF=1: a call-graph profile of the proxy during the fixed-rate run.
-    perf record -q -F ${PERF_FREQ:-999} --call-graph ${PERF_CALLGRAPH:-fp} -p $PROXY -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
+    # PERF=1: a call-graph profile of the proxy (every process: Kamailio forks its
+    # workers) during the fixed-rate run.
+    perf record -q -F ${PERF_FREQ:-999} --call-graph ${PERF_CALLGRAPH:-fp} -p "$(tree $PROXY | paste -sd,)" -o "$WORK/perf-$proxy.data" -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & PERF_PID=$!
   fi
   if [ -n "${SYSCALLS:-}" ]; then
     # SYSCALLS=1: the system calls of every process of the proxy during the fixed-rate
