@@ -732,13 +732,17 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = caller.local_addr().unwrap();
     let invite = |n: u32, to_tag: &str| shed_invite(me, n, to_tag);
-    // 1,100 new requests, then one inside a dialog, all waiting in the socket buffer.
-    let total = 1100u32;
+    // 4,200 new requests, then one inside a dialog, read ahead as they come (in rounds:
+    // a socket buffer holds fewer than a whole queue of them), none handled.
+    let total = 4200u32;
     for n in 0..total {
         caller
             .send_to(invite(n, "").as_bytes(), proxy)
             .await
             .unwrap();
+        if n % 500 == 499 {
+            udp.fill();
+        }
     }
     caller
         .send_to(invite(9000, ";tag=x").as_bytes(), proxy)
@@ -754,8 +758,57 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
         queued += 1;
     }
     let refused = count_503s(&caller, Duration::from_millis(300), 7).await;
-    assert_eq!(queued, 1024 + 1, "a whole queue, and the in-dialog request");
-    assert_eq!(refused, total - 1024);
+    assert_eq!(queued, 4096 + 1, "a whole queue, and the in-dialog request");
+    assert_eq!(refused, total - 4096);
+    t.shutdown();
+}
+
+/// Large datagrams fill the read-ahead by their bytes before their count: past 4 MiB queued,
+/// new requests are refused as they arrive, however few datagrams that is.
+#[tokio::test]
+async fn a_read_ahead_full_of_bytes_sheds_new_requests_with_503() {
+    let cfg = NetConfig {
+        shed: Some(rollover_net::Shed {
+            retry_after: 7,
+            exempt: std::sync::Arc::new(|_| false),
+        }),
+        ..config(&["udp:127.0.0.1:0"])
+    };
+    let (t, _rx) = Transports::bind(cfg).await.unwrap();
+    let mut udp = t.claim_udp();
+    let proxy = t.local_addr(Transport::Udp).unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    // Each request carries a body that brings it to 40,000 bytes: 105 of them hold less
+    // than 4 MiB (4,194,304 bytes), the 106th would go past.
+    let big = |n: u32| {
+        let invite = shed_invite(me, n, "");
+        let head = invite.trim_end_matches("Content-Length: 0\r\n\r\n");
+        let body = 40_000 - head.len() - "Content-Length: 00000\r\n\r\n".len();
+        format!(
+            "{head}Content-Length: {body:05}\r\n\r\n{}",
+            "b".repeat(body)
+        )
+    };
+    assert_eq!(big(0).len(), 40_000);
+    let total = 120u32;
+    for n in 0..total {
+        caller.send_to(big(n).as_bytes(), proxy).await.unwrap();
+        if n % 20 == 19 {
+            // The runtime sees the socket readable only when it turns.
+            tokio::task::yield_now().await;
+            udp.fill();
+        }
+    }
+    tokio::task::yield_now().await;
+    udp.fill();
+    let mut queued = 0;
+    while udp.take().is_some() {
+        queued += 1;
+    }
+    let refused = count_503s(&caller, Duration::from_millis(300), 7).await;
+    assert_eq!(queued, 105, "4 MiB of requests");
+    assert_eq!(refused, total - 105);
     t.shutdown();
 }
 

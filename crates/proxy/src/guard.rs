@@ -40,9 +40,11 @@ impl Default for SecurityConfig {
             pike_rate: 30,
             pike_burst: 60,
             pike_block: Duration::from_secs(30),
-            // A worker's read-ahead (1,024 datagrams, about 20 ms of calls): bursts of a
-            // few hundred are normal at 6,000 calls/s and are not overload.
-            overload_backlog: 1024,
+            // A worker's read-ahead (4,096 datagrams, about 80 ms of calls): a proxy that
+            // shares its cores is off them for tens of milliseconds at a time, and the
+            // burst it then finds (1,000 datagrams and more at 5,000 calls/s) is not
+            // overload (docs/performance.md, "Fewer false overloads").
+            overload_backlog: 4096,
             retry_after: 5,
         }
     }
