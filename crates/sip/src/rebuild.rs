@@ -14,7 +14,9 @@ use bytes::Bytes;
 use crate::edit::Editor;
 use crate::error::ParseError;
 use crate::limits::Limits;
-use crate::message::{CSeqCache, Header, IdCache, IdSpans, Message, Span, StartLine, ViaCache};
+use crate::message::{
+    Buf, CSeqCache, Header, IdCache, IdSpans, Message, Span, StartLine, ViaCache,
+};
 use crate::name::HeaderName;
 use crate::parse::plain_line;
 use crate::scan;
@@ -23,8 +25,13 @@ impl Editor<'_> {
     /// The edited message: what [`Message::parse`] makes of [`Editor::finish`]'s bytes,
     /// mostly without parsing them again.
     pub fn finish_message(&mut self) -> Result<Message, ParseError> {
-        let out = self.finish();
-        match rebuild(self.msg, &self.splices, &out) {
+        // Built as text when it can be, so the result need not be checked as UTF-8 again.
+        let text = self.finish_text();
+        let out = match &text {
+            Some(text) => text.as_bytes().clone(),
+            None => self.finish(),
+        };
+        match rebuild(self.msg, &self.splices, &out, text) {
             Some(m) => Ok(m),
             None => Message::parse(out),
         }
@@ -46,7 +53,13 @@ fn growth(s: &crate::edit::Splice) -> i64 {
     s.with.len() as i64 - i64::from(s.span.end - s.span.start)
 }
 
-fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
+/// `text`: `out` as checked text, when [`Editor::finish_text`] could make it so.
+fn rebuild(
+    msg: &Message,
+    splices: &Splices,
+    out: &Bytes,
+    text: Option<bytestring::ByteString>,
+) -> Option<Message> {
     let limits = Limits::default();
     if out.len() > limits.max_message_size || scan_crlf_start(out) {
         return None;
@@ -209,7 +222,10 @@ fn rebuild(msg: &Message, splices: &Splices, out: &Bytes) -> Option<Message> {
         return None;
     }
     Some(Message {
-        buf: crate::message::Buf::new(out.clone()),
+        buf: match text {
+            Some(text) => Buf::Text(text),
+            None => Buf::new(out.clone()),
+        },
         start_line,
         headers,
         headers_start,
@@ -380,7 +396,7 @@ v=0\n";
             }
             let out = e.finish();
             let names: Vec<_> = chosen.iter().map(|(_, (n, _))| *n).collect();
-            let rebuilt = rebuild(&m, &e.splices, &out);
+            let rebuilt = rebuild(&m, &e.splices, &out, None);
             assert!(rebuilt.is_some(), "followed without the parser: {names:?}");
             assert_eq!(rebuilt, Message::parse(out).ok(), "{names:?}");
         }
@@ -435,7 +451,7 @@ v=0\n";
             let mut e = m.edit();
             edit(&m, &mut e);
             let out = e.finish();
-            let Some(rebuilt) = rebuild(&m, &e.splices, &out) else {
+            let Some(rebuilt) = rebuild(&m, &e.splices, &out, None) else {
                 panic!("{name}: left to the parser");
             };
             let parsed = Message::parse(out).unwrap();
@@ -467,9 +483,42 @@ v=0\n";
         let mut e = m.edit();
         e.set_body(Some("text/plain"), Bytes::from_static(b"hello"));
         let out = e.finish();
-        assert!(rebuild(&m, &e.splices, &out).is_none());
+        assert!(rebuild(&m, &e.splices, &out, None).is_none());
         let mut e = m.edit();
         e.set_body(Some("text/plain"), Bytes::from_static(b"hello"));
         assert_eq!(e.finish_message().ok(), Message::parse(out).ok());
+    }
+
+    /// Built as text only from text: an edit that is not UTF-8, or a message that is not,
+    /// gives the bytes the parser would keep as bytes; multi-byte text stays text.
+    #[test]
+    fn text_stays_text_and_bytes_stay_bytes() {
+        let via = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKt1";
+        let named = String::from_utf8(INVITE.to_vec())
+            .unwrap()
+            .replacen("From: ", "From: \"Zoë\" ", 1)
+            .into_bytes();
+        // The same length of body, not UTF-8.
+        let mut raw_body = INVITE.to_vec();
+        let n = raw_body.len();
+        raw_body[n - 4..].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        for (name, bytes, text) in [
+            ("ascii", INVITE.to_vec(), true),
+            ("multi-byte", named, true),
+            ("raw body", raw_body, false),
+        ] {
+            let m = Message::parse(bytes).unwrap();
+            let mut e = m.edit();
+            e.push_via(via).decrement_max_forwards().unwrap();
+            let built = e.finish_message().unwrap();
+            assert_eq!(Ok(&built), Message::parse(e.finish()).as_ref(), "{name}");
+            assert_eq!(matches!(built.buf, Buf::Text(_)), text, "{name}");
+        }
+        // A text message given a body that is not UTF-8.
+        let m = Message::parse(INVITE).unwrap();
+        let mut e = m.edit();
+        e.set_body(None, Bytes::from_static(b"\xff"));
+        assert!(e.finish_text().is_none());
+        assert_eq!(e.finish_message().ok(), Message::parse(e.finish()).ok());
     }
 }
