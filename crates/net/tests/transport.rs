@@ -714,11 +714,16 @@ async fn a_full_queue_sheds_new_requests_with_503() {
     t.shutdown();
 }
 
-/// The same when the driver reads its sockets itself (`claim_udp`, how `driver::run`
-/// reads): a datagram past a whole queue read ahead is a new request refused with 503 on
-/// arrival, while responses and in-dialog requests are still queued for it.
-#[tokio::test]
-async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
+/// A UDP listener read by its driver (`claim_udp`, how `driver::run` reads), shedding new
+/// requests with `Retry-After: 7`, its address, and a caller's socket. The queue is
+/// returned too: dropping it would stop the transports.
+async fn shedding_reader() -> (
+    Transports,
+    Receiver<Inbound>,
+    rollover_net::UdpIn,
+    SocketAddr,
+    tokio::net::UdpSocket,
+) {
     let cfg = NetConfig {
         shed: Some(rollover_net::Shed {
             retry_after: 7,
@@ -726,10 +731,19 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
         }),
         ..config(&["udp:127.0.0.1:0"])
     };
-    let (t, _rx) = Transports::bind(cfg).await.unwrap();
-    let mut udp = t.claim_udp();
+    let (t, rx) = Transports::bind(cfg).await.unwrap();
+    let udp = t.claim_udp();
     let proxy = t.local_addr(Transport::Udp).unwrap();
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    (t, rx, udp, proxy, caller)
+}
+
+/// The same when the driver reads its sockets itself (`claim_udp`, how `driver::run`
+/// reads): a datagram past a whole queue read ahead is a new request refused with 503 on
+/// arrival, while responses and in-dialog requests are still queued for it.
+#[tokio::test]
+async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
+    let (t, _rx, mut udp, proxy, caller) = shedding_reader().await;
     let me = caller.local_addr().unwrap();
     let invite = |n: u32, to_tag: &str| shed_invite(me, n, to_tag);
     // 4,200 new requests, then one inside a dialog, read ahead as they come (in rounds:
@@ -767,17 +781,7 @@ async fn a_driver_a_whole_queue_behind_sheds_new_requests_with_503() {
 /// new requests are refused as they arrive, however few datagrams that is.
 #[tokio::test]
 async fn a_read_ahead_full_of_bytes_sheds_new_requests_with_503() {
-    let cfg = NetConfig {
-        shed: Some(rollover_net::Shed {
-            retry_after: 7,
-            exempt: std::sync::Arc::new(|_| false),
-        }),
-        ..config(&["udp:127.0.0.1:0"])
-    };
-    let (t, _rx) = Transports::bind(cfg).await.unwrap();
-    let mut udp = t.claim_udp();
-    let proxy = t.local_addr(Transport::Udp).unwrap();
-    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (t, _rx, mut udp, proxy, caller) = shedding_reader().await;
     let me = caller.local_addr().unwrap();
     // Each request carries a body that brings it to 40,000 bytes: 105 of them hold less
     // than 4 MiB (4,194,304 bytes), the 106th would go past.
