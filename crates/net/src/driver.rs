@@ -221,14 +221,27 @@ const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600)
 /// The messages one turn of the driver let in for other workers, one list per worker.
 struct HandOffs(Vec<Vec<(Peer, rollover_sip::Message)>>);
 
+/// Most messages in one hand-off event: the other worker's queue is bounded in events, so
+/// this bounds what it can hold (a turn reads up to two queues' worth of datagrams ahead).
+const HAND_OFF_BATCH: usize = 64;
+
 impl HandOffs {
     fn new(workers: usize) -> HandOffs {
         HandOffs((0..workers).map(|_| Vec::new()).collect())
     }
 
-    fn push(&mut self, worker: usize, source: Peer, msg: rollover_sip::Message) {
+    fn push(
+        &mut self,
+        transports: &Transports,
+        worker: usize,
+        source: Peer,
+        msg: rollover_sip::Message,
+    ) {
         if let Some(list) = self.0.get_mut(worker) {
             list.push((source, msg));
+            if list.len() >= HAND_OFF_BATCH {
+                transports.hand_off(worker, std::mem::take(list));
+            }
         }
     }
 
@@ -269,7 +282,7 @@ fn handle<U: TransactionUser>(
                     txn.handle_message(now, source, msg);
                 } else {
                     door.note_handed_off(txn);
-                    handoffs.push(owner, source, msg);
+                    handoffs.push(transports, owner, source, msg);
                 }
             }
         }
@@ -342,5 +355,51 @@ mod grid_tests {
             let g = on_grid(origin, d, TICK);
             assert!(g >= d && g - d < TICK, "{n}");
         }
+    }
+}
+
+#[cfg(test)]
+mod hand_off_tests {
+    use super::*;
+    use crate::NetConfig;
+
+    /// A turn's hand-offs reach the other worker in order, in events of at most
+    /// [`HAND_OFF_BATCH`] messages, and nothing is sent for a worker with none.
+    #[tokio::test]
+    async fn a_turn_goes_over_in_bounded_events_in_order() {
+        let cfg = NetConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            workers: 2,
+            ..NetConfig::default()
+        };
+        let (t0, mut rx0, mut shares) = Transports::bind_workers(cfg).await.unwrap();
+        let (_t1, mut rx1) = shares.remove(0).start().unwrap();
+        let source = Peer {
+            transport: rollover_txn::Transport::Udp,
+            addr: "127.0.0.1:5090".parse().unwrap(),
+        };
+        let message = |n: usize| {
+            let text = format!(
+                "OPTIONS sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{n}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c{n}\r\nCSeq: {n} OPTIONS\r\n\r\n"
+            );
+            rollover_sip::Message::parse(text.into_bytes()).unwrap()
+        };
+        let mut handoffs = HandOffs::new(2);
+        let total = 2 * HAND_OFF_BATCH + 22;
+        for n in 0..total {
+            handoffs.push(&t0, 1, source, message(n));
+        }
+        handoffs.send(&t0);
+        handoffs.send(&t0);
+        let mut sizes = Vec::new();
+        let mut seqs = Vec::new();
+        while let Ok(Inbound::Screened { messages }) = rx1.try_recv() {
+            sizes.push(messages.len());
+            seqs.extend(messages.iter().map(|(_, m)| m.cseq().unwrap().seq));
+        }
+        assert_eq!(sizes, [HAND_OFF_BATCH, HAND_OFF_BATCH, 22]);
+        assert_eq!(seqs, (0..total as u32).collect::<Vec<_>>());
+        assert!(rx0.try_recv().is_err(), "nothing for a worker with none");
+        t0.shutdown();
     }
 }
