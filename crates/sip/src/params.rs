@@ -115,18 +115,10 @@ fn plain_pass<'a>(raw: &'a str, name: &str) -> Option<Option<Option<&'a str>>> {
     }
 }
 
-/// The shape of a list of plain bytes, `;` and `=` only (URI parameters): every element
-/// has a name, and a value after `=` that is not empty and holds no second `=`.
-pub(crate) fn plain_well_formed(p: &[u8]) -> bool {
-    p.is_empty()
-        || p.split(|&c| c == b';')
-            .all(|element| match element.iter().position(|&c| c == b'=') {
-                None => !element.is_empty(),
-                Some(eq) => {
-                    let value = element.get(eq + 1..).unwrap_or_default();
-                    eq > 0 && !value.is_empty() && !value.contains(&b'=')
-                }
-            })
+/// Whether a list of plain bytes, `;` and `=` only (URI parameters), is well formed: every
+/// element has a name, and a value after `=` that is not empty and holds no second `=`.
+pub(crate) fn plain_well_formed(p: &str) -> bool {
+    plain_pass(p, "").is_some()
 }
 
 /// The iterator of [`Params::iter`].

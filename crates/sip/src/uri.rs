@@ -392,8 +392,9 @@ impl<'a> SipUri<'a> {
             None => (before_headers, ""),
         };
         let (host, port) = parse_hostport(hostport)?;
-        // URI parameter characters are plain bytes, `;` and `=`: one split decides.
-        if !all_in(params, PARAM) || !crate::params::plain_well_formed(params.as_bytes()) {
+        // URI parameter characters are plain bytes, `;` and `=`: the one-pass check of a
+        // plain list decides.
+        if !all_in(params, PARAM) || !crate::params::plain_well_formed(params) {
             return Err(UriError::Param);
         }
         let params = Params::new(params);
