@@ -25,6 +25,8 @@
 # run: a figure that moves far less with the machine's noise than CPU time, for comparing
 # two builds or the two proxies' user space (run it at a low rate, e.g. 50 cps).
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
+# SYSCOUNT=1 counts the main ones (and context switches) with perf stat's tracepoints instead,
+# which leaves the proxy's speed as it is.
 # After the max rate, each proxy is offered 1.5x its max rate for OVERLOAD_SECONDS (10) s:
 # the calls it completed per second against its max, what it refused, SIPp's
 # retransmissions; then half its max for STEP_SECONDS to see that it recovered by itself.
@@ -258,6 +260,13 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     strace -c -f -o "$WORK/syscalls-$proxy.txt" "${strace_args[@]}" & STRACE_PID=$!
     sleep 1
   fi
+  if [ -n "${SYSCOUNT:-}" ]; then
+    # SYSCOUNT=1: the same count from the kernel's tracepoints (perf stat), which does not
+    # stop the proxy at each call as strace does: its CPU figure stays comparable.
+    perf stat -x, -o "$WORK/syscount-$proxy.txt" -p "$(tree $PROXY | paste -sd,)" \
+      -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write,syscalls:sys_enter_futex,context-switches \
+      -- sleep "$FIXED_SECONDS" >/dev/null 2>&1 & SYSCOUNT_PID=$!
+  fi
   if [ -n "${CALLGRIND:-}" ] && [ $proxy = rollover ]; then callgrind_control -z $PROXY >/dev/null; fi
   load_start=$(date +%s.%N)
   read -r ok bad _ < <(run_load "$FIXED_RATE" $(( FIXED_RATE * FIXED_SECONDS )))
@@ -273,6 +282,11 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     kill -INT $STRACE_PID; wait $STRACE_PID || true
     echo "   system calls per call (strace -c, $ok calls):"
     awk -v n="$ok" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "     %-16s %8.2f\n", $NF, $4 / n }' "$WORK/syscalls-$proxy.txt"
+  fi
+  if [ -n "${SYSCOUNT:-}" ]; then
+    wait $SYSCOUNT_PID || true
+    echo "   system calls per call (perf stat over ${FIXED_SECONDS} s, $ok calls):"
+    awk -F, -v n="$ok" '$1 ~ /^[0-9]+$/ { name = $3; sub(/^.*sys_enter_?/, "", name); if (name == "") name = "all"; printf "     %-16s %8.2f\n", name, $1 / n }' "$WORK/syscount-$proxy.txt"
   fi
   read -r u1 s1 < <(ticks $PROXY)
   w1=$(switches $PROXY); c1=$(oncpu $PROXY); read -r st1 tt1 < <(steal)
