@@ -203,22 +203,35 @@ stop_proxy() {
   echo "   (the proxy did not stop within 20 s)" >&2
 }
 
-# run_load RATE CALLS → prints "successful failed retransmissions"; writes rtt to $WORK/rtt.csv
+# run_load RATE CALLS → prints "successful failed retransmissions caller% callees%" (the
+# last two: SIPp's own CPU during the load, in % of one core: the calling SIPp, and the two
+# answering ones summed); writes rtt to $WORK/rtt.csv
 run_load() {
-  local rate=$1 calls=$2 dir="$WORK/load-$1-$RANDOM"
+  local rate=$1 calls=$2 dir="$WORK/load-$1-$RANDOM" TIMEFORMAT='%3U %3S'
   mkdir -p "$dir"
-  ( cd "$dir" && timeout $(( calls / rate + 40 )) sipp -sf "$WORK/uac.xml" -s 100 127.0.0.1:$PROXY_PORT -i 127.0.0.1 -p $UAC \
+  local t0 cu0 cs0 t1 cu1 cs1
+  t0=$(date +%s.%N); read -r cu0 cs0 < <(ticks $CALLEE1 $CALLEE2)
+  # `time` reports the caller's CPU (user, system), counted when its process is reaped.
+  { time ( cd "$dir" && timeout $(( calls / rate + 40 )) sipp -sf "$WORK/uac.xml" -s 100 127.0.0.1:$PROXY_PORT -i 127.0.0.1 -p $UAC \
       -r "$rate" -m "$calls" -l $(( rate * 4 )) -nostdin -timeout $(( calls / rate + 30 ))s \
-      -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 50 >/dev/null 2>&1 ) || true
-  python3 - "$dir" <<'PY'
+      -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 50 >/dev/null 2>&1 ) || true ; } 2> "$dir/caller-cpu"
+  t1=$(date +%s.%N); read -r cu1 cs1 < <(ticks $CALLEE1 $CALLEE2)
+  echo "$t0 $t1 $(( cu1 - cu0 + cs1 - cs0 ))" > "$dir/callees-cpu"
+  python3 - "$dir" "$CLK" <<'PY'
 import csv, glob, sys
-d = sys.argv[1]
+d, clk = sys.argv[1], int(sys.argv[2])
 rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
 head, last = rows[0], rows[-1]
 ok = int(last[head.index("SuccessfulCall(C)")]); bad = int(last[head.index("FailedCall(C)")])
 created = int(last[head.index("TotalCallCreated")])
 retrans = int(last[head.index("Retransmissions(C)")])
-print(ok, bad + (created - ok - bad), retrans)
+t0, t1, callee_ticks = open(f"{d}/callees-cpu").read().split()
+wall = max(float(t1) - float(t0), 1e-3)
+try:
+    caller = sum(float(x) for x in open(f"{d}/caller-cpu").read().split()[-2:])
+except ValueError:
+    caller = 0.0
+print(ok, bad + (created - ok - bad), retrans, f"{100 * caller / wall:.0f}", f"{100 * int(callee_ticks) / clk / wall:.0f}")
 why = [f"{h}={last[i]}" for i, h in enumerate(head) if h.startswith("Failed") and h.endswith("(C)") and last[i] not in ("0", "")]
 if why:
     print(" ".join(why), file=open(f"{d}/../failures.log", "a"))
@@ -242,7 +255,7 @@ print(f"{p(0.5):.2f} {p(0.9):.2f} {p(0.99):.2f}")
 PY
 }
 
-declare -A CPU EXACT USR SYS MEM MAXRATE P50 P90 P99 OKCALLS OVER RECOVER OVERRATE
+declare -A CPU EXACT USR SYS MEM SIPPCPU MAXRATE P50 P90 P99 OKCALLS OVER RECOVER OVERRATE
 for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
@@ -318,21 +331,21 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   best=0
   if [ -n "${FIXED_ONLY:-}" ]; then STEPS=(); fi
   for rate in "${STEPS[@]}"; do
-    read -r ok bad _ < <(run_load "$rate" $(( rate * STEP_SECONDS )))
-    echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
-    if [ "$bad" -eq 0 ] && [ "$ok" -eq $(( rate * STEP_SECONDS )) ]; then best=$rate; else break; fi
+    read -r ok bad _ uac uas < <(run_load "$rate" $(( rate * STEP_SECONDS )))
+    echo "   step $rate cps x ${STEP_SECONDS} s: $ok ok, $bad failed; SIPp CPU: caller $uac %, callees $uas % of a core $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
+    if [ "$bad" -eq 0 ] && [ "$ok" -eq $(( rate * STEP_SECONDS )) ]; then best=$rate; SIPPCPU[$proxy]="$uac / $uas"; else break; fi
   done
   MAXRATE[$proxy]=$best
   if [ "$best" -gt 0 ]; then
     over=${OVERLOAD_RATE:-$(( best * 3 / 2 ))}
-    read -r ok bad re < <(run_load "$over" $(( over * OVERLOAD_SECONDS )))
+    read -r ok bad re _ < <(run_load "$over" $(( over * OVERLOAD_SECONDS )))
     pct=$(( ok * 100 / (best * OVERLOAD_SECONDS) ))
     OVERRATE[$proxy]=$over
     echo "   overload $over cps x ${OVERLOAD_SECONDS} s: $ok completed ($pct % of the max rate's calls), $bad refused or failed, $re retransmissions $( [ "$bad" -gt 0 ] && tail -1 "$WORK/failures.log" 2>/dev/null )"
     OVER[$proxy]="$pct % ($ok ok, $bad refused/failed, $re retr.)"
     sleep 2
     half=$(( best / 2 ))
-    read -r ok bad re < <(run_load "$half" $(( half * STEP_SECONDS )))
+    read -r ok bad re _ < <(run_load "$half" $(( half * STEP_SECONDS )))
     echo "   after it, $half cps x ${STEP_SECONDS} s: $ok ok, $bad failed"
     RECOVER[$proxy]="$ok/$bad"
   fi
@@ -341,10 +354,10 @@ for proxy in ${PROXIES:-kamailio rollover}; do
 done
 
 echo
-echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | on CPU per call (µs, schedstat) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | at 1.5x max: completed vs max | then max/2: ok/failed | INVITE→200 p50 / p90 / p99 (ms) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| proxy | CPU per call (µs) at ${FIXED_RATE} cps: total (user + system) | on CPU per call (µs, schedstat) | memory after it (MB; RSS, Kamailio: PSS summed) | calls ok/failed | max rate with 0 failures (cps) | SIPp CPU at the max rate, caller / callees (% of a core) | at 1.5x max: completed vs max | then max/2: ok/failed | INVITE→200 p50 / p90 / p99 (ms) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for proxy in ${PROXIES:-kamailio rollover}; do
-  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${EXACT[$proxy]} | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${OVER[$proxy]:-} at ${OVERRATE[$proxy]:-} cps | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
+  echo "| $proxy | ${CPU[$proxy]} (${USR[$proxy]} + ${SYS[$proxy]}) | ${EXACT[$proxy]} | ${MEM[$proxy]} | ${OKCALLS[$proxy]} | ${MAXRATE[$proxy]} | ${SIPPCPU[$proxy]:-} | ${OVER[$proxy]:-} at ${OVERRATE[$proxy]:-} cps | ${RECOVER[$proxy]:-} | ${P50[$proxy]} / ${P90[$proxy]} / ${P99[$proxy]} |"
 done
 if [ -n "${CPU[kamailio]:-}" ] && [ -n "${CPU[rollover]:-}" ]; then
   python3 -c "k=${CPU[kamailio]}; r=${CPU[rollover]}; ku=${USR[kamailio]}; ru=${USR[rollover]}; ke=${EXACT[kamailio]}; re=${EXACT[rollover]}; user = f'{ru/ku:.2f}' if ku else 'n/a'; print(f'CPU per call, rollover / kamailio: {r/k:.2f} (user: {user}); on CPU (schedstat): {re/ke:.2f}')"
