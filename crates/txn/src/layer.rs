@@ -42,6 +42,18 @@ pub struct ClientTxn(Id);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerTxn(Id);
 
+impl ClientTxn {
+    pub(crate) fn slot_gen_raw(self) -> (u32, u32) {
+        (self.0.index, self.0.gen)
+    }
+}
+
+impl ServerTxn {
+    pub(crate) fn slot_gen_raw(self) -> (u32, u32) {
+        (self.0.index, self.0.gen)
+    }
+}
+
 /// Either kind of transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TxnRef {
@@ -224,6 +236,10 @@ pub struct TxnLayer {
     slots: Vec<Option<Box<Entry>>>,
     gens: Vec<u32>,
     free: Vec<u32>,
+    /// Slots of transactions whose `Terminated` event the user has not polled yet: reused
+    /// only once it has, so a user's state kept by slot ([`crate::TxnMap`]) is always
+    /// dropped by that event before a new transaction can take the slot.
+    free_later: Vec<u32>,
     /// Both kinds of key live in one map: their first letter keeps them apart.
     table: HashMap<Arc<str>, Id>,
     key_buf: String,
@@ -242,6 +258,7 @@ impl TxnLayer {
             slots: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
+            free_later: Vec::new(),
             table: HashMap::default(),
             key_buf: String::with_capacity(128),
             timers: TimerWheel::new(),
@@ -312,7 +329,7 @@ impl TxnLayer {
             if let Some(g) = self.gens.get_mut(id.index as usize) {
                 *g = g.wrapping_add(1);
             }
-            self.free.push(id.index);
+            self.free_later.push(id.index);
             let r = if client {
                 TxnRef::Client(ClientTxn(id))
             } else {
@@ -791,7 +808,12 @@ impl TxnLayer {
 
     /// The next event for the transaction user.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            // Every `Terminated` queued so far has been taken: those slots can be reused.
+            self.free.append(&mut self.free_later);
+        }
+        event
     }
 
     /// The peer of a transaction (where its messages go).

@@ -25,6 +25,7 @@ mod layer;
 pub(crate) mod server;
 pub(crate) mod timer;
 mod transport;
+mod txn_map;
 pub mod wheel;
 
 pub use client::{InviteClientState, NonInviteClientState};
@@ -34,6 +35,7 @@ pub use layer::{ClientTxn, Event, ServerTxn, Transmit, TxnError, TxnLayer, TxnRe
 pub use server::{InviteServerState, NonInviteServerState, SendError};
 pub use timer::Slot;
 pub use transport::{Peer, Transport, TransportError};
+pub use txn_map::{TxnKey, TxnMap};
 pub use wheel::TimerWheel;
 
 #[cfg(test)]

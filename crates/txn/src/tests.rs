@@ -843,3 +843,57 @@ fn shed_refuses_new_requests_only() {
     assert!(crate::shed(&bye, &limits, 7).is_none());
     assert!(crate::shed(&bytes::Bytes::from_static(b"\x00junk"), &limits, 7).is_none());
 }
+
+/// A value kept by transaction handle is found by that handle only: a transaction that
+/// ended leaves its slot to the next one, whose handle neither sees nor removes the old
+/// value, and the old handle finds nothing once the new value is in.
+#[test]
+fn a_txn_map_tells_a_reused_slot_from_the_transaction_that_ended() {
+    let mut h = Harness::new();
+    let mut map: crate::TxnMap<crate::ClientTxn, &str> = crate::TxnMap::new();
+    let first = h
+        .layer
+        .send_request(
+            h.now,
+            request(Method::Options, "z9hG4bKmap1", Transport::Udp),
+            peer(Transport::Udp),
+        )
+        .unwrap();
+    assert_eq!(map.insert(first, "first"), None);
+    assert_eq!(map.insert(first, "first again"), Some("first"));
+    assert_eq!(map.get(&first), Some(&"first again"));
+    assert_eq!(map.len(), 1);
+    // A 200 ends it; once Timer K has run out, its slot is free.
+    h.drain();
+    let req = h
+        .sent
+        .last()
+        .map(|(_, b)| Message::parse(b.clone()).unwrap())
+        .unwrap();
+    h.recv(Transport::Udp, response_to(&req, 200));
+    h.run_until(Duration::from_secs(40));
+    assert!(h.count(|e| matches!(e, Event::Terminated(TxnRef::Client(c)) if *c == first)) == 1);
+    let second = h
+        .layer
+        .send_request(
+            h.now,
+            request(Method::Options, "z9hG4bKmap2", Transport::Udp),
+            peer(Transport::Udp),
+        )
+        .unwrap();
+    assert_eq!(
+        first.slot_gen_raw().0,
+        second.slot_gen_raw().0,
+        "the slot is reused"
+    );
+    assert_eq!(map.get(&second), None);
+    assert_eq!(map.remove(&second), None);
+    assert_eq!(map.len(), 1);
+    assert_eq!(map.insert(second, "second"), None);
+    assert_eq!(map.get(&first), None);
+    assert_eq!(map.remove(&first), None);
+    assert_eq!(map.get(&second), Some(&"second"));
+    assert_eq!(map.len(), 1);
+    assert_eq!(map.remove(&second), Some("second"));
+    assert!(map.is_empty());
+}

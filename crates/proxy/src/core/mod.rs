@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use rollover_sip::{HeaderName, Message, Method, StatusCode};
 use rollover_txn::{
-    Admit, ClientTxn, Event, Peer, ServerTxn, TimerWheel, Transport, TxnLayer, TxnRef,
+    Admit, ClientTxn, Event, Peer, ServerTxn, TimerWheel, Transport, TxnLayer, TxnMap, TxnRef,
 };
 use tracing::debug;
 
@@ -180,8 +180,10 @@ pub struct Proxy<R> {
     /// Boxed: a call lingers 32 s after its final (RFC 6026), so the table holds tens of
     /// thousands; boxed, its spare capacity costs a pointer per slot, not a whole call.
     calls: HashMap<CallKey, Box<Call>>,
-    by_server: HashMap<ServerTxn, CallKey>,
-    by_client: HashMap<ClientTxn, (CallKey, BranchId)>,
+    /// By transaction slot, not hashed: under load these are read for almost every
+    /// message and are far larger than the caches (`TxnMap`).
+    by_server: TxnMap<ServerTxn, CallKey>,
+    by_client: TxnMap<ClientTxn, (CallKey, BranchId)>,
     /// (deadline, call): each call's next engine deadline, lazily invalidated.
     timers: TimerWheel<CallKey>,
     next_call: u64,
@@ -200,7 +202,7 @@ pub struct Proxy<R> {
     failing: HashMap<u64, CallKey>,
     /// Requests waiting for their routing answer, by question id.
     routing: HashMap<u64, Routing>,
-    routing_by_server: HashMap<ServerTxn, u64>,
+    routing_by_server: TxnMap<ServerTxn, u64>,
     /// (deadline, question id), in the order asked (every wait is as long).
     routing_deadlines: VecDeque<(Instant, u64)>,
     next_query: u64,
@@ -223,7 +225,7 @@ impl<R: RoutePolicy> Proxy<R> {
             resolving: HashMap::default(),
             failing: HashMap::default(),
             routing: HashMap::default(),
-            routing_by_server: HashMap::default(),
+            routing_by_server: TxnMap::new(),
             routing_deadlines: VecDeque::new(),
             next_query: 1,
             refusals: RefusalLog::default(),
@@ -232,8 +234,8 @@ impl<R: RoutePolicy> Proxy<R> {
             resolver,
             hops: Hops::default(),
             calls: HashMap::default(),
-            by_server: HashMap::default(),
-            by_client: HashMap::default(),
+            by_server: TxnMap::new(),
+            by_client: TxnMap::new(),
             timers: TimerWheel::new(),
             next_call: 1,
             decisions: VecDeque::new(),
@@ -433,9 +435,7 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         }
         shrink(&mut self.calls);
-        shrink(&mut self.by_server);
-        shrink(&mut self.by_client);
-        // The timer wheel gives a slot's memory back as the slot empties.
+        // The per-transaction maps keep their length, as the layer's slab does. The timer wheel gives a slot's memory back as the slot empties.
     }
 
     /// Forgets a call whose transactions still run: their events then find no call.
