@@ -9,10 +9,6 @@
 
 use std::collections::VecDeque;
 
-/// The table is keyed by branches peers choose: a per-process random key (ahash) keeps
-/// them from aiming at one bucket, for less than SipHash costs.
-type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,6 +18,7 @@ use tracing::debug;
 use crate::client::{Action, InviteClient, NonInviteClient};
 use crate::config::Config;
 use crate::key::{client_key, client_key_of, server_key};
+use crate::keys::KeyTable;
 use crate::server::{InviteServer, NonInviteServer, SendError};
 use crate::timer::{Slot, Timers};
 use crate::transport::{Peer, TransportError};
@@ -29,9 +26,16 @@ use crate::wheel::TimerWheel;
 
 /// A slab index with a generation, so a stale handle never reaches a reused slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Id {
+pub(crate) struct Id {
     index: u32,
     gen: u32,
+}
+
+#[cfg(test)]
+impl Id {
+    pub(crate) fn new(index: u32, gen: u32) -> Id {
+        Id { index, gen }
+    }
 }
 
 /// Handle of a client transaction.
@@ -153,8 +157,9 @@ enum Machine {
 struct Entry {
     gen: u32,
     peer: Peer,
-    /// The matching key, shared with the table.
-    key: Arc<str>,
+    /// The matching key, and its hash in the table ([`KeyTable`]).
+    key: Box<str>,
+    hash: u64,
     machine: Machine,
 }
 
@@ -241,7 +246,7 @@ pub struct TxnLayer {
     /// dropped by that event before a new transaction can take the slot.
     free_later: Vec<u32>,
     /// Both kinds of key live in one map: their first letter keeps them apart.
-    table: HashMap<Arc<str>, Id>,
+    table: KeyTable,
     key_buf: String,
     timers: TimerWheel<(Id, Slot)>,
     transmits: VecDeque<Transmit>,
@@ -259,7 +264,7 @@ impl TxnLayer {
             gens: Vec::new(),
             free: Vec::new(),
             free_later: Vec::new(),
-            table: HashMap::default(),
+            table: KeyTable::new(),
             key_buf: String::with_capacity(128),
             timers: TimerWheel::new(),
             transmits: VecDeque::new(),
@@ -309,6 +314,22 @@ impl TxnLayer {
         Id { index, gen }
     }
 
+    /// The transaction whose matching key is `key`.
+    fn lookup(&self, key: &str) -> Option<Id> {
+        self.find(self.table.hash(key), key)
+    }
+
+    /// [`TxnLayer::lookup`] with the key's hash already made.
+    fn find(&self, hash: u64, key: &str) -> Option<Id> {
+        let slots = &self.slots;
+        self.table.find(hash, |id| {
+            slots
+                .get(id.index as usize)
+                .and_then(Option::as_deref)
+                .is_some_and(|e| e.gen == id.gen && *e.key == *key)
+        })
+    }
+
     fn get_mut(&mut self, id: Id) -> Option<&mut Entry> {
         self.slots
             .get_mut(id.index as usize)?
@@ -325,7 +346,7 @@ impl TxnLayer {
         }
         if let Some(entry) = slot.take() {
             let client = entry.is_client();
-            self.table.remove(&entry.key);
+            self.table.remove(entry.hash, id);
             if let Some(g) = self.gens.get_mut(id.index as usize) {
                 *g = g.wrapping_add(1);
             }
@@ -431,8 +452,7 @@ impl TxnLayer {
 
     fn handle_request(&mut self, now: Instant, source: Peer, msg: Message) {
         let mut key = std::mem::take(&mut self.key_buf);
-        let found =
-            server_key(&msg, None, &mut key).map(|()| self.table.get(key.as_str()).copied());
+        let found = server_key(&msg, None, &mut key).map(|()| self.lookup(&key));
         self.key_buf = key;
         let Some(found) = found else {
             debug!(%source, "request without usable Via/CSeq dropped by the transaction layer");
@@ -471,11 +491,11 @@ impl TxnLayer {
         }
         let reliable = source.transport.is_reliable();
         let is_invite = msg.method() == Some(&Method::Invite);
-        let key: Arc<str> = Arc::from(self.key_buf.as_str());
+        let key: Box<str> = Box::from(self.key_buf.as_str());
         let cancels = if msg.method() == Some(&Method::Cancel) {
             let mut buf = std::mem::take(&mut self.key_buf);
             let found = server_key(&msg, Some(&Method::Invite), &mut buf)
-                .and_then(|()| self.table.get(buf.as_str()).copied())
+                .and_then(|()| self.lookup(&buf))
                 .map(ServerTxn);
             self.key_buf = buf;
             found
@@ -487,13 +507,15 @@ impl TxnLayer {
         } else {
             Machine::NonInviteServer(NonInviteServer::start(reliable))
         };
+        let hash = self.table.hash(&key);
         let id = self.insert(Entry {
             gen: 0,
             peer: source,
-            key: key.clone(),
+            key,
+            hash,
             machine,
         });
-        self.table.insert(key, id);
+        self.table.insert(hash, id);
         self.stats.server_started += 1;
         self.settle(id);
         self.events.push_back(Event::Request {
@@ -506,7 +528,7 @@ impl TxnLayer {
 
     fn handle_response(&mut self, now: Instant, source: Peer, msg: Message) {
         let mut key = std::mem::take(&mut self.key_buf);
-        let found = client_key(&msg, &mut key).and_then(|()| self.table.get(key.as_str()).copied());
+        let found = client_key(&msg, &mut key).and_then(|()| self.lookup(&key));
         self.key_buf = key;
         let Some(id) = found else {
             self.stats.stray_responses += 1;
@@ -553,7 +575,7 @@ impl TxnLayer {
     ) -> Result<ClientTxn, TxnError> {
         let mut buf = std::mem::take(&mut self.key_buf);
         let keyed = client_key(&request, &mut buf);
-        let key: Arc<str> = Arc::from(buf.as_str());
+        let key: Box<str> = Box::from(buf.as_str());
         self.key_buf = buf;
         keyed.ok_or(TxnError::Unkeyed)?;
         self.start_client(now, key, request, dest)
@@ -580,17 +602,18 @@ impl TxnLayer {
             },
             "the branch given is not the request's top Via's"
         );
-        self.start_client(now, Arc::from(key), request, dest)
+        self.start_client(now, key.into_boxed_str(), request, dest)
     }
 
     fn start_client(
         &mut self,
         now: Instant,
-        key: Arc<str>,
+        key: Box<str>,
         request: Message,
         dest: Peer,
     ) -> Result<ClientTxn, TxnError> {
-        if self.table.contains_key(&key) {
+        let hash = self.table.hash(&key);
+        if self.find(hash, &key).is_some() {
             return Err(TxnError::Duplicate);
         }
         let reliable = dest.transport.is_reliable();
@@ -612,10 +635,11 @@ impl TxnLayer {
         let id = self.insert(Entry {
             gen: 0,
             peer: dest,
-            key: key.clone(),
+            key,
+            hash,
             machine,
         });
-        self.table.insert(key, id);
+        self.table.insert(hash, id);
         self.stats.client_started += 1;
         self.settle(id);
         Ok(ClientTxn(id))

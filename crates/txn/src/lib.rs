@@ -21,6 +21,7 @@ pub(crate) mod client;
 mod config;
 mod front;
 pub(crate) mod key;
+mod keys;
 mod layer;
 pub(crate) mod server;
 pub(crate) mod timer;
