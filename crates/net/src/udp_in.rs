@@ -298,7 +298,7 @@ impl UdpIn {
 
     /// The next datagram read, and how many wait behind it.
     pub fn take(&mut self) -> Option<(Inbound, usize)> {
-        let event = self.queue.pop_front()?;
+        let event = rollover_txn::queue::take_front(&mut self.queue)?;
         if let Inbound::Message { bytes, .. } = &event {
             self.queued_bytes = self.queued_bytes.saturating_sub(bytes.len());
         }

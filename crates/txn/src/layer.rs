@@ -827,12 +827,12 @@ impl TxnLayer {
 
     /// The next datagram or segment to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        crate::queue::take_front(&mut self.transmits)
     }
 
     /// The next event for the transaction user.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
+        let event = crate::queue::take_front(&mut self.events);
         if event.is_none() {
             // Every `Terminated` queued so far has been taken: those slots can be reused.
             self.free.append(&mut self.free_later);

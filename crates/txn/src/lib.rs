@@ -23,6 +23,7 @@ mod front;
 pub(crate) mod key;
 mod keys;
 mod layer;
+pub mod queue;
 pub(crate) mod server;
 pub(crate) mod timer;
 mod transport;

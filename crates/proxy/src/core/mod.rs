@@ -286,7 +286,7 @@ impl<R: RoutePolicy> Proxy<R> {
 
     /// The next decision made, with its time and Call-ID.
     pub fn poll_decision(&mut self) -> Option<(Instant, String, Decision)> {
-        self.decisions.pop_front()
+        rollover_txn::queue::take_front(&mut self.decisions)
     }
 
     /// The next proxy timer (no-response, ring, Timer C, the flood table's sweep).
