@@ -24,6 +24,10 @@
 # and reports the instructions it executes in user space per call during the fixed-rate
 # run: a figure that moves far less with the machine's noise than CPU time, for comparing
 # two builds or the two proxies' user space (run it at a low rate, e.g. 50 cps).
+# CACHESIM=1 (with CALLGRIND=1) also simulates the caches and reports data misses per call,
+# the last level being CACHESIM_LL (size,ways,line; a core's 1 MiB L2 by default). With
+# LINGER=32s at a low rate the proxy holds about as many lingering transactions as at
+# 2,000 calls/s with the default 5 s: LINGER sets [server] linger for the run.
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # SYSCOUNT=1 counts the main ones (and context switches) with perf stat's tracepoints instead,
 # which leaves the proxy's speed as it is.
@@ -81,6 +85,7 @@ sed -e 's/{{RING_MS}}/0/; s/{{ANSWER_MS}}/1/' crates/rollover/tests/sipp/uas_ans
 fill() { sed -e "s/@PROXY_PORT@/$PROXY_PORT/g; s/@TARGET1@/127.0.0.1:$T1/g; s/@TARGET2@/127.0.0.1:$T2/g; s/@CHILDREN@/$CHILDREN/g" "$1"; }
 
 CLK=$(getconf CLK_TCK)
+CACHESIM_LL=${CACHESIM_LL:-1048576,16,64}
 # The PIDs of a process and all its descendants.
 tree() {
   local p kids
@@ -176,8 +181,9 @@ start_proxy() {
         kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
+      if [ -n "${LINGER:-}" ]; then sed -i "s/^\[server\]$/[server]\nlinger = \"$LINGER\"/" "$WORK/rollover.toml"; fi
       if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
-      in_cg env RUST_LOG=warn ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no} \
+      in_cg env RUST_LOG=warn ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL}} \
         "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)
@@ -290,6 +296,12 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     callgrind_control -d $PROXY >/dev/null; sleep 1
     ir=$(awk '/^summary:/ { print $2 }' "$WORK/callgrind.out.1")
     echo "   callgrind: $(( ir / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls); profile: callgrind_annotate $WORK/callgrind.out.1"
+    if [ -n "${CACHESIM:-}" ]; then
+      # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. The last level simulated is
+      # CACHESIM_LL (a core's L2 by default): a data miss there is a wait for memory
+      # further out, which the instruction count does not show.
+      awk -v n="$ok" '/^summary:/ { printf "   cache: %.0f data reads and %.0f writes per call; L1 data misses %.0f; %s data misses %.0f per call\n", $3 / n, $4 / n, ($6 + $7) / n, "'"$CACHESIM_LL"'", ($9 + $10) / n }' "$WORK/callgrind.out.1"
+    fi
   fi
   if [ -n "${SYSCALLS:-}" ]; then
     kill -INT $STRACE_PID; wait $STRACE_PID || true

@@ -452,9 +452,12 @@ impl TxnLayer {
 
     fn handle_request(&mut self, now: Instant, source: Peer, msg: Message) {
         let mut key = std::mem::take(&mut self.key_buf);
-        let found = server_key(&msg, None, &mut key).map(|()| self.lookup(&key));
+        let found = server_key(&msg, None, &mut key).map(|()| {
+            let hash = self.table.hash(&key);
+            (hash, self.find(hash, &key))
+        });
         self.key_buf = key;
-        let Some(found) = found else {
+        let Some((hash, found)) = found else {
             debug!(%source, "request without usable Via/CSeq dropped by the transaction layer");
             return;
         };
@@ -507,7 +510,6 @@ impl TxnLayer {
         } else {
             Machine::NonInviteServer(NonInviteServer::start(reliable))
         };
-        let hash = self.table.hash(&key);
         let id = self.insert(Entry {
             gen: 0,
             peer: source,
@@ -593,7 +595,8 @@ impl TxnLayer {
         branch: &str,
     ) -> Result<ClientTxn, TxnError> {
         let method = request.method().ok_or(TxnError::Unkeyed)?;
-        let mut key = String::with_capacity(branch.len() + 12);
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
         client_key_of(branch, method, &mut key);
         debug_assert!(
             {
@@ -602,7 +605,10 @@ impl TxnLayer {
             },
             "the branch given is not the request's top Via's"
         );
-        self.start_client(now, key.into_boxed_str(), request, dest)
+        // The transaction keeps the key at its length; the buffer is kept for the next one.
+        let boxed = Box::from(key.as_str());
+        self.key_buf = key;
+        self.start_client(now, boxed, request, dest)
     }
 
     fn start_client(

@@ -13,12 +13,13 @@ use std::collections::VecDeque;
 
 /// The front entry of `queue`; once it is empty, the ring starts over at its first slot
 /// (see the module documentation).
+#[inline]
 pub fn take_front<T>(queue: &mut VecDeque<T>) -> Option<T> {
-    let front = queue.pop_front();
-    if front.is_none() {
+    if queue.is_empty() {
         queue.clear();
+        return None;
     }
-    front
+    queue.pop_front()
 }
 
 #[cfg(test)]
