@@ -14,15 +14,13 @@
 
 use hashbrown::HashTable;
 
-use crate::layer::Id;
-
-/// See the module documentation.
-pub(crate) struct KeyTable {
-    table: HashTable<(u64, Id)>,
+/// See the module documentation. `I` is the transaction's handle (its slot).
+pub(crate) struct KeyTable<I> {
+    table: HashTable<(u64, I)>,
     hasher: ahash::RandomState,
 }
 
-impl std::fmt::Debug for KeyTable {
+impl<I> std::fmt::Debug for KeyTable<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyTable")
             .field("len", &self.table.len())
@@ -30,8 +28,8 @@ impl std::fmt::Debug for KeyTable {
     }
 }
 
-impl KeyTable {
-    pub(crate) fn new() -> KeyTable {
+impl<I: Copy + PartialEq> KeyTable<I> {
+    pub(crate) fn new() -> KeyTable<I> {
         KeyTable {
             table: HashTable::new(),
             hasher: ahash::RandomState::new(),
@@ -45,19 +43,19 @@ impl KeyTable {
 
     /// The transaction filed under `hash` for which `is_key` says its key is the one
     /// looked for.
-    pub(crate) fn find(&self, hash: u64, mut is_key: impl FnMut(Id) -> bool) -> Option<Id> {
+    pub(crate) fn find(&self, hash: u64, mut is_key: impl FnMut(I) -> bool) -> Option<I> {
         self.table
             .find(hash, |&(h, id)| h == hash && is_key(id))
             .map(|&(_, id)| id)
     }
 
     /// Files `id` under `hash` (its key's; the caller checked it is not filed yet).
-    pub(crate) fn insert(&mut self, hash: u64, id: Id) {
+    pub(crate) fn insert(&mut self, hash: u64, id: I) {
         self.table.insert_unique(hash, (hash, id), |&(h, _)| h);
     }
 
     /// Takes `id`, filed under `hash`, out.
-    pub(crate) fn remove(&mut self, hash: u64, id: Id) {
+    pub(crate) fn remove(&mut self, hash: u64, id: I) {
         if let Ok(bucket) = self.table.find_entry(hash, |&(h, i)| h == hash && i == id) {
             bucket.remove();
         }
@@ -85,8 +83,8 @@ mod tests {
     #[test]
     fn one_hash_two_keys() {
         let mut t = KeyTable::new();
-        let (a, b) = (Id::new(1, 0), Id::new(2, 7));
-        let keys = |id: Id| {
+        let (a, b) = (1u32, 2u32);
+        let keys = |id: u32| {
             if id == a {
                 "z9hG4bKa;INVITE"
             } else {
@@ -112,7 +110,7 @@ mod tests {
         t.remove(hash, a);
         assert_eq!(t.len(), 1, "removing what is not there changes nothing");
         for n in 0..10_000u32 {
-            t.insert(u64::from(n) << 7, Id::new(n + 10, 0));
+            t.insert(u64::from(n) << 7, n + 10);
         }
         t.shrink_to(0);
         assert_eq!(
@@ -120,6 +118,6 @@ mod tests {
             Some(b),
             "kept through growth and shrinking"
         );
-        assert_eq!(t.find(9_999 << 7, |_| true), Some(Id::new(10_009, 0)));
+        assert_eq!(t.find(9_999 << 7, |_| true), Some(10_009));
     }
 }

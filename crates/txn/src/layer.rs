@@ -26,16 +26,9 @@ use crate::wheel::TimerWheel;
 
 /// A slab index with a generation, so a stale handle never reaches a reused slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Id {
+struct Id {
     index: u32,
     gen: u32,
-}
-
-#[cfg(test)]
-impl Id {
-    pub(crate) fn new(index: u32, gen: u32) -> Id {
-        Id { index, gen }
-    }
 }
 
 /// Handle of a client transaction.
@@ -246,7 +239,7 @@ pub struct TxnLayer {
     /// dropped by that event before a new transaction can take the slot.
     free_later: Vec<u32>,
     /// Both kinds of key live in one map: their first letter keeps them apart.
-    table: KeyTable,
+    table: KeyTable<Id>,
     key_buf: String,
     timers: TimerWheel<(Id, Slot)>,
     transmits: VecDeque<Transmit>,
