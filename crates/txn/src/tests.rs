@@ -851,14 +851,13 @@ fn shed_refuses_new_requests_only() {
 fn a_txn_map_tells_a_reused_slot_from_the_transaction_that_ended() {
     let mut h = Harness::new();
     let mut map: crate::TxnMap<crate::ClientTxn, &str> = crate::TxnMap::new();
-    let first = h
-        .layer
-        .send_request(
-            h.now,
-            request(Method::Options, "z9hG4bKmap1", Transport::Udp),
-            peer(Transport::Udp),
-        )
-        .unwrap();
+    let options = |h: &mut Harness, branch: &str| {
+        let req = request(Method::Options, branch, Transport::Udp);
+        h.layer
+            .send_request(h.now, req, peer(Transport::Udp))
+            .unwrap()
+    };
+    let first = options(&mut h, "z9hG4bKmap1");
     assert_eq!(map.insert(first, "first"), None);
     assert_eq!(map.insert(first, "first again"), Some("first"));
     assert_eq!(map.get(&first), Some(&"first again"));
@@ -873,14 +872,7 @@ fn a_txn_map_tells_a_reused_slot_from_the_transaction_that_ended() {
     h.recv(Transport::Udp, response_to(&req, 200));
     h.run_until(Duration::from_secs(40));
     assert!(h.count(|e| matches!(e, Event::Terminated(TxnRef::Client(c)) if *c == first)) == 1);
-    let second = h
-        .layer
-        .send_request(
-            h.now,
-            request(Method::Options, "z9hG4bKmap2", Transport::Udp),
-            peer(Transport::Udp),
-        )
-        .unwrap();
+    let second = options(&mut h, "z9hG4bKmap2");
     assert_eq!(
         first.slot_gen_raw().0,
         second.slot_gen_raw().0,
