@@ -429,13 +429,12 @@ impl<R: RoutePolicy> Proxy<R> {
     /// Gives memory back after a peak of load: a table holding a quarter of its capacity is
     /// shrunk to twice what it holds.
     fn shrink_after_peak(&mut self) {
-        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
-            if m.capacity() > 4096 && m.len() < m.capacity() / 4 {
-                m.shrink_to(m.len() * 2);
-            }
+        let calls = &mut self.calls;
+        if calls.capacity() > 4096 && calls.len() < calls.capacity() / 4 {
+            calls.shrink_to(calls.len() * 2);
         }
-        shrink(&mut self.calls);
-        // The per-transaction maps keep their length, as the layer's slab does. The timer wheel gives a slot's memory back as the slot empties.
+        // The per-transaction maps keep their length, as the layer's slab does. The timer
+        // wheel gives a slot's memory back as the slot empties.
     }
 
     /// Forgets a call whose transactions still run: their events then find no call.
