@@ -199,7 +199,7 @@ fn rebuild(
         // An upper bound of the values (a comma inside a quoted string counts too).
         let values = || -> Option<usize> {
             let v = out.get(h.value.start as usize..h.value.end as usize)?;
-            Some(1 + v.iter().filter(|&&c| c == b',').count())
+            Some(1 + memchr::memchr_iter(b',', v).count())
         };
         match h.name {
             HeaderName::Via => vias += values()?,

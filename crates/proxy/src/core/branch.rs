@@ -84,7 +84,7 @@ impl<R: RoutePolicy> Proxy<R> {
         };
         let chosen = if call.fixed_hop.is_none() {
             let view = CallView {
-                key: cid.0,
+                key: call.key,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,
@@ -263,7 +263,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let built = built.map(|(dest, req, branch)| {
             let mut edits = Edits::default();
             let view = CallView {
-                key: cid.0,
+                key: call.key,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,

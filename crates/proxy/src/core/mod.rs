@@ -41,6 +41,7 @@ use rollover_failover::Resolver;
 use rollover_failover::{Decision, Why};
 
 mod branch;
+mod calls;
 mod decide;
 mod dialog;
 mod door;
@@ -49,6 +50,7 @@ mod routing;
 
 pub use branch::Question;
 use branch::Resolving;
+use calls::{CallKey, Calls};
 use door::{stateless_tag, ALLOW};
 use rollover_failover::Target;
 use routing::Routing;
@@ -133,13 +135,10 @@ impl Default for ProxyConfig {
     }
 }
 
-/// A call (one response context) in the core's tables: its own number, not a question id
-/// or anything the owner sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct CallKey(u64);
-
 #[derive(Debug)]
 struct Call {
+    /// The number the routing policy knows the call by (`CallView::key`).
+    key: u64,
     server: ServerTxn,
     request: Message,
     source: Peer,
@@ -177,9 +176,9 @@ pub struct Proxy<R> {
     router: R,
     resolver: Box<dyn Resolver + Send>,
     hops: Hops,
-    /// Boxed: a call lingers 32 s after its final (RFC 6026), so the table holds tens of
-    /// thousands; boxed, its spare capacity costs a pointer per slot, not a whole call.
-    calls: HashMap<CallKey, Box<Call>>,
+    /// By slot (`calls.rs`). Boxed: a call lingers after its final, so the table holds
+    /// tens of thousands; boxed, an empty slot costs a pointer, not a whole call.
+    calls: Calls<Call>,
     /// By transaction slot, not hashed: under load these are read for almost every
     /// message and are far larger than the caches (`TxnMap`).
     by_server: TxnMap<ServerTxn, CallKey>,
@@ -233,7 +232,7 @@ impl<R: RoutePolicy> Proxy<R> {
             router,
             resolver,
             hops: Hops::default(),
-            calls: HashMap::default(),
+            calls: Calls::default(),
             by_server: TxnMap::new(),
             by_client: TxnMap::new(),
             timers: TimerWheel::new(),
@@ -429,10 +428,7 @@ impl<R: RoutePolicy> Proxy<R> {
     /// Gives memory back after a peak of load: a table holding a quarter of its capacity is
     /// shrunk to twice what it holds.
     fn shrink_after_peak(&mut self) {
-        let calls = &mut self.calls;
-        if calls.capacity() > 4096 && calls.len() < calls.capacity() / 4 {
-            calls.shrink_to(calls.len() * 2);
-        }
+        self.calls.shrink_after_peak();
         // The per-transaction maps keep their length, as the layer's slab does. The timer
         // wheel gives a slot's memory back as the slot empties.
     }
@@ -440,7 +436,7 @@ impl<R: RoutePolicy> Proxy<R> {
     /// Forgets a call whose transactions still run: their events then find no call.
     fn release_now(&mut self, cid: CallKey) {
         if let Some(call) = self.calls.remove(&cid) {
-            self.router.on_release(cid.0);
+            self.router.on_release(call.key);
             self.by_server.remove(&call.server);
             for c in call.clients.iter().flatten() {
                 self.by_client.remove(c);
@@ -455,7 +451,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .is_some_and(|c| c.server_done && c.live_clients == 0);
         if done {
             if let Some(call) = self.calls.remove(&cid) {
-                self.router.on_release(cid.0);
+                self.router.on_release(call.key);
                 self.by_server.remove(&call.server);
             }
         }
@@ -571,7 +567,7 @@ impl<R: RoutePolicy> Proxy<R> {
             .next()
             .and_then(Result::ok)
             .map(|r| r.uri_str.to_owned());
-        let cid = self.new_call_key();
+        let key = self.new_policy_key();
         let (fixed_hop, plan, policy, rule) = if follow_route {
             let hop_uri = top_route
                 .unwrap_or_else(|| request.request_uri_str().unwrap_or_default().to_owned());
@@ -596,7 +592,7 @@ impl<R: RoutePolicy> Proxy<R> {
             }
         } else {
             let view = CallView {
-                key: cid.0,
+                key,
                 call_id: &call_id,
                 request: &request,
                 source: &source,
@@ -608,17 +604,17 @@ impl<R: RoutePolicy> Proxy<R> {
                     reason,
                     rule,
                 } => {
-                    self.router.on_release(cid.0);
+                    self.router.on_release(key);
                     let why = format!("rule {rule:?}: {reason}");
                     return self
                         .refuse_with_reason(now, server, &request, status, &reason, why, txn);
                 }
                 RouteDecision::Drop { rule } => {
-                    self.router.on_release(cid.0);
+                    self.router.on_release(key);
                     return self.drop_request(now, server, &call_id, &rule, txn);
                 }
                 RouteDecision::Later => {
-                    return self.ask_route(now, server, request, source, call_id, cid, txn);
+                    return self.ask_route(now, server, request, source, call_id, key, txn);
                 }
             }
         };
@@ -654,15 +650,16 @@ impl<R: RoutePolicy> Proxy<R> {
         // Routed: stop upstream retransmissions at once (§16.2 allows our own 100).
         self.send_trying(now, server, &request, &call_id, txn);
         self.start_call(
-            now, server, request, source, call_id, cid, fixed_hop, plan, policy, rule, txn,
+            now, server, request, source, call_id, key, fixed_hop, plan, policy, rule, txn,
         );
     }
 
-    /// A fresh call key (allocated before routing, so the policy sees the call's key).
-    fn new_call_key(&mut self) -> CallKey {
-        let cid = CallKey(self.next_call);
+    /// A fresh number for the routing policy to know a call by (given before routing, so
+    /// the policy sees it when asked).
+    fn new_policy_key(&mut self) -> u64 {
+        let key = self.next_call;
         self.next_call += 1;
-        cid
+        key
     }
 
     /// The policy dropped the request: no reply, the transaction is forgotten.
@@ -693,7 +690,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
-        cid: CallKey,
+        key: u64,
         fixed_hop: Option<Target>,
         plan: Vec<Vec<Target>>,
         policy: FailoverPolicy,
@@ -722,6 +719,7 @@ impl<R: RoutePolicy> Proxy<R> {
         );
         engine.start(now);
         let call = Call {
+            key,
             server,
             request,
             source,
@@ -741,7 +739,7 @@ impl<R: RoutePolicy> Proxy<R> {
             live_clients: 0,
             server_done: false,
         };
-        self.calls.insert(cid, Box::new(call));
+        let cid = self.calls.insert(Box::new(call));
         self.by_server.insert(server, cid);
         self.drive(now, cid, txn);
     }
@@ -809,7 +807,7 @@ impl<R: RoutePolicy> Proxy<R> {
                         // The failure route: the policy may start new branches in this
                         // transaction, answer later, or let the best reply go.
                         let view = CallView {
-                            key: cid.0,
+                            key: call.key,
                             call_id: &call.call_id,
                             request: &call.request,
                             source: &call.source,
@@ -876,7 +874,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let mut edits = Edits::default();
         if let Some(target) = call.engine.target(b) {
             let view = CallView {
-                key: cid.0,
+                key: call.key,
                 call_id: &call.call_id,
                 request: &call.request,
                 source: &call.source,

@@ -10,7 +10,7 @@ use rollover_sip::{Message, StatusCode};
 use rollover_txn::{Peer, ServerTxn, TxnLayer};
 use tracing::{debug, info};
 
-use super::{CallKey, Proxy, Question};
+use super::{Proxy, Question};
 use crate::policy_hooks::RoutePolicy;
 use crate::router::RouteDecision;
 use rollover_failover::Decision;
@@ -26,7 +26,7 @@ pub(super) struct Routing {
     request: Message,
     source: Peer,
     call_id: String,
-    cid: CallKey,
+    key: u64,
 }
 
 impl<R: RoutePolicy> Proxy<R> {
@@ -40,7 +40,7 @@ impl<R: RoutePolicy> Proxy<R> {
         request: Message,
         source: Peer,
         call_id: String,
-        cid: CallKey,
+        key: u64,
         txn: &mut TxnLayer,
     ) {
         // The answer may take a while: stop the caller's retransmissions now.
@@ -63,7 +63,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 request,
                 source,
                 call_id,
-                cid,
+                key,
             },
         );
     }
@@ -89,7 +89,7 @@ impl<R: RoutePolicy> Proxy<R> {
                     r.request,
                     r.source,
                     r.call_id,
-                    r.cid,
+                    r.key,
                     None,
                     plan.groups,
                     policy,
@@ -102,16 +102,16 @@ impl<R: RoutePolicy> Proxy<R> {
                 reason,
                 rule,
             } => {
-                self.router.on_release(r.cid.0);
+                self.router.on_release(r.key);
                 let why = format!("rule {rule:?}: {reason}");
                 self.reply_pending(now, r, status, &reason, why, txn);
             }
             RouteDecision::Drop { rule } => {
-                self.router.on_release(r.cid.0);
+                self.router.on_release(r.key);
                 self.drop_request(now, r.server, &r.call_id, &rule, txn);
             }
             RouteDecision::Later => {
-                self.router.on_release(r.cid.0);
+                self.router.on_release(r.key);
                 let why = "the routing policy answered Later to its own question".into();
                 let e = StatusCode::SERVER_INTERNAL_ERROR;
                 self.reply_pending(now, r, e, e.reason(), why, txn);
@@ -135,7 +135,7 @@ impl<R: RoutePolicy> Proxy<R> {
         let Some(r) = self.routing.remove(&id) else {
             return false;
         };
-        self.router.on_release(r.cid.0);
+        self.router.on_release(r.key);
         let ok = cancel.reply(StatusCode::OK).build();
         if let Err(e) = txn.send_response(now, cancel_server, ok) {
             self.stats.unsent("response");
@@ -175,7 +175,7 @@ impl<R: RoutePolicy> Proxy<R> {
                 continue;
             };
             self.routing_by_server.remove(&r.server);
-            self.router.on_release(r.cid.0);
+            self.router.on_release(r.key);
             let why = format!("no routing answer in {} s", ROUTE_ANSWER_TIMEOUT.as_secs());
             let e = StatusCode::SERVER_INTERNAL_ERROR;
             self.reply_pending(now, r, e, e.reason(), why, txn);
