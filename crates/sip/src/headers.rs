@@ -641,20 +641,37 @@ mod tests {
     }
 
     #[test]
-    fn received_and_rport_read_together_as_apart() {
+    fn received_and_rport_are_the_first_of_their_parameters() {
         for v in [
             "SIP/2.0/UDP h;branch=z9hG4bK1",
             "SIP/2.0/UDP h;rport;branch=z9hG4bK1",
             "SIP/2.0/UDP h;branch=z9hG4bK1;rport=5070;received=192.0.2.9",
             "SIP/2.0/UDP h;received=192.0.2.9;RPORT=1;received=192.0.2.10;rport=2",
             "SIP/2.0/UDP h;Received;rport",
+            "SIP/2.0/UDP h ; rport = 7 ; received = 192.0.2.1 ; branch=z9hG4bK2",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;received=\"x\";rport",
         ] {
+            // Read off the parameter list, as a reader without the notes would.
+            fn by_list<'a>(via: &Via<'a>) -> (Option<&'a str>, Option<Option<u16>>) {
+                (
+                    via.params.get("received").flatten(),
+                    via.params
+                        .get("rport")
+                        .map(|p| p.and_then(|p| p.parse().ok())),
+                )
+            }
             let via = Via::parse(v).unwrap();
-            assert_eq!(
-                via.received_and_rport(),
-                (via.received(), via.rport()),
-                "{v}"
-            );
+            assert_eq!(via.received_and_rport(), by_list(&via), "{v}");
+            assert_eq!((via.received(), via.rport()), by_list(&via), "{v}");
+            let general = Via::parse_general(v).unwrap();
+            assert_eq!(general.received_and_rport(), by_list(&general), "{v}");
+            // The top Via of a message, parsed once and then rebuilt from its note.
+            let text = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {v}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n");
+            let m = Message::parse(text.into_bytes()).unwrap();
+            for _ in 0..2 {
+                let top = m.top_via().unwrap();
+                assert_eq!(top.received_and_rport(), by_list(&top), "{v}");
+            }
         }
     }
 

@@ -156,6 +156,8 @@ pub(crate) struct ViaSpans {
     pub(crate) sent_by: At,
     pub(crate) params: At,
     pub(crate) branch: Option<At>,
+    pub(crate) received: Option<At>,
+    pub(crate) rport: Option<Option<u16>>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,10 @@ pub struct Via<'a> {
     pub params: Params<'a>,
     /// The first branch parameter's value, found while the parameters were checked.
     branch: Option<&'a str>,
+    /// The first received parameter's value, found likewise.
+    received: Option<&'a str>,
+    /// The first rport parameter, found and read likewise.
+    rport: Option<Option<u16>>,
 }
 
 impl<'a> Via<'a> {
@@ -133,6 +137,8 @@ impl<'a> Via<'a> {
             sent_by,
             params: Params::new(params),
             branch: seen.branch.flatten(),
+            received: seen.received.flatten(),
+            rport: seen.rport,
         })
     }
 
@@ -182,6 +188,8 @@ impl<'a> Via<'a> {
             sent_by,
             params,
             branch: seen.branch.flatten(),
+            received: seen.received.flatten(),
+            rport: seen.rport,
         })
     }
 
@@ -211,33 +219,20 @@ impl<'a> Via<'a> {
             .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
-    /// The `received` parameter.
+    /// The `received` parameter (the first one).
     pub fn received(&self) -> Option<&'a str> {
-        self.params.get("received").flatten()
+        self.received
     }
 
     /// `None`: no rport; `Some(None)`: rport asked for; `Some(Some(p))`: filled in (RFC 3581).
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get("rport")
-            .map(|v| v.and_then(|p| p.parse().ok()))
+        self.rport
     }
 
-    /// [`Via::received`] and [`Via::rport`] in one walk over the parameters: where a
-    /// response goes (RFC 3261 §18.2.2, RFC 3581) needs both.
+    /// [`Via::received`] and [`Via::rport`]: where a response goes (RFC 3261 §18.2.2,
+    /// RFC 3581) needs both. Both were noted when the parameters were checked.
     pub fn received_and_rport(&self) -> (Option<&'a str>, Option<Option<u16>>) {
-        let (mut received, mut rport) = (None, None);
-        for (name, value) in self.params.iter() {
-            if received.is_none() && name.eq_ignore_ascii_case("received") {
-                received = Some(value);
-            } else if rport.is_none() && name.eq_ignore_ascii_case("rport") {
-                rport = Some(value.and_then(|p| p.parse().ok()));
-            }
-            if received.is_some() && rport.is_some() {
-                break;
-            }
-        }
-        (received.flatten(), rport)
+        (self.received, self.rport)
     }
 
     /// The `maddr` parameter.
@@ -254,12 +249,14 @@ impl<'a> Via<'a> {
     }
 }
 
-/// What both Via parsers note while they walk the parameters: the first branch, kept for
-/// `branch()`, and whether the first rport (the one `rport()` reads) was seen.
+/// What both Via parsers note while they walk the parameters: the first branch, received
+/// and rport, kept for `branch()`, `received()` and `rport()` (every response routed and
+/// every request stamped asks for them).
 #[derive(Default)]
 struct ViaParams<'a> {
     branch: Option<Option<&'a str>>,
-    rport_seen: bool,
+    received: Option<Option<&'a str>>,
+    rport: Option<Option<u16>>,
 }
 
 impl<'a> ViaParams<'a> {
@@ -268,9 +265,17 @@ impl<'a> ViaParams<'a> {
     fn param(&mut self, name: &str, value: Option<&'a str>) -> bool {
         if self.branch.is_none() && name.eq_ignore_ascii_case("branch") {
             self.branch = Some(value);
-        } else if !self.rport_seen && name.eq_ignore_ascii_case("rport") {
-            self.rport_seen = true;
-            return value.is_none_or(|v| v.parse::<u16>().is_ok());
+        } else if self.rport.is_none() && name.eq_ignore_ascii_case("rport") {
+            let port = match value {
+                None => None,
+                Some(v) => match v.parse::<u16>() {
+                    Ok(p) => Some(p),
+                    Err(_) => return false,
+                },
+            };
+            self.rport = Some(port);
+        } else if self.received.is_none() && name.eq_ignore_ascii_case("received") {
+            self.received = Some(value);
         }
         true
     }
@@ -339,6 +344,11 @@ impl ViaSpans {
                 Some(b) => Some(at(v, b)?),
                 None => None,
             },
+            received: match via.received {
+                Some(r) => Some(at(v, r)?),
+                None => None,
+            },
+            rport: via.rport,
         })
     }
 
@@ -360,6 +370,11 @@ impl ViaSpans {
                 Some(b) => Some(slice(v, b)?),
                 None => None,
             },
+            received: match self.received {
+                Some(r) => Some(slice(v, r)?),
+                None => None,
+            },
+            rport: self.rport,
         })
     }
 }
