@@ -25,9 +25,10 @@
 # run: a figure that moves far less with the machine's noise than CPU time, for comparing
 # two builds or the two proxies' user space (run it at a low rate, e.g. 50 cps).
 # CACHESIM=1 (with CALLGRIND=1) also simulates the caches and reports data misses per call,
-# the last level being CACHESIM_LL (size,ways,line; a core's 1 MiB L2 by default). With
-# LINGER=32s at a low rate the proxy holds about as many lingering transactions as at
-# 2,000 calls/s with the default 5 s: LINGER sets [server] linger for the run.
+# the last level being CACHESIM_LL (size,ways,line; a core's 1 MiB L2 by default), for both
+# proxies (Kamailio's processes summed, each with a cache of its own). With LINGER=32s at
+# a low rate a proxy holds about as many lingering transactions as at 2,000 calls/s with
+# the default 5 s: LINGER sets Rollover's [server] linger and Kamailio's tm wt_timer.
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # SYSCOUNT=1 counts the main ones (and context switches) with perf stat's tracepoints instead,
 # which leaves the proxy's speed as it is.
@@ -175,9 +176,11 @@ start_proxy() {
   case "$1" in
     kamailio)
       fill bench/kamailio/failover.cfg.in > "$WORK/kamailio.cfg"
+      # LINGER: tm keeps a finished transaction this long (wt_timer), as Rollover's linger.
+      if [ -n "${LINGER:-}" ]; then sed -i "s/^loadmodule \"tmx.so\"$/&\nmodparam(\"tm\", \"wt_timer\", $(( ${LINGER%s} * 1000 )))/" "$WORK/kamailio.cfg"; fi
       # TLSF: Debian's default allocator (q_malloc with memory debugging) is ~3x slower.
       # Under CALLGRIND=1 every process of Kamailio is counted (valgrind follows its forks).
-      in_cg ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.kamailio.%p" --dump-instr=no} \
+      in_cg ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.kamailio.%p" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL}} \
         kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
@@ -300,7 +303,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
       # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. The last level simulated is
       # CACHESIM_LL (a core's L2 by default): a data miss there is a wait for memory
       # further out, which the instruction count does not show.
-      awk -v n="$ok" '/^summary:/ { printf "   cache: %.0f data reads and %.0f writes per call; L1 data misses %.0f; %s data misses %.0f per call\n", $3 / n, $4 / n, ($6 + $7) / n, "'"$CACHESIM_LL"'", ($9 + $10) / n }' "$WORK/callgrind.out.1"
+      awk -v n="$ok" '/^summary:/ { printf "   cache: %.0f data reads and %.0f writes per call; L1 instruction misses %.0f; L1 data misses %.0f; %s data misses %.0f per call\n", $3 / n, $4 / n, $5 / n, ($6 + $7) / n, "'"$CACHESIM_LL"'", ($9 + $10) / n }' "$WORK/callgrind.out.1"
     fi
   fi
   if [ -n "${SYSCALLS:-}" ]; then
@@ -330,13 +333,20 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     # counted (each process writes its count when it exits): this one, then one as long
     # without calls; the difference is what the calls cost, start-up and timers left out.
     stop_proxy; sleep 1
-    busy=$(cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    # Summed over the processes: instructions, and with CACHESIM the L1 and last-level
+    # data misses (events Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw; each process has a
+    # simulated cache of its own).
+    sums() { cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { i += $2; i1 += $5; l1 += $6 + $7; ll += $9 + $10 } END { print i + 0, l1 + 0, ll + 0, i1 + 0 }'; }
+    read -r busy busy_l1 busy_ll busy_i1 < <(sums)
     nproc=$(ls "$WORK"/callgrind.kamailio.* | wc -l)
     rm -f "$WORK"/callgrind.kamailio.*
     start_proxy kamailio; sleep "$load_seconds"; stop_proxy; sleep 1
-    idle=$(cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    read -r idle idle_l1 idle_ll idle_i1 < <(sums)
     rm -f "$WORK"/callgrind.kamailio.*
     echo "   callgrind: $(( (busy - idle) / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls; $nproc processes; $busy with the calls, $idle idle for ${load_seconds} s)"
+    if [ -n "${CACHESIM:-}" ]; then
+      echo "   cache: L1 instruction misses $(( (busy_i1 - idle_i1) / (ok > 0 ? ok : 1) )); L1 data misses $(( (busy_l1 - idle_l1) / (ok > 0 ? ok : 1) )); $CACHESIM_LL data misses $(( (busy_ll - idle_ll) / (ok > 0 ? ok : 1) )) per call (with the calls less idle)"
+    fi
     start_proxy kamailio
   fi
   CPU[$proxy]=$cpu_us; EXACT[$proxy]=$exact_us; USR[$proxy]=$usr_us; SYS[$proxy]=$sys_us; MEM[$proxy]=$mem; OKCALLS[$proxy]="$ok/$bad"; P50[$proxy]=$p50; P90[$proxy]=$p90; P99[$proxy]=$p99
