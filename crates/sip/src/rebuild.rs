@@ -196,10 +196,10 @@ fn rebuild(
         return None;
     }
     for h in &headers {
-        // An upper bound of the values (a comma inside a quoted string counts too).
+        // Counted as the parser counts them (nearly always one, found by a single scan).
         let values = || -> Option<usize> {
             let v = out.get(h.value.start as usize..h.value.end as usize)?;
-            Some(1 + memchr::memchr_iter(b',', v).count())
+            Some(crate::parse::count_values(v))
         };
         match h.name {
             HeaderName::Via => vias += values()?,
