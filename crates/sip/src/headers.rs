@@ -676,6 +676,23 @@ mod tests {
     }
 
     #[test]
+    fn a_top_via_too_far_into_its_value_to_note_is_read_each_time() {
+        // White space around the slashes may push the version past what the note holds.
+        let v = format!(
+            "SIP/{}2.0/UDP h:5070;branch=z9hG4bK1;received=192.0.2.1;rport",
+            " ".repeat(300)
+        );
+        let text = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {v}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        let m = Message::parse(text.into_bytes()).unwrap();
+        let direct = Via::parse(&v).unwrap();
+        for _ in 0..2 {
+            assert_eq!(m.top_via().unwrap(), direct);
+        }
+        assert_eq!(direct.protocol, ("SIP", "2.0"));
+        assert_eq!(direct.received_and_rport(), (Some("192.0.2.1"), Some(None)));
+    }
+
+    #[test]
     fn cseq_bounds() {
         assert_eq!(CSeq::parse("0009\r\n  INVITE").unwrap().seq, 9);
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());

@@ -149,16 +149,23 @@ pub(crate) type At = (u16, u16);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ViaSpans {
     pub(crate) header: u16,
-    pub(crate) protocol: (At, At),
+    /// The protocol's name and version, which start the value: a Via whose protocol lies
+    /// past byte 255 of its value (folded white space) is not noted.
+    pub(crate) protocol: [u8; 4],
     pub(crate) transport: At,
     pub(crate) host: HostAt,
     pub(crate) port: Option<u16>,
     pub(crate) sent_by: At,
     pub(crate) params: At,
-    pub(crate) branch: Option<At>,
-    pub(crate) received: Option<At>,
+    /// The branch and received values ([`NO_AT`]: none; a value is never empty). Kept
+    /// small: every message carries this note, and moving a message copies it.
+    pub(crate) branch: At,
+    pub(crate) received: At,
     pub(crate) rport: Option<Option<u16>>,
 }
+
+/// No value, in a [`ViaSpans`] (an empty range: no value noted there is empty).
+pub(crate) const NO_AT: At = (0, 0);
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum HostAt {

@@ -1,7 +1,7 @@
 //! The Via header (RFC 3261 §20.42): its value parsed, the top one of a message found, and
 //! the note a message keeps of where the top one's parts are.
 
-use crate::message::{At, HostAt, Message, ViaSpans};
+use crate::message::{At, HostAt, Message, ViaSpans, NO_AT};
 use crate::params::Params;
 use crate::scan;
 use crate::uri::{host_class, parse_hostport, Host, HOST_DIGIT, HOST_DOT};
@@ -326,7 +326,11 @@ impl ViaSpans {
     pub(crate) fn of(via: &Via<'_>, v: &str, header: usize) -> Option<ViaSpans> {
         Some(ViaSpans {
             header: u16::try_from(header).ok()?,
-            protocol: (at(v, via.protocol.0)?, at(v, via.protocol.1)?),
+            protocol: {
+                let ((a, b), (c, d)) = (at(v, via.protocol.0)?, at(v, via.protocol.1)?);
+                let byte = |x: u16| u8::try_from(x).ok();
+                [byte(a)?, byte(b)?, byte(c)?, byte(d)?]
+            },
             transport: at(v, via.transport)?,
             host: match via.host {
                 Host::Domain(d) => HostAt::Domain(at(v, d)?),
@@ -341,12 +345,12 @@ impl ViaSpans {
                 p => at(v, p)?,
             },
             branch: match via.branch {
-                Some(b) => Some(at(v, b)?),
-                None => None,
+                Some(b) => at(v, b).filter(|&(s, e)| s < e)?,
+                None => NO_AT,
             },
             received: match via.received {
-                Some(r) => Some(at(v, r)?),
-                None => None,
+                Some(r) => at(v, r).filter(|&(s, e)| s < e)?,
+                None => NO_AT,
             },
             rport: via.rport,
         })
@@ -356,7 +360,10 @@ impl ViaSpans {
         let h = m.headers.get(self.header as usize)?;
         let v = m.value_str(h).ok()?;
         Some(Via {
-            protocol: (slice(v, self.protocol.0)?, slice(v, self.protocol.1)?),
+            protocol: {
+                let [a, b, c, d] = self.protocol.map(u16::from);
+                (slice(v, (a, b))?, slice(v, (c, d))?)
+            },
             transport: slice(v, self.transport)?,
             host: match self.host {
                 HostAt::Domain(d) => Host::Domain(slice(v, d)?),
@@ -367,12 +374,12 @@ impl ViaSpans {
             sent_by: slice(v, self.sent_by)?,
             params: Params::new(slice(v, self.params)?),
             branch: match self.branch {
-                Some(b) => Some(slice(v, b)?),
-                None => None,
+                NO_AT => None,
+                b => Some(slice(v, b)?),
             },
             received: match self.received {
-                Some(r) => Some(slice(v, r)?),
-                None => None,
+                NO_AT => None,
+                r => Some(slice(v, r)?),
             },
             rport: self.rport,
         })
