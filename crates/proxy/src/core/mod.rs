@@ -425,8 +425,8 @@ impl<R: RoutePolicy> Proxy<R> {
         self.refuse_with_reason(now, server, request, code, "Bad Route", why, txn);
     }
 
-    /// Gives memory back after a peak of load: a table holding a quarter of its capacity is
-    /// shrunk to twice what it holds.
+    /// Gives memory back after a peak of load: the calls' slab, a quarter full, drops the
+    /// empty slots past its last call.
     fn shrink_after_peak(&mut self) {
         self.calls.shrink_after_peak();
         // The per-transaction maps keep their length, as the layer's slab does. The timer
