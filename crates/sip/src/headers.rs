@@ -11,7 +11,7 @@ use crate::name::HeaderName;
 use crate::params::Params;
 use crate::scan;
 use crate::via::{first_via_value, top_via_of};
-pub use crate::via::{Via, MAGIC_COOKIE};
+pub use crate::via::{has_magic_cookie, Via, MAGIC_COOKIE};
 
 /// CSeq (RFC 3261 §20.16).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +377,21 @@ impl Message {
         Ok(via)
     }
 
+    /// The top Via's branch (when it has one) and sent-by: what a transaction key needs, read
+    /// off the note [`Message::top_via`] keeps, without rebuilding the rest of the Via.
+    pub fn top_via_branch_and_sent_by(&self) -> Result<(Option<&str>, &str), ParseError> {
+        if let Some(parts) = self
+            .top_via
+            .0
+            .get()
+            .and_then(|s| s.branch_and_sent_by(self))
+        {
+            return Ok(parts);
+        }
+        let via = self.top_via()?;
+        Ok((via.branch(), via.sent_by))
+    }
+
     /// The top Via value as written, for a CANCEL or ACK that repeats it (§9.1, §17.1.1.3).
     /// Parsed only when not yet parsed and the text is unusual (folded): a request this
     /// element builds such a request for is one it sent, whose top Via it wrote.
@@ -690,6 +705,26 @@ mod tests {
         }
         assert_eq!(direct.protocol, ("SIP", "2.0"));
         assert_eq!(direct.received_and_rport(), (Some("192.0.2.1"), Some(None)));
+    }
+
+    #[test]
+    fn branch_and_sent_by_read_off_the_note_are_the_top_vias() {
+        let far = format!("SIP/{}2.0/UDP h;branch=z9hG4bKf", " ".repeat(300));
+        for v in [
+            "SIP/2.0/UDP h:5070;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP H.example.COM;received=192.0.2.1",
+            "SIP/2.0/TCP [2001:db8::1]:5061 ; branch = z9hG4bK2, SIP/2.0/UDP x",
+            "SIP/2.0/UDP 192.0.2.9;branch=1234",
+            far.as_str(),
+        ] {
+            let text = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {v}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n");
+            // Asked first (nothing noted yet), then once the top Via is noted.
+            let m = Message::parse(text.into_bytes()).unwrap();
+            let before = m.top_via_branch_and_sent_by().unwrap();
+            let via = m.top_via().unwrap();
+            assert_eq!(before, (via.branch(), via.sent_by), "{v}");
+            assert_eq!(m.top_via_branch_and_sent_by().unwrap(), before, "{v}");
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use build::{BuildError, RequestBuilder, ResponseBuilder};
 pub use edit::Editor;
 pub use error::{ErrorKind, Located, ParseError};
 pub use framer::{Frame, StreamFramer};
-pub use headers::{CSeq, Reason, RetryAfter, Via, MAGIC_COOKIE};
+pub use headers::{has_magic_cookie, CSeq, Reason, RetryAfter, Via, MAGIC_COOKIE};
 pub use limits::Limits;
 pub use message::{Header, Message};
 pub use method::Method;

@@ -215,8 +215,7 @@ impl<'a> Via<'a> {
 
     /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).
     pub fn has_magic_cookie(&self) -> bool {
-        self.branch()
-            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+        self.branch().is_some_and(has_magic_cookie)
     }
 
     /// The `received` parameter (the first one).
@@ -247,6 +246,11 @@ impl<'a> Via<'a> {
             .flatten()
             .and_then(|t| t.parse().ok())
     }
+}
+
+/// Whether a branch carries the RFC 3261 magic cookie and something after it.
+pub fn has_magic_cookie(branch: &str) -> bool {
+    branch.len() > MAGIC_COOKIE.len() && branch.starts_with(MAGIC_COOKIE)
 }
 
 /// What both Via parsers note while they walk the parameters: the first branch, received
@@ -354,6 +358,20 @@ impl ViaSpans {
             },
             rport: via.rport,
         })
+    }
+
+    /// The branch and the sent-by alone, without rebuilding the rest.
+    pub(crate) fn branch_and_sent_by<'m>(
+        &self,
+        m: &'m Message,
+    ) -> Option<(Option<&'m str>, &'m str)> {
+        let h = m.headers.get(self.header as usize)?;
+        let v = m.value_str(h).ok()?;
+        let branch = match self.branch {
+            NO_AT => None,
+            b => Some(slice(v, b)?),
+        };
+        Some((branch, slice(v, self.sent_by)?))
     }
 
     pub(crate) fn rebuild<'m>(&self, m: &'m Message) -> Option<Via<'m>> {

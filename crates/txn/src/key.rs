@@ -6,13 +6,12 @@
 
 use std::fmt::Write;
 
-use rollover_sip::{Message, Method};
+use rollover_sip::{has_magic_cookie, Message, Method};
 
 /// Client side: `c <branch> <CSeq method>` (§17.1.3). A CANCEL shares its INVITE's branch,
 /// so the method keeps them apart.
 pub(crate) fn client_key(msg: &Message, out: &mut String) -> Option<()> {
-    let via = msg.top_via().ok()?;
-    let branch = via.branch()?;
+    let branch = msg.top_via_branch_and_sent_by().ok()?.0?;
     let cseq = msg.cseq().ok()?;
     client_key_of(branch, &cseq.method, out);
     Some(())
@@ -41,13 +40,13 @@ pub(crate) fn server_key(
         (None, Method::Ack) => &Method::Invite,
         (None, m) => m,
     };
-    let via = msg.top_via().ok()?;
+    let (branch, sent_by) = msg.top_via_branch_and_sent_by().ok()?;
     out.clear();
-    if via.has_magic_cookie() {
-        for part in ["s ", via.branch()?, " "] {
+    if let Some(branch) = branch.filter(|b| has_magic_cookie(b)) {
+        for part in ["s ", branch, " "] {
             out.push_str(part);
         }
-        push_lower(out, via.sent_by);
+        push_lower(out, sent_by);
         out.push(' ');
         out.push_str(method.as_str());
         Some(())
@@ -57,7 +56,7 @@ pub(crate) fn server_key(
         let call_id = msg.call_id().ok()?;
         let seq = msg.cseq().ok()?.seq;
         write!(out, "o {uri} {from_tag} {call_id} {seq} ").ok()?;
-        push_lower(out, via.sent_by);
+        push_lower(out, sent_by);
         write!(out, " {method}").ok()
     }
 }
