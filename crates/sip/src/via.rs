@@ -315,6 +315,23 @@ fn slice(v: &str, (start, end): At) -> Option<&str> {
     v.get(usize::from(start)..usize::from(end))
 }
 
+/// [`at`] of a value that may be absent, [`NO_AT`] for none (a value noted is never
+/// empty, so it never reads as none).
+fn at_or_none(outer: &str, inner: Option<&str>) -> Option<At> {
+    match inner {
+        Some(s) => at(outer, s).filter(|&(start, end)| start < end),
+        None => Some(NO_AT),
+    }
+}
+
+/// [`slice`] of a place that may be [`NO_AT`].
+fn slice_or_none(v: &str, place: At) -> Option<Option<&str>> {
+    match place {
+        NO_AT => Some(None),
+        p => slice(v, p).map(Some),
+    }
+}
+
 /// The host of a sent-by (`[v6]:port`, `host:port` or `host`).
 fn host_text(sent_by: &str) -> &str {
     match sent_by.strip_prefix('[') {
@@ -348,16 +365,15 @@ impl ViaSpans {
                 "" => (0, 0),
                 p => at(v, p)?,
             },
-            branch: match via.branch {
-                Some(b) => at(v, b).filter(|&(s, e)| s < e)?,
-                None => NO_AT,
-            },
-            received: match via.received {
-                Some(r) => at(v, r).filter(|&(s, e)| s < e)?,
-                None => NO_AT,
-            },
+            branch: at_or_none(v, via.branch)?,
+            received: at_or_none(v, via.received)?,
             rport: via.rport,
         })
+    }
+
+    /// The header value the note's places are in.
+    fn value<'m>(&self, m: &'m Message) -> Option<&'m str> {
+        m.value_str(m.headers.get(self.header as usize)?).ok()
     }
 
     /// The branch and the sent-by alone, without rebuilding the rest.
@@ -365,18 +381,12 @@ impl ViaSpans {
         &self,
         m: &'m Message,
     ) -> Option<(Option<&'m str>, &'m str)> {
-        let h = m.headers.get(self.header as usize)?;
-        let v = m.value_str(h).ok()?;
-        let branch = match self.branch {
-            NO_AT => None,
-            b => Some(slice(v, b)?),
-        };
-        Some((branch, slice(v, self.sent_by)?))
+        let v = self.value(m)?;
+        Some((slice_or_none(v, self.branch)?, slice(v, self.sent_by)?))
     }
 
     pub(crate) fn rebuild<'m>(&self, m: &'m Message) -> Option<Via<'m>> {
-        let h = m.headers.get(self.header as usize)?;
-        let v = m.value_str(h).ok()?;
+        let v = self.value(m)?;
         Some(Via {
             protocol: {
                 let [a, b, c, d] = self.protocol.map(u16::from);
@@ -391,14 +401,8 @@ impl ViaSpans {
             port: self.port,
             sent_by: slice(v, self.sent_by)?,
             params: Params::new(slice(v, self.params)?),
-            branch: match self.branch {
-                NO_AT => None,
-                b => Some(slice(v, b)?),
-            },
-            received: match self.received {
-                NO_AT => None,
-                r => Some(slice(v, r)?),
-            },
+            branch: slice_or_none(v, self.branch)?,
+            received: slice_or_none(v, self.received)?,
             rport: self.rport,
         })
     }

@@ -77,20 +77,19 @@ impl<T> Calls<T> {
         self.slot(key)?.call.as_deref()
     }
 
-    pub(super) fn get_mut(&mut self, key: &CallKey) -> Option<&mut T> {
+    fn slot_mut(&mut self, key: &CallKey) -> Option<&mut Slot<T>> {
         self.slots
             .get_mut(key.slot as usize)
-            .filter(|s| s.gen == key.gen)?
-            .call
-            .as_deref_mut()
+            .filter(|s| s.gen == key.gen)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &CallKey) -> Option<&mut T> {
+        self.slot_mut(key)?.call.as_deref_mut()
     }
 
     /// Takes a call out; its key then finds nothing, even once the slot holds another.
     pub(super) fn remove(&mut self, key: &CallKey) -> Option<Box<T>> {
-        let s = self
-            .slots
-            .get_mut(key.slot as usize)
-            .filter(|s| s.gen == key.gen)?;
+        let s = self.slot_mut(key)?;
         let call = s.call.take()?;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(key.slot);
