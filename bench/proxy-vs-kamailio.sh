@@ -29,6 +29,9 @@
 # proxies (Kamailio's processes summed, each with a cache of its own). With LINGER=32s at
 # a low rate a proxy holds about as many lingering transactions as at 2,000 calls/s with
 # the default 5 s: LINGER sets Rollover's [server] linger and Kamailio's tm wt_timer.
+# BRANCHSIM=1 (with CALLGRIND=1) also simulates branch prediction and reports mispredicted
+# conditional and indirect branches per call, for both proxies.
+# THREADS=1 prints each thread's (or process's) time on a CPU per call during the fixed-rate run.
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # SYSCOUNT=1 counts the main ones (and context switches) with perf stat's tracepoints instead,
 # which leaves the proxy's speed as it is.
@@ -87,6 +90,15 @@ fill() { sed -e "s/@PROXY_PORT@/$PROXY_PORT/g; s/@TARGET1@/127.0.0.1:$T1/g; s/@T
 
 CLK=$(getconf CLK_TCK)
 CACHESIM_LL=${CACHESIM_LL:-1048576,16,64}
+# Sums callgrind's events over the files named, by the names in their "events:" line
+# (the columns move with the simulations asked for): prints "NAME TOTAL" lines.
+cg_events() {
+  awk '/^events:/ { for (i = 2; i <= NF; i++) name[i] = $i }
+       /^summary:/ { for (i = 2; i <= NF; i++) sum[name[i]] += $i }
+       END { for (k in sum) print k, sum[k] }' "$@"
+}
+# One event's total from cg_events' output on stdin (0 when not simulated).
+cg_get() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'; }
 # The PIDs of a process and all its descendants.
 tree() {
   local p kids
@@ -119,10 +131,30 @@ sum_threads() {
   done
   echo $n
 }
+# Minor page faults (/proc/PID/stat field 10) summed over a process tree: a page the
+# allocator gave back and touched again costs one, in system time.
+faults() {
+  local n=0 p a
+  for p in $(tree "$@"); do
+    a=$(awk '{ sub(/.*\) /, ""); print $8 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    n=$(( n + ${a:-0} ))
+  done
+  echo $n
+}
 # Nanoseconds on a CPU, from the scheduler's own count (schedstat, field 1): exact, where
 # utime and stime are sampled at the clock tick (the two agree within 0.5 % in the runs of
 # docs/performance.md, so the spread between runs is not the measurement's).
 oncpu() { sum_threads schedstat '{ print $1 }' "$@"; }
+# "TID name nanoseconds-on-CPU" for every thread of a process tree (THREADS=1 prints
+# each thread's share of the fixed-rate run).
+per_thread() {
+  local p t
+  for p in $(tree "$@"); do
+    for t in /proc/"$p"/task/*; do
+      echo "${t##*/} $(tr ' ' _ < "$t/comm" 2>/dev/null) $(awk '{ print $1 }' "$t/schedstat" 2>/dev/null)"
+    done
+  done
+}
 # Voluntary context switches (a thread going to sleep: each is a wake-up later).
 switches() { sum_threads status '/^voluntary_ctxt_switches:/ { print $2 }' "$@"; }
 # "steal total" ticks of the whole machine (/proc/stat's cpu line): the time a virtual
@@ -180,13 +212,13 @@ start_proxy() {
       if [ -n "${LINGER:-}" ]; then sed -i "s/^loadmodule \"tmx.so\"$/&\nmodparam(\"tm\", \"wt_timer\", $(( ${LINGER%s} * 1000 )))/" "$WORK/kamailio.cfg"; fi
       # TLSF: Debian's default allocator (q_malloc with memory debugging) is ~3x slower.
       # Under CALLGRIND=1 every process of Kamailio is counted (valgrind follows its forks).
-      in_cg ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.kamailio.%p" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL}} \
+      in_cg ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.kamailio.%p" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL} ${BRANCHSIM:+--branch-sim=yes}} \
         kamailio -f "$WORK/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 >"$WORK/kamailio.log" 2>&1 & PROXY=$! ;;
     rollover)
       fill "${ROLLOVER_TOML:-bench/rollover.toml.in}" > "$WORK/rollover.toml"
       if [ -n "${LINGER:-}" ]; then sed -i "s/^\[server\]$/[server]\nlinger = \"$LINGER\"/" "$WORK/rollover.toml"; fi
       if [ -n "${ROLLOVER_LUA:-}" ]; then fill "$ROLLOVER_LUA" > "$WORK/routes.lua"; fi
-      in_cg env RUST_LOG=warn ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL}} \
+      in_cg env RUST_LOG=warn ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no ${CACHESIM:+--cache-sim=yes --LL=$CACHESIM_LL} ${BRANCHSIM:+--branch-sim=yes}} \
         "$ROLLOVER_BIN" proxy --config "$WORK/rollover.toml" >"$WORK/rollover.log" 2>&1 & PROXY=$! ;;
   esac
   PIDS+=($PROXY)
@@ -269,7 +301,8 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   echo "== $proxy"
   start_callees; start_proxy $proxy
   read -r u0 s0 < <(ticks $PROXY)
-  w0=$(switches $PROXY); c0=$(oncpu $PROXY); read -r st0 tt0 < <(steal)
+  w0=$(switches $PROXY); c0=$(oncpu $PROXY); f0=$(faults $PROXY); read -r st0 tt0 < <(steal)
+  if [ -n "${THREADS:-}" ]; then per_thread $PROXY > "$WORK/threads0-$proxy.txt"; fi
   if [ -n "${PERF:-}" ]; then
     # PERF=1: a call-graph profile of the proxy (every process: Kamailio forks its
     # workers) during the fixed-rate run.
@@ -303,7 +336,12 @@ for proxy in ${PROXIES:-kamailio rollover}; do
       # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. The last level simulated is
       # CACHESIM_LL (a core's L2 by default): a data miss there is a wait for memory
       # further out, which the instruction count does not show.
-      awk -v n="$ok" '/^summary:/ { printf "   cache: %.0f data reads and %.0f writes per call; L1 instruction misses %.0f; L1 data misses %.0f; %s data misses %.0f per call\n", $3 / n, $4 / n, $5 / n, ($6 + $7) / n, "'"$CACHESIM_LL"'", ($9 + $10) / n }' "$WORK/callgrind.out.1"
+      ev=$(cg_events "$WORK/callgrind.out.1")
+      python3 -c "n = max($ok, 1); print(f'   cache: {$(cg_get Dr <<<"$ev") / n:.0f} data reads and {$(cg_get Dw <<<"$ev") / n:.0f} writes per call; L1 instruction misses {$(cg_get I1mr <<<"$ev") / n:.0f}; L1 data misses {($(cg_get D1mr <<<"$ev") + $(cg_get D1mw <<<"$ev")) / n:.0f}; $CACHESIM_LL data misses {($(cg_get DLmr <<<"$ev") + $(cg_get DLmw <<<"$ev")) / n:.0f} per call')"
+    fi
+    if [ -n "${BRANCHSIM:-}" ]; then
+      ev=$(cg_events "$WORK/callgrind.out.1")
+      python3 -c "n = max($ok, 1); print(f'   branches: {$(cg_get Bc <<<"$ev") / n:.0f} conditional, {$(cg_get Bcm <<<"$ev") / n:.0f} mispredicted; {$(cg_get Bi <<<"$ev") / n:.0f} indirect, {$(cg_get Bim <<<"$ev") / n:.0f} mispredicted, per call')"
     fi
   fi
   if [ -n "${SYSCALLS:-}" ]; then
@@ -317,7 +355,12 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     awk -F, -v n="$ok" '$1 ~ /^[0-9]+$/ { name = $3; sub(/^.*sys_enter_?/, "", name); if (name == "") name = "all"; printf "     %-16s %8.2f\n", name, $1 / n }' "$WORK/syscount-$proxy.txt"
   fi
   read -r u1 s1 < <(ticks $PROXY)
-  w1=$(switches $PROXY); c1=$(oncpu $PROXY); read -r st1 tt1 < <(steal)
+  w1=$(switches $PROXY); c1=$(oncpu $PROXY); f1=$(faults $PROXY); read -r st1 tt1 < <(steal)
+  if [ -n "${THREADS:-}" ]; then
+    per_thread $PROXY > "$WORK/threads1-$proxy.txt"
+    echo "   on CPU per call by thread (µs):"
+    awk -v n="$ok" 'NR == FNR { t0[$1] = $3; next } { d = $3 - t0[$1]; if (d > 0) printf "     %-8s %-18s %8.1f\n", $1, $2, d / 1000 / (n > 0 ? n : 1) }' "$WORK/threads0-$proxy.txt" "$WORK/threads1-$proxy.txt"
+  fi
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
     wait $PERF_PID || true
@@ -327,7 +370,7 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   read -r cpu_us usr_us sys_us < <(python3 -c "n = max($ok, 1) / 1e6 * $CLK; print(f'{($u1 - $u0 + $s1 - $s0) / n:.1f} {($u1 - $u0) / n:.1f} {($s1 - $s0) / n:.1f}')")
   exact_us=$(python3 -c "print(f'{($c1 - $c0) / 1000 / max($ok, 1):.1f}')")
   steal_pct=$(python3 -c "print(f'{100 * ($st1 - $st0) / max($tt1 - $tt0, 1):.0f}')")
-  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); on CPU $exact_us us/call (schedstat); host steal $steal_pct %; $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
+  echo "   fixed ${FIXED_RATE} cps x ${FIXED_SECONDS} s: $ok ok, $bad failed; CPU $cpu_us us/call (user $usr_us, system $sys_us); on CPU $exact_us us/call (schedstat); host steal $steal_pct %; $(python3 -c "print(f'{($w1 - $w0) / max($ok, 1):.2f}')") wake-ups/call; $(python3 -c "print(f'{($f1 - $f0) / max($ok, 1):.2f}')") page faults/call; memory $mem MB; INVITE→200 p50 $p50 ms p90 $p90 ms p99 $p99 ms"
   if [ -n "${CALLGRIND:-}" ] && [ $proxy = kamailio ]; then
     # valgrind's control tool cannot reach the processes Kamailio forks, so whole runs are
     # counted (each process writes its count when it exits): this one, then one as long
@@ -336,16 +379,20 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     # Summed over the processes: instructions, and with CACHESIM the L1 and last-level
     # data misses (events Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw; each process has a
     # simulated cache of its own).
-    sums() { cat "$WORK"/callgrind.kamailio.* | awk '/^summary:/ { i += $2; i1 += $5; l1 += $6 + $7; ll += $9 + $10 } END { print i + 0, l1 + 0, ll + 0, i1 + 0 }'; }
-    read -r busy busy_l1 busy_ll busy_i1 < <(sums)
+    busy_ev=$(cg_events "$WORK"/callgrind.kamailio.*)
     nproc=$(ls "$WORK"/callgrind.kamailio.* | wc -l)
     rm -f "$WORK"/callgrind.kamailio.*
     start_proxy kamailio; sleep "$load_seconds"; stop_proxy; sleep 1
-    read -r idle idle_l1 idle_ll idle_i1 < <(sums)
+    idle_ev=$(cg_events "$WORK"/callgrind.kamailio.*)
     rm -f "$WORK"/callgrind.kamailio.*
-    echo "   callgrind: $(( (busy - idle) / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls; $nproc processes; $busy with the calls, $idle idle for ${load_seconds} s)"
+    # Per call: the run with the calls less the idle one, events summed as named.
+    per_call() { local t=0 e; for e in "$@"; do t=$(( t + $(cg_get "$e" <<<"$busy_ev") - $(cg_get "$e" <<<"$idle_ev") )); done; echo $(( t / (ok > 0 ? ok : 1) )); }
+    echo "   callgrind: $(per_call Ir) instructions per call in user space ($ok calls; $nproc processes; $(cg_get Ir <<<"$busy_ev") with the calls, $(cg_get Ir <<<"$idle_ev") idle for ${load_seconds} s)"
     if [ -n "${CACHESIM:-}" ]; then
-      echo "   cache: L1 instruction misses $(( (busy_i1 - idle_i1) / (ok > 0 ? ok : 1) )); L1 data misses $(( (busy_l1 - idle_l1) / (ok > 0 ? ok : 1) )); $CACHESIM_LL data misses $(( (busy_ll - idle_ll) / (ok > 0 ? ok : 1) )) per call (with the calls less idle)"
+      echo "   cache: L1 instruction misses $(per_call I1mr); L1 data misses $(per_call D1mr D1mw); $CACHESIM_LL data misses $(per_call DLmr DLmw) per call (with the calls less idle)"
+    fi
+    if [ -n "${BRANCHSIM:-}" ]; then
+      echo "   branches: $(per_call Bc) conditional, $(per_call Bcm) mispredicted; $(per_call Bi) indirect, $(per_call Bim) mispredicted, per call (with the calls less idle)"
     fi
     start_proxy kamailio
   fi
