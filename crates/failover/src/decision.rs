@@ -3,6 +3,7 @@
 //! own (routing, refusals, the final response).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rollover_sip::StatusCode;
@@ -55,7 +56,7 @@ pub enum Why {
         /// The status.
         status: StatusCode,
         /// The pattern that matched.
-        pattern: String,
+        pattern: Arc<str>,
     },
     /// The transport failed.
     Transport(TransportError),
@@ -168,12 +169,12 @@ pub enum Decision {
     /// A branch was started.
     Trying {
         /// The target.
-        target: String,
+        target: Arc<str>,
     },
     /// A failover timer was armed for a target.
     TimerArmed {
         /// The target.
-        target: String,
+        target: Arc<str>,
         /// Which timer: `no-response` or `ring`.
         timer: &'static str,
         /// When it fires, from now.
@@ -182,21 +183,21 @@ pub enum Decision {
     /// A target sent a provisional.
     Ringing {
         /// The target.
-        target: String,
+        target: Arc<str>,
         /// The status.
         status: StatusCode,
     },
     /// A target was left and the call rolls over.
     RolledOver {
         /// The target left.
-        target: String,
+        target: Arc<str>,
         /// Why.
         why: Why,
     },
     /// A 3xx added targets.
     Redirected {
         /// The target that redirected.
-        target: String,
+        target: Arc<str>,
         /// The targets added (in the order they will be tried).
         added: Vec<String>,
         /// Contacts dropped (duplicates, already tried, over `max_targets`).
@@ -205,14 +206,14 @@ pub enum Decision {
     /// A 3xx Contact outside the reach: not followed.
     OutsideReach {
         /// The target that redirected.
-        target: String,
+        target: Arc<str>,
         /// The Contact refused.
         contact: String,
     },
     /// A final response that does not match the pattern: no further targets.
     Stopped {
         /// The target.
-        target: String,
+        target: Arc<str>,
         /// The status.
         status: StatusCode,
     },
@@ -224,14 +225,14 @@ pub enum Decision {
     /// A target answered.
     Answered {
         /// The target.
-        target: String,
+        target: Arc<str>,
         /// The status.
         status: StatusCode,
     },
     /// A pending branch was cancelled.
     Cancelled {
         /// The target.
-        target: String,
+        target: Arc<str>,
         /// Why.
         reason: String,
     },

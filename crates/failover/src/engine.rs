@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollover_sip::{Message, StatusClass, StatusCode};
@@ -134,7 +135,7 @@ struct Branch {
     target: Target,
     /// The target as decisions name it, written once (a call's decisions name it several
     /// times: trying, timers, ringing, answered or left).
-    name: String,
+    name: Arc<str>,
     group: usize,
     state: State,
     no_response_at: Option<Instant>,
@@ -285,11 +286,10 @@ impl Engine {
         self.steps.push_back(Step::Decision { branch, decision });
     }
 
-    fn name(&self, b: BranchId) -> String {
+    fn name(&self, b: BranchId) -> Arc<str> {
         self.branches
             .get(b.0)
-            .map(|br| br.name.clone())
-            .unwrap_or_default()
+            .map_or_else(|| Arc::from(""), |br| br.name.clone())
     }
 
     /// Starts the first group.
@@ -319,7 +319,7 @@ impl Engine {
             }
             self.targets_used += 1;
             let branch = BranchId(self.branches.len());
-            let name = target.to_string();
+            let name: Arc<str> = target.to_string().into();
             self.branches.push(Branch {
                 target: target.clone(),
                 name: name.clone(),
@@ -496,7 +496,7 @@ impl Engine {
         if code == StatusCode::SERVICE_UNAVAILABLE || pattern.rolls_over(code) {
             let why = Why::Status {
                 status: code,
-                pattern: pattern.as_str().to_owned(),
+                pattern: pattern.source(),
             };
             self.decide(Some(b), Decision::RolledOver { target, why });
         } else {
@@ -571,7 +571,7 @@ impl Engine {
             if pattern.rolls_over(status) {
                 let why = Why::Status {
                     status,
-                    pattern: pattern.as_str().to_owned(),
+                    pattern: pattern.source(),
                 };
                 self.decide(Some(b), Decision::RolledOver { target, why });
             } else {

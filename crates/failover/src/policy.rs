@@ -20,7 +20,8 @@ use rollover_sip::StatusCode;
 pub struct ResponsePattern(Arc<Compiled>);
 
 struct Compiled {
-    source: String,
+    /// Shared with every decision that names it (a call rolled over on a status).
+    source: Arc<str>,
     /// Bit `c - 100` is set when the pattern matches status `c` (100–699).
     codes: [u64; 10],
     catch_all: bool,
@@ -56,7 +57,7 @@ impl ResponsePattern {
             }
         }
         let mut p = Compiled {
-            source: pattern.to_owned(),
+            source: pattern.into(),
             codes,
             catch_all: false,
         };
@@ -70,7 +71,7 @@ impl ResponsePattern {
         NEVER
             .get_or_init(|| {
                 ResponsePattern(Arc::new(Compiled {
-                    source: String::new(),
+                    source: "".into(),
                     codes: [0; 10],
                     catch_all: false,
                 }))
@@ -81,6 +82,11 @@ impl ResponsePattern {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.0.source
+    }
+
+    /// The pattern as written, shared (a decision that names it does not copy it).
+    pub fn source(&self) -> Arc<str> {
+        self.0.source.clone()
     }
 
     /// Whether a final response with this status rolls the call over.
