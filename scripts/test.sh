@@ -40,6 +40,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles and file sizes"
 python3 scripts/module-cycles.py
+echo "== shell scripts parse"
+for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f"; done
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
