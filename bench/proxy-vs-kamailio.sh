@@ -31,7 +31,8 @@
 # the default 5 s: LINGER sets Rollover's [server] linger and Kamailio's tm wt_timer.
 # BRANCHSIM=1 (with CALLGRIND=1) also simulates branch prediction and reports mispredicted
 # conditional and indirect branches per call, for both proxies.
-# THREADS=1 prints each thread's (or process's) time on a CPU per call during the fixed-rate run.
+# THREADS=1 prints each thread's (or process's) time on a CPU and wake-ups per call during the
+# fixed-rate run.
 # SYSCALLS=1 counts the proxy's system calls per call during the fixed-rate run (strace -c).
 # SYSCOUNT=1 counts the main ones (and context switches) with perf stat's tracepoints instead,
 # which leaves the proxy's speed as it is.
@@ -151,7 +152,7 @@ per_thread() {
   local p t
   for p in $(tree "$@"); do
     for t in /proc/"$p"/task/*; do
-      echo "${t##*/} $(tr ' ' _ < "$t/comm" 2>/dev/null) $(awk '{ print $1 }' "$t/schedstat" 2>/dev/null)"
+      echo "${t##*/} $(tr ' ' _ < "$t/comm" 2>/dev/null) $(awk '{ print $1 }' "$t/schedstat" 2>/dev/null) $(awk '/^voluntary_ctxt_switches:/ { print $2 }' "$t/status" 2>/dev/null)"
     done
   done
 }
@@ -358,8 +359,8 @@ for proxy in ${PROXIES:-kamailio rollover}; do
   w1=$(switches $PROXY); c1=$(oncpu $PROXY); f1=$(faults $PROXY); read -r st1 tt1 < <(steal)
   if [ -n "${THREADS:-}" ]; then
     per_thread $PROXY > "$WORK/threads1-$proxy.txt"
-    echo "   on CPU per call by thread (µs):"
-    awk -v n="$ok" 'NR == FNR { t0[$1] = $3; next } { d = $3 - t0[$1]; if (d > 0) printf "     %-8s %-18s %8.1f\n", $1, $2, d / 1000 / (n > 0 ? n : 1) }' "$WORK/threads0-$proxy.txt" "$WORK/threads1-$proxy.txt"
+    echo "   on CPU (µs) and wake-ups per call by thread:"
+    awk -v n="$ok" 'NR == FNR { t0[$1] = $3; w0[$1] = $4; next } { d = $3 - t0[$1]; if (d > 0) printf "     %-8s %-18s %8.1f %6.2f\n", $1, $2, d / 1000 / (n > 0 ? n : 1), ($4 - w0[$1]) / (n > 0 ? n : 1) }' "$WORK/threads0-$proxy.txt" "$WORK/threads1-$proxy.txt"
   fi
   mem=$(memory_mb $proxy $PROXY)
   if [ -n "${PERF:-}" ]; then
