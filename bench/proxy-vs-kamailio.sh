@@ -100,6 +100,13 @@ cg_events() {
 }
 # One event's total from cg_events' output on stdin (0 when not simulated).
 cg_get() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'; }
+# cg_per_call BUSY IDLE CALLS EVENT...: the named events summed, the idle run's (cg_events
+# output; empty for none) taken off, per call.
+cg_per_call() {
+  local busy=$1 idle=$2 calls=$3 t=0 e; shift 3
+  for e in "$@"; do t=$(( t + $(cg_get "$e" <<<"$busy") - $(cg_get "$e" <<<"$idle") )); done
+  echo $(( t / (calls > 0 ? calls : 1) ))
+}
 # The PIDs of a process and all its descendants.
 tree() {
   local p kids
@@ -111,15 +118,16 @@ tree() {
   done
   return 0
 }
-# "utime stime" (ticks, /proc/PID/stat fields 14 and 15) summed over a process tree.
-ticks() {
-  local u=0 s=0 p a b
+# /proc/PID/stat fields summed over the process tree of PID: `stat_sum "14 15" PID` prints
+# the sum of field 14 and of field 15 (fields numbered as in proc(5)).
+stat_sum() {
+  local fields=$1; shift
   for p in $(tree "$@"); do
-    read -r a b < <(awk '{ sub(/.*\) /, ""); print $12, $13 }' "/proc/$p/stat" 2>/dev/null || echo "0 0")
-    u=$(( u + a )); s=$(( s + b ))
-  done
-  echo "$u $s"
+    awk -v f="$fields" '{ sub(/.*\) /, ""); n = split(f, k, " "); for (i = 1; i <= n; i++) printf "%s ", $(k[i] - 2); print "" }' "/proc/$p/stat" 2>/dev/null || true
+  done | awk -v f="$fields" 'BEGIN { n = split(f, k, " ") } { for (i = 1; i <= n; i++) t[i] += $i } END { for (i = 1; i <= n; i++) printf "%d%s", t[i], (i < n ? " " : "\n") }'
 }
+# "utime stime" (ticks, /proc/PID/stat fields 14 and 15) summed over a process tree.
+ticks() { stat_sum "14 15" "$@"; }
 # Sums, over every thread of a process tree, what the awk program $2 prints from each
 # thread's /proc/PID/task/TID/$1.
 sum_threads() {
@@ -134,20 +142,13 @@ sum_threads() {
 }
 # Minor page faults (/proc/PID/stat field 10) summed over a process tree: a page the
 # allocator gave back and touched again costs one, in system time.
-faults() {
-  local n=0 p a
-  for p in $(tree "$@"); do
-    a=$(awk '{ sub(/.*\) /, ""); print $8 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-    n=$(( n + ${a:-0} ))
-  done
-  echo $n
-}
+faults() { stat_sum 10 "$@"; }
 # Nanoseconds on a CPU, from the scheduler's own count (schedstat, field 1): exact, where
 # utime and stime are sampled at the clock tick (the two agree within 0.5 % in the runs of
 # docs/performance.md, so the spread between runs is not the measurement's).
 oncpu() { sum_threads schedstat '{ print $1 }' "$@"; }
-# "TID name nanoseconds-on-CPU" for every thread of a process tree (THREADS=1 prints
-# each thread's share of the fixed-rate run).
+# "TID name nanoseconds-on-CPU voluntary-switches" for every thread of a process tree
+# (THREADS=1 prints each thread's share of the fixed-rate run).
 per_thread() {
   local p t
   for p in $(tree "$@"); do
@@ -333,16 +334,15 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     callgrind_control -d $PROXY >/dev/null; sleep 1
     ir=$(awk '/^summary:/ { print $2 }' "$WORK/callgrind.out.1")
     echo "   callgrind: $(( ir / (ok > 0 ? ok : 1) )) instructions per call in user space ($ok calls); profile: callgrind_annotate $WORK/callgrind.out.1"
+    ev=$(cg_events "$WORK/callgrind.out.1")
+    pc() { cg_per_call "$ev" "" "$ok" "$@"; }
     if [ -n "${CACHESIM:-}" ]; then
-      # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. The last level simulated is
-      # CACHESIM_LL (a core's L2 by default): a data miss there is a wait for memory
-      # further out, which the instruction count does not show.
-      ev=$(cg_events "$WORK/callgrind.out.1")
-      python3 -c "n = max($ok, 1); print(f'   cache: {$(cg_get Dr <<<"$ev") / n:.0f} data reads and {$(cg_get Dw <<<"$ev") / n:.0f} writes per call; L1 instruction misses {$(cg_get I1mr <<<"$ev") / n:.0f}; L1 data misses {($(cg_get D1mr <<<"$ev") + $(cg_get D1mw <<<"$ev")) / n:.0f}; $CACHESIM_LL data misses {($(cg_get DLmr <<<"$ev") + $(cg_get DLmw <<<"$ev")) / n:.0f} per call')"
+      # The last level simulated is CACHESIM_LL (a core's L2 by default): a data miss there
+      # is a wait for memory further out, which the instruction count does not show.
+      echo "   cache: $(pc Dr) data reads and $(pc Dw) writes per call; L1 instruction misses $(pc I1mr); L1 data misses $(pc D1mr D1mw); $CACHESIM_LL data misses $(pc DLmr DLmw) per call"
     fi
     if [ -n "${BRANCHSIM:-}" ]; then
-      ev=$(cg_events "$WORK/callgrind.out.1")
-      python3 -c "n = max($ok, 1); print(f'   branches: {$(cg_get Bc <<<"$ev") / n:.0f} conditional, {$(cg_get Bcm <<<"$ev") / n:.0f} mispredicted; {$(cg_get Bi <<<"$ev") / n:.0f} indirect, {$(cg_get Bim <<<"$ev") / n:.0f} mispredicted, per call')"
+      echo "   branches: $(pc Bc) conditional, $(pc Bcm) mispredicted; $(pc Bi) indirect, $(pc Bim) mispredicted, per call"
     fi
   fi
   if [ -n "${SYSCALLS:-}" ]; then
@@ -377,17 +377,14 @@ for proxy in ${PROXIES:-kamailio rollover}; do
     # counted (each process writes its count when it exits): this one, then one as long
     # without calls; the difference is what the calls cost, start-up and timers left out.
     stop_proxy; sleep 1
-    # Summed over the processes: instructions, and with CACHESIM the L1 and last-level
-    # data misses (events Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw; each process has a
-    # simulated cache of its own).
+    # Summed over the processes (each has a simulated cache and predictor of its own).
     busy_ev=$(cg_events "$WORK"/callgrind.kamailio.*)
     nproc=$(ls "$WORK"/callgrind.kamailio.* | wc -l)
     rm -f "$WORK"/callgrind.kamailio.*
     start_proxy kamailio; sleep "$load_seconds"; stop_proxy; sleep 1
     idle_ev=$(cg_events "$WORK"/callgrind.kamailio.*)
     rm -f "$WORK"/callgrind.kamailio.*
-    # Per call: the run with the calls less the idle one, events summed as named.
-    per_call() { local t=0 e; for e in "$@"; do t=$(( t + $(cg_get "$e" <<<"$busy_ev") - $(cg_get "$e" <<<"$idle_ev") )); done; echo $(( t / (ok > 0 ? ok : 1) )); }
+    per_call() { cg_per_call "$busy_ev" "$idle_ev" "$ok" "$@"; }
     echo "   callgrind: $(per_call Ir) instructions per call in user space ($ok calls; $nproc processes; $(cg_get Ir <<<"$busy_ev") with the calls, $(cg_get Ir <<<"$idle_ev") idle for ${load_seconds} s)"
     if [ -n "${CACHESIM:-}" ]; then
       echo "   cache: L1 instruction misses $(per_call I1mr); L1 data misses $(per_call D1mr D1mw); $CACHESIM_LL data misses $(per_call DLmr DLmw) per call (with the calls less idle)"
