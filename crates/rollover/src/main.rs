@@ -23,6 +23,7 @@ mod plan_cmd;
 pub(crate) mod proxy_cmd;
 mod registrar;
 mod user_cmd;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

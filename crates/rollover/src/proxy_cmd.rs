@@ -14,6 +14,7 @@ use rollover_script::{Routing, Script};
 
 use crate::dns::{self, DnsCache};
 use crate::registrar::{self as reg, Door, Registrar, Routes};
+use crate::workers;
 use rollover_sip::Message;
 use rollover_txn::{Admit, Peer, TransactionUser, Transport, TxnLayer};
 use tracing::{error, info, warn};
@@ -560,8 +561,10 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     let stop = tokio::sync::watch::channel(false);
     let mut senders = Vec::new();
     let mut threads = Vec::new();
+    let mut ended = workers::Watch::new();
     for share in shares {
         let i = share.worker();
+        let guard = ended.guard(i);
         let worker_script = load_script(&parts.cfg).map_err(|e| anyhow!("{e}"))?;
         let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
         senders.push(cmd_tx.clone());
@@ -570,6 +573,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
         let thread = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || -> anyhow::Result<()> {
+                let _ended = guard;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -597,7 +601,7 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
                 })
             })
             .context("starting a worker thread")?;
-        threads.push(thread);
+        threads.push((i, thread));
     }
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<Cmd>(64);
     senders.insert(0, cmd_tx.clone());
@@ -605,7 +609,13 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     spawn_reloader(config_path, senders.clone())?;
     let stop_all = stop.0;
     let shutdown = async move {
-        let why = stop_signal().await;
+        let why = tokio::select! {
+            why = stop_signal() => why,
+            worker = ended.first_ended() => {
+                error!(worker, "a worker stopped on its own: stopping the proxy, the calls it owns have nobody to handle them");
+                "a worker stopped"
+            }
+        };
         let mut done = Vec::new();
         let mut started = Vec::new();
         for cmds in &senders {
@@ -663,14 +673,15 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> 
     )
     .await;
     server.log_stats(&txn);
-    for t in threads {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!("a worker failed: {e:#}"),
-            Err(_) => error!("a worker panicked"),
-        }
+    let failed = workers::failures(threads.into_iter().map(|(i, t)| (i, t.join())));
+    for f in &failed {
+        error!("{f}");
     }
     transports.shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    Ok(())
+    match failed.first() {
+        // A non-zero exit, so a service manager restarts the proxy.
+        Some(f) => Err(anyhow!("{f}")),
+        None => Ok(()),
+    }
 }

@@ -1,5 +1,6 @@
 //! The `rollover proxy` process as an operator runs it: `--listen … advertise …`, SIGHUP
-//! reloads the dial plan while a call rings, SIGTERM drains. Peers are plain UDP sockets
+//! reloads the dial plan while a call rings, SIGTERM drains, a worker that cannot start
+//! stops it. Peers are plain UDP sockets
 //! on 127.0.0.1; every wait is bounded and the process is stopped by its PID.
 #![allow(clippy::disallowed_methods)] // real processes, real clock
 #![allow(
@@ -288,4 +289,93 @@ fn an_answered_call_lingers_five_seconds_by_default_not_thirty_two() {
         .send_to(respond(&inv, "200 OK").as_bytes(), from)
         .unwrap();
     recv_where(&caller, |m| status_of(m) == "200");
+}
+
+/// How `rollover proxy` with two workers ended under a limit of `nofile` open files.
+#[derive(Debug, PartialEq)]
+enum UnderLimit {
+    /// It could not bind its listeners: nothing started.
+    NotStarted,
+    /// Worker 1 could not start, and the proxy stopped with an error.
+    WorkerFailedProxyStopped,
+    /// It runs (stopped by the test after a second).
+    Runs,
+}
+
+fn start_under_limit(d: &Dir, nofile: u32) -> UnderLimit {
+    let port = port();
+    let cfg = format!(
+        "[server]\nlisten = [\"udp:127.0.0.1:{port}\"]\nworkers = 2\n[security]\nsecret = \"process-test-secret-0123\"\n[[route]]\nname = \"t\"\ntargets = [\"sip:100@127.0.0.1:9\"]\n"
+    );
+    let cfg_path = d.path("rollover.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let log = d.path(&format!("proxy-{nofile}.log"));
+    let child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(binary())
+        .args(["proxy", "--config"])
+        .arg(&cfg_path)
+        .current_dir(d.root())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(d.path("proxy.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut p = Proc::new(child, "rollover");
+    let code = p.wait(Duration::from_secs(3));
+    let text = std::fs::read_to_string(&log).unwrap() + &d.read("proxy.err");
+    match code {
+        None => {
+            // Still up after 3 s: both workers must be running (not the bug this guards
+            // against: one gone, the process up).
+            let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", p.pid()))
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .collect();
+            assert!(
+                threads.iter().any(|t| t == "worker-1"),
+                "worker 1 is gone and the proxy runs on (nofile={nofile}): threads {threads:?}; {text}"
+            );
+            UnderLimit::Runs
+        }
+        Some(code) if text.contains("listening on UDP") => {
+            assert!(
+                text.contains("a worker stopped on its own") && text.contains("worker 1 failed"),
+                "nofile={nofile}: {text}"
+            );
+            assert_ne!(code, 0, "a failed worker must fail the process: {text}");
+            UnderLimit::WorkerFailedProxyStopped
+        }
+        Some(_) => UnderLimit::NotStarted,
+    }
+}
+
+#[test]
+fn a_worker_that_cannot_start_stops_the_proxy_instead_of_leaving_its_calls_unanswered() {
+    // The calls whose Call-ID hashes to a worker go to that worker whichever socket they
+    // arrive on: with one worker gone and the others running, its share would be lost.
+    // Too few file descriptors for the second worker's runtime makes one fail at start.
+    if !available("prlimit", "--version", "util-linux") {
+        return;
+    }
+    let d = Dir::new("worker-fails");
+    let mut seen = Vec::new();
+    // From too few files to listen at all up to enough for everything, one at a time:
+    // in between, the listeners are bound but the second worker cannot start.
+    for nofile in 8..64 {
+        let outcome = start_under_limit(&d, nofile);
+        let runs = outcome == UnderLimit::Runs;
+        seen.push(outcome);
+        if runs {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&UnderLimit::WorkerFailedProxyStopped),
+        "no limit made the second worker fail alone: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&UnderLimit::Runs), "{seen:?}");
 }
