@@ -15,6 +15,9 @@ command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
 # Redis for the shared location store's tests (rollover-registrar, tests/registrar.rs);
 # each test starts its own server on a loopback port.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# prlimit (util-linux, on every Debian system) starts the proxy with too few files for its
+# second worker (tests/process.rs).
+command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   sudo_cmd=""
