@@ -16,19 +16,20 @@
 //! transaction it cancels.
 //!
 //! The server side follows RFC 3261: a 2xx to an INVITE is retransmitted by the core at
-//! T1, 2·T1, 4·T1… capped at T2 until the ACK arrives, and given up after 64·T1
-//! (§13.3.1.4); a BYE is answered 200 and ends the call (§15.1.2); a CANCEL before the
-//! answer gets 200 and the INVITE 487 (§9.2).
+//! T1, 2·T1, 4·T1… capped at T2 until the ACK arrives; without an ACK after 64·T1 the call
+//! is ended with a BYE (§13.3.1.4); a BYE is answered 200 and ends the call (§15.1.2); a
+//! CANCEL before the answer gets 200 and the INVITE 487 (§9.2); the application hangs up
+//! with a BYE of its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_failover::{Resolver, Why};
-use rollover_sip::{Message, Method, StatusCode};
+use rollover_failover::{default_port, Resolver, Target, Why};
+use rollover_sip::{HeaderName, Message, Method, RequestBuilder, StatusCode};
 use rollover_txn::{ClientTxn, Event, Peer, ServerTxn, TransactionUser, TxnLayer, TxnRef};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::call::{CallEvent, CallOptions, OutgoingCall, RedirectDecision, Redirects};
 
@@ -79,7 +80,7 @@ pub enum Answer {
     Redirect(Vec<String>),
 }
 
-/// How an incoming call ended without the application ending it.
+/// How an incoming call ended (other than by the application's own reject or redirect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IncomingEnd {
@@ -87,6 +88,12 @@ pub enum IncomingEnd {
     Cancelled,
     /// The caller hung up (BYE), answered 200.
     HungUp,
+    /// No ACK came for our 2xx within 64·T1: the call was ended with a BYE (RFC 3261
+    /// §13.3.1.4), so neither side is left holding a half-set-up call.
+    NoAck,
+    /// The application hung up ([`UaCore::hangup`]): a BYE was sent (or, before the
+    /// answer, the call was declined with 603).
+    HungUpHere,
 }
 
 /// What the application hears from the core.
@@ -120,6 +127,55 @@ struct Resend {
     next: Instant,
     interval: Duration,
     until: Instant,
+}
+
+/// The BYE for an answered incoming call, and where it goes (see [`UaCore::send_bye`]).
+fn bye_for(call: &Incoming, local: SocketAddr) -> Option<(Message, Peer)> {
+    let invite = &call.request;
+    let remote_target = invite.contacts().next()?.ok()?.uri_str.to_owned();
+    let routes: Vec<String> = invite
+        .record_routes()
+        .map(|r| r.map(|r| r.uri_str.to_owned()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let value = |name| {
+        let v = invite.value_bytes(invite.header(name)?);
+        Some(String::from_utf8_lossy(v).into_owned())
+    };
+    let theirs = value(HeaderName::From)?;
+    let ours = format!("{};tag={}", value(HeaderName::To)?, call.key.local_tag);
+    let hop = routes.first().unwrap_or(&remote_target);
+    let dest = Target::parse(hop)
+        .ok()
+        .and_then(|t| {
+            let sip = t.sip_uri()?;
+            let host = sip.host.to_string();
+            let ip: IpAddr = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()?;
+            let port = sip.port.unwrap_or(default_port(t.transport));
+            Some(Peer {
+                transport: t.transport,
+                addr: SocketAddr::new(ip, port),
+            })
+        })
+        .unwrap_or(call.source);
+    let mut b = RequestBuilder::new(Method::Bye, &remote_target)
+        .via(&format!(
+            "SIP/2.0/{} {local};branch=z9hG4bK-{}-bye",
+            dest.transport, call.key.local_tag
+        ))
+        .from(&ours)
+        .to(&theirs)
+        .call_id(&call.key.call_id)
+        .cseq(1);
+    for r in &routes {
+        b = b.header("Route", &format!("<{r}>"));
+    }
+    let bye = Message::parse(b.build().ok()?).ok()?;
+    Some((bye, dest))
 }
 
 /// An incoming INVITE, from its arrival to its BYE.
@@ -294,11 +350,53 @@ impl UaCore {
         }
     }
 
-    /// Hangs up an outgoing call (BYE), or cancels it if not yet answered.
+    /// Hangs up a call. An outgoing call gets a BYE, or is cancelled if not yet answered;
+    /// an incoming call gets a BYE once answered, or is declined (603) before.
     pub fn hangup(&mut self, now: Instant, r: CallRef, txn: &mut TxnLayer) {
         if let Some(c) = self.outgoing.get_mut(&r) {
             c.hangup(now, txn);
             self.settle(r);
+            return;
+        }
+        match self.incoming.get(&r).map(|c| c.answered) {
+            Some(true) => {
+                self.send_bye(now, r, txn);
+                self.end_incoming(r);
+            }
+            Some(false) => {
+                let declined = StatusCode::DECLINE;
+                self.answer(
+                    now,
+                    r,
+                    Answer::Reject(declined, declined.reason().to_owned()),
+                    txn,
+                );
+            }
+            None => return,
+        }
+        self.events
+            .push_back(UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere));
+    }
+
+    /// Sends the BYE that ends an answered incoming call, inside the dialog its INVITE
+    /// set up at this side (RFC 3261 §12.1.1): to the INVITE's Contact, through its
+    /// Record-Route in the order received, From and To swapped, our local CSeq starting
+    /// at 1. The first hop must be an address; a name sends the BYE where the INVITE came
+    /// from (the previous hop), as this core resolves no names for incoming calls.
+    fn send_bye(&mut self, now: Instant, r: CallRef, txn: &mut TxnLayer) {
+        let Some(call) = self.incoming.get(&r) else {
+            return;
+        };
+        let call_id = call.key.call_id.as_str();
+        let Some((bye, dest)) = bye_for(call, self.local) else {
+            debug!(
+                call_id,
+                "no BYE: the INVITE names no usable Contact or route set"
+            );
+            return;
+        };
+        if let Err(e) = txn.send_request(now, bye, dest) {
+            debug!(call_id, "BYE not sent: {e}");
         }
     }
 
@@ -377,7 +475,7 @@ impl UaCore {
             .chain(
                 self.incoming
                     .values()
-                    .filter_map(|c| c.resend.as_ref().map(|r| r.next)),
+                    .filter_map(|c| c.resend.as_ref().map(|r| r.next.min(r.until))),
             )
             .min()
     }
@@ -594,20 +692,33 @@ impl TransactionUser for UaCore {
 
     fn handle_timeout(&mut self, now: Instant, txn: &mut TxnLayer) {
         let t2 = self.cfg.t2;
-        for call in self.incoming.values_mut() {
+        let mut unacked = Vec::new();
+        for (&call_ref, call) in &mut self.incoming {
             let Some(r) = call.resend.as_mut() else {
                 continue;
             };
-            if r.next > now {
+            if now >= r.until {
+                unacked.push(call_ref);
                 continue;
             }
-            if now >= r.until {
-                call.resend = None; // no ACK in 64·T1: the 2xx is given up
+            if r.next > now {
                 continue;
             }
             txn.send_stateless(r.dest, r.bytes.clone());
             r.interval = (r.interval * 2).min(t2);
             r.next = now + r.interval;
+        }
+        for r in unacked {
+            if let Some(call) = self.incoming.get(&r) {
+                info!(
+                    call_id = call.key.call_id,
+                    "no ACK for the 2xx in 64*T1: ending the call with a BYE"
+                );
+            }
+            self.send_bye(now, r, txn);
+            self.end_incoming(r);
+            self.events
+                .push_back(UaEvent::IncomingEnded(r, IncomingEnd::NoAck));
         }
         let due: Vec<CallRef> = self
             .outgoing

@@ -20,6 +20,8 @@ struct Bench {
     now: Instant,
     /// (seconds since start, message) of everything sent.
     sent: Vec<(f64, Message)>,
+    /// Where each of `sent` went.
+    dests: Vec<Peer>,
     events: Vec<UaEvent>,
 }
 
@@ -34,6 +36,7 @@ impl Bench {
             start,
             now: start,
             sent: vec![],
+            dests: vec![],
             events: vec![],
         }
     }
@@ -53,6 +56,7 @@ impl Bench {
                 busy = true;
                 let at = self.at();
                 self.sent.push((at, Message::parse(t.bytes).unwrap()));
+                self.dests.push(t.dest);
             }
             while let Some(e) = self.core.poll_event() {
                 busy = true;
@@ -368,4 +372,178 @@ fn an_outgoing_call_through_the_core_reports_by_its_handle_and_finishes() {
         (1, 2, 1, 1, 0),
         "{s}"
     );
+}
+
+/// An INVITE with this Contact and Record-Route (first hop first, as received).
+fn invite_via(contact: &str, record_route: &[&str]) -> bytes::Bytes {
+    let mut b = RequestBuilder::new(Method::Invite, "sip:rollover@198.51.100.7")
+        .via(&format!("SIP/2.0/UDP {CALLER};branch=z9hG4bK-in1"))
+        .from("\"Bob\" <sip:bob@example.com>;tag=caller")
+        .to("<sip:rollover@198.51.100.7>")
+        .call_id("in-1@example.com")
+        .cseq(7)
+        .header("Contact", &format!("<{contact}>"));
+    for r in record_route {
+        b = b.header("Record-Route", &format!("<{r}>"));
+    }
+    b.build().unwrap()
+}
+
+impl Bench {
+    /// The BYEs sent (each once: not its retransmissions), with when and where.
+    fn byes(&self) -> Vec<(f64, Message, Peer)> {
+        let mut out: Vec<(f64, Message, Peer)> = Vec::new();
+        let sent = self.sent.iter().zip(&self.dests);
+        for ((t, m), d) in sent {
+            let bye = m.method() == Some(&Method::Bye) && m.status().is_none();
+            if bye && !out.iter().any(|(_, o, _)| o.as_bytes() == m.as_bytes()) {
+                out.push((*t, m.clone(), *d));
+            }
+        }
+        out
+    }
+}
+
+fn header(m: &Message, name: rollover_sip::HeaderName) -> Vec<String> {
+    m.headers_named(name)
+        .map(|h| String::from_utf8_lossy(m.value_bytes(h)).into_owned())
+        .collect()
+}
+
+/// RFC 3261 §13.3.1.4: a 2xx never acknowledged ends the call with a BYE at 64·T1, in the
+/// dialog the INVITE set up (§12.1.1: its Contact, its Record-Route in order, the tags
+/// swapped), to the first hop; the call is then over, and a late ACK finds nothing.
+#[test]
+fn without_an_ack_the_call_is_ended_with_a_bye_at_64_t1() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite_via(
+        "sip:bob@192.0.2.51:5070",
+        &["sip:192.0.2.60:5062;lr", "sip:192.0.2.61;lr"],
+    ));
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.run_to(31.9);
+    assert!(b.byes().is_empty());
+    assert!(b.core.contains(r));
+    b.run_to(40.0);
+    let byes = b.byes();
+    assert_eq!(byes.len(), 1, "{byes:?}");
+    let (at, bye, dest) = &byes[0];
+    assert!((at - 32.0).abs() < 1e-6, "{at}");
+    assert_eq!(dest.addr, "192.0.2.60:5062".parse().unwrap());
+    assert_eq!(dest.transport, Transport::Udp);
+    assert_eq!(bye.request_uri_str(), Some("sip:bob@192.0.2.51:5070"));
+    use rollover_sip::HeaderName as H;
+    assert_eq!(
+        header(bye, H::Route),
+        ["<sip:192.0.2.60:5062;lr>", "<sip:192.0.2.61;lr>"]
+    );
+    assert_eq!(
+        header(bye, H::To),
+        ["\"Bob\" <sip:bob@example.com>;tag=caller"]
+    );
+    assert_eq!(
+        header(bye, H::From),
+        [format!("<sip:rollover@198.51.100.7>;tag={tag}")]
+    );
+    assert_eq!(bye.call_id().unwrap(), "in-1@example.com");
+    assert_eq!(bye.cseq().unwrap().method, Method::Bye);
+    // The 2xx is not sent again once the BYE is out.
+    assert!(b.times(200, Method::Invite).iter().all(|t| *t < 32.0));
+    assert!(b
+        .events
+        .contains(&UaEvent::IncomingEnded(r, IncomingEnd::NoAck)));
+    assert!(!b.core.contains(r));
+    let before = b.sent.len();
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
+    b.run_to(80.0);
+    assert_eq!(b.byes().len(), 1);
+    assert!(b.sent[before..]
+        .iter()
+        .all(|(_, m)| m.status().is_some() || m.method() == Some(&Method::Bye)));
+}
+
+#[test]
+fn an_acknowledged_call_gets_no_bye_at_64_t1() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite());
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.run_to(3.0);
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 1, Some(&tag)));
+    b.run_to(100.0);
+    assert!(b.byes().is_empty());
+    assert!(b.core.contains(r));
+    assert!(!b
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::IncomingEnded(..))));
+}
+
+/// The application hangs up an answered incoming call: a BYE to the Contact (no route
+/// set), and the call is over at once.
+#[test]
+fn hanging_up_an_answered_incoming_call_sends_a_bye_to_its_contact() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite_via("sip:bob@192.0.2.51:5070", &[]));
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
+    b.now += Duration::from_secs(3);
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    let byes = b.byes();
+    assert_eq!(byes.len(), 1, "{byes:?}");
+    let (at, bye, dest) = &byes[0];
+    assert_eq!(*at, 3.0);
+    assert_eq!(dest.addr, "192.0.2.51:5070".parse().unwrap());
+    assert!(header(bye, rollover_sip::HeaderName::Route).is_empty());
+    assert!(b
+        .events
+        .contains(&UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere)));
+    assert!(!b.core.contains(r));
+    // Twice is once.
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    assert_eq!(b.byes().len(), 1);
+}
+
+/// A first hop named by a host name: this core resolves no names for incoming calls, so
+/// the BYE goes back where the INVITE came from (the previous hop).
+#[test]
+fn a_bye_whose_first_hop_is_a_name_goes_to_the_previous_hop() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite_via(
+        "sip:bob@192.0.2.51:5070",
+        &["sip:edge.example.com;lr"],
+    ));
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    let byes = b.byes();
+    assert_eq!(byes.len(), 1, "{byes:?}");
+    assert_eq!(byes[0].2.addr, CALLER.parse().unwrap());
+    assert_eq!(
+        header(&byes[0].1, rollover_sip::HeaderName::Route),
+        ["<sip:edge.example.com;lr>"]
+    );
+}
+
+#[test]
+fn hanging_up_before_the_answer_declines_the_call() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite());
+    let r = b.incoming();
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    assert_eq!(b.times(603, Method::Invite), [0.0]);
+    assert!(b.byes().is_empty());
+    assert!(b
+        .events
+        .contains(&UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere)));
+    assert!(!b.core.contains(r));
 }

@@ -11,10 +11,10 @@ use rollover_failover::Resolver;
 use rollover_net::{driver, ListenSpec, NetConfig, NetError, Transports};
 use rollover_sip::{Limits, StatusCode};
 use rollover_txn::{Event, TransactionUser, Transport, TxnLayer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{CallEvent, CallOptions, RedirectDecision, Redirects};
-use crate::core::{Answer, CallRef, UaConfig, UaCore, UaEvent};
+use crate::core::{Answer, CallRef, IncomingEnd, UaConfig, UaCore, UaEvent};
 
 /// Resolves host names with the system resolver (blocking; fine for a UA's few targets).
 #[derive(Debug, Default, Clone, Copy)]
@@ -37,6 +37,7 @@ enum Command {
     Redirect(u64, RedirectDecision),
     Cancel(u64),
     Hangup(u64),
+    HangupIncoming(CallRef),
 }
 
 /// The endpoint's task: the core, and where its events go.
@@ -47,6 +48,8 @@ struct Driver {
     /// The core's call for each handle id.
     handles: HashMap<u64, CallRef>,
     incoming_tx: mpsc::UnboundedSender<IncomingCall>,
+    /// How each incoming call handed to the application ended, told once.
+    incoming_ends: HashMap<CallRef, oneshot::Sender<IncomingEnd>>,
     commands: mpsc::Sender<Command>,
 }
 
@@ -67,12 +70,17 @@ impl Driver {
                     }
                 }
                 UaEvent::Incoming(r, request) => {
+                    let (end_tx, ended) = oneshot::channel();
                     let handle = IncomingCall {
                         id: r,
                         request,
                         commands: self.commands.clone(),
+                        ended: Some(ended),
+                        end: None,
                     };
-                    if self.incoming_tx.send(handle).is_err() {
+                    if self.incoming_tx.send(handle).is_ok() {
+                        self.incoming_ends.insert(r, end_tx);
+                    } else {
                         let busy = Answer::Reject(
                             StatusCode::TEMPORARILY_UNAVAILABLE,
                             StatusCode::TEMPORARILY_UNAVAILABLE.reason().to_owned(),
@@ -80,14 +88,24 @@ impl Driver {
                         self.core.answer(now, r, busy, txn);
                     }
                 }
-                _ => {}
+                UaEvent::IncomingEnded(r, end) => {
+                    if let Some(tx) = self.incoming_ends.remove(&r) {
+                        let _ = tx.send(end);
+                    }
+                }
             }
         }
     }
 
     fn command(&mut self, now: Instant, cmd: Command, txn: &mut TxnLayer) {
         match cmd {
-            Command::Answer(r, answer) => self.core.answer(now, r, answer, txn),
+            Command::Answer(r, answer) => {
+                self.core.answer(now, r, answer, txn);
+                if !self.core.contains(r) {
+                    // Rejected or redirected: over, with nothing more to tell.
+                    self.incoming_ends.remove(&r);
+                }
+            }
             Command::Call(id, opts, redirects, tx) => {
                 let r = self
                     .core
@@ -110,6 +128,7 @@ impl Driver {
                     self.core.hangup(now, r, txn);
                 }
             }
+            Command::HangupIncoming(r) => self.core.hangup(now, r, txn),
         }
         self.flush(now, txn);
     }
@@ -147,12 +166,31 @@ pub struct IncomingCall {
     /// The INVITE.
     pub request: rollover_sip::Message,
     commands: mpsc::Sender<Command>,
+    ended: Option<oneshot::Receiver<IncomingEnd>>,
+    end: Option<IncomingEnd>,
 }
 
 impl IncomingCall {
     /// Answers it: accept, reject, or redirect.
     pub async fn answer(&self, answer: Answer) {
         let _ = self.commands.send(Command::Answer(self.id, answer)).await;
+    }
+
+    /// Hangs up: a BYE once answered, 603 Decline before.
+    pub async fn hangup(&self) {
+        let _ = self.commands.send(Command::HangupIncoming(self.id)).await;
+    }
+
+    /// Waits until the call is over, and says how: cancelled or hung up by the caller,
+    /// hung up here, or ended with a BYE because our 2xx was never acknowledged. `None`
+    /// when it ended without one of those (rejected or redirected by the answer, or the
+    /// endpoint stopped); it returns at once when called again after that.
+    pub async fn ended(&mut self) -> Option<IncomingEnd> {
+        if let Some(rx) = self.ended.as_mut() {
+            self.end = rx.await.ok();
+            self.ended = None;
+        }
+        self.end
     }
 }
 
@@ -195,6 +233,7 @@ impl Endpoint {
             calls: HashMap::new(),
             handles: HashMap::new(),
             incoming_tx,
+            incoming_ends: HashMap::new(),
             commands: commands.clone(),
         };
         tokio::spawn(async move {

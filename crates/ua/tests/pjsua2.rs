@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rollover_failover::{Target, TargetPlan};
-use rollover_ua::{Answer, CallEvent, CallOptions, Endpoint, Redirects};
+use rollover_ua::{Answer, CallEvent, CallOptions, Endpoint, IncomingEnd, Redirects, UaConfig};
 
 fn pjsua2_available() -> bool {
     let ok = Command::new("python3")
@@ -176,4 +176,56 @@ async fn pjsua2_calls_rollover_as_a_redirect_server() {
         redirected.1, "INCOMING answer",
         "the redirect target took the call"
     );
+}
+
+/// An SDP answer to PJSUA's offer: G.711 µ-law, which PJSUA offers by default.
+fn sdp_answer() -> bytes::Bytes {
+    bytes::Bytes::from_static(
+        b"v=0\r\no=rollover 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    )
+}
+
+/// Rollover answers PJSUA's call, then hangs up from its side: the BYE it sends inside the
+/// dialog its 200 set up (RFC 3261 §12.1.1) is one PJSIP accepts and ends the call on.
+#[tokio::test]
+async fn rollover_answers_pjsua2_then_hangs_up_with_a_bye_pjsip_accepts() {
+    if !pjsua2_available() {
+        return;
+    }
+    let port = free_port();
+    let config = UaConfig {
+        t1: Duration::from_millis(100),
+        ..UaConfig::default()
+    };
+    let mut ep = Endpoint::bind_with("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let us = ep.local_addr();
+    let peer = Peer::start(&[
+        "uac_hold".into(),
+        port.to_string(),
+        format!("sip:someone@{us}"),
+    ]);
+    let mut incoming = tokio::time::timeout(Duration::from_secs(10), ep.next_incoming())
+        .await
+        .expect("PJSUA's INVITE in time")
+        .unwrap();
+    incoming.answer(Answer::Accept(Some(sdp_answer()))).await;
+    let peer = tokio::task::spawn_blocking(move || {
+        peer.wait_for("CONFIRMED");
+        peer
+    })
+    .await
+    .unwrap();
+    // Longer than 64·T1 (6.4 s here): PJSUA's ACK came, so no BYE of our own was due.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    incoming.hangup().await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), incoming.ended())
+        .await
+        .expect("the call ended");
+    assert_eq!(ended, Some(IncomingEnd::HungUpHere));
+    let line = tokio::task::spawn_blocking(move || peer.wait_for("DISCONNECTED"))
+        .await
+        .unwrap();
+    assert!(line.starts_with("DISCONNECTED"), "{line}");
 }

@@ -5,6 +5,8 @@ uas PORT [tcp]: accounts busy (486), redir (302 to answer), answer (200) on 127.
     (over UDP, or TCP with "tcp"); prints CONFIRMED when the ACK arrived, DISCONNECTED on BYE.
 uac PORT URI: calls URI (with PJSUA's normal SDP offer, about 1.2 KB), follows redirects,
     prints CONFIRMED when answered, hangs up.
+uac_hold PORT URI: the same, but stays in the call until the other side hangs up (prints
+    DISCONNECTED when its BYE arrived).
 Exits by itself after at most 20 s.
 """
 import sys
@@ -15,6 +17,9 @@ import pjsua2 as pj
 
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
+    hold = mode == "uac_hold"
+    if hold:
+        mode = "uac"
     tcp = mode == "uas" and len(sys.argv) > 3 and sys.argv[3] == "tcp"
     ep = pj.Endpoint()
     ep.libCreate()
@@ -40,7 +45,7 @@ def main():
             if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
                 print("CONFIRMED", ci.remoteUri, flush=True)
                 state["ok"] = True
-                if mode == "uac":
+                if mode == "uac" and not hold:
                     self.hangup(pj.CallOpParam())
             if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 print("DISCONNECTED", ci.lastStatusCode, flush=True)
