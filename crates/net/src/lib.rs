@@ -75,6 +75,7 @@ mod config;
 mod conn;
 mod inner;
 mod ratelog;
+mod steer;
 mod table;
 mod tls;
 mod transport;

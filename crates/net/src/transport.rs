@@ -174,6 +174,17 @@ impl Transports {
                         };
                         sockets.push((local, socket));
                     }
+                    if workers > 1 {
+                        if let Some((_, socket)) = udp.first().and_then(|s| s.last()) {
+                            if let Err(e) = crate::steer::attach(socket, workers) {
+                                tracing::info!(
+                                    %local,
+                                    error = %e,
+                                    "requests spread over the workers by source address and port: the flood limit counts per worker"
+                                );
+                            }
+                        }
+                    }
                 }
                 Transport::Tcp | Transport::Tls => {
                     let listener = bind_stream(spec).map_err(failed)?;

@@ -722,3 +722,61 @@ fn flood_and_junk_during_1500_calls_fail_no_call() {
 // ---------------------------------------------------------------------------------------
 // TCP
 // ---------------------------------------------------------------------------------------
+
+/// With two workers, one address that floods from many source ports meets the one flood
+/// limit, as with one worker: the kernel hands every request of an address to the same
+/// worker (before, each worker counted the ports that hashed to it against the whole
+/// limit, so two workers let twice the burst through).
+#[test]
+fn a_flood_from_many_ports_of_one_address_meets_one_limit_with_two_workers() {
+    const BURST: usize = 20;
+    let dir = Dir::new("flood-ports");
+    let cfg = format!(
+        "[server]\nlisten = [\"udp:{{{{PROXY}}}}\"]\nworkers = 2\n\n[security]\nflood_rate = 1\nflood_burst = {BURST}\n\n{}",
+        digits_plan("127.0.0.1:9")
+    );
+    let proxy = Proxy::start(&dir, &cfg);
+    let from = Ipv4Addr::new(127, 0, 0, 4);
+    let socks: Vec<UdpSocket> = (0..16)
+        .map(|_| UdpSocket::bind((from, 0)).unwrap())
+        .collect();
+    let started = Instant::now();
+    for i in 0..160 {
+        let s = &socks[i % socks.len()];
+        let me = s.local_addr().unwrap();
+        let invite = format!(
+            "INVITE sip:nobody{i}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bK-ports-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:flood@{from}>;tag=f{i}\r\nTo: <sip:nobody{i}@127.0.0.1>\r\nCall-ID: ports-{i}@{from}\r\nCSeq: 1 INVITE\r\nContact: <sip:flood@{me}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.send_to(invite.as_bytes(), ("127.0.0.1", proxy.port)).unwrap();
+    }
+    let sent_in = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answered = std::collections::BTreeSet::new();
+    let mut buf = [0u8; 65536];
+    for s in &socks {
+        s.set_nonblocking(true).unwrap();
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(id) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .map(str::to_owned)
+            {
+                answered.insert(id);
+            }
+        }
+    }
+    // The burst, plus one a second for the time the sending took.
+    let allowed = BURST + 1 + sent_in.as_secs() as usize;
+    assert!(
+        answered.len() >= BURST / 2 && answered.len() <= allowed,
+        "{} of 160 INVITEs from 16 ports answered (limit {allowed}): {answered:?}",
+        answered.len()
+    );
+    let log = dir.read("proxy.log");
+    let blocks = log
+        .lines()
+        .filter(|l| l.contains("flood: more than") && l.contains("127.0.0.4"))
+        .count();
+    assert_eq!(blocks, 1, "one block of the address, by one worker:\n{log}");
+}
