@@ -179,7 +179,11 @@ mod tests {
                 })
                 .collect();
             let got = spread(workers, &datagrams).await;
-            assert_eq!(got.len(), datagrams.len(), "{workers} workers: all received");
+            assert_eq!(
+                got.len(),
+                datagrams.len(),
+                "{workers} workers: all received"
+            );
             let mut by_ip: BTreeMap<IpAddr, BTreeSet<usize>> = BTreeMap::new();
             for (w, src) in &got {
                 by_ip.entry(src.ip()).or_default().insert(*w);

@@ -428,6 +428,15 @@ async fn ipv6_loopback_round_trip() {
     .unwrap();
 }
 
+/// A directory removed when the test that made it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A self-signed certificate for 127.0.0.1 and localhost, as PEM files.
 fn tls_files() -> TlsFiles {
     let dir = std::env::temp_dir().join(format!("rollover-net-tls-{}", std::process::id()));
@@ -448,6 +457,7 @@ fn tls_files() -> TlsFiles {
 async fn tls_round_trip() {
     timeout(WAIT, async {
         let files = tls_files();
+        let _gone = RemoveOnDrop(files.cert.parent().unwrap().to_owned());
         let with_tls = |listen: &[&str]| NetConfig {
             tls: Some(files.clone()),
             ..config(listen)
@@ -584,6 +594,7 @@ async fn tls_verifies_the_sip_domain_a_target_named() {
         // The peer's certificate names sip.example.test only (RFC 5922: the domain, not the
         // address, is what a TLS peer proves).
         let files = tls_files_for("sip.example.test");
+        let _gone = RemoveOnDrop(files.cert.parent().unwrap().to_owned());
         let with_tls = |listen: &[&str]| NetConfig {
             tls: Some(files.clone()),
             ..config(listen)

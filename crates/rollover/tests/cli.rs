@@ -7,7 +7,7 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
@@ -152,8 +152,8 @@ fn check_prints_the_plan_and_names_errors() {
     let (code, out, _) = run(&["check", "-c", "examples/seed-4-pattern.toml"]);
     assert_eq!(code, 0);
     assert!(out.contains("on_response=\"4..\""), "{out}");
-    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TestDir::new("check");
+    let dir = temp.path();
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
@@ -170,8 +170,8 @@ fn check_prints_the_plan_and_names_errors() {
 
 #[test]
 fn check_warns_about_a_rule_after_a_catch_all_and_names_a_missing_capture() {
-    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TestDir::new("dead");
+    let dir = temp.path();
     let dead = dir.join("dead.toml");
     std::fs::write(
         &dead,
@@ -235,10 +235,29 @@ fn route_is_a_dry_run() {
     assert!(out.contains("reject: 404"), "{out}");
 }
 
-/// A request file in a temporary directory; lines joined with CRLF.
-fn request_file(name: &str, lines: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A directory of its own for one test, removed when the test ends.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let d = std::env::temp_dir().join(format!("rollover-cli-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TestDir(d)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A request file in `dir`; lines joined with CRLF.
+fn request_file(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, format!("{}\r\n\r\n", lines.join("\r\n"))).unwrap();
     p
@@ -247,8 +266,8 @@ fn request_file(name: &str, lines: &[&str]) -> PathBuf {
 #[test]
 fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
     let secret = "cli-test-secret-0123456789";
-    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TestDir::new("route");
+    let dir = temp.path();
     let cfg = dir.join("plan.toml");
     std::fs::write(
         &cfg,
@@ -277,7 +296,7 @@ fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
             .map(String::as_str)
             .filter(|l| !l.is_empty())
             .collect();
-        request_file(name, &refs).to_str().unwrap().to_owned()
+        request_file(dir, name, &refs).to_str().unwrap().to_owned()
     };
     // An in-dialog BYE to an outside host, with no Route of ours: refused as the proxy would.
     let bye = file("bye", head("BYE", "sip:x@203.0.113.66", ";tag=tt", ""));
@@ -344,8 +363,8 @@ fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
 #[test]
 fn check_warns_about_an_unfenced_ruri_target() {
     // The seed's example 1 as the README used to write it: only the user part matched.
-    let dir = std::env::temp_dir().join(format!("rollover-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TestDir::new("unfenced");
+    let dir = temp.path();
     let old = dir.join("old-seed-1.toml");
     let text = std::fs::read_to_string(root().join("examples/seed-1-basic.toml"))
         .unwrap()

@@ -747,7 +747,8 @@ fn a_flood_from_many_ports_of_one_address_meets_one_limit_with_two_workers() {
         let invite = format!(
             "INVITE sip:nobody{i}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bK-ports-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:flood@{from}>;tag=f{i}\r\nTo: <sip:nobody{i}@127.0.0.1>\r\nCall-ID: ports-{i}@{from}\r\nCSeq: 1 INVITE\r\nContact: <sip:flood@{me}>\r\nContent-Length: 0\r\n\r\n"
         );
-        s.send_to(invite.as_bytes(), ("127.0.0.1", proxy.port)).unwrap();
+        s.send_to(invite.as_bytes(), ("127.0.0.1", proxy.port))
+            .unwrap();
     }
     let sent_in = started.elapsed();
     std::thread::sleep(Duration::from_millis(500));
