@@ -188,6 +188,8 @@ struct Incoming {
     key: DialogKey,
     answered: bool,
     resend: Option<Resend>,
+    /// The application hung up before the ACK: the BYE waits for it (RFC 3261 §15).
+    hangup_pending: bool,
 }
 
 /// What a user agent has done since it started, for an application's logs or metrics:
@@ -351,19 +353,29 @@ impl UaCore {
     }
 
     /// Hangs up a call. An outgoing call gets a BYE, or is cancelled if not yet answered;
-    /// an incoming call gets a BYE once answered, or is declined (603) before.
+    /// an incoming call gets a BYE once answered (after the ACK: a callee may not send it
+    /// before, RFC 3261 §15), or is declined (603) before the answer.
     pub fn hangup(&mut self, now: Instant, r: CallRef, txn: &mut TxnLayer) {
         if let Some(c) = self.outgoing.get_mut(&r) {
             c.hangup(now, txn);
             self.settle(r);
             return;
         }
-        match self.incoming.get(&r).map(|c| c.answered) {
-            Some(true) => {
+        let Some(call) = self.incoming.get_mut(&r) else {
+            return;
+        };
+        match (call.answered, call.resend.is_some()) {
+            // Answered, not acknowledged yet: the callee may not send its BYE before the
+            // ACK (RFC 3261 §15); it goes when the ACK comes, or at 64·T1 without one.
+            (true, true) => {
+                call.hangup_pending = true;
+                return;
+            }
+            (true, false) => {
                 self.send_bye(now, r, txn);
                 self.end_incoming(r);
             }
-            Some(false) => {
+            (false, _) => {
                 let declined = StatusCode::DECLINE;
                 self.answer(
                     now,
@@ -372,7 +384,6 @@ impl UaCore {
                     txn,
                 );
             }
-            None => return,
         }
         self.events
             .push_back(UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere));
@@ -593,6 +604,7 @@ impl UaCore {
                         key,
                         answered: false,
                         resend: None,
+                        hangup_pending: false,
                     },
                 );
                 self.stats.incoming += 1;
@@ -676,8 +688,14 @@ impl TransactionUser for UaCore {
                         local_tag: t.to_owned(),
                     });
                 let r = key.and_then(|k| self.dialogs.get(&k)).copied();
-                if let Some(call) = r.and_then(|r| self.incoming.get_mut(&r)) {
+                if let Some((r, call)) = r.and_then(|r| Some((r, self.incoming.get_mut(&r)?))) {
                     call.resend = None;
+                    if call.hangup_pending {
+                        self.send_bye(now, r, txn);
+                        self.end_incoming(r);
+                        self.events
+                            .push_back(UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere));
+                    }
                 }
             }
             Event::Request {
@@ -709,16 +727,19 @@ impl TransactionUser for UaCore {
             r.next = now + r.interval;
         }
         for r in unacked {
+            let mut end = IncomingEnd::NoAck;
             if let Some(call) = self.incoming.get(&r) {
                 info!(
                     call_id = call.key.call_id,
                     "no ACK for the 2xx in 64*T1: ending the call with a BYE"
                 );
+                if call.hangup_pending {
+                    end = IncomingEnd::HungUpHere;
+                }
             }
             self.send_bye(now, r, txn);
             self.end_incoming(r);
-            self.events
-                .push_back(UaEvent::IncomingEnded(r, IncomingEnd::NoAck));
+            self.events.push_back(UaEvent::IncomingEnded(r, end));
         }
         let due: Vec<CallRef> = self
             .outgoing

@@ -522,6 +522,8 @@ fn a_bye_whose_first_hop_is_a_name_goes_to_the_previous_hop() {
     ));
     let r = b.incoming();
     b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
     b.core.hangup(b.now, r, &mut b.txn);
     b.pump();
     let byes = b.byes();
@@ -542,6 +544,30 @@ fn hanging_up_before_the_answer_declines_the_call() {
     b.pump();
     assert_eq!(b.times(603, Method::Invite), [0.0]);
     assert!(b.byes().is_empty());
+    assert!(b
+        .events
+        .contains(&UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere)));
+    assert!(!b.core.contains(r));
+}
+
+/// RFC 3261 §15: the callee sends no BYE before the ACK of its 2xx. Hung up in between,
+/// the BYE waits for the ACK.
+#[test]
+fn a_hangup_before_the_ack_sends_its_bye_when_the_ack_comes() {
+    let mut b = Bench::new(UaConfig::default());
+    b.deliver(invite_via("sip:bob@192.0.2.51:5070", &[]));
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    b.run_to(1.0);
+    assert!(b.byes().is_empty(), "no BYE before the ACK");
+    assert!(b.core.contains(r));
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
+    let byes = b.byes();
+    assert_eq!(byes.len(), 1, "{byes:?}");
+    assert_eq!(byes[0].0, 1.0);
     assert!(b
         .events
         .contains(&UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere)));
