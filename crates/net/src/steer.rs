@@ -110,9 +110,13 @@ mod tests {
     use std::time::Duration;
 
     /// What each worker's socket received: (worker, source) for every datagram.
-    async fn spread(workers: usize, datagrams: &[(SocketAddr, &[u8])]) -> Vec<(usize, SocketAddr)> {
+    async fn spread(
+        workers: usize,
+        listen: &str,
+        datagrams: &[(SocketAddr, &[u8])],
+    ) -> Vec<(usize, SocketAddr)> {
         let cfg = NetConfig {
-            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            listen: vec![listen.parse().unwrap()],
             workers,
             ..NetConfig::default()
         };
@@ -178,7 +182,7 @@ mod tests {
                     (SocketAddr::new(a.ip(), port), b)
                 })
                 .collect();
-            let got = spread(workers, &datagrams).await;
+            let got = spread(workers, "udp:127.0.0.1:0", &datagrams).await;
             assert_eq!(
                 got.len(),
                 datagrams.len(),
@@ -201,17 +205,38 @@ mod tests {
         }
     }
 
+    /// Over IPv6 the program reads the IPv6 header: every request from ::1, whatever its
+    /// port, reaches the worker its /64 picks.
+    #[tokio::test]
+    async fn requests_over_ipv6_reach_the_worker_of_their_64() {
+        let ip: IpAddr = "::1".parse().unwrap();
+        if UdpSocket::bind(SocketAddr::new(ip, 0)).is_err() {
+            eprintln!("no IPv6 loopback: skipped");
+            return;
+        }
+        for workers in [2usize, 3] {
+            let datagrams: Vec<_> = (0..12)
+                .map(|i| (SocketAddr::new(ip, free_port(ip, i)), REQUEST))
+                .collect();
+            let got = spread(workers, "udp:[::1]:0", &datagrams).await;
+            assert_eq!(got.len(), 12);
+            let want = worker_of(ip, workers as u32) as usize;
+            assert!(
+                got.iter().all(|(w, _)| *w == want),
+                "{workers} workers: {got:?}"
+            );
+        }
+    }
+
     /// Responses keep the kernel's hash of address and port: those of one host, from many
     /// ports, reach more than one worker.
     #[tokio::test]
     async fn responses_from_one_address_still_spread_by_port() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
         let datagrams: Vec<_> = (0..32)
-            .map(|i| {
-                let ip = IpAddr::from([127, 0, 0, 1]);
-                (SocketAddr::new(ip, free_port(ip, i)), RESPONSE)
-            })
+            .map(|i| (SocketAddr::new(ip, free_port(ip, i)), RESPONSE))
             .collect();
-        let got = spread(2, &datagrams).await;
+        let got = spread(2, "udp:127.0.0.1:0", &datagrams).await;
         assert_eq!(got.len(), 32);
         let used: BTreeSet<usize> = got.iter().map(|(w, _)| *w).collect();
         assert_eq!(used.len(), 2, "all 32 ports' responses on one worker");
