@@ -130,7 +130,11 @@ struct Resend {
 }
 
 /// The BYE for an answered incoming call, and where it goes (see [`UaCore::send_bye`]).
-fn bye_for(call: &Incoming, local: SocketAddr) -> Option<(Message, Peer)> {
+fn bye_for(
+    call: &Incoming,
+    local: SocketAddr,
+    resolver: Option<&(dyn Resolver + Send)>,
+) -> Option<(Message, Peer)> {
     let invite = &call.request;
     let remote_target = invite.contacts().next()?.ok()?.uri_str.to_owned();
     let routes: Vec<String> = invite
@@ -150,15 +154,15 @@ fn bye_for(call: &Incoming, local: SocketAddr) -> Option<(Message, Peer)> {
         .and_then(|t| {
             let sip = t.sip_uri()?;
             let host = sip.host.to_string();
-            let ip: IpAddr = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .ok()?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = sip.port.unwrap_or(default_port(t.transport));
+            let addr = match host.parse::<IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, port),
+                Err(_) => resolver?.resolve(host, port, t.transport)?,
+            };
             Some(Peer {
                 transport: t.transport,
-                addr: SocketAddr::new(ip, port),
+                addr,
             })
         })
         .unwrap_or(call.source);
@@ -256,6 +260,9 @@ pub struct UaCore {
     invites: HashMap<ServerTxn, CallRef>,
     events: VecDeque<UaEvent>,
     stats: UaStats,
+    /// Resolves the first hop of the BYE that ends an incoming call; without one, a host
+    /// name there sends the BYE to the previous hop.
+    resolver: Option<Box<dyn Resolver + Send>>,
 }
 
 impl std::fmt::Debug for UaCore {
@@ -283,7 +290,14 @@ impl UaCore {
             invites: HashMap::new(),
             events: VecDeque::new(),
             stats: UaStats::default(),
+            resolver: None,
         }
+    }
+
+    /// Resolves host names in the route of the BYEs that end incoming calls (the calls
+    /// placed get their resolver with each call).
+    pub fn set_resolver(&mut self, resolver: Box<dyn Resolver + Send>) {
+        self.resolver = Some(resolver);
     }
 
     /// The timers in force.
@@ -392,14 +406,15 @@ impl UaCore {
     /// Sends the BYE that ends an answered incoming call, inside the dialog its INVITE
     /// set up at this side (RFC 3261 §12.1.1): to the INVITE's Contact, through its
     /// Record-Route in the order received, From and To swapped, our local CSeq starting
-    /// at 1. The first hop must be an address; a name sends the BYE where the INVITE came
-    /// from (the previous hop), as this core resolves no names for incoming calls.
+    /// at 1. A first hop named by a host name is looked up with the resolver given to
+    /// [`UaCore::set_resolver`]; without one, or when the name does not resolve, the BYE
+    /// goes where the INVITE came from (the previous hop).
     fn send_bye(&mut self, now: Instant, r: CallRef, txn: &mut TxnLayer) {
         let Some(call) = self.incoming.get(&r) else {
             return;
         };
         let call_id = call.key.call_id.as_str();
-        let Some((bye, dest)) = bye_for(call, self.local) else {
+        let Some((bye, dest)) = bye_for(call, self.local, self.resolver.as_deref()) else {
             debug!(
                 call_id,
                 "no BYE: the INVITE names no usable Contact or route set"

@@ -511,8 +511,8 @@ fn hanging_up_an_answered_incoming_call_sends_a_bye_to_its_contact() {
     assert_eq!(b.byes().len(), 1);
 }
 
-/// A first hop named by a host name: this core resolves no names for incoming calls, so
-/// the BYE goes back where the INVITE came from (the previous hop).
+/// A first hop named by a host name, with no resolver given to the core: the BYE goes back
+/// where the INVITE came from (the previous hop).
 #[test]
 fn a_bye_whose_first_hop_is_a_name_goes_to_the_previous_hop() {
     let mut b = Bench::new(UaConfig::default());
@@ -572,4 +572,30 @@ fn a_hangup_before_the_ack_sends_its_bye_when_the_ack_comes() {
         .events
         .contains(&UaEvent::IncomingEnded(r, IncomingEnd::HungUpHere)));
     assert!(!b.core.contains(r));
+}
+
+/// With a resolver, a first hop named by a host name is looked up.
+#[test]
+fn a_bye_whose_first_hop_is_a_name_is_resolved_when_the_core_has_a_resolver() {
+    struct Edge;
+    impl Resolver for Edge {
+        fn resolve(&self, host: &str, port: u16, _: Transport) -> Option<SocketAddr> {
+            (host == "edge.example.com").then(|| SocketAddr::from(([192, 0, 2, 77], port)))
+        }
+    }
+    let mut b = Bench::new(UaConfig::default());
+    b.core.set_resolver(Box::new(Edge));
+    b.deliver(invite_via(
+        "sip:bob@192.0.2.51:5070",
+        &["sip:edge.example.com:5064;lr"],
+    ));
+    let r = b.incoming();
+    b.answer(r, Answer::Accept(None));
+    let tag = b.our_tag();
+    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
+    b.core.hangup(b.now, r, &mut b.txn);
+    b.pump();
+    let byes = b.byes();
+    assert_eq!(byes.len(), 1, "{byes:?}");
+    assert_eq!(byes[0].2.addr, "192.0.2.77:5064".parse().unwrap());
 }

@@ -229,7 +229,11 @@ impl Endpoint {
         let (commands, mut rx) = mpsc::channel(64);
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let mut calls = Driver {
-            core: UaCore::new(config, local),
+            core: {
+                let mut core = UaCore::new(config, local);
+                core.set_resolver(Box::new(SystemResolver));
+                core
+            },
             calls: HashMap::new(),
             handles: HashMap::new(),
             incoming_tx,
