@@ -159,7 +159,8 @@ pub struct Endpoint {
     next: u64,
 }
 
-/// An INVITE received by an [`Endpoint`], waiting for the application's [`Answer`].
+/// An INVITE received by an [`Endpoint`], waiting for the application's [`Answer`]. Dropped
+/// before it was answered, the call is refused with 480.
 #[derive(Debug)]
 pub struct IncomingCall {
     id: CallRef,
@@ -176,7 +177,7 @@ impl IncomingCall {
         let _ = self.commands.send(Command::Answer(self.id, answer)).await;
     }
 
-    /// Hangs up: a BYE once answered, 603 Decline before.
+    /// Hangs up: a BYE once answered (after the caller's ACK), 603 Decline before.
     pub async fn hangup(&self) {
         let _ = self.commands.send(Command::HangupIncoming(self.id)).await;
     }
@@ -191,6 +192,17 @@ impl IncomingCall {
             self.ended = None;
         }
         self.end
+    }
+}
+
+/// A call dropped unanswered is refused (480), not left ringing until the caller gives up;
+/// one already answered or over is not touched (the core ignores a second answer).
+impl Drop for IncomingCall {
+    fn drop(&mut self) {
+        let unavailable = StatusCode::TEMPORARILY_UNAVAILABLE;
+        let refuse = Answer::Reject(unavailable, unavailable.reason().to_owned());
+        // Never waits: with the endpoint's queue full or gone, the call is left as it is.
+        let _ = self.commands.try_send(Command::Answer(self.id, refuse));
     }
 }
 

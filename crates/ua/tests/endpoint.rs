@@ -88,3 +88,66 @@ async fn a_caller_that_never_acks_gets_a_bye_after_64_t1_and_the_application_is_
     // Asking again answers the same at once.
     assert_eq!(incoming.ended().await, Some(IncomingEnd::NoAck));
 }
+
+/// An incoming call the application drops without answering is refused (480) rather than
+/// left ringing; one it answered before dropping the handle stays up.
+#[tokio::test]
+async fn a_call_dropped_unanswered_is_refused_and_an_answered_one_stays() {
+    let mut ep = Endpoint::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let us = ep.local_addr();
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = |n: u32| {
+        RequestBuilder::new(Method::Invite, &format!("sip:callee@{us}"))
+            .via(&format!("SIP/2.0/UDP {me};branch=z9hG4bK-drop-{n}"))
+            .from(&format!("<sip:caller@example.com>;tag=c{n}"))
+            .to(&format!("<sip:callee@{us}>"))
+            .call_id(&format!("drop-{n}@example.com"))
+            .cseq(1)
+            .header("Contact", &format!("<sip:caller@{me}>"))
+            .build()
+            .unwrap()
+    };
+    let final_status = |call: &'static str| {
+        let caller = &caller;
+        async move {
+            loop {
+                let mut buf = vec![0u8; 4096];
+                let (n, _) =
+                    tokio::time::timeout(Duration::from_secs(5), caller.recv_from(&mut buf))
+                        .await
+                        .expect("a final response")
+                        .unwrap();
+                buf.truncate(n);
+                let m = Message::parse(buf).unwrap();
+                if m.call_id().unwrap() == call && m.status().is_some_and(|s| s >= 200) {
+                    return m.status().unwrap();
+                }
+            }
+        }
+    };
+    caller.send_to(&invite(1), us).await.unwrap();
+    let first = ep.next_incoming().await.unwrap();
+    drop(first);
+    assert_eq!(final_status("drop-1@example.com").await, 480);
+
+    caller.send_to(&invite(2), us).await.unwrap();
+    let second = ep.next_incoming().await.unwrap();
+    second.answer(Answer::Accept(None)).await;
+    drop(second);
+    assert_eq!(final_status("drop-2@example.com").await, 200);
+    // Only the 2xx and its retransmissions follow: no 480 for an answered call.
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout_at(quiet_until.into(), caller.recv_from(&mut buf)).await
+    {
+        let m = Message::parse(buf[..n].to_vec()).unwrap();
+        // (The first call's 480 is retransmitted too: this caller sends no ACK.)
+        if m.call_id().unwrap() == "drop-2@example.com" {
+            assert_eq!(m.status(), Some(200), "after the answer: {m:?}");
+        }
+    }
+}
