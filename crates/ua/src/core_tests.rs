@@ -404,6 +404,25 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// An incoming call from an INVITE with this Contact and Record-Route, answered,
+    /// acknowledged, then hung up here: the BYEs sent.
+    fn answered_then_hung_up(
+        &mut self,
+        contact: &str,
+        record_route: &[&str],
+    ) -> (CallRef, Vec<(f64, Message, Peer)>) {
+        self.deliver(invite_via(contact, record_route));
+        let r = self.incoming();
+        self.answer(r, Answer::Accept(None));
+        let tag = self.our_tag();
+        self.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
+        self.core.hangup(self.now, r, &mut self.txn);
+        self.pump();
+        (r, self.byes())
+    }
+}
+
 fn header(m: &Message, name: rollover_sip::HeaderName) -> Vec<String> {
     m.headers_named(name)
         .map(|h| String::from_utf8_lossy(m.value_bytes(h)).into_owned())
@@ -516,17 +535,8 @@ fn hanging_up_an_answered_incoming_call_sends_a_bye_to_its_contact() {
 #[test]
 fn a_bye_whose_first_hop_is_a_name_goes_to_the_previous_hop() {
     let mut b = Bench::new(UaConfig::default());
-    b.deliver(invite_via(
-        "sip:bob@192.0.2.51:5070",
-        &["sip:edge.example.com;lr"],
-    ));
-    let r = b.incoming();
-    b.answer(r, Answer::Accept(None));
-    let tag = b.our_tag();
-    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
-    b.core.hangup(b.now, r, &mut b.txn);
-    b.pump();
-    let byes = b.byes();
+    let (_, byes) =
+        b.answered_then_hung_up("sip:bob@192.0.2.51:5070", &["sip:edge.example.com;lr"]);
     assert_eq!(byes.len(), 1, "{byes:?}");
     assert_eq!(byes[0].2.addr, CALLER.parse().unwrap());
     assert_eq!(
@@ -585,17 +595,8 @@ fn a_bye_whose_first_hop_is_a_name_is_resolved_when_the_core_has_a_resolver() {
     }
     let mut b = Bench::new(UaConfig::default());
     b.core.set_resolver(Box::new(Edge));
-    b.deliver(invite_via(
-        "sip:bob@192.0.2.51:5070",
-        &["sip:edge.example.com:5064;lr"],
-    ));
-    let r = b.incoming();
-    b.answer(r, Answer::Accept(None));
-    let tag = b.our_tag();
-    b.deliver(request(Method::Ack, "z9hG4bK-ack1", 7, Some(&tag)));
-    b.core.hangup(b.now, r, &mut b.txn);
-    b.pump();
-    let byes = b.byes();
+    let (_, byes) =
+        b.answered_then_hung_up("sip:bob@192.0.2.51:5070", &["sip:edge.example.com:5064;lr"]);
     assert_eq!(byes.len(), 1, "{byes:?}");
     assert_eq!(byes[0].2.addr, "192.0.2.77:5064".parse().unwrap());
 }
