@@ -548,15 +548,7 @@ impl OutgoingCall {
             Some(p) => p.clone(),
             None => target,
         };
-        let sip = hop.sip_uri()?;
-        let port = sip.port.unwrap_or(default_port(hop.transport));
-        let host = sip.host.to_string();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = self.resolver.resolve(host, port, hop.transport)?;
-        Some(Peer {
-            transport: hop.transport,
-            addr,
-        })
+        peer_of(&hop, self.resolver.as_ref())
     }
 
     fn drive(&mut self, now: Instant, txn: &mut TxnLayer) {
@@ -788,6 +780,20 @@ impl OutgoingCall {
             Err(failure) => self.engine.start_failed(now, b, failure),
         }
     }
+}
+
+/// Where a request to `hop` goes: its address by `resolver`, on the transport it names,
+/// at its port or the transport's default.
+pub(crate) fn peer_of(hop: &Target, resolver: &dyn Resolver) -> Option<Peer> {
+    let sip = hop.sip_uri()?;
+    let port = sip.port.unwrap_or(default_port(hop.transport));
+    let host = sip.host.to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = resolver.resolve(host, port, hop.transport)?;
+    Some(Peer {
+        transport: hop.transport,
+        addr,
+    })
 }
 
 /// The dialog a 2xx creates at the UAC: remote target from Contact, route set from

@@ -22,16 +22,16 @@
 //! with a BYE of its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rollover_failover::{default_port, Resolver, Target, Why};
+use rollover_failover::{LiteralResolver, Resolver, Target, Why};
 use rollover_sip::{HeaderName, Message, Method, RequestBuilder, StatusCode};
 use rollover_txn::{ClientTxn, Event, Peer, ServerTxn, TransactionUser, TxnLayer, TxnRef};
 use tracing::{debug, info};
 
-use crate::call::{CallEvent, CallOptions, OutgoingCall, RedirectDecision, Redirects};
+use crate::call::{peer_of, CallEvent, CallOptions, OutgoingCall, RedirectDecision, Redirects};
 
 /// The timers of a user agent. The defaults are RFC 3261's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,22 +149,14 @@ fn bye_for(
     let theirs = value(HeaderName::From)?;
     let ours = format!("{};tag={}", value(HeaderName::To)?, call.key.local_tag);
     let hop = routes.first().unwrap_or(&remote_target);
+    // IP literals need no resolver; names need the one given to the core.
+    let resolver: &dyn Resolver = match resolver {
+        Some(r) => r,
+        None => &LiteralResolver,
+    };
     let dest = Target::parse(hop)
         .ok()
-        .and_then(|t| {
-            let sip = t.sip_uri()?;
-            let host = sip.host.to_string();
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = sip.port.unwrap_or(default_port(t.transport));
-            let addr = match host.parse::<IpAddr>() {
-                Ok(ip) => SocketAddr::new(ip, port),
-                Err(_) => resolver?.resolve(host, port, t.transport)?,
-            };
-            Some(Peer {
-                transport: t.transport,
-                addr,
-            })
-        })
+        .and_then(|t| peer_of(&t, resolver))
         .unwrap_or(call.source);
     let mut b = RequestBuilder::new(Method::Bye, &remote_target)
         .via(&format!(
