@@ -6,9 +6,14 @@
     clippy::panic,
     missing_docs
 )]
+// The shared harness (`support`) reads the wall clock: these tests run the real binary.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::Dir;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -152,8 +157,8 @@ fn check_prints_the_plan_and_names_errors() {
     let (code, out, _) = run(&["check", "-c", "examples/seed-4-pattern.toml"]);
     assert_eq!(code, 0);
     assert!(out.contains("on_response=\"4..\""), "{out}");
-    let temp = TestDir::new("check");
-    let dir = temp.path();
+    let temp = Dir::new("check");
+    let dir = temp.root();
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
@@ -170,8 +175,8 @@ fn check_prints_the_plan_and_names_errors() {
 
 #[test]
 fn check_warns_about_a_rule_after_a_catch_all_and_names_a_missing_capture() {
-    let temp = TestDir::new("dead");
-    let dir = temp.path();
+    let temp = Dir::new("dead");
+    let dir = temp.root();
     let dead = dir.join("dead.toml");
     std::fs::write(
         &dead,
@@ -235,27 +240,6 @@ fn route_is_a_dry_run() {
     assert!(out.contains("reject: 404"), "{out}");
 }
 
-/// A directory of its own for one test, removed when the test ends.
-struct TestDir(PathBuf);
-
-impl TestDir {
-    fn new(name: &str) -> TestDir {
-        let d = std::env::temp_dir().join(format!("rollover-cli-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TestDir(d)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A request file in `dir`; lines joined with CRLF.
 fn request_file(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
     let p = dir.join(name);
@@ -266,8 +250,8 @@ fn request_file(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
 #[test]
 fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
     let secret = "cli-test-secret-0123456789";
-    let temp = TestDir::new("route");
-    let dir = temp.path();
+    let temp = Dir::new("route");
+    let dir = temp.root();
     let cfg = dir.join("plan.toml");
     std::fs::write(
         &cfg,
@@ -363,8 +347,8 @@ fn route_takes_the_live_path_for_in_dialog_and_route_bearing_requests() {
 #[test]
 fn check_warns_about_an_unfenced_ruri_target() {
     // The seed's example 1 as the README used to write it: only the user part matched.
-    let temp = TestDir::new("unfenced");
-    let dir = temp.path();
+    let temp = Dir::new("unfenced");
+    let dir = temp.root();
     let old = dir.join("old-seed-1.toml");
     let text = std::fs::read_to_string(root().join("examples/seed-1-basic.toml"))
         .unwrap()
