@@ -18,6 +18,10 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # prlimit (util-linux, on every Debian system) starts the proxy with too few files for its
 # second worker (tests/process.rs).
 command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
+# unshare (util-linux) and ip (iproute2) make the network namespace whose loopback holds
+# whole IPv6 /64s, for the per-/64 flood and connection limit tests (tests/security.rs).
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   sudo_cmd=""

@@ -109,11 +109,12 @@ pub struct NetConfig {
     /// Beyond it a send that needs a new connection fails at once with
     /// `SendFailed { error: Unreachable }`; sends on open connections go on.
     pub max_outgoing_connections: usize,
-    /// Most incoming TCP/TLS connections from one source IP address at once (default 32).
+    /// Most incoming TCP/TLS connections from one source at once (default 32): an IPv4
+    /// address, or an IPv6 /64.
     ///
     /// Beyond it a new connection from that address is closed as soon as it is accepted,
     /// so one host cannot take the whole incoming budget. Loopback is not exempt. IPv6
-    /// addresses are counted one by one, not per prefix.
+    /// addresses are counted per /64 (a host may use any address of its /64).
     pub max_connections_per_ip: usize,
     /// Longest time a message may take to arrive on a TCP/TLS connection, from its first
     /// byte to its last (default 20 s).

@@ -37,8 +37,8 @@
 //!   messages, and a connection that cannot keep up is dropped (`Reset`).
 //! - **Strangers cannot crowd out targets.** Incoming and outgoing connections have
 //!   separate budgets (`max_incoming_connections`, `max_outgoing_connections`), so a flood
-//!   of incoming connections never makes a send to a configured target fail; one source IP
-//!   holds at most `max_connections_per_ip` incoming ones. A connection is closed when a
+//!   of incoming connections never makes a send to a configured target fail; one source (an
+//!   IPv4 address, an IPv6 /64) holds at most `max_connections_per_ip` incoming ones. A connection is closed when a
 //!   message takes longer than `header_timeout` from its first byte (slowloris), when an
 //!   incoming one brings no message within `unused_connection_timeout` of being accepted
 //!   (pings do not count), and when idle for `connection_idle_timeout`. An idle connection

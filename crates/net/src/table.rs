@@ -1,16 +1,15 @@
 //! The table of open TCP/TLS connections, keyed by remote transport and address, with the
 //! budgets that bound it: incoming and outgoing connections are counted apart, and incoming
-//! ones per source IP, so a flood of strangers neither reaches a configured target's
+//! ones per source (an IPv4 address or an IPv6 /64), so a flood of strangers neither reaches a configured target's
 //! budget nor lets one host take every incoming slot.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use rollover_txn::{Peer, TxnRef};
+use rollover_txn::{Peer, Site, TxnRef};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +49,7 @@ pub(crate) struct Budgets {
 /// Why an accepted connection is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// Its source IP holds `per_ip` incoming connections already.
+    /// Its source (IPv4 address, IPv6 /64) holds `per_ip` incoming connections already.
     PerIp,
     /// `incoming` connections are open already.
     Incoming,
@@ -72,8 +71,9 @@ pub(crate) struct Table {
     map: HashMap<Peer, Conn>,
     incoming: usize,
     outgoing: usize,
-    /// Incoming entries per remote IP; an address with none has no key.
-    per_ip: HashMap<IpAddr, usize>,
+    /// Incoming entries per remote site (IPv4 address, IPv6 /64: one host may use any
+    /// address of its /64); a site with none has no key.
+    per_ip: HashMap<Site, usize>,
 }
 
 impl Table {
@@ -102,8 +102,8 @@ impl Table {
         Some(old)
     }
 
-    fn incoming_from(&self, ip: IpAddr) -> usize {
-        self.per_ip.get(&ip).copied().unwrap_or(0)
+    fn incoming_from(&self, site: Site) -> usize {
+        self.per_ip.get(&site).copied().unwrap_or(0)
     }
 
     fn count(&mut self, peer: Peer, dir: Direction, up: bool) {
@@ -118,7 +118,7 @@ impl Table {
             Direction::Outgoing => step(&mut self.outgoing),
             Direction::Incoming => {
                 step(&mut self.incoming);
-                match self.per_ip.entry(peer.addr.ip()) {
+                match self.per_ip.entry(Site::of(peer.addr.ip())) {
                     Entry::Occupied(mut e) => {
                         step(e.get_mut());
                         if *e.get() == 0 {
@@ -187,7 +187,11 @@ impl ConnTable {
             .get(&peer)
             .is_some_and(|c| c.dir == Direction::Incoming);
         let freed = usize::from(replaced);
-        if table.incoming_from(peer.addr.ip()).saturating_sub(freed) >= budgets.per_ip {
+        if table
+            .incoming_from(Site::of(peer.addr.ip()))
+            .saturating_sub(freed)
+            >= budgets.per_ip
+        {
             return Err(Refused::PerIp);
         }
         if table.incoming.saturating_sub(freed) >= budgets.incoming {
@@ -253,7 +257,7 @@ mod tests {
 
         // Freed slots are given back, per IP and overall; outgoing ones are apart.
         t.remove(a1, c1b.id);
-        assert_eq!(t.lock().incoming_from(a1.addr.ip()), 1);
+        assert_eq!(t.lock().incoming_from(Site::of(a1.addr.ip())), 1);
         let (conn, _rx) = t.entry(Direction::Outgoing, &stop);
         assert!(t.lock().insert(peer("10.0.0.9:5060"), conn).is_none());
         assert_eq!(t.lock().outgoing(), 1);
@@ -261,5 +265,28 @@ mod tests {
         t.clear();
         assert_eq!((t.len(), t.lock().outgoing()), (0, 0));
         assert!(t.lock().per_ip.is_empty());
+    }
+
+    #[test]
+    fn ipv6_connections_count_per_64() {
+        let t = ConnTable::default();
+        let stop = CancellationToken::new();
+        let _a = t
+            .register(peer("[2001:db8:0:66::1]:1000"), BUDGETS, &stop)
+            .unwrap();
+        let _b = t
+            .register(peer("[2001:db8:0:66::2]:1000"), BUDGETS, &stop)
+            .unwrap();
+        // A third address of the same /64 is the same source; the next /64 is another.
+        assert_eq!(
+            t.register(peer("[2001:db8:0:66:abcd::3]:1000"), BUDGETS, &stop)
+                .err(),
+            Some(Refused::PerIp)
+        );
+        let (c, _r) = t
+            .register(peer("[2001:db8:0:67::1]:1000"), BUDGETS, &stop)
+            .unwrap();
+        t.remove(peer("[2001:db8:0:67::1]:1000"), c.id);
+        assert_eq!(t.lock().per_ip.len(), 1);
     }
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rollover_failover::Cidr;
+use rollover_txn::Site;
 use tracing::{info, warn};
 
 /// `[security]`: who is trusted, who may send at all, and the flood limits.
@@ -63,7 +64,7 @@ impl SecurityConfig {
 }
 
 /// Sources tracked at most; past it, sources not yet known are not limited (a flood from
-/// that many addresses is admission control's to handle) and the table does not grow.
+/// that many addresses or /64s is admission control's to handle) and the table does not grow.
 const PIKE_MAX_SOURCES: usize = 65_536;
 
 /// How often idle sources are forgotten.
@@ -78,7 +79,8 @@ struct Bucket {
     dropped: u64,
 }
 
-/// Per-source flood control: a token bucket per source IP; a source that empties its
+/// Per-source flood control: a token bucket per source (an IPv4 address or an IPv6 /64,
+/// [`Site`]: one IPv6 host may send from any address of its /64); a source that empties its
 /// bucket is blocked for `pike_block`, logged once when the block starts and once when
 /// it ends, with the count of what was dropped.
 #[derive(Debug)]
@@ -86,7 +88,7 @@ pub(crate) struct Pike {
     rate: f64,
     burst: f64,
     block: Duration,
-    sources: HashMap<IpAddr, Bucket>,
+    sources: HashMap<Site, Bucket>,
     next_sweep: Option<Instant>,
 }
 
@@ -115,11 +117,12 @@ impl Pike {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + PIKE_SWEEP);
         }
-        if self.sources.len() >= PIKE_MAX_SOURCES && !self.sources.contains_key(&ip) {
+        let site = Site::of(ip);
+        if self.sources.len() >= PIKE_MAX_SOURCES && !self.sources.contains_key(&site) {
             return true;
         }
         let (rate, burst) = (self.rate, self.burst);
-        let b = self.sources.entry(ip).or_insert(Bucket {
+        let b = self.sources.entry(site).or_insert(Bucket {
             tokens: burst,
             last: now,
             blocked_since: None,
@@ -142,7 +145,7 @@ impl Pike {
         b.blocked_until = Some(now + self.block);
         b.dropped = 1;
         info!(
-            source = %ip,
+            source = %site,
             "flood: more than {} new requests/s (burst {}); dropping its requests for {}s",
             self.rate,
             self.burst,
@@ -153,7 +156,7 @@ impl Pike {
 
     /// If `ip` is blocked, counts one more dropped request and says so.
     pub fn drop_if_blocked(&mut self, now: Instant, ip: IpAddr) -> bool {
-        match self.sources.get_mut(&ip) {
+        match self.sources.get_mut(&Site::of(ip)) {
             Some(b) if b.blocked_until.is_some() => {
                 let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
                 b.tokens = ((b.tokens + elapsed * self.rate).min(self.burst) - 1.0).max(0.0);
@@ -177,7 +180,7 @@ impl Pike {
             return;
         }
         let (rate, burst, block) = (self.rate, self.burst, self.block);
-        self.sources.retain(|ip, b| {
+        self.sources.retain(|site, b| {
             let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
             let tokens = (b.tokens + elapsed * rate).min(burst);
             match b.blocked_until {
@@ -189,7 +192,7 @@ impl Pike {
                     }
                     let lasted = now.saturating_duration_since(b.blocked_since.unwrap_or(now));
                     info!(
-                        source = %ip,
+                        source = %site,
                         "flood ended: dropped {} requests in {}s",
                         b.dropped,
                         lasted.as_secs()
@@ -211,7 +214,7 @@ impl Pike {
     #[cfg(test)]
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.sources
-            .get(&ip)
+            .get(&Site::of(ip))
             .is_some_and(|b| b.blocked_until.is_some())
     }
 }
@@ -413,6 +416,31 @@ mod tests {
         }
         assert!(quiet - now <= Duration::from_secs(11));
         assert!(p.admit(quiet + Duration::from_millis(1), bad));
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit() {
+        let cfg = SecurityConfig {
+            pike_rate: 10,
+            pike_burst: 20,
+            ..SecurityConfig::default()
+        };
+        let mut p = Pike::new(&cfg);
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        // 1,000 requests in one second, each from another address of 2001:db8:0:66::/64.
+        let passed = (0..1000u16)
+            .filter(|i| {
+                let ip = IpAddr::from([0x2001, 0xdb8, 0, 0x66, *i, 1, 2, 3]);
+                p.admit(t0 + Duration::from_millis(u64::from(*i)), ip)
+            })
+            .count();
+        assert!((20..=31).contains(&passed), "{passed}");
+        assert!(p.is_blocked("2001:db8:0:66:ffff::9".parse().unwrap()));
+        // The next /64 is another source.
+        let neighbour: IpAddr = "2001:db8:0:67::1".parse().unwrap();
+        assert!(p.admit(t0 + Duration::from_millis(1000), neighbour));
+        assert!(!p.is_blocked(neighbour));
     }
 
     #[test]

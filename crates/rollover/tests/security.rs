@@ -2,7 +2,9 @@
 //! amplification, a flood of INVITEs and junk during legitimate SIPp calls. (Idle and slow
 //! TCP connections: `connections.rs`.)
 //!
-//! Attackers, victims and callers use 127.x.y.z addresses only. Every loop is bounded in
+//! Attackers, victims and callers use 127.x.y.z addresses only, or, inside a user and network
+//! namespace a test makes for itself, IPv6 documentation addresses (2001:db8::/32) sending to
+//! `::1`. Every loop is bounded in
 //! count and time; every process is stopped by its PID. The figures (RSS, log growth,
 //! durations) are printed; `--nocapture` shows them. `ROLLOVER_BIN=target/release/rollover`
 //! runs the proxy from a release build, and the flood at its full rate.
@@ -780,4 +782,178 @@ fn a_flood_from_many_ports_of_one_address_meets_one_limit_with_two_workers() {
         .filter(|l| l.contains("flood: more than") && l.contains("127.0.0.4"))
         .count();
     assert_eq!(blocks, 1, "one block of the address, by one worker:\n{log}");
+}
+
+/// Set for a test run inside the namespace [`in_ipv6_sites`] makes.
+const IN_NAMESPACE: &str = "ROLLOVER_TEST_IN_V6_NAMESPACE";
+/// The /64 the attacks come from, and its neighbour, both local inside that namespace.
+const SITE: &str = "2001:db8:0:66";
+const NEIGHBOUR: &str = "2001:db8:0:67";
+
+/// Runs the `#[ignore]`d test `name` of this binary in a new user and network namespace
+/// whose loopback holds the whole of two IPv6 /64s (an AnyIP route), so that it can send
+/// from any of their 2^64 addresses to the proxy on `::1`. Without user namespaces (a
+/// locked-down kernel) the test is skipped, except under `CI=true`, where it fails.
+fn in_ipv6_sites(name: &str) {
+    let routes = format!(
+        "ip link set lo up && ip -6 route add local {SITE}::/64 dev lo && ip -6 route add local {NEIGHBOUR}::/64 dev lo"
+    );
+    let probe = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", &routes])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = format!("no network namespace for the IPv6 /64 test: {probe:?}");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c"])
+        .arg(format!(
+            "{routes} && exec \"$0\" --ignored --exact \"$1\" --nocapture"
+        ))
+        .arg(std::env::current_exe().unwrap())
+        .arg(name)
+        .env(IN_NAMESPACE, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 passed") && text.contains("checked inside the namespace"),
+        "{text}"
+    );
+    for line in text.lines().filter(|l| l.contains("checked inside")) {
+        println!("{line}");
+    }
+}
+
+/// A socket bound to `addr` (an address of a /64 routed locally, not configured).
+fn bound_anywhere(addr: &str, kind: socket2::Type) -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV6, kind, None).unwrap();
+    s.set_freebind_v6(true).unwrap();
+    let addr: SocketAddr = format!("[{addr}]:0").parse().unwrap();
+    s.bind(&addr.into()).unwrap();
+    s
+}
+
+/// One IPv6 host sends from any address of its /64: flooding from 160 of them, each used
+/// once, it meets one flood limit (counted per address, each would have had its own
+/// burst and all 160 would be answered), and the next /64 is another source.
+#[test]
+fn a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit() {
+    in_ipv6_sites("a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit_inside");
+}
+
+#[test]
+#[ignore = "run by a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit in its namespace"]
+fn a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit_inside() {
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        return;
+    }
+    const BURST: usize = 20;
+    let dir = Dir::new("flood-v6");
+    let port = port();
+    let cfg = format!(
+        "[server]\nlisten = [\"udp:[::1]:{port}\"]\nworkers = 2\n\n[security]\nflood_rate = 1\nflood_burst = {BURST}\n\n{}",
+        digits_plan("127.0.0.1:9")
+    );
+    let proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
+    let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let invite = |i: usize, me: SocketAddr| {
+        format!(
+            "INVITE sip:nobody{i}@[::1] SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bK-v6-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:flood@{}>;tag=f{i}\r\nTo: <sip:nobody{i}@[::1]>\r\nCall-ID: v6-{i}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            me
+        )
+    };
+    let send = |addr: &str, i: usize| {
+        let s: UdpSocket = bound_anywhere(addr, socket2::Type::DGRAM).into();
+        s.send_to(invite(i, s.local_addr().unwrap()).as_bytes(), to)
+            .unwrap();
+        s
+    };
+    let started = Instant::now();
+    let socks: Vec<UdpSocket> = (0..160)
+        .map(|i| send(&format!("{SITE}:{:x}:{:x}::1", i + 1, i * 7 + 3), i))
+        .collect();
+    let sent_in = started.elapsed();
+    let neighbour = send(&format!("{NEIGHBOUR}::1"), 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut buf = [0u8; 65536];
+    let mut answered = 0;
+    for s in &socks {
+        s.set_nonblocking(true).unwrap();
+        while s.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    let allowed = BURST + 1 + sent_in.as_secs() as usize;
+    assert!(
+        (BURST / 2..=allowed).contains(&answered),
+        "{answered} of 160 INVITEs from 160 addresses of one /64 answered (limit {allowed})"
+    );
+    neighbour
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert!(
+        neighbour.recv_from(&mut buf).is_ok(),
+        "the next /64 is another source, not blocked"
+    );
+    let log = proxy.log_text();
+    let blocks: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("flood: more than"))
+        .collect();
+    assert_eq!(blocks.len(), 1, "{log}");
+    assert!(blocks[0].contains(&format!("{SITE}::/64")), "{log}");
+    println!("{answered} of 160 answered; checked inside the namespace");
+}
+
+/// Incoming TCP connections are counted per /64 too: ten from ten addresses of one /64
+/// against `max_connections_per_ip = 4` leave four open; one from the next /64 is let in.
+#[test]
+fn tcp_connections_from_many_addresses_of_one_ipv6_64_meet_one_limit() {
+    in_ipv6_sites("tcp_connections_from_many_addresses_of_one_ipv6_64_meet_one_limit_inside");
+}
+
+#[test]
+#[ignore = "run by tcp_connections_from_many_addresses_of_one_ipv6_64_meet_one_limit in its namespace"]
+fn tcp_connections_from_many_addresses_of_one_ipv6_64_meet_one_limit_inside() {
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        return;
+    }
+    let dir = Dir::new("tcp-v6");
+    let port = port();
+    let cfg = format!(
+        "[server]\nlisten = [\"tcp:[::1]:{port}\"]\nmax_connections_per_ip = 4\n\n{}",
+        digits_plan("127.0.0.1:9")
+    );
+    let _proxy = Proxy::start_with(&dir, port, &cfg, &[], "info");
+    let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let connect = |addr: &str| {
+        let s = bound_anywhere(addr, socket2::Type::STREAM);
+        s.connect(&to.into()).unwrap();
+        let s: TcpStream = s.into();
+        s
+    };
+    let streams: Vec<TcpStream> = (0..10)
+        .map(|i| connect(&format!("{SITE}::{:x}", i + 1)))
+        .collect();
+    let neighbour = connect(&format!("{NEIGHBOUR}::1"));
+    std::thread::sleep(Duration::from_millis(300));
+    // A refused connection is closed at once (end of stream); one let in stays open.
+    let open = |s: &TcpStream| {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 16];
+        matches!((&*s).read(&mut b), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    };
+    let kept = streams.iter().filter(|s| open(s)).count();
+    assert_eq!(kept, 4, "connections left open of ten from one /64");
+    assert!(open(&neighbour), "the next /64 is another source");
+    println!("{kept} of 10 kept; checked inside the namespace");
 }
