@@ -4,7 +4,8 @@
 //! Nonces are stateless: the time they were made and an HMAC over it and the realm, so any
 //! node holding the secret can check one, and a restart forgets nothing that matters.
 //! What is kept: the highest nonce count seen for each nonce still valid (a replayed
-//! request is challenged again), and the wrong answers per source address (after
+//! request is challenged again; the counts are this process's own, not shared through the
+//! store, so another node accepts a replay once), and the wrong answers per source address (after
 //! `max_failures` in a row the source gets 403 until `block_for` has passed).
 //!
 //! ```text
