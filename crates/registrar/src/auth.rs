@@ -4,8 +4,8 @@
 //! Nonces are stateless: the time they were made and an HMAC over it and the realm, so any
 //! node holding the secret can check one, and a restart forgets nothing that matters.
 //! What is kept: the highest nonce count seen for each nonce still valid (a replayed
-//! request is challenged again; the counts are this process's own, not shared through the
-//! store, so another node accepts a replay once), and the wrong answers per source address (after
+//! request is challenged again; [`Digest::check_shared`] also claims each count where
+//! every node sees it, a shared store), and the wrong answers per source address (after
 //! `max_failures` in a row the source gets 403 until `block_for` has passed).
 //!
 //! ```text
@@ -277,7 +277,7 @@ impl Digest {
     }
 
     /// Checks the credentials `req` carries for `realm` (RFC 3261 §22.4, RFC 7616 §3.4).
-    /// `users` finds a user by name and realm.
+    /// `users` finds a user by name and realm. The nonce counts are this verifier's own.
     pub fn check(
         &mut self,
         now: u64,
@@ -286,6 +286,25 @@ impl Digest {
         realm: &str,
         source: IpAddr,
         users: impl FnOnce(&str, &str) -> Option<User>,
+    ) -> Verdict {
+        self.check_shared(now, req, kind, realm, source, users, |_, _, _| true)
+    }
+
+    /// [`Digest::check`], the nonce count also claimed where every node sharing the
+    /// secret sees it: `claim(nonce, nc, ttl)` is asked once this verifier found the
+    /// answer right and the count new (not for a retransmission), and returns false when
+    /// another node saw that count or a higher one; the request is then a replay and is
+    /// challenged again.
+    #[allow(clippy::too_many_arguments)] // `check`'s, and the shared half of its state
+    pub fn check_shared(
+        &mut self,
+        now: u64,
+        req: &Message,
+        kind: Kind,
+        realm: &str,
+        source: IpAddr,
+        users: impl FnOnce(&str, &str) -> Option<User>,
+        claim: impl FnOnce(&str, u32, u64) -> bool,
     ) -> Verdict {
         if self.is_blocked(now, source) {
             return Verdict::Forbidden;
@@ -336,8 +355,9 @@ impl Digest {
         // RFC 7616 §3.4: a nonce count not above the last one seen is a replay, unless it
         // is the same request again (a retransmission over UDP).
         let txn = txn_key(req);
+        let mut retransmission = false;
         if let Some(last) = self.counts.get(&answer.nonce) {
-            let retransmission = answer.nc == last.nc && txn == last.txn;
+            retransmission = answer.nc == last.nc && txn == last.txn;
             if answer.nc <= last.nc && !retransmission {
                 debug!(%source, nc = answer.nc, "nonce count not above {}: a replay", last.nc);
                 return Verdict::Challenge { stale: false };
@@ -347,6 +367,10 @@ impl Digest {
         if !known && made < self.floor {
             // Its count was forgotten (the table was full): a fresh nonce, not a guess.
             return Verdict::Challenge { stale: true };
+        }
+        if !retransmission && !claim(&answer.nonce, answer.nc, expires.saturating_sub(now)) {
+            debug!(%source, nc = answer.nc, "nonce count already used on another node: a replay");
+            return Verdict::Challenge { stale: false };
         }
         if !known {
             self.remember(now, &answer.nonce, expires);

@@ -147,6 +147,17 @@ fn decode(aor: &str, line: &str) -> Option<Binding> {
     })
 }
 
+/// Where a nonce's highest count is kept (`rollover:nonce:<nonce>`), for as long as the
+/// nonce is good.
+const NONCE_PREFIX: &str = "rollover:nonce:";
+
+/// Sets the count in `KEYS[1]` to `ARGV[1]` (for `ARGV[2]` seconds) when it is higher than
+/// the one there; 1 when it was, 0 when not. One script, so two nodes claiming the same
+/// count at once cannot both win.
+const CLAIM_NONCE: &str = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') \
+if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end \
+return 0";
+
 impl Store for RedisStore {
     fn load(&mut self, aor: &str) -> Result<Vec<Binding>, StoreError> {
         let key = format!("{AOR_PREFIX}{aor}");
@@ -181,6 +192,20 @@ impl Store for RedisStore {
             p.publish(CHANGES_CHANNEL, aor).ignore();
             p.query::<()>(c)
         })
+    }
+
+    fn claim_nonce(&mut self, nonce: &str, nc: u32, ttl: u64) -> Result<bool, StoreError> {
+        let key = format!("{NONCE_PREFIX}{nonce}");
+        let won: i64 = self.with(|c| {
+            redis::cmd("EVAL")
+                .arg(CLAIM_NONCE)
+                .arg(1)
+                .arg(&key)
+                .arg(nc)
+                .arg(ttl.max(1))
+                .query(c)
+        })?;
+        Ok(won == 1)
     }
 
     fn purge(&mut self, _now: u64) -> Result<usize, StoreError> {

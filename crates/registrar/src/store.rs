@@ -48,6 +48,15 @@ pub trait Store {
     fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError>;
     /// Every user, by realm then name.
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
+    /// Records that a digest answer used count `nc` of `nonce` (kept `ttl` seconds, the
+    /// nonce's remaining life); false when that count or a higher one was recorded already.
+    /// A store shared by several nodes keeps the counts for all of them, so a request
+    /// replayed to another node is refused there too; a store only this process uses
+    /// records nothing (the verifier's own counts cover it).
+    fn claim_nonce(&mut self, nonce: &str, nc: u32, ttl: u64) -> Result<bool, StoreError> {
+        let _ = (nonce, nc, ttl);
+        Ok(true)
+    }
 }
 
 impl<S: Store + ?Sized> Store for Box<S> {
@@ -68,6 +77,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn remove_user(&mut self, username: &str, realm: &str) -> Result<bool, StoreError> {
         (**self).remove_user(username, realm)
+    }
+    fn claim_nonce(&mut self, nonce: &str, nc: u32, ttl: u64) -> Result<bool, StoreError> {
+        (**self).claim_nonce(nonce, nc, ttl)
     }
     fn users(&mut self) -> Result<Vec<User>, StoreError> {
         (**self).users()

@@ -153,6 +153,39 @@ fn a_replayed_answer_is_challenged() {
     );
 }
 
+/// Two nodes with one secret, their nonce counts shared as a Redis store shares them: a
+/// request accepted by one is a replay on the other; a retransmission to the first is
+/// not claimed again.
+#[test]
+fn a_request_replayed_to_another_node_is_challenged_when_counts_are_shared() {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    let shared: RefCell<HashMap<String, u32>> = RefCell::default();
+    let claims = RefCell::new(0);
+    let claim = |nonce: &str, nc: u32, ttl: u64| {
+        assert!(ttl > 0 && ttl <= AuthSettings::default().nonce_ttl);
+        *claims.borrow_mut() += 1;
+        let mut m = shared.borrow_mut();
+        let last = m.entry(nonce.to_owned()).or_insert(0);
+        let won = nc > *last;
+        if won {
+            *last = nc;
+        }
+        won
+    };
+    let (mut a, mut b) = (digest(), digest());
+    let v = answer(&mut a, NOW, "MD5", "secret", "c");
+    let req = request("REGISTER", Some(("Authorization", &v)));
+    let users = |u: &str, r: &str| (u == "alice" && r == REALM).then(alice);
+    let on = |d: &mut Digest| d.check_shared(NOW, &req, Kind::Registrar, REALM, ip(), users, claim);
+    assert_eq!(on(&mut a), Verdict::Ok(alice()));
+    assert_eq!(on(&mut a), Verdict::Ok(alice()), "a retransmission");
+    assert_eq!(*claims.borrow(), 1, "a retransmission is not claimed again");
+    assert_eq!(on(&mut b), Verdict::Challenge { stale: false });
+    // Each node's own counts alone let the other accept it.
+    assert_eq!(check(&mut digest(), NOW, &v), Verdict::Ok(alice()));
+}
+
 #[test]
 fn an_expired_nonce_is_stale_when_the_password_is_right() {
     let mut d = digest();

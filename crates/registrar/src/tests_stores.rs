@@ -135,6 +135,50 @@ fn redis_publishes_every_change() {
     assert_eq!(store.load("sip:alice@example.com").unwrap().len(), 1);
 }
 
+/// Nonce counts claimed through two connections (two nodes) on one Redis: each count is
+/// won once, by whichever claims it first, and only upwards; the key goes with the nonce.
+/// SQLite, used by one process, records none.
+#[test]
+fn redis_keeps_nonce_counts_for_every_node() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut a = RedisStore::open(&server.url()).unwrap();
+    let mut b = RedisStore::open(&server.url()).unwrap();
+    assert!(a.claim_nonce("n1", 1, 300).unwrap());
+    assert!(
+        !b.claim_nonce("n1", 1, 300).unwrap(),
+        "the same count on another node"
+    );
+    assert!(!a.claim_nonce("n1", 1, 300).unwrap());
+    assert!(b.claim_nonce("n1", 3, 300).unwrap());
+    assert!(
+        !a.claim_nonce("n1", 2, 300).unwrap(),
+        "a count below the highest"
+    );
+    assert!(a.claim_nonce("n2", 1, 300).unwrap(), "another nonce");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("rollover:nonce:n1")
+        .query(&mut server_connection(&a))
+        .unwrap();
+    assert!((1..=300).contains(&ttl), "{ttl}");
+    let mut boxed: Box<dyn Store> = Box::new(b);
+    assert!(
+        !boxed.claim_nonce("n1", 3, 300).unwrap(),
+        "through the box too"
+    );
+    let dir = std::env::temp_dir().join(format!("rollover-nonce-{}", std::process::id()));
+    let mut sqlite = SqliteStore::open(&dir).unwrap();
+    assert!(sqlite.claim_nonce("n1", 1, 300).unwrap());
+    assert!(sqlite.claim_nonce("n1", 1, 300).unwrap());
+    drop(sqlite);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn server_connection(store: &RedisStore) -> redis::Connection {
+    store.client().get_connection().unwrap()
+}
+
 /// `redis-server` on a free loopback port, without persistence, killed by PID on drop.
 pub(crate) struct RedisServer {
     child: Child,

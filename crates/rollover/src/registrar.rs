@@ -239,7 +239,9 @@ impl Registrar {
         (user, realm)
     }
 
-    /// Checks the credentials of `msg` for `realm` against the users in the store.
+    /// Checks the credentials of `msg` for `realm` against the users in the store, and
+    /// claims the nonce count in the store (shared by every node on a Redis store, so a
+    /// request replayed to another node is challenged there too).
     fn check(
         &mut self,
         now: u64,
@@ -248,16 +250,29 @@ impl Registrar {
         realm: &str,
         source: &Peer,
     ) -> Verdict {
-        let store = self.location.store_mut();
-        let mut found = |u: &str, r: &str| match store.user(u, r) {
+        // Both closures reach the store, one after the other.
+        let store = std::cell::RefCell::new(self.location.store_mut());
+        let found = |u: &str, r: &str| match store.borrow_mut().user(u, r) {
             Ok(u) => u,
             Err(e) => {
                 warn!("reading a user failed: {e}");
                 None
             }
         };
+        let claim = |nonce: &str, nc: u32, ttl: u64| {
+            match store.borrow_mut().claim_nonce(nonce, nc, ttl) {
+                Ok(won) => won,
+                Err(e) => {
+                    // The store is down: the answer was right and this node's own counts
+                    // still refuse a replay to it; refusing every authenticated request
+                    // would stop our users' calls while it is down.
+                    warn!("recording a nonce count in the store failed, accepted on this node's count: {e}");
+                    true
+                }
+            }
+        };
         self.digest
-            .check(now, msg, kind, realm, source.addr.ip(), |u, r| found(u, r))
+            .check_shared(now, msg, kind, realm, source.addr.ip(), found, claim)
     }
 
     /// RFC 3261 §10.3 steps 3 and 4: the REGISTER is from a user, and that user is the

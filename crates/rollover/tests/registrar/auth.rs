@@ -467,3 +467,87 @@ fn an_authenticated_call_reaches_the_callee_without_our_credentials() {
         "another realm's must stay: {got}"
     );
 }
+
+/// Two nodes on one Redis store with one secret: a REGISTER accepted by one, captured and
+/// sent to the other with the attacker's Contact (digest does not cover it), is a replay
+/// there too, challenged; the phone's next request, with the next nonce count, is taken by
+/// either node.
+#[test]
+fn a_register_replayed_to_another_node_on_one_redis_is_challenged() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = Store::Redis(redis);
+    let (dir_a, dir_b) = (Dir::new("reg-replay-a"), Dir::new("reg-replay-b"));
+    store.add_user(&dir_a, "alice@example.com", "secret");
+    let cfg = store.config(&format!(
+        "[auth]\nalgorithms = [\"MD5\"]\n\n[security]\nsecret = \"one-secret-for-both-nodes\"\n\n{}",
+        users_route(9)
+    ));
+    let (a, b) = (Proxy::start(&dir_a, &cfg), Proxy::start(&dir_b, &cfg));
+    let phone = sock();
+    let r = register(
+        &phone,
+        a.addr(),
+        "alice",
+        "rp",
+        1,
+        &["Contact: <sip:alice@127.0.0.1:5071>"],
+    );
+    assert_eq!(status(&r), "401", "{r}");
+    let auth = |resp: &str| {
+        let v = answer_challenge(
+            resp,
+            HeaderName::WwwAuthenticate,
+            "REGISTER",
+            "sip:example.com",
+            "alice",
+            "secret",
+        );
+        format!("Authorization: {v}")
+    };
+    let first = auth(&r);
+    let ok = register(
+        &phone,
+        a.addr(),
+        "alice",
+        "rp",
+        2,
+        &["Contact: <sip:alice@127.0.0.1:5071>", &first],
+    );
+    assert_eq!(status(&ok), "200", "{ok}");
+    let attacker = sock();
+    let replay = register(
+        &attacker,
+        b.addr(),
+        "alice",
+        "rp",
+        2,
+        &["Contact: <sip:alice@127.0.0.1:5666>", &first],
+    );
+    assert_eq!(
+        status(&replay),
+        "401",
+        "replayed to the other node: {replay}"
+    );
+    assert!(!b.log_text().contains("5666"), "{}", b.log_text());
+    // The phone itself moves to the other node: a new challenge there, answered, is taken.
+    let r = register(
+        &phone,
+        b.addr(),
+        "alice",
+        "rp",
+        3,
+        &["Contact: <sip:alice@127.0.0.1:5071>"],
+    );
+    assert_eq!(status(&r), "401", "{r}");
+    let ok = register(
+        &phone,
+        b.addr(),
+        "alice",
+        "rp",
+        4,
+        &["Contact: <sip:alice@127.0.0.1:5071>", &auth(&r)],
+    );
+    assert_eq!(status(&ok), "200", "{ok}");
+}
