@@ -63,9 +63,14 @@ impl SecurityConfig {
     }
 }
 
-/// Sources tracked at most; past it, sources not yet known are not limited (a flood from
-/// that many addresses or /64s is admission control's to handle) and the table does not grow.
+/// Sources tracked at most. A source not yet known when the table is full makes the idle
+/// ones be forgotten at once (at most every `PIKE_FULL_SWEEP`); if none is idle, it is not
+/// limited (a flood from that many addresses or /64s, each sending faster than
+/// `flood_rate`, is admission control's to handle) and the table does not grow.
 const PIKE_MAX_SOURCES: usize = 65_536;
+
+/// How often a full table is swept for idle sources, at most.
+const PIKE_FULL_SWEEP: Duration = Duration::from_secs(1);
 
 /// How often idle sources are forgotten.
 const PIKE_SWEEP: Duration = Duration::from_secs(10);
@@ -90,6 +95,8 @@ pub(crate) struct Pike {
     block: Duration,
     sources: HashMap<Site, Bucket>,
     next_sweep: Option<Instant>,
+    /// When a full table may next be swept early.
+    next_full_sweep: Option<Instant>,
 }
 
 impl Pike {
@@ -100,6 +107,7 @@ impl Pike {
             block: cfg.pike_block,
             sources: HashMap::new(),
             next_sweep: None,
+            next_full_sweep: None,
         }
     }
 
@@ -119,7 +127,15 @@ impl Pike {
         }
         let site = Site::of(ip);
         if self.sources.len() >= PIKE_MAX_SOURCES && !self.sources.contains_key(&site) {
-            return true;
+            // Sources that sent once and went quiet would otherwise hold the table until
+            // the next sweep, and every new source would go unlimited until then.
+            if self.next_full_sweep.is_none_or(|t| t <= now) {
+                self.next_full_sweep = Some(now + PIKE_FULL_SWEEP);
+                self.sweep(now);
+            }
+            if self.sources.len() >= PIKE_MAX_SOURCES {
+                return true;
+            }
         }
         let (rate, burst) = (self.rate, self.burst);
         let b = self.sources.entry(site).or_insert(Bucket {
@@ -179,6 +195,11 @@ impl Pike {
         if self.next_sweep.is_none_or(|t| t > now) {
             return;
         }
+        self.sweep(now);
+    }
+
+    /// Ends the blocks due (or extends them) and forgets the sources gone quiet.
+    fn sweep(&mut self, now: Instant) {
         let (rate, burst, block) = (self.rate, self.burst, self.block);
         self.sources.retain(|site, b| {
             let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
@@ -441,6 +462,43 @@ mod tests {
         let neighbour: IpAddr = "2001:db8:0:67::1".parse().unwrap();
         assert!(p.admit(t0 + Duration::from_millis(1000), neighbour));
         assert!(!p.is_blocked(neighbour));
+    }
+
+    /// A table filled by sources that each sent once (a spoofed spray, say) does not turn
+    /// the limit off for the next source: the quiet ones are forgotten at once.
+    #[test]
+    fn a_table_full_of_quiet_sources_still_limits_a_new_one() {
+        let cfg = SecurityConfig {
+            pike_rate: 10,
+            pike_burst: 20,
+            ..SecurityConfig::default()
+        };
+        let mut p = Pike::new(&cfg);
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        for i in 0..PIKE_MAX_SOURCES as u32 {
+            assert!(p.admit(t0, IpAddr::from((0x0a00_0000 + i).to_be_bytes())));
+        }
+        assert_eq!(p.sources.len(), PIKE_MAX_SOURCES);
+        // Half a second later (each of them refilled) a new source floods.
+        let later = t0 + Duration::from_millis(500);
+        let bad: IpAddr = "192.0.2.66".parse().unwrap();
+        let passed = (0..1000)
+            .filter(|i| p.admit(later + Duration::from_micros(*i), bad))
+            .count();
+        assert!((20..=21).contains(&passed), "{passed}");
+        assert!(p.is_blocked(bad));
+        // Sources still sending faster than the limit keep their places: a full table of
+        // them leaves newcomers unlimited, and is not swept more than once a second.
+        let mut q = Pike::new(&cfg);
+        for i in 0..PIKE_MAX_SOURCES as u32 {
+            let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            for _ in 0..5 {
+                q.admit(t0, ip);
+            }
+        }
+        assert!(q.admit(t0, bad) && q.admit(t0, bad));
+        assert_eq!(q.sources.len(), PIKE_MAX_SOURCES);
     }
 
     #[test]
