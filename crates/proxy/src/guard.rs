@@ -394,6 +394,17 @@ impl RefusalLog {
 mod tests {
     use super::*;
 
+    /// A flood limit of 10 new requests a second, bursts of 20, and the time it starts.
+    fn ten_a_second_burst_20() -> (Pike, Instant) {
+        let cfg = SecurityConfig {
+            pike_rate: 10,
+            pike_burst: 20,
+            ..SecurityConfig::default()
+        };
+        #[allow(clippy::disallowed_methods)]
+        (Pike::new(&cfg), Instant::now())
+    }
+
     #[test]
     fn pike_blocks_a_flood_and_lets_it_go_when_it_stops() {
         let cfg = SecurityConfig {
@@ -441,14 +452,7 @@ mod tests {
 
     #[test]
     fn a_flood_from_many_addresses_of_one_ipv6_64_meets_one_limit() {
-        let cfg = SecurityConfig {
-            pike_rate: 10,
-            pike_burst: 20,
-            ..SecurityConfig::default()
-        };
-        let mut p = Pike::new(&cfg);
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
+        let (mut p, t0) = ten_a_second_burst_20();
         // 1,000 requests in one second, each from another address of 2001:db8:0:66::/64.
         let passed = (0..1000u16)
             .filter(|i| {
@@ -468,14 +472,7 @@ mod tests {
     /// the limit off for the next source: the quiet ones are forgotten at once.
     #[test]
     fn a_table_full_of_quiet_sources_still_limits_a_new_one() {
-        let cfg = SecurityConfig {
-            pike_rate: 10,
-            pike_burst: 20,
-            ..SecurityConfig::default()
-        };
-        let mut p = Pike::new(&cfg);
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
+        let (mut p, t0) = ten_a_second_burst_20();
         for i in 0..PIKE_MAX_SOURCES as u32 {
             assert!(p.admit(t0, IpAddr::from((0x0a00_0000 + i).to_be_bytes())));
         }
@@ -490,7 +487,7 @@ mod tests {
         assert!(p.is_blocked(bad));
         // Sources still sending faster than the limit keep their places: a full table of
         // them leaves newcomers unlimited, and is not swept more than once a second.
-        let mut q = Pike::new(&cfg);
+        let (mut q, _) = ten_a_second_burst_20();
         for i in 0..PIKE_MAX_SOURCES as u32 {
             let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
             for _ in 0..5 {
